@@ -1,0 +1,234 @@
+//! Elementwise arithmetic, row-broadcast bias and scales, reductions and dropout on the CPU.
+
+use super::{CpuBackend, row_vector, rows_per_task, same_shape};
+use crate::error::{Result, TensorError, shape_error};
+use crate::rng::uniform_at;
+use crate::{Element, ElementwiseOps, Shape, Tensor};
+use rayon::prelude::*;
+
+/// `f(a_i, b_i)` over two same-shaped tensors, in parallel.
+fn zip_map<E: Element>(
+    op: &'static str,
+    a: &Tensor<E>,
+    b: &Tensor<E>,
+    f: impl Fn(E, E) -> E + Sync,
+) -> Result<Tensor<E>> {
+    same_shape(op, a, b)?;
+    let data = a
+        .data()
+        .par_iter()
+        .zip(b.data().par_iter())
+        .map(|(&x, &y)| f(x, y))
+        .collect();
+    Tensor::new(a.shape().clone(), data)
+}
+
+/// `f(x_i)` over a tensor, in parallel.
+pub(super) fn map<E: Element>(x: &Tensor<E>, f: impl Fn(E) -> E + Sync) -> Tensor<E> {
+    let data = x.data().par_iter().map(|&v| f(v)).collect();
+    Tensor::new(x.shape().clone(), data).expect("map keeps the element count")
+}
+
+/// Checks `s` holds one factor per group of `rows_per_group` rows of `x`.
+fn check_row_groups<E: Element>(
+    op: &'static str,
+    x: &Tensor<E>,
+    s: &Tensor<E>,
+    rows_per_group: usize,
+) -> Result<()> {
+    let rows = x.shape().rows();
+    if s.shape().rank() == 1 && rows_per_group > 0 && s.dims()[0] * rows_per_group == rows {
+        Ok(())
+    } else {
+        Err(shape_error(
+            op,
+            &[x.shape(), s.shape()],
+            format!("s must be a vector of rows / {rows_per_group} factors"),
+        ))
+    }
+}
+
+impl<E: Element> ElementwiseOps for CpuBackend<E> {
+    fn add_fwd(&self, a: &Tensor<E>, b: &Tensor<E>) -> Result<Tensor<E>> {
+        zip_map("add_fwd", a, b, |x, y| x + y)
+    }
+
+    fn mul_fwd(&self, a: &Tensor<E>, b: &Tensor<E>) -> Result<Tensor<E>> {
+        zip_map("mul_fwd", a, b, |x, y| x * y)
+    }
+
+    fn mul_bwd(
+        &self,
+        a: &Tensor<E>,
+        b: &Tensor<E>,
+        dy: &Tensor<E>,
+    ) -> Result<(Tensor<E>, Tensor<E>)> {
+        same_shape("mul_bwd", a, dy)?;
+        Ok((
+            zip_map("mul_bwd", dy, b, |g, y| g * y)?,
+            zip_map("mul_bwd", dy, a, |g, x| g * x)?,
+        ))
+    }
+
+    fn scale_fwd(&self, x: &Tensor<E>, s: f64) -> Result<Tensor<E>> {
+        let s = E::of(s);
+        Ok(map(x, |v| v * s))
+    }
+
+    fn add_bias_fwd(&self, x: &Tensor<E>, bias: &Tensor<E>) -> Result<Tensor<E>> {
+        row_vector("add_bias_fwd", x, bias)?;
+        let c = bias.data().len();
+        let mut y = x.clone();
+        if c > 0 {
+            let chunk = rows_per_task(x.shape().rows(), c) * c;
+            y.data_mut().par_chunks_mut(chunk).for_each(|rows| {
+                for row in rows.chunks_exact_mut(c) {
+                    row.iter_mut().zip(bias.data()).for_each(|(v, &b)| *v += b);
+                }
+            });
+        }
+        Ok(y)
+    }
+
+    fn add_bias_bwd(&self, dy: &Tensor<E>) -> Result<Tensor<E>> {
+        if dy.shape().rank() == 0 {
+            return Err(shape_error(
+                "add_bias_bwd",
+                &[dy.shape()],
+                "dy needs a last axis",
+            ));
+        }
+        let c = dy.shape().last();
+        let mut db = vec![E::zero(); c];
+        if c > 0 {
+            let chunk = rows_per_task(dy.shape().rows(), c) * c;
+            db = dy
+                .data()
+                .par_chunks(chunk)
+                .map(|rows| {
+                    let mut acc = vec![E::zero(); c];
+                    for row in rows.chunks_exact(c) {
+                        acc.iter_mut().zip(row).for_each(|(a, &g)| *a += g);
+                    }
+                    acc
+                })
+                .reduce(
+                    || vec![E::zero(); c],
+                    |mut a, b| {
+                        a.iter_mut().zip(&b).for_each(|(x, &y)| *x += y);
+                        a
+                    },
+                );
+        }
+        Tensor::new([c], db)
+    }
+
+    fn scale_rows_fwd(
+        &self,
+        x: &Tensor<E>,
+        s: &Tensor<E>,
+        rows_per_group: usize,
+    ) -> Result<Tensor<E>> {
+        check_row_groups("scale_rows_fwd", x, s, rows_per_group)?;
+        let group = rows_per_group * x.shape().last();
+        let mut y = x.clone();
+        if group > 0 {
+            y.data_mut()
+                .par_chunks_mut(group)
+                .zip(s.data().par_iter())
+                .for_each(|(g, &f)| g.iter_mut().for_each(|v| *v *= f));
+        }
+        Ok(y)
+    }
+
+    fn scale_rows_bwd(
+        &self,
+        x: &Tensor<E>,
+        s: &Tensor<E>,
+        rows_per_group: usize,
+        dy: &Tensor<E>,
+    ) -> Result<(Tensor<E>, Tensor<E>)> {
+        check_row_groups("scale_rows_bwd", x, s, rows_per_group)?;
+        same_shape("scale_rows_bwd", x, dy)?;
+        let dx = self.scale_rows_fwd(dy, s, rows_per_group)?;
+        let group = (rows_per_group * x.shape().last()).max(1);
+        let ds = x
+            .data()
+            .par_chunks(group)
+            .zip(dy.data().par_chunks(group))
+            .map(|(xg, gg)| xg.iter().zip(gg).map(|(&a, &g)| a * g).sum())
+            .collect::<Vec<E>>();
+        let ds = if x.shape().last() == 0 {
+            vec![E::zero(); s.data().len()]
+        } else {
+            ds
+        };
+        Ok((dx, Tensor::new(s.shape().clone(), ds)?))
+    }
+
+    fn add_assign(&self, acc: &mut Tensor<E>, x: &Tensor<E>) -> Result<()> {
+        same_shape("add_assign", acc, x)?;
+        acc.data_mut()
+            .par_iter_mut()
+            .zip(x.data().par_iter())
+            .for_each(|(a, &v)| *a += v);
+        Ok(())
+    }
+
+    fn scale_assign(&self, x: &mut Tensor<E>, s: f64) -> Result<()> {
+        let s = E::of(s);
+        x.data_mut().par_iter_mut().for_each(|v| *v *= s);
+        Ok(())
+    }
+
+    fn sum_fwd(&self, x: &Tensor<E>) -> Result<f64> {
+        Ok(x.data().par_iter().map(|v| v.f64()).sum())
+    }
+
+    fn mean_fwd(&self, x: &Tensor<E>) -> Result<f64> {
+        let n = x.shape().numel();
+        if n == 0 {
+            return Err(TensorError::Argument {
+                op: "mean_fwd",
+                what: "mean of an empty tensor".into(),
+            });
+        }
+        Ok(self.sum_fwd(x)? / n as f64)
+    }
+
+    fn sum_bwd(&self, shape: &Shape, dl: f64) -> Result<Tensor<E>> {
+        Ok(Tensor::full(shape.clone(), E::of(dl)))
+    }
+
+    fn mean_bwd(&self, shape: &Shape, dl: f64) -> Result<Tensor<E>> {
+        let n = shape.numel().max(1) as f64;
+        Ok(Tensor::full(shape.clone(), E::of(dl / n)))
+    }
+
+    fn sum_squares(&self, x: &Tensor<E>) -> Result<f64> {
+        Ok(x.data().par_iter().map(|v| v.f64() * v.f64()).sum())
+    }
+
+    fn dropout_fwd(&self, x: &Tensor<E>, p: f64, seed: u64) -> Result<(Tensor<E>, Tensor<E>)> {
+        if !(0.0..1.0).contains(&p) {
+            return Err(TensorError::Argument {
+                op: "dropout_fwd",
+                what: format!("drop probability {p} outside [0, 1)"),
+            });
+        }
+        let kept = E::of(1.0 / (1.0 - p));
+        let keep: Vec<E> = (0..x.shape().numel())
+            .into_par_iter()
+            .map(|i| {
+                if uniform_at(seed, i as u64) < p {
+                    E::zero()
+                } else {
+                    kept
+                }
+            })
+            .collect();
+        let keep = Tensor::new(x.shape().clone(), keep)?;
+        let y = zip_map("dropout_fwd", x, &keep, |v, k| v * k)?;
+        Ok((y, keep))
+    }
+}

@@ -1,0 +1,87 @@
+//! Row gathers with scatter-add backward, and axis permutations, on the CPU.
+
+use super::CpuBackend;
+use crate::error::{Result, TensorError, shape_error};
+use crate::{Element, IndexOps, Tensor};
+use ndarray::IxDyn;
+use rayon::prelude::*;
+
+impl<E: Element> IndexOps for CpuBackend<E> {
+    fn gather_rows_fwd(&self, table: &Tensor<E>, ids: &[usize]) -> Result<Tensor<E>> {
+        if table.shape().rank() != 2 {
+            return Err(shape_error(
+                "gather_rows_fwd",
+                &[table.shape()],
+                "table must be [V, C]",
+            ));
+        }
+        let (v, c) = (table.dims()[0], table.dims()[1]);
+        if let Some(&bad) = ids.iter().find(|&&i| i >= v) {
+            return Err(TensorError::Index {
+                op: "gather_rows_fwd",
+                index: bad as i64,
+                bound: v,
+            });
+        }
+        let mut y = vec![E::zero(); ids.len() * c];
+        if c > 0 {
+            y.par_chunks_mut(c)
+                .zip(ids.par_iter())
+                .for_each(|(row, &i)| row.copy_from_slice(&table.data()[i * c..][..c]));
+        }
+        Tensor::new([ids.len(), c], y)
+    }
+
+    fn gather_rows_bwd(&self, dy: &Tensor<E>, ids: &[usize], rows: usize) -> Result<Tensor<E>> {
+        if dy.shape().rank() != 2 || dy.dims()[0] != ids.len() {
+            return Err(shape_error(
+                "gather_rows_bwd",
+                &[dy.shape()],
+                format!("dy must be [{}, C], one row per id", ids.len()),
+            ));
+        }
+        if let Some(&bad) = ids.iter().find(|&&i| i >= rows) {
+            return Err(TensorError::Index {
+                op: "gather_rows_bwd",
+                index: bad as i64,
+                bound: rows,
+            });
+        }
+        let c = dy.dims()[1];
+        let mut dt = Tensor::zeros([rows, c]);
+        if c > 0 {
+            let d = dt.data_mut();
+            for (g, &i) in dy.data().chunks_exact(c).zip(ids) {
+                d[i * c..][..c]
+                    .iter_mut()
+                    .zip(g)
+                    .for_each(|(a, &b)| *a += b);
+            }
+        }
+        Ok(dt)
+    }
+
+    fn permute(&self, x: &Tensor<E>, perm: &[usize]) -> Result<Tensor<E>> {
+        let rank = x.shape().rank();
+        let mut seen = vec![false; rank];
+        let valid = perm.len() == rank
+            && perm
+                .iter()
+                .all(|&p| p < rank && !std::mem::replace(&mut seen[p], true));
+        if !valid {
+            return Err(shape_error(
+                "permute",
+                &[x.shape()],
+                format!("{perm:?} is not a permutation of the {rank} axes"),
+            ));
+        }
+        let view = x.view().permuted_axes(IxDyn(perm));
+        let dims = view.shape().to_vec();
+        let data = view
+            .as_standard_layout()
+            .into_owned()
+            .into_raw_vec_and_offset()
+            .0;
+        Tensor::new(dims, data)
+    }
+}

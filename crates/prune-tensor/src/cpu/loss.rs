@@ -1,0 +1,222 @@
+//! Cross-entropy, MSE and temperature-scaled KL divergence on the CPU.
+
+use super::{CpuBackend, same_shape};
+use crate::error::{Result, TensorError, shape_error};
+use crate::{Element, LossOps, Tensor};
+use rayon::prelude::*;
+
+/// Row-wise softmax of `x / temperature` for `x` `[N, K]`.
+fn softmax_rows<E: Element>(x: &Tensor<E>, temperature: f64) -> Tensor<E> {
+    let k = x.shape().last().max(1);
+    let inv_t = E::of(1.0 / temperature);
+    let mut p = x.clone();
+    p.data_mut().par_chunks_mut(k).for_each(|row| {
+        let max = row.iter().copied().fold(E::neg_infinity(), E::max);
+        let mut sum = E::zero();
+        for v in row.iter_mut() {
+            *v = ((*v - max) * inv_t).exp();
+            sum += *v;
+        }
+        row.iter_mut().for_each(|v| *v /= sum);
+    });
+    p
+}
+
+/// Checks `logits` is `[N, K]` with one label per row, every label in `0..K` or ignored.
+/// Returns how many rows count.
+fn check_labels<E: Element>(
+    op: &'static str,
+    logits: &Tensor<E>,
+    labels: &[i64],
+    ignore: i64,
+) -> Result<usize> {
+    if logits.shape().rank() != 2 || logits.dims()[0] != labels.len() {
+        return Err(shape_error(
+            op,
+            &[logits.shape()],
+            format!("logits must be [{}, K]", labels.len()),
+        ));
+    }
+    let k = logits.dims()[1];
+    let mut counted = 0;
+    for &l in labels {
+        if l == ignore {
+            continue;
+        }
+        if l < 0 || l as usize >= k {
+            return Err(TensorError::Index {
+                op,
+                index: l,
+                bound: k,
+            });
+        }
+        counted += 1;
+    }
+    Ok(counted)
+}
+
+/// Checks `student` and `teacher` are equal `[N, K]` and `temperature > 0`.
+fn check_kd<E: Element>(
+    op: &'static str,
+    s: &Tensor<E>,
+    t: &Tensor<E>,
+    temperature: f64,
+) -> Result<()> {
+    same_shape(op, s, t)?;
+    if s.shape().rank() != 2 {
+        return Err(shape_error(op, &[s.shape()], "logits must be [N, K]"));
+    }
+    if temperature.is_nan() || temperature <= 0.0 {
+        return Err(TensorError::Argument {
+            op,
+            what: format!("temperature {temperature} must be > 0"),
+        });
+    }
+    Ok(())
+}
+
+impl<E: Element> LossOps for CpuBackend<E> {
+    fn cross_entropy_fwd(
+        &self,
+        logits: &Tensor<E>,
+        labels: &[i64],
+        ignore_index: i64,
+    ) -> Result<(f64, Tensor<E>)> {
+        let counted = check_labels("cross_entropy_fwd", logits, labels, ignore_index)?;
+        let probs = softmax_rows(logits, 1.0);
+        let k = logits.dims()[1];
+        let total: f64 = labels
+            .iter()
+            .enumerate()
+            .filter(|&(_, &l)| l != ignore_index)
+            .map(|(r, &l)| {
+                // -log p computed from logits for accuracy: logsumexp(row) - row[l].
+                let row = &logits.data()[r * k..][..k];
+                let max = row
+                    .iter()
+                    .map(|v| v.f64())
+                    .fold(f64::NEG_INFINITY, f64::max);
+                let lse = max + row.iter().map(|v| (v.f64() - max).exp()).sum::<f64>().ln();
+                lse - row[l as usize].f64()
+            })
+            .sum();
+        let loss = if counted == 0 {
+            0.0
+        } else {
+            total / counted as f64
+        };
+        Ok((loss, probs))
+    }
+
+    fn cross_entropy_bwd(
+        &self,
+        probs: &Tensor<E>,
+        labels: &[i64],
+        ignore_index: i64,
+        dl: f64,
+    ) -> Result<Tensor<E>> {
+        let counted = check_labels("cross_entropy_bwd", probs, labels, ignore_index)?;
+        let k = probs.dims()[1];
+        let scale = E::of(if counted == 0 {
+            0.0
+        } else {
+            dl / counted as f64
+        });
+        let mut d = probs.clone();
+        if k > 0 {
+            d.data_mut()
+                .par_chunks_mut(k)
+                .zip(labels.par_iter())
+                .for_each(|(row, &l)| {
+                    if l == ignore_index {
+                        row.fill(E::zero());
+                    } else {
+                        row[l as usize] -= E::one();
+                        row.iter_mut().for_each(|v| *v *= scale);
+                    }
+                });
+        }
+        Ok(d)
+    }
+
+    fn mse_fwd(&self, pred: &Tensor<E>, target: &Tensor<E>) -> Result<f64> {
+        same_shape("mse_fwd", pred, target)?;
+        let n = pred.shape().numel();
+        if n == 0 {
+            return Err(TensorError::Argument {
+                op: "mse_fwd",
+                what: "empty tensors".into(),
+            });
+        }
+        let sum: f64 = pred
+            .data()
+            .par_iter()
+            .zip(target.data().par_iter())
+            .map(|(&p, &t)| (p.f64() - t.f64()).powi(2))
+            .sum();
+        Ok(sum / n as f64)
+    }
+
+    fn mse_bwd(&self, pred: &Tensor<E>, target: &Tensor<E>, dl: f64) -> Result<Tensor<E>> {
+        same_shape("mse_bwd", pred, target)?;
+        let scale = E::of(2.0 * dl / pred.shape().numel().max(1) as f64);
+        let data = pred
+            .data()
+            .par_iter()
+            .zip(target.data().par_iter())
+            .map(|(&p, &t)| scale * (p - t))
+            .collect();
+        Tensor::new(pred.shape().clone(), data)
+    }
+
+    fn kl_div_fwd(
+        &self,
+        student: &Tensor<E>,
+        teacher: &Tensor<E>,
+        temperature: f64,
+    ) -> Result<f64> {
+        check_kd("kl_div_fwd", student, teacher, temperature)?;
+        let (n, k) = (student.dims()[0], student.dims()[1]);
+        if n == 0 {
+            return Ok(0.0);
+        }
+        let total: f64 = (0..n)
+            .into_par_iter()
+            .map(|r| {
+                let (s, t) = (&student.data()[r * k..][..k], &teacher.data()[r * k..][..k]);
+                let log_softmax = |row: &[E]| {
+                    let z: Vec<f64> = row.iter().map(|v| v.f64() / temperature).collect();
+                    let max = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    let lse = max + z.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
+                    z.into_iter().map(move |v| v - lse)
+                };
+                log_softmax(t)
+                    .zip(log_softmax(s))
+                    .map(|(lt, ls)| lt.exp() * (lt - ls))
+                    .sum::<f64>()
+            })
+            .sum();
+        Ok(temperature * temperature * total / n as f64)
+    }
+
+    fn kl_div_bwd(
+        &self,
+        student: &Tensor<E>,
+        teacher: &Tensor<E>,
+        temperature: f64,
+        dl: f64,
+    ) -> Result<Tensor<E>> {
+        check_kd("kl_div_bwd", student, teacher, temperature)?;
+        let n = student.dims()[0].max(1);
+        let ps = softmax_rows(student, temperature);
+        let pt = softmax_rows(teacher, temperature);
+        let scale = E::of(dl * temperature / n as f64);
+        let data = ps
+            .data()
+            .par_iter()
+            .zip(pt.data().par_iter())
+            .map(|(&a, &b)| scale * (a - b))
+            .collect();
+        Tensor::new(student.shape().clone(), data)
+    }
+}

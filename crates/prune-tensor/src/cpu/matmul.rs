@@ -1,0 +1,239 @@
+//! Matrix products on the CPU through the pure-Rust `gemm` crate: one large multi-threaded
+//! GEMM when the right operand is shared (linear layers), and one single-threaded GEMM per
+//! batch entry spread over rayon when both operands are batched (attention).
+
+use super::CpuBackend;
+use crate::error::{Result, shape_error};
+use crate::{Element, MatmulOps, Shape, Tensor, Transpose};
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+/// `c (+)= op(a) · op(b)` for one `[m, k] · [k, n]` product on row-major buffers. `a` is
+/// stored `[m, k]` (or `[k, m]` when `ta`), `b` `[k, n]` (or `[n, k]` when `tb`), `c` `[m, n]`.
+/// `accumulate` adds into `c` instead of overwriting it; `threaded` lets `gemm` use rayon.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_into<E: Element>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[E],
+    ta: bool,
+    b: &[E],
+    tb: bool,
+    c: &mut [E],
+    accumulate: bool,
+    threaded: bool,
+) {
+    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            c[..m * n].fill(E::zero());
+        }
+        return;
+    }
+    let (a_rs, a_cs) = if ta { (1, m as isize) } else { (k as isize, 1) };
+    let (b_rs, b_cs) = if tb { (1, k as isize) } else { (n as isize, 1) };
+    let parallelism = if threaded && m * n * k >= 1 << 18 {
+        Parallelism::Rayon(0)
+    } else {
+        Parallelism::None
+    };
+    // SAFETY: the asserts above guarantee every index the strides reach lies inside the
+    // slices; `c` is borrowed mutably and does not alias `a` or `b`.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.as_ptr(),
+            a_cs,
+            a_rs,
+            b.as_ptr(),
+            b_cs,
+            b_rs,
+            E::one(),
+            E::one(),
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// The geometry of a (batched) matmul, checked against the operands' shapes.
+struct Plan {
+    batch: usize,
+    b_shared: bool,
+    m: usize,
+    n: usize,
+    k: usize,
+    out: Shape,
+}
+
+fn plan(a: &Shape, b: &Shape, t: Transpose) -> Result<Plan> {
+    let err = |why: &str| shape_error("matmul_fwd", &[a, b], format!("{why} (transpose {t:?})"));
+    if a.rank() < 2 || b.rank() < 2 {
+        return Err(err("both operands need at least 2 dims"));
+    }
+    let (ad, bd) = (a.dims(), b.dims());
+    let (ar, ac) = (ad[ad.len() - 2], ad[ad.len() - 1]);
+    let (br, bc) = (bd[bd.len() - 2], bd[bd.len() - 1]);
+    let (m, k) = if t.a() { (ac, ar) } else { (ar, ac) };
+    let (kb, n) = if t.b() { (bc, br) } else { (br, bc) };
+    if k != kb {
+        return Err(err("inner dimensions differ"));
+    }
+    let lead = &ad[..ad.len() - 2];
+    let b_shared = bd.len() == 2;
+    if !b_shared && &bd[..bd.len() - 2] != lead {
+        return Err(err("b must be 2-D or share a's leading dims"));
+    }
+    let mut out = lead.to_vec();
+    out.extend([m, n]);
+    Ok(Plan {
+        batch: lead.iter().product(),
+        b_shared,
+        m,
+        n,
+        k,
+        out: Shape::new(out),
+    })
+}
+
+/// `op(a) · op(b)` for already-checked geometry.
+fn matmul<E: Element>(a: &[E], b: &[E], t: Transpose, p: &Plan) -> Vec<E> {
+    let (m, n, k) = (p.m, p.n, p.k);
+    let mut c = vec![E::zero(); p.batch * m * n];
+    if p.b_shared && !t.a() {
+        // Leading dims fold into rows: one large GEMM.
+        gemm_into(p.batch * m, n, k, a, false, b, t.b(), &mut c, false, true);
+    } else if p.batch == 1 {
+        gemm_into(m, n, k, a, t.a(), b, t.b(), &mut c, false, true);
+    } else {
+        let b_stride = if p.b_shared { 0 } else { k * n };
+        c.par_chunks_mut(m * n).enumerate().for_each(|(i, ci)| {
+            let ai = &a[i * m * k..(i + 1) * m * k];
+            let bi = &b[i * b_stride..i * b_stride + k * n];
+            gemm_into(m, n, k, ai, t.a(), bi, t.b(), ci, false, false);
+        });
+    }
+    c
+}
+
+/// `Σ_batch op(a_i) · op(b_i)` into one `[m, n]` matrix (the gradient of a shared operand).
+fn matmul_summed<E: Element>(
+    a: &[E],
+    b: &[E],
+    t: Transpose,
+    batch: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+) -> Vec<E> {
+    let mut c = vec![E::zero(); m * n];
+    for i in 0..batch {
+        let ai = &a[i * m * k..(i + 1) * m * k];
+        let bi = &b[i * k * n..(i + 1) * k * n];
+        gemm_into(m, n, k, ai, t.a(), bi, t.b(), &mut c, true, true);
+    }
+    c
+}
+
+impl<E: Element> MatmulOps for CpuBackend<E> {
+    fn matmul_fwd(&self, a: &Tensor<E>, b: &Tensor<E>, t: Transpose) -> Result<Tensor<E>> {
+        let p = plan(a.shape(), b.shape(), t)?;
+        let c = matmul(a.data(), b.data(), t, &p);
+        Tensor::new(p.out, c)
+    }
+
+    fn matmul_bwd(
+        &self,
+        a: &Tensor<E>,
+        b: &Tensor<E>,
+        t: Transpose,
+        dc: &Tensor<E>,
+    ) -> Result<(Tensor<E>, Tensor<E>)> {
+        use Transpose::*;
+        let p = plan(a.shape(), b.shape(), t)?;
+        if dc.shape() != &p.out {
+            return Err(shape_error(
+                "matmul_bwd",
+                &[a.shape(), b.shape(), dc.shape()],
+                format!("dc must have the output shape {}", p.out),
+            ));
+        }
+        let (m, n, k) = (p.m, p.n, p.k);
+        // dA: stored like a. For op(A) = A it is dC · op(B)ᵀ; for op(A) = Aᵀ it is op(B) · dCᵀ.
+        let da = if !t.a() {
+            let tt = if t.b() { NN } else { NT };
+            let q = Plan {
+                batch: p.batch,
+                b_shared: p.b_shared,
+                m,
+                n: k,
+                k: n,
+                out: a.shape().clone(),
+            };
+            matmul(dc.data(), b.data(), tt, &q)
+        } else {
+            // a_i stored [k, m]: dA_i = op(B_i) · dC_iᵀ, with op(B_i) = B_i or B_iᵀ.
+            let tt = if t.b() { TT } else { NT };
+            let mut out = vec![E::zero(); p.batch * k * m];
+            let b_stride = if p.b_shared { 0 } else { k * n };
+            out.par_chunks_mut(k * m).enumerate().for_each(|(i, oi)| {
+                let bi = &b.data()[i * b_stride..i * b_stride + k * n];
+                let di = &dc.data()[i * m * n..(i + 1) * m * n];
+                gemm_into(k, m, n, bi, tt.a(), di, tt.b(), oi, false, p.batch == 1);
+            });
+            out
+        };
+        // dB: stored like b. For op(B) = B it is op(A)ᵀ · dC; for op(B) = Bᵀ it is dCᵀ · op(A).
+        let (lhs, rhs, tt, rows, cols) = match (t.a(), t.b()) {
+            (false, false) => (a.data(), dc.data(), TN, k, n),
+            (true, false) => (a.data(), dc.data(), NN, k, n),
+            (false, true) => (dc.data(), a.data(), TN, n, k),
+            (true, true) => (dc.data(), a.data(), TT, n, k),
+        };
+        let db = if p.b_shared && !t.a() {
+            // Fold the batch into the reduction dimension: one large GEMM.
+            let mut out = vec![E::zero(); rows * cols];
+            gemm_into(
+                rows,
+                cols,
+                p.batch * m,
+                lhs,
+                true,
+                rhs,
+                tt.b(),
+                &mut out,
+                false,
+                true,
+            );
+            out
+        } else if p.b_shared {
+            matmul_summed(lhs, rhs, tt, p.batch, rows, cols, m)
+        } else {
+            let q = Plan {
+                batch: p.batch,
+                b_shared: false,
+                m: rows,
+                n: cols,
+                k: m,
+                out: b.shape().clone(),
+            };
+            matmul(lhs, rhs, tt, &q)
+        };
+        Ok((
+            Tensor::new(a.shape().clone(), da)?,
+            Tensor::new(b.shape().clone(), db)?,
+        ))
+    }
+}

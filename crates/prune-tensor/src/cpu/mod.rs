@@ -1,0 +1,92 @@
+//! `CpuBackend`: every op on host tensors, row-parallel with rayon, GEMMs through `gemm`.
+//!
+//! The CPU backend is generic over the element type: `CpuBackend<f32>` for work,
+//! `CpuBackend<f64>` for gradient checks of the very same code.
+
+mod activation;
+mod elementwise;
+mod index;
+mod loss;
+mod matmul;
+mod norm;
+mod optim;
+mod softmax;
+
+pub use matmul::gemm_into;
+
+use crate::error::{Result, shape_error};
+use crate::{Element, Shape, Storage, Tensor};
+use std::marker::PhantomData;
+
+/// Rows per rayon task below which row-parallel ops run serially.
+const PAR_MIN_ELEMENTS: usize = 1 << 14;
+
+/// The CPU backend over element type `E`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CpuBackend<E = f32> {
+    _elem: PhantomData<E>,
+}
+
+impl<E: Element> CpuBackend<E> {
+    /// A CPU backend; threads come from rayon's global pool.
+    pub fn new() -> Self {
+        CpuBackend { _elem: PhantomData }
+    }
+}
+
+impl<E: Element> Storage for CpuBackend<E> {
+    type Tensor = Tensor<E>;
+
+    fn shape<'a>(&self, t: &'a Tensor<E>) -> &'a Shape {
+        t.shape()
+    }
+
+    fn upload(&self, t: &Tensor<f32>) -> Result<Tensor<E>> {
+        Ok(t.cast())
+    }
+
+    fn download(&self, t: &Tensor<E>) -> Result<Tensor<f32>> {
+        Ok(t.cast())
+    }
+
+    fn zeros(&self, shape: &Shape) -> Result<Tensor<E>> {
+        Ok(Tensor::zeros(shape.clone()))
+    }
+
+    fn reshape(&self, t: Tensor<E>, shape: Shape) -> Result<Tensor<E>> {
+        t.reshape(shape)
+    }
+}
+
+/// Fails unless `a` and `b` have the same shape.
+fn same_shape<E: Element>(op: &'static str, a: &Tensor<E>, b: &Tensor<E>) -> Result<()> {
+    if a.shape() == b.shape() {
+        Ok(())
+    } else {
+        Err(shape_error(
+            op,
+            &[a.shape(), b.shape()],
+            "shapes must be equal",
+        ))
+    }
+}
+
+/// Fails unless `v` is a vector of length `x`'s last dimension.
+fn row_vector<E: Element>(op: &'static str, x: &Tensor<E>, v: &Tensor<E>) -> Result<()> {
+    if x.shape().rank() >= 1 && v.dims() == [x.shape().last()] {
+        Ok(())
+    } else {
+        Err(shape_error(
+            op,
+            &[x.shape(), v.shape()],
+            "expected x [.., C] and a vector [C]",
+        ))
+    }
+}
+
+/// Chunk length (in rows of `row_len`) that splits `rows` rows into rayon tasks of a useful
+/// size.
+fn rows_per_task(rows: usize, row_len: usize) -> usize {
+    let per_task = (PAR_MIN_ELEMENTS / row_len.max(1)).max(1);
+    per_task.min(rows.max(1))
+}

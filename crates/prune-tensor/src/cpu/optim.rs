@@ -1,0 +1,58 @@
+//! The fused AdamW update on the CPU.
+
+use super::{CpuBackend, same_shape};
+use crate::error::{Result, TensorError};
+use crate::{AdamW, Element, OptimOps, Tensor};
+use rayon::prelude::*;
+
+impl<E: Element> OptimOps for CpuBackend<E> {
+    fn adamw_step(
+        &self,
+        param: &mut Tensor<E>,
+        grad: &Tensor<E>,
+        m: &mut Tensor<E>,
+        v: &mut Tensor<E>,
+        hp: &AdamW,
+        mask: Option<&Tensor<E>>,
+    ) -> Result<()> {
+        same_shape("adamw_step", param, grad)?;
+        same_shape("adamw_step", param, m)?;
+        same_shape("adamw_step", param, v)?;
+        if let Some(mk) = mask {
+            same_shape("adamw_step", param, mk)?;
+        }
+        if hp.step == 0 {
+            return Err(TensorError::Argument {
+                op: "adamw_step",
+                what: "step counts from 1".into(),
+            });
+        }
+        let t = hp.step as i32;
+        let bc1 = 1.0 - hp.beta1.powi(t);
+        let bc2 = 1.0 - hp.beta2.powi(t);
+        let (b1, b2) = (E::of(hp.beta1), E::of(hp.beta2));
+        let (decay, step_size) = (E::of(1.0 - hp.lr * hp.weight_decay), E::of(hp.lr / bc1));
+        let (eps, inv_sqrt_bc2) = (E::of(hp.eps), E::of(1.0 / bc2.sqrt()));
+        let one = E::one();
+        let update = |(((p, &g), mi), vi): (((&mut E, &E), &mut E), &mut E)| {
+            *mi = b1 * *mi + (one - b1) * g;
+            *vi = b2 * *vi + (one - b2) * g * g;
+            *p = *p * decay - step_size * *mi / ((*vi).sqrt() * inv_sqrt_bc2 + eps);
+        };
+        let it = param
+            .data_mut()
+            .par_iter_mut()
+            .zip(grad.data().par_iter())
+            .zip(m.data_mut().par_iter_mut())
+            .zip(v.data_mut().par_iter_mut());
+        it.for_each(update);
+        if let Some(mk) = mask {
+            param
+                .data_mut()
+                .par_iter_mut()
+                .zip(mk.data().par_iter())
+                .for_each(|(p, &k)| *p *= k);
+        }
+        Ok(())
+    }
+}

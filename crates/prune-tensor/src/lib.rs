@@ -1,0 +1,27 @@
+//! Tensors and the `Backend` trait of prune, with a complete CPU backend (ndarray + rayon +
+//! the pure-Rust `gemm` crate) providing the forward and backward of every op a BERT encoder,
+//! its classifier heads and its training need.
+//!
+//! Models are written once over [`Backend`]; [`CpuBackend<f32>`] does the work,
+//! [`CpuBackend<f64>`] serves finite-difference gradient checks ([`gradcheck`]), and
+//! [`reference`] holds slow scalar versions of every op for tests.
+
+mod backend;
+pub mod cpu;
+mod element;
+mod error;
+pub mod gradcheck;
+pub mod reference;
+pub mod rng;
+mod shape;
+mod tensor;
+
+pub use backend::{
+    ActivationOps, AdamW, Backend, ElementwiseOps, IndexOps, LayerNormStats, LossOps, MatmulOps,
+    NormOps, OptimOps, SoftmaxOps, Storage, Transpose,
+};
+pub use cpu::CpuBackend;
+pub use element::Element;
+pub use error::{Result, TensorError, shape_error};
+pub use shape::Shape;
+pub use tensor::Tensor;

@@ -1,0 +1,2 @@
+//! `cargo xtask`: project automation (placeholder until the tasks land).
+fn main() {}
