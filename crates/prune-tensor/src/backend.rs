@@ -4,7 +4,8 @@
 //! Conventions: B batch, T tokens, C hidden, H heads, D head dim, F intermediate, V vocab,
 //! N rows (any leading dims flattened), K classes. Scalars cross the trait as `f64` so that
 //! an `f64` backend can be gradient-checked without rounding. Integer inputs (token ids,
-//! labels) stay on the host as slices. The backward maths is derived in `docs/backward.md`.
+//! labels) stay on the host as slices. The backward maths is derived in `docs/backward.md`
+//! at the workspace root.
 
 use crate::error::Result;
 use crate::{Shape, Tensor};

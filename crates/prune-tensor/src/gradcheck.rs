@@ -107,3 +107,27 @@ pub fn dot(a: &Tensor<f64>, b: &Tensor<f64>) -> f64 {
     assert_eq!(a.shape(), b.shape(), "dot needs equal shapes");
     a.data().iter().zip(b.data()).map(|(x, y)| x * y).sum()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_a_right_gradient_and_rejects_a_wrong_one() {
+        let mut rng = Rng::new(3);
+        let x = uniform([10], -1.0, 1.0, &mut rng);
+        let cube_sum = |x: &Tensor<f64>| x.data().iter().map(|v| v * v * v).sum::<f64>();
+        let right = Tensor::from_fn([10], |i| 3.0 * x.data()[i] * x.data()[i]);
+        assert!(
+            GradCheck::default()
+                .run(&x, &right, cube_sum, &mut rng)
+                .is_ok()
+        );
+        let mut wrong = right.clone();
+        wrong.data_mut()[4] *= 1.001;
+        let err = GradCheck::default()
+            .run(&x, &wrong, cube_sum, &mut rng)
+            .unwrap_err();
+        assert_eq!(err.index, 4);
+    }
+}

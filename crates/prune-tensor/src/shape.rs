@@ -36,7 +36,7 @@ impl Shape {
     /// Number of rows when the tensor is viewed as `[numel / last, last]`.
     pub fn rows(&self) -> usize {
         let last = self.last();
-        if last == 0 { 0 } else { self.numel() / last }
+        self.numel().checked_div(last).unwrap_or(0)
     }
 }
 

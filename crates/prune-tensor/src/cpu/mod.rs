@@ -29,7 +29,7 @@ pub struct CpuBackend<E = f32> {
 
 impl<E: Element> CpuBackend<E> {
     /// A CPU backend; threads come from rayon's global pool.
-    pub fn new() -> Self {
+    pub const fn new() -> Self {
         CpuBackend { _elem: PhantomData }
     }
 }
