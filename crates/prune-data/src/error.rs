@@ -1,0 +1,50 @@
+//! `DataError`: what went wrong reading a dataset, with file and line.
+
+use std::path::PathBuf;
+
+/// Errors of dataset loading and batching.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A row is malformed.
+    #[error("{path}:{line}: {why}")]
+    BadRow {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// The task name is not a GLUE task.
+    #[error(
+        "unknown task {0:?}: expected one of CoLA, SST-2, MRPC, STS-B, QQP, MNLI, QNLI, RTE, WNLI"
+    )]
+    UnknownTask(String),
+    /// A column named in a user's column spec is missing from the file's header.
+    #[error("{path}: no column named {column:?} (columns: {available})")]
+    MissingColumn {
+        /// The file.
+        path: PathBuf,
+        /// The missing column.
+        column: String,
+        /// The columns present.
+        available: String,
+    },
+    /// Tokenization failed.
+    #[error("tokenizing: {0}")]
+    Tokenizer(String),
+    /// Arguments that cannot work together (empty dataset, zero batch size...).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Result of data operations.
+pub type Result<T> = std::result::Result<T, DataError>;
