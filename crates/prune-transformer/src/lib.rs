@@ -1,5 +1,29 @@
-//! A minimal BERT written over the `Backend` trait of `prune-tensor`: `BertConfig` read from
-//! Hugging Face `config.json`, parameters named as in the checkpoint, safetensors load/save,
-//! the tokenizer, and layers with `forward` / `forward_t` / `backward`.
-//!
-//! Not built yet: only the crate boundary exists.
+//! A minimal BERT written over the `Backend` trait of `prune-tensor`: [`BertConfig`] read
+//! from Hugging Face `config.json` (with per-layer widths after surgery), parameters named
+//! as in the checkpoint ([`BertParams`]), safetensors load/save, the [`Tokenizer`], and
+//! layers with `forward` / `forward_t` / `backward` assembled into [`BertModel`] and
+//! [`BertForSequenceClassification`]. The backward maths is derived in
+//! `docs/bert-backward.md`.
+
+pub mod batch;
+pub mod config;
+pub mod error;
+pub mod layers;
+pub mod model;
+pub mod params;
+pub mod paths;
+pub mod surgery;
+pub mod tokenizer;
+pub mod weights;
+
+pub use batch::Batch;
+pub use config::{BertConfig, ProblemType};
+pub use error::{Error, Result};
+pub use model::{
+    BertCache, BertForSequenceClassification, BertModel, BertOutput, ClassificationCache,
+    ForwardOptions, IGNORE_INDEX, MASK_VALUE, OutputGrads, Targets, classifier_from_tensors,
+};
+pub use params::{BertParams, Embeddings, Layer, LayerNorm, Linear, canonical_name};
+pub use surgery::prune_heads;
+pub use tokenizer::{Padding, Tokenizer};
+pub use weights::{HostParams, load_params, read_float_tensors, save_config, save_params};

@@ -1,0 +1,681 @@
+//! `BertConfig`: the Hugging Face `config.json` of a BERT checkpoint, plus the per-layer
+//! widths that structured pruning leaves behind.
+//!
+//! Surgery keys (ignored by transformers, written by us when they differ from the defaults):
+//! `prune_layer_heads` (heads kept in each layer), `prune_layer_intermediate` (FFN width of
+//! each layer), `prune_hidden_size` (hidden width after hidden-dimension pruning) and
+//! `attention_head_size` (the head dim D, fixed at `hidden_size / num_attention_heads`).
+//! Transformers' own `pruned_heads` (`{"layer": [original head indices]}`) is honoured too.
+
+use crate::error::{Error, Result};
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// What the classification head is trained for (transformers' `problem_type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProblemType {
+    /// One real target per example, mean squared error.
+    Regression,
+    /// One class per example, cross-entropy.
+    SingleLabel,
+    /// Several independent binary labels (binary cross-entropy; not supported by the loss).
+    MultiLabel,
+}
+
+impl ProblemType {
+    fn key(self) -> &'static str {
+        match self {
+            ProblemType::Regression => "regression",
+            ProblemType::SingleLabel => "single_label_classification",
+            ProblemType::MultiLabel => "multi_label_classification",
+        }
+    }
+}
+
+/// A BERT configuration: transformers' fields (same names) and the surgery fields.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BertConfig {
+    /// Hidden width of the original model (`hidden_size`).
+    pub hidden_size: usize,
+    /// Number of encoder layers L.
+    pub num_hidden_layers: usize,
+    /// Heads per layer of the original model.
+    pub num_attention_heads: usize,
+    /// FFN width of the original model.
+    pub intermediate_size: usize,
+    /// Token vocabulary size V.
+    pub vocab_size: usize,
+    /// Longest sequence the position table covers.
+    pub max_position_embeddings: usize,
+    /// Number of token types (segments).
+    pub type_vocab_size: usize,
+    /// LayerNorm epsilon.
+    pub layer_norm_eps: f64,
+    /// Dropout on embeddings and on each sub-layer's output.
+    pub hidden_dropout_prob: f64,
+    /// Dropout on attention probabilities.
+    pub attention_probs_dropout_prob: f64,
+    /// Dropout before the classifier (`hidden_dropout_prob` when absent).
+    pub classifier_dropout: Option<f64>,
+    /// Standard deviation of the normal initialisation.
+    pub initializer_range: f64,
+    /// Id of the padding token (its embedding row is zero at initialisation).
+    pub pad_token_id: usize,
+    /// Head dim D; every head keeps it through surgery.
+    pub attention_head_size: usize,
+    /// Heads removed per layer, in the original numbering (transformers' `pruned_heads`).
+    pub pruned_heads: BTreeMap<usize, BTreeSet<usize>>,
+    /// Heads kept in each layer, `[L]`.
+    pub layer_heads: Vec<usize>,
+    /// FFN width of each layer, `[L]`.
+    pub layer_intermediate: Vec<usize>,
+    /// Current hidden width C (≤ `hidden_size`).
+    pub pruned_hidden_size: usize,
+    /// Number of labels of the classifier, when set.
+    pub num_labels: Option<usize>,
+    /// Names of the labels, when set.
+    pub id2label: Option<BTreeMap<usize, String>>,
+    /// The classifier's problem type, when set.
+    pub problem_type: Option<ProblemType>,
+    /// Keys this crate does not interpret, written back unchanged on save.
+    pub extra: Map<String, Value>,
+}
+
+/// Keys this crate interprets (everything else goes to [`BertConfig::extra`]).
+const KNOWN: &[&str] = &[
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "hidden_act",
+    "vocab_size",
+    "max_position_embeddings",
+    "type_vocab_size",
+    "layer_norm_eps",
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+    "classifier_dropout",
+    "initializer_range",
+    "pad_token_id",
+    "position_embedding_type",
+    "pruned_heads",
+    "attention_head_size",
+    "prune_layer_heads",
+    "prune_layer_intermediate",
+    "prune_hidden_size",
+    "num_labels",
+    "id2label",
+    "problem_type",
+];
+
+fn req<'a>(m: &'a Map<String, Value>, key: &str) -> Result<&'a Value> {
+    m.get(key)
+        .filter(|v| !v.is_null())
+        .ok_or_else(|| Error::config(key, "missing"))
+}
+
+fn as_usize(key: &str, v: &Value) -> Result<usize> {
+    v.as_u64()
+        .map(|x| x as usize)
+        .ok_or_else(|| Error::config(key, format!("expected a non-negative integer, got {v}")))
+}
+
+fn as_f64(key: &str, v: &Value) -> Result<f64> {
+    v.as_f64()
+        .filter(|x| x.is_finite())
+        .ok_or_else(|| Error::config(key, format!("expected a number, got {v}")))
+}
+
+fn usize_key(m: &Map<String, Value>, key: &str) -> Result<usize> {
+    as_usize(key, req(m, key)?)
+}
+
+fn opt_usize(m: &Map<String, Value>, key: &str) -> Result<Option<usize>> {
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => as_usize(key, v).map(Some),
+    }
+}
+
+fn opt_f64(m: &Map<String, Value>, key: &str) -> Result<Option<f64>> {
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => as_f64(key, v).map(Some),
+    }
+}
+
+fn prob(key: &str, p: f64) -> Result<f64> {
+    if (0.0..1.0).contains(&p) {
+        Ok(p)
+    } else {
+        Err(Error::config(
+            key,
+            format!("probability {p} outside [0, 1)"),
+        ))
+    }
+}
+
+fn usize_list(m: &Map<String, Value>, key: &str) -> Result<Option<Vec<usize>>> {
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| as_usize(key, v))
+            .collect::<Result<_>>()
+            .map(Some),
+        Some(v) => Err(Error::config(
+            key,
+            format!("expected a list of integers, got {v}"),
+        )),
+    }
+}
+
+impl BertConfig {
+    /// Reads and validates `config.json`.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let value: Value = serde_json::from_str(&text).map_err(|source| Error::Json {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_json(&value).map_err(|e| match e {
+            Error::Config { key, why } => Error::Config {
+                key,
+                why: format!("{why} (in {})", path.display()),
+            },
+            e => e,
+        })
+    }
+
+    /// Parses and validates a `config.json` value.
+    pub fn from_json(value: &Value) -> Result<Self> {
+        let m = value
+            .as_object()
+            .ok_or_else(|| Error::config("<root>", "config.json must be a JSON object"))?;
+        let hidden_size = usize_key(m, "hidden_size")?;
+        let num_hidden_layers = usize_key(m, "num_hidden_layers")?;
+        let num_attention_heads = usize_key(m, "num_attention_heads")?;
+        let intermediate_size = usize_key(m, "intermediate_size")?;
+        let vocab_size = usize_key(m, "vocab_size")?;
+        let max_position_embeddings = usize_key(m, "max_position_embeddings")?;
+        let type_vocab_size = usize_key(m, "type_vocab_size")?;
+        match req(m, "hidden_act")?.as_str() {
+            Some("gelu") => {}
+            other => {
+                return Err(Error::config(
+                    "hidden_act",
+                    format!("only \"gelu\" (erf form) is supported, got {other:?}"),
+                ));
+            }
+        }
+        if let Some(v) = m.get("position_embedding_type").filter(|v| !v.is_null())
+            && v.as_str() != Some("absolute")
+        {
+            return Err(Error::config(
+                "position_embedding_type",
+                format!("only \"absolute\" is supported, got {v}"),
+            ));
+        }
+        let layer_norm_eps = as_f64("layer_norm_eps", req(m, "layer_norm_eps")?)?;
+        let hidden_dropout_prob = prob(
+            "hidden_dropout_prob",
+            as_f64("hidden_dropout_prob", req(m, "hidden_dropout_prob")?)?,
+        )?;
+        let attention_probs_dropout_prob = prob(
+            "attention_probs_dropout_prob",
+            as_f64(
+                "attention_probs_dropout_prob",
+                req(m, "attention_probs_dropout_prob")?,
+            )?,
+        )?;
+        let classifier_dropout = opt_f64(m, "classifier_dropout")?
+            .map(|p| prob("classifier_dropout", p))
+            .transpose()?;
+        let initializer_range = opt_f64(m, "initializer_range")?.unwrap_or(0.02);
+        let pad_token_id = opt_usize(m, "pad_token_id")?.unwrap_or(0);
+        if num_attention_heads == 0 {
+            return Err(Error::config("num_attention_heads", "must be at least 1"));
+        }
+        let attention_head_size = match opt_usize(m, "attention_head_size")? {
+            Some(d) => d,
+            None => {
+                if hidden_size % num_attention_heads != 0 {
+                    return Err(Error::config(
+                        "hidden_size",
+                        format!(
+                            "{hidden_size} is not divisible by num_attention_heads = {num_attention_heads}"
+                        ),
+                    ));
+                }
+                hidden_size / num_attention_heads
+            }
+        };
+
+        let mut pruned_heads = BTreeMap::new();
+        match m.get("pruned_heads") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(p)) => {
+                for (layer, heads) in p {
+                    let l: usize = layer.parse().map_err(|_| {
+                        Error::config(
+                            "pruned_heads",
+                            format!("layer key {layer:?} is not an integer"),
+                        )
+                    })?;
+                    let list = heads.as_array().ok_or_else(|| {
+                        Error::config(
+                            "pruned_heads",
+                            format!("layer {l}: expected a list of heads"),
+                        )
+                    })?;
+                    let set = list
+                        .iter()
+                        .map(|h| as_usize("pruned_heads", h))
+                        .collect::<Result<BTreeSet<usize>>>()?;
+                    if !set.is_empty() {
+                        pruned_heads.insert(l, set);
+                    }
+                }
+            }
+            Some(v) => {
+                return Err(Error::config(
+                    "pruned_heads",
+                    format!("expected an object {{layer: [heads]}}, got {v}"),
+                ));
+            }
+        }
+
+        let layer_heads = usize_list(m, "prune_layer_heads")?;
+        let layer_intermediate = usize_list(m, "prune_layer_intermediate")?
+            .unwrap_or_else(|| vec![intermediate_size; num_hidden_layers]);
+        let pruned_hidden_size = opt_usize(m, "prune_hidden_size")?.unwrap_or(hidden_size);
+
+        let num_labels = opt_usize(m, "num_labels")?;
+        let id2label = match m.get("id2label") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(o)) => {
+                let mut labels = BTreeMap::new();
+                for (k, v) in o {
+                    let i: usize = k.parse().map_err(|_| {
+                        Error::config("id2label", format!("key {k:?} is not an integer"))
+                    })?;
+                    let name = v
+                        .as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| v.to_string());
+                    labels.insert(i, name);
+                }
+                Some(labels)
+            }
+            Some(v) => {
+                return Err(Error::config(
+                    "id2label",
+                    format!("expected an object, got {v}"),
+                ));
+            }
+        };
+        let problem_type = match m.get("problem_type") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(match v.as_str() {
+                Some("regression") => ProblemType::Regression,
+                Some("single_label_classification") => ProblemType::SingleLabel,
+                Some("multi_label_classification") => ProblemType::MultiLabel,
+                _ => return Err(Error::config("problem_type", format!("unknown value {v}"))),
+            }),
+        };
+
+        let extra = m
+            .iter()
+            .filter(|(k, _)| !KNOWN.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let layer_heads = match layer_heads {
+            Some(h) => h,
+            None => (0..num_hidden_layers)
+                .map(|l| {
+                    let removed = pruned_heads
+                        .get(&l)
+                        .map_or(0, |s: &BTreeSet<usize>| s.len());
+                    num_attention_heads.saturating_sub(removed)
+                })
+                .collect(),
+        };
+        let config = BertConfig {
+            hidden_size,
+            num_hidden_layers,
+            num_attention_heads,
+            intermediate_size,
+            vocab_size,
+            max_position_embeddings,
+            type_vocab_size,
+            layer_norm_eps,
+            hidden_dropout_prob,
+            attention_probs_dropout_prob,
+            classifier_dropout,
+            initializer_range,
+            pad_token_id,
+            attention_head_size,
+            pruned_heads,
+            layer_heads,
+            layer_intermediate,
+            pruned_hidden_size,
+            num_labels,
+            id2label,
+            problem_type,
+            extra,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// A configuration with transformers' defaults for everything but the sizes given
+    /// (no pruning, dropout 0.1, eps 1e-12, 512 positions, 2 token types).
+    pub fn new(
+        vocab_size: usize,
+        hidden_size: usize,
+        num_hidden_layers: usize,
+        num_attention_heads: usize,
+        intermediate_size: usize,
+    ) -> Result<Self> {
+        let v = serde_json::json!({
+            "vocab_size": vocab_size,
+            "hidden_size": hidden_size,
+            "num_hidden_layers": num_hidden_layers,
+            "num_attention_heads": num_attention_heads,
+            "intermediate_size": intermediate_size,
+            "hidden_act": "gelu",
+            "layer_norm_eps": 1e-12,
+            "max_position_embeddings": 512,
+            "type_vocab_size": 2,
+            "hidden_dropout_prob": 0.1,
+            "attention_probs_dropout_prob": 0.1,
+            "model_type": "bert",
+        });
+        Self::from_json(&v)
+    }
+
+    /// Checks that every size is usable and that the surgery fields agree with each other.
+    pub fn validate(&self) -> Result<()> {
+        let l = self.num_hidden_layers;
+        let positive = [
+            ("hidden_size", self.hidden_size),
+            ("num_hidden_layers", l),
+            ("num_attention_heads", self.num_attention_heads),
+            ("vocab_size", self.vocab_size),
+            ("max_position_embeddings", self.max_position_embeddings),
+            ("type_vocab_size", self.type_vocab_size),
+            ("attention_head_size", self.attention_head_size),
+            ("prune_hidden_size", self.pruned_hidden_size),
+        ];
+        for (key, v) in positive {
+            if v == 0 {
+                return Err(Error::config(key, "must be at least 1"));
+            }
+        }
+        if !(self.layer_norm_eps >= 0.0) {
+            return Err(Error::config("layer_norm_eps", "must be >= 0"));
+        }
+        if self.pruned_hidden_size > self.hidden_size {
+            return Err(Error::config(
+                "prune_hidden_size",
+                format!(
+                    "{} exceeds hidden_size = {}",
+                    self.pruned_hidden_size, self.hidden_size
+                ),
+            ));
+        }
+        if self.layer_heads.len() != l {
+            return Err(Error::config(
+                "prune_layer_heads",
+                format!("has {} entries for {l} layers", self.layer_heads.len()),
+            ));
+        }
+        if self.layer_intermediate.len() != l {
+            return Err(Error::config(
+                "prune_layer_intermediate",
+                format!(
+                    "has {} entries for {l} layers",
+                    self.layer_intermediate.len()
+                ),
+            ));
+        }
+        for (layer, heads) in &self.pruned_heads {
+            if *layer >= l {
+                return Err(Error::config(
+                    "pruned_heads",
+                    format!("layer {layer} does not exist ({l} layers)"),
+                ));
+            }
+            if let Some(h) = heads.iter().find(|&&h| h >= self.num_attention_heads) {
+                return Err(Error::config(
+                    "pruned_heads",
+                    format!(
+                        "layer {layer}: head {h} out of range (num_attention_heads = {})",
+                        self.num_attention_heads
+                    ),
+                ));
+            }
+        }
+        for (layer, &h) in self.layer_heads.iter().enumerate() {
+            let removed = self.pruned_heads.get(&layer).map_or(0, BTreeSet::len);
+            if h > self.num_attention_heads || h + removed > self.num_attention_heads {
+                return Err(Error::config(
+                    "prune_layer_heads",
+                    format!(
+                        "layer {layer} keeps {h} heads but {removed} of num_attention_heads = {} are pruned",
+                        self.num_attention_heads
+                    ),
+                ));
+            }
+        }
+        if let (Some(n), Some(names)) = (self.num_labels, &self.id2label)
+            && names.len() != n
+        {
+            return Err(Error::config(
+                "num_labels",
+                format!("{n} but id2label names {} labels", names.len()),
+            ));
+        }
+        if self.labels() == 0 {
+            return Err(Error::config("num_labels", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// Current hidden width C.
+    pub fn hidden(&self) -> usize {
+        self.pruned_hidden_size
+    }
+
+    /// Head dim D.
+    pub fn head_dim(&self) -> usize {
+        self.attention_head_size
+    }
+
+    /// Heads kept in `layer`.
+    pub fn heads(&self, layer: usize) -> usize {
+        self.layer_heads.get(layer).copied().unwrap_or(0)
+    }
+
+    /// FFN width of `layer`.
+    pub fn intermediate(&self, layer: usize) -> usize {
+        self.layer_intermediate.get(layer).copied().unwrap_or(0)
+    }
+
+    /// Number of classifier outputs K: `num_labels`, else the size of `id2label`, else 2
+    /// (transformers' default).
+    pub fn labels(&self) -> usize {
+        self.num_labels
+            .or(self.id2label.as_ref().map(BTreeMap::len))
+            .unwrap_or(2)
+    }
+
+    /// The classifier's problem: the explicit `problem_type`, else regression when there is
+    /// one label and single-label classification otherwise.
+    pub fn problem(&self) -> ProblemType {
+        self.problem_type.unwrap_or(if self.labels() == 1 {
+            ProblemType::Regression
+        } else {
+            ProblemType::SingleLabel
+        })
+    }
+
+    /// Dropout before the classifier.
+    pub fn classifier_dropout_prob(&self) -> f64 {
+        self.classifier_dropout.unwrap_or(self.hidden_dropout_prob)
+    }
+
+    /// The configuration as a `config.json` object (unknown keys included, surgery keys only
+    /// when they differ from the defaults).
+    pub fn to_json(&self) -> Value {
+        let mut m = self.extra.clone();
+        let mut put = |k: &str, v: Value| {
+            m.insert(k.to_string(), v);
+        };
+        put("hidden_size", self.hidden_size.into());
+        put("num_hidden_layers", self.num_hidden_layers.into());
+        put("num_attention_heads", self.num_attention_heads.into());
+        put("intermediate_size", self.intermediate_size.into());
+        put("hidden_act", "gelu".into());
+        put("vocab_size", self.vocab_size.into());
+        put(
+            "max_position_embeddings",
+            self.max_position_embeddings.into(),
+        );
+        put("type_vocab_size", self.type_vocab_size.into());
+        put("layer_norm_eps", self.layer_norm_eps.into());
+        put("hidden_dropout_prob", self.hidden_dropout_prob.into());
+        put(
+            "attention_probs_dropout_prob",
+            self.attention_probs_dropout_prob.into(),
+        );
+        put(
+            "classifier_dropout",
+            self.classifier_dropout.map_or(Value::Null, Value::from),
+        );
+        put("initializer_range", self.initializer_range.into());
+        put("pad_token_id", self.pad_token_id.into());
+        put("position_embedding_type", "absolute".into());
+        let pruned: Map<String, Value> = self
+            .pruned_heads
+            .iter()
+            .map(|(l, h)| (l.to_string(), h.iter().copied().collect::<Vec<_>>().into()))
+            .collect();
+        put("pruned_heads", Value::Object(pruned));
+        let default_d = self.hidden_size / self.num_attention_heads;
+        if self.attention_head_size != default_d || self.hidden_size % self.num_attention_heads != 0
+        {
+            put("attention_head_size", self.attention_head_size.into());
+        }
+        let default_heads: Vec<usize> = (0..self.num_hidden_layers)
+            .map(|l| self.num_attention_heads - self.pruned_heads.get(&l).map_or(0, BTreeSet::len))
+            .collect();
+        if self.layer_heads != default_heads {
+            put("prune_layer_heads", self.layer_heads.clone().into());
+        }
+        if self
+            .layer_intermediate
+            .iter()
+            .any(|&f| f != self.intermediate_size)
+        {
+            put(
+                "prune_layer_intermediate",
+                self.layer_intermediate.clone().into(),
+            );
+        }
+        if self.pruned_hidden_size != self.hidden_size {
+            put("prune_hidden_size", self.pruned_hidden_size.into());
+        }
+        if let Some(n) = self.num_labels {
+            put("num_labels", n.into());
+        }
+        if let Some(names) = &self.id2label {
+            let o: Map<String, Value> = names
+                .iter()
+                .map(|(i, n)| (i.to_string(), Value::from(n.as_str())))
+                .collect();
+            put("id2label", Value::Object(o));
+        }
+        if let Some(p) = self.problem_type {
+            put("problem_type", p.key().into());
+        }
+        Value::Object(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn base() -> Value {
+        json!({
+            "hidden_size": 384, "num_hidden_layers": 6, "num_attention_heads": 12,
+            "intermediate_size": 1536, "hidden_act": "gelu", "layer_norm_eps": 1e-12,
+            "max_position_embeddings": 512, "type_vocab_size": 2, "vocab_size": 30522,
+            "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,
+            "some_unknown_key": [1, 2, 3]
+        })
+    }
+
+    fn err_of(v: Value) -> String {
+        BertConfig::from_json(&v).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn reads_minilm_shape_and_defaults() {
+        let c = BertConfig::from_json(&base()).unwrap();
+        assert_eq!(
+            (c.hidden(), c.head_dim(), c.heads(3), c.intermediate(5)),
+            (384, 32, 12, 1536)
+        );
+        assert_eq!(c.labels(), 2);
+        assert_eq!(c.problem(), ProblemType::SingleLabel);
+        assert!(c.extra.contains_key("some_unknown_key"));
+    }
+
+    #[test]
+    fn honours_pruned_heads_and_surgery_keys() {
+        let mut v = base();
+        v["pruned_heads"] = json!({"0": [0, 3, 7], "4": [0,1,2,3,4,5,6,7,8,9,10,11]});
+        v["prune_layer_intermediate"] = json!([1536, 100, 0, 1536, 1536, 7]);
+        v["prune_hidden_size"] = json!(320);
+        v["num_labels"] = json!(1);
+        let c = BertConfig::from_json(&v).unwrap();
+        assert_eq!(c.layer_heads, vec![9, 12, 12, 12, 0, 12]);
+        assert_eq!(c.intermediate(1), 100);
+        assert_eq!(c.hidden(), 320);
+        assert_eq!(c.problem(), ProblemType::Regression);
+        let back = BertConfig::from_json(&c.to_json()).unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let mut v = base();
+        v.as_object_mut().unwrap().remove("vocab_size");
+        assert!(err_of(v).contains("`vocab_size`: missing"));
+        let mut v = base();
+        v["hidden_size"] = json!(100);
+        assert!(err_of(v).contains("`hidden_size`: 100 is not divisible"));
+        let mut v = base();
+        v["num_hidden_layers"] = json!(0);
+        assert!(err_of(v).contains("`num_hidden_layers`"));
+        let mut v = base();
+        v["hidden_act"] = json!("relu");
+        assert!(err_of(v).contains("`hidden_act`"));
+        let mut v = base();
+        v["num_attention_heads"] = json!("twelve");
+        assert!(err_of(v).contains("`num_attention_heads`: expected a non-negative integer"));
+        let mut v = base();
+        v["prune_layer_heads"] = json!([12, 12]);
+        assert!(err_of(v).contains("`prune_layer_heads`: has 2 entries for 6 layers"));
+        let mut v = base();
+        v["pruned_heads"] = json!({"9": [1]});
+        assert!(err_of(v).contains("`pruned_heads`"));
+        let mut v = base();
+        v["hidden_dropout_prob"] = json!(1.5);
+        assert!(err_of(v).contains("`hidden_dropout_prob`"));
+    }
+}

@@ -1,0 +1,116 @@
+//! `Error`: everything that can go wrong in this crate, with the path, key or tensor involved.
+
+use prune_tensor::{Shape, TensorError};
+use std::path::PathBuf;
+
+/// Errors of configuration, checkpoint I/O, tokenization and the model's forward/backward.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A tensor op failed (shapes, indices, arguments).
+    #[error(transparent)]
+    Tensor(#[from] TensorError),
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A JSON file could not be parsed or written.
+    #[error("{path}: invalid JSON: {source}")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: serde_json::Error,
+    },
+    /// A safetensors file is truncated or corrupt, or could not be serialised.
+    #[error("{path}: not a valid safetensors file: {source}")]
+    Safetensors {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: safetensors::SafeTensorError,
+    },
+    /// The tokenizer could not be loaded or failed to encode.
+    #[error("tokenizer {path}: {message}")]
+    Tokenizer {
+        /// The `tokenizer.json` file.
+        path: PathBuf,
+        /// What the tokenizers library said.
+        message: String,
+    },
+    /// A configuration key is missing, has the wrong type, or is inconsistent with others.
+    #[error("config key `{key}`: {why}")]
+    Config {
+        /// The offending key of `config.json`.
+        key: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// A tensor the configuration requires is absent from the checkpoint.
+    #[error("{path}: missing tensor `{name}` (expected shape {expected})")]
+    MissingTensor {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// The Hugging Face name of the tensor.
+        name: String,
+        /// The shape the configuration implies.
+        expected: Shape,
+    },
+    /// A tensor's shape does not match the configuration.
+    #[error("tensor `{name}`: expected shape {expected}, found {found}")]
+    TensorShape {
+        /// The Hugging Face name of the tensor.
+        name: String,
+        /// The shape the configuration implies.
+        expected: Shape,
+        /// The shape found.
+        found: Shape,
+    },
+    /// A tensor is stored in a data type that cannot be read as floats.
+    #[error("{path}: tensor `{name}` has unsupported dtype {dtype}")]
+    Dtype {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// The Hugging Face name of the tensor.
+        name: String,
+        /// The dtype found.
+        dtype: String,
+    },
+    /// A model input (token ids, masks, labels, upstream gradients) is malformed.
+    #[error("invalid input: {0}")]
+    Input(String),
+    /// A file the caller needs (checkpoint, fixture) is not on disk.
+    #[error("{what} not found at {path}: {hint}")]
+    NotFound {
+        /// What was looked for.
+        what: String,
+        /// Where it was looked for.
+        path: PathBuf,
+        /// How to get it.
+        hint: String,
+    },
+}
+
+/// Result of this crate's functions.
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// A [`Error::Config`] for `key`.
+    pub(crate) fn config(key: impl Into<String>, why: impl Into<String>) -> Self {
+        Error::Config {
+            key: key.into(),
+            why: why.into(),
+        }
+    }
+
+    /// An [`Error::Io`] for `path`.
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,338 @@
+//! One encoder layer (`encoder.layer.{i}`): multi-head self-attention with an additive
+//! padding mask and an optional head mask, attention output + residual + LayerNorm, then
+//! the GELU feed-forward block + residual + LayerNorm. Heads and FFN width may differ per
+//! layer; a layer without heads adds only its attention-output bias (as transformers does).
+//! Backward derivation: `docs/bert-backward.md`, §Encoder layer.
+
+use super::linear::LayerNormCache;
+use super::{dropout, dropout_bwd, site_seed};
+use crate::error::Result;
+use crate::params::Layer;
+use prune_tensor::{Backend, Shape, Transpose};
+
+/// Per-call settings shared by every layer of one forward pass.
+#[derive(Clone, Copy, Debug)]
+pub struct LayerCtx<'a, T> {
+    /// Batch size B.
+    pub batch: usize,
+    /// Sequence length T.
+    pub seq: usize,
+    /// Head dim D.
+    pub head_dim: usize,
+    /// LayerNorm epsilon.
+    pub eps: f64,
+    /// Additive attention mask, `[B, T]` (0 keep, very negative for padding).
+    pub attn_mask: &'a T,
+    /// Per-(batch, head) factors on the attention probabilities, `[B·H]`.
+    pub head_mask: Option<&'a T>,
+    /// Dropout on the attention and FFN outputs (training only).
+    pub hidden_dropout: f64,
+    /// Dropout on the attention probabilities (training only).
+    pub attention_dropout: f64,
+    /// Seed of this layer's dropout draws.
+    pub seed: u64,
+    /// Masks of this layer's parameters.
+    pub masks: Option<&'a Layer<Option<T>>>,
+}
+
+/// What self-attention's backward needs (absent for a layer without heads).
+#[derive(Clone, Debug)]
+struct AttentionCache<T> {
+    /// Queries, keys, values, `[B, H, T, D]` each.
+    q: T,
+    k: T,
+    v: T,
+    /// Softmax output, `[B, H, T, T]`.
+    probs: T,
+    /// Dropout factors on the probabilities, `[B, H, T, T]`.
+    probs_keep: Option<T>,
+    /// Probabilities after dropout and head mask, `[B, H, T, T]`, when they differ from
+    /// `probs`.
+    probs_eff: Option<T>,
+}
+
+/// What an encoder layer's backward needs.
+#[derive(Clone, Debug)]
+pub struct LayerCache<T> {
+    /// Layer input, `[B·T, C]` (the hidden state entering this layer).
+    pub x: T,
+    /// Self-attention internals; `None` when the layer has no heads.
+    attention: Option<AttentionCache<T>>,
+    /// Context (attention-output input), `[B·T, H·D]`.
+    context: T,
+    /// Dropout factors on the attention output, `[B·T, C]`.
+    attention_keep: Option<T>,
+    /// Attention LayerNorm input/stats, `[B·T, C]`.
+    attention_norm: LayerNormCache<T>,
+    /// Attention block output (FFN input), `[B·T, C]`.
+    h1: T,
+    /// FFN pre-activation, `[B·T, F]`.
+    u: T,
+    /// GELU output, `[B·T, F]`.
+    g: T,
+    /// Dropout factors on the FFN output, `[B·T, C]`.
+    output_keep: Option<T>,
+    /// Output LayerNorm input/stats, `[B·T, C]`.
+    output_norm: LayerNormCache<T>,
+}
+
+/// `[B·T, H·D]` → `[B, H, T, D]`.
+fn split_heads<B: Backend>(
+    b: &B,
+    x: B::Tensor,
+    ctx: &LayerCtx<'_, B::Tensor>,
+    h: usize,
+) -> Result<B::Tensor> {
+    let x = b.reshape(x, Shape::from([ctx.batch, ctx.seq, h, ctx.head_dim]))?;
+    Ok(b.permute(&x, &[0, 2, 1, 3])?)
+}
+
+/// `[B, H, T, D]` → `[B·T, H·D]`.
+fn merge_heads<B: Backend>(
+    b: &B,
+    x: &B::Tensor,
+    ctx: &LayerCtx<'_, B::Tensor>,
+    h: usize,
+) -> Result<B::Tensor> {
+    let x = b.permute(x, &[0, 2, 1, 3])?;
+    Ok(b.reshape(x, Shape::from([ctx.batch * ctx.seq, h * ctx.head_dim]))?)
+}
+
+impl<T: Clone> Layer<T> {
+    /// Heads H of this layer (rows of the query weight / D).
+    pub fn heads<B: Backend<Tensor = T>>(&self, b: &B, head_dim: usize) -> usize {
+        b.shape(&self.query.weight)
+            .dims()
+            .first()
+            .copied()
+            .unwrap_or(0)
+            / head_dim.max(1)
+    }
+
+    /// Self-attention up to the context `[B·T, H·D]`, with or without a cache.
+    fn self_attention<B: Backend<Tensor = T>>(
+        &self,
+        b: &B,
+        x: &T,
+        ctx: &LayerCtx<'_, T>,
+        train: bool,
+    ) -> Result<(T, Option<AttentionCache<T>>)> {
+        let h = self.heads(b, ctx.head_dim);
+        let n = ctx.batch * ctx.seq;
+        if h == 0 {
+            return Ok((b.zeros(&Shape::from([n, 0]))?, None));
+        }
+        let m = ctx.masks;
+        let q = self.query.forward(b, x, m.map(|m| &m.query))?;
+        let k = self.key.forward(b, x, m.map(|m| &m.key))?;
+        let v = self.value.forward(b, x, m.map(|m| &m.value))?;
+        let (q, k, v) = (
+            split_heads(b, q, ctx, h)?,
+            split_heads(b, k, ctx, h)?,
+            split_heads(b, v, ctx, h)?,
+        );
+        let scores = b.matmul_fwd(&q, &k, Transpose::NT)?; // [B, H, T, T]
+        let scale = 1.0 / (ctx.head_dim as f64).sqrt();
+        let probs = b.softmax_fwd(&scores, scale, Some(ctx.attn_mask))?;
+        drop(scores);
+        let p = if train { ctx.attention_dropout } else { 0.0 };
+        let (dropped, probs_keep) = if p > 0.0 {
+            let (y, keep) = b.dropout_fwd(&probs, p, site_seed(ctx.seed, 0, 0))?;
+            (Some(y), Some(keep))
+        } else {
+            (None, None)
+        };
+        let probs_eff = match (ctx.head_mask, dropped) {
+            (Some(hm), d) => Some(b.scale_rows_fwd(d.as_ref().unwrap_or(&probs), hm, ctx.seq)?),
+            (None, d) => d,
+        };
+        let c = b.matmul_fwd(probs_eff.as_ref().unwrap_or(&probs), &v, Transpose::NN)?; // [B, H, T, D]
+        let context = merge_heads(b, &c, ctx, h)?;
+        let cache = train.then_some(AttentionCache {
+            q,
+            k,
+            v,
+            probs,
+            probs_keep,
+            probs_eff,
+        });
+        Ok((context, cache))
+    }
+
+    /// Inference: the layer output `[B·T, C]` for input `x` `[B·T, C]`; nothing is kept.
+    pub fn forward<B: Backend<Tensor = T>>(
+        &self,
+        b: &B,
+        x: &T,
+        ctx: &LayerCtx<'_, T>,
+    ) -> Result<T> {
+        let m = ctx.masks;
+        let (context, _) = self.self_attention(b, x, ctx, false)?;
+        let a = self
+            .attention_output
+            .forward(b, &context, m.map(|m| &m.attention_output))?;
+        let h1 = self.attention_norm.forward(
+            b,
+            &b.add_fwd(&a, x)?,
+            ctx.eps,
+            m.map(|m| &m.attention_norm),
+        )?;
+        let u = self
+            .intermediate
+            .forward(b, &h1, m.map(|m| &m.intermediate))?;
+        let g = b.gelu_fwd(&u)?;
+        let o = self.output.forward(b, &g, m.map(|m| &m.output))?;
+        self.output_norm
+            .forward(b, &b.add_fwd(&o, &h1)?, ctx.eps, m.map(|m| &m.output_norm))
+    }
+
+    /// Training: the layer output and a cache; `x` `[B·T, C]` is moved into the cache.
+    /// Dropout (seeded by `ctx.seed`) acts on the attention probabilities and on both
+    /// sub-layer outputs before their residual sums.
+    pub fn forward_t<B: Backend<Tensor = T>>(
+        &self,
+        b: &B,
+        x: T,
+        ctx: &LayerCtx<'_, T>,
+    ) -> Result<(T, LayerCache<T>)> {
+        let m = ctx.masks;
+        let (context, attention) = self.self_attention(b, &x, ctx, true)?;
+        let a = self
+            .attention_output
+            .forward(b, &context, m.map(|m| &m.attention_output))?;
+        let (a, attention_keep) = dropout(b, a, ctx.hidden_dropout, site_seed(ctx.seed, 0, 1))?;
+        let s1 = b.add_fwd(&a, &x)?;
+        let (h1, attention_norm) =
+            self.attention_norm
+                .forward_t(b, s1, ctx.eps, m.map(|m| &m.attention_norm))?;
+        let u = self
+            .intermediate
+            .forward(b, &h1, m.map(|m| &m.intermediate))?;
+        let g = b.gelu_fwd(&u)?;
+        let o = self.output.forward(b, &g, m.map(|m| &m.output))?;
+        let (o, output_keep) = dropout(b, o, ctx.hidden_dropout, site_seed(ctx.seed, 0, 2))?;
+        let s2 = b.add_fwd(&o, &h1)?;
+        let (y, output_norm) =
+            self.output_norm
+                .forward_t(b, s2, ctx.eps, m.map(|m| &m.output_norm))?;
+        let cache = LayerCache {
+            x,
+            attention,
+            context,
+            attention_keep,
+            attention_norm,
+            h1,
+            u,
+            g,
+            output_keep,
+            output_norm,
+        };
+        Ok((y, cache))
+    }
+
+    /// Backward of [`Layer::forward_t`]: accumulates every parameter gradient into `grads`
+    /// and returns `dx` `[B·T, C]`. Reads as the forward pass in reverse.
+    pub fn backward<B: Backend<Tensor = T>>(
+        &self,
+        b: &B,
+        cache: LayerCache<T>,
+        dy: &T,
+        ctx: &LayerCtx<'_, T>,
+        grads: &mut Layer<T>,
+    ) -> Result<T> {
+        let m = ctx.masks;
+        // y = LN(s2), s2 = dropout(output(gelu(intermediate(h1)))) + h1
+        let ds2 = self.output_norm.backward(
+            b,
+            &cache.output_norm,
+            dy,
+            m.map(|m| &m.output_norm),
+            &mut grads.output_norm,
+        )?;
+        let d_o = dropout_bwd(b, ds2.clone(), &cache.output_keep)?;
+        let dg =
+            self.output
+                .backward(b, &cache.g, &d_o, m.map(|m| &m.output), &mut grads.output)?;
+        let du = b.gelu_bwd(&cache.u, &dg)?;
+        let dh1_ffn = self.intermediate.backward(
+            b,
+            &cache.h1,
+            &du,
+            m.map(|m| &m.intermediate),
+            &mut grads.intermediate,
+        )?;
+        let dh1 = b.add_fwd(&ds2, &dh1_ffn)?; // residual: h1 feeds both the FFN and s2
+        // h1 = LN(s1), s1 = dropout(attention_output(context)) + x
+        let ds1 = self.attention_norm.backward(
+            b,
+            &cache.attention_norm,
+            &dh1,
+            m.map(|m| &m.attention_norm),
+            &mut grads.attention_norm,
+        )?;
+        let da = dropout_bwd(b, ds1.clone(), &cache.attention_keep)?;
+        let dcontext = self.attention_output.backward(
+            b,
+            &cache.context,
+            &da,
+            m.map(|m| &m.attention_output),
+            &mut grads.attention_output,
+        )?;
+        match cache.attention {
+            // No heads: the attention block is its output bias alone, x reaches s1 only.
+            None => Ok(ds1),
+            Some(att) => {
+                let dx_att =
+                    self.self_attention_backward(b, &cache.x, att, dcontext, ctx, grads)?;
+                Ok(b.add_fwd(&ds1, &dx_att)?) // residual: x feeds both attention and s1
+            }
+        }
+    }
+
+    /// Backward of self-attention from `dcontext` `[B·T, H·D]` to `dx` `[B·T, C]`.
+    fn self_attention_backward<B: Backend<Tensor = T>>(
+        &self,
+        b: &B,
+        x: &T,
+        att: AttentionCache<T>,
+        dcontext: T,
+        ctx: &LayerCtx<'_, T>,
+        grads: &mut Layer<T>,
+    ) -> Result<T> {
+        let m = ctx.masks;
+        let h = self.heads(b, ctx.head_dim);
+        let dc = split_heads(b, dcontext, ctx, h)?; // [B, H, T, D]
+        let p_eff = att.probs_eff.as_ref().unwrap_or(&att.probs);
+        let (dp, dv) = b.matmul_bwd(p_eff, &att.v, Transpose::NN, &dc)?;
+        let dp = match ctx.head_mask {
+            Some(hm) => b.scale_rows_fwd(&dp, hm, ctx.seq)?,
+            None => dp,
+        };
+        let dp = dropout_bwd(b, dp, &att.probs_keep)?;
+        let scale = 1.0 / (ctx.head_dim as f64).sqrt();
+        let dscores = b.softmax_bwd(&att.probs, &dp, scale)?;
+        let (dq, dk) = b.matmul_bwd(&att.q, &att.k, Transpose::NT, &dscores)?;
+        let dxq = self.query.backward(
+            b,
+            x,
+            &merge_heads(b, &dq, ctx, h)?,
+            m.map(|m| &m.query),
+            &mut grads.query,
+        )?;
+        let dxk = self.key.backward(
+            b,
+            x,
+            &merge_heads(b, &dk, ctx, h)?,
+            m.map(|m| &m.key),
+            &mut grads.key,
+        )?;
+        let dxv = self.value.backward(
+            b,
+            x,
+            &merge_heads(b, &dv, ctx, h)?,
+            m.map(|m| &m.value),
+            &mut grads.value,
+        )?;
+        Ok(b.add_fwd(&b.add_fwd(&dxq, &dxk)?, &dxv)?)
+    }
+}

@@ -1,0 +1,122 @@
+//! The pooler (`tanh` of a dense layer on each sequence's first token, `pooler.dense`) and
+//! the sequence classification / regression head (`classifier`, after dropout).
+
+use super::{dropout, dropout_bwd};
+use crate::error::Result;
+use crate::params::Linear;
+use prune_tensor::Backend;
+
+/// Rows of the first ([CLS]) token of each sequence in `[B·T, C]` hidden states.
+pub fn first_token_rows(batch: usize, seq: usize) -> Vec<usize> {
+    (0..batch).map(|i| i * seq).collect()
+}
+
+/// What the pooler's backward needs.
+#[derive(Clone, Debug)]
+pub struct PoolerCache<T> {
+    /// First-token hidden states, `[B, C]`.
+    first: T,
+    /// Pooled output, `[B, C]`.
+    pooled: T,
+    /// Rows of the first tokens in `[B·T, C]`, `[B]`.
+    rows: Vec<usize>,
+    /// B·T.
+    n: usize,
+}
+
+/// Pooler forward: `tanh(first · Wᵀ + b)` from hidden states `[B·T, C]`, `[B, C]`.
+pub fn pooler_forward<B: Backend>(
+    b: &B,
+    dense: &Linear<B::Tensor>,
+    hidden: &B::Tensor,
+    batch: usize,
+    seq: usize,
+    mask: Option<&Linear<Option<B::Tensor>>>,
+) -> Result<B::Tensor> {
+    let first = b.gather_rows_fwd(hidden, &first_token_rows(batch, seq))?;
+    let z = dense.forward(b, &first, mask)?;
+    Ok(b.tanh_fwd(&z)?)
+}
+
+/// Pooler forward keeping a cache; the pooled output is returned as well as kept.
+pub fn pooler_forward_t<B: Backend>(
+    b: &B,
+    dense: &Linear<B::Tensor>,
+    hidden: &B::Tensor,
+    batch: usize,
+    seq: usize,
+    mask: Option<&Linear<Option<B::Tensor>>>,
+) -> Result<(B::Tensor, PoolerCache<B::Tensor>)> {
+    let rows = first_token_rows(batch, seq);
+    let first = b.gather_rows_fwd(hidden, &rows)?;
+    let z = dense.forward(b, &first, mask)?;
+    let pooled = b.tanh_fwd(&z)?;
+    let cache = PoolerCache {
+        first,
+        pooled: pooled.clone(),
+        rows,
+        n: batch * seq,
+    };
+    Ok((pooled, cache))
+}
+
+/// Pooler backward: accumulates `pooler.dense` gradients, returns `d hidden` `[B·T, C]`
+/// (non-zero on first-token rows only).
+pub fn pooler_backward<B: Backend>(
+    b: &B,
+    dense: &Linear<B::Tensor>,
+    cache: &PoolerCache<B::Tensor>,
+    dpooled: &B::Tensor,
+    mask: Option<&Linear<Option<B::Tensor>>>,
+    grads: &mut Linear<B::Tensor>,
+) -> Result<B::Tensor> {
+    let dz = b.tanh_bwd(&cache.pooled, dpooled)?;
+    let dfirst = dense.backward(b, &cache.first, &dz, mask, grads)?;
+    Ok(b.gather_rows_bwd(&dfirst, &cache.rows, cache.n)?)
+}
+
+/// What the classifier's backward needs.
+#[derive(Clone, Debug)]
+pub struct ClassifierCache<T> {
+    /// Classifier input after dropout, `[B, C]`.
+    x: T,
+    /// Dropout factors, `[B, C]`.
+    keep: Option<T>,
+}
+
+/// Classifier forward (inference): `pooled · Wᵀ + b`, `[B, K]`.
+pub fn classifier_forward<B: Backend>(
+    b: &B,
+    head: &Linear<B::Tensor>,
+    pooled: &B::Tensor,
+    mask: Option<&Linear<Option<B::Tensor>>>,
+) -> Result<B::Tensor> {
+    head.forward(b, pooled, mask)
+}
+
+/// Classifier forward with dropout `p` on its input, keeping a cache.
+pub fn classifier_forward_t<B: Backend>(
+    b: &B,
+    head: &Linear<B::Tensor>,
+    pooled: B::Tensor,
+    p: f64,
+    seed: u64,
+    mask: Option<&Linear<Option<B::Tensor>>>,
+) -> Result<(B::Tensor, ClassifierCache<B::Tensor>)> {
+    let (x, keep) = dropout(b, pooled, p, seed)?;
+    let logits = head.forward(b, &x, mask)?;
+    Ok((logits, ClassifierCache { x, keep }))
+}
+
+/// Classifier backward: accumulates its gradients, returns `d pooled` `[B, C]`.
+pub fn classifier_backward<B: Backend>(
+    b: &B,
+    head: &Linear<B::Tensor>,
+    cache: ClassifierCache<B::Tensor>,
+    dlogits: &B::Tensor,
+    mask: Option<&Linear<Option<B::Tensor>>>,
+    grads: &mut Linear<B::Tensor>,
+) -> Result<B::Tensor> {
+    let dx = head.backward(b, &cache.x, dlogits, mask, grads)?;
+    dropout_bwd(b, dx, &cache.keep)
+}

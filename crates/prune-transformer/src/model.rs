@@ -1,0 +1,838 @@
+//! `BertModel`: embeddings, encoder layers, optional pooler and classifier over any
+//! `Backend`, with weight masks, a head mask, inference `forward`, training `forward_t`
+//! and `backward` (which reads as the forward pass in reverse).
+
+use crate::batch::Batch;
+use crate::config::BertConfig;
+use crate::error::{Error, Result};
+use crate::layers::embeddings::{EmbeddingInput, EmbeddingsCache, positions};
+use crate::layers::encoder::{LayerCache, LayerCtx};
+use crate::layers::heads::{
+    ClassifierCache, PoolerCache, classifier_backward, classifier_forward, classifier_forward_t,
+    pooler_backward, pooler_forward, pooler_forward_t,
+};
+use crate::layers::{accumulate, site_seed};
+use crate::params::{BertParams, Linear};
+use crate::weights::{HostParams, load_params, save_config, save_params};
+use prune_tensor::rng::Rng;
+use prune_tensor::{Backend, Shape, Tensor};
+use std::path::Path;
+
+/// Additive attention-mask value for padding keys: transformers' `finfo(float32).min`.
+/// Added to scaled scores of ordinary size it stays finite, so softmax cannot produce NaN.
+pub const MASK_VALUE: f32 = f32::MIN;
+
+/// Options of one forward pass.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ForwardOptions {
+    /// Return the hidden state after the embeddings and after every layer.
+    pub output_hidden_states: bool,
+    /// Seed of the dropout draws (training forward only).
+    pub seed: u64,
+}
+
+/// What a forward pass returns.
+#[derive(Clone, Debug)]
+pub struct BertOutput<T> {
+    /// Output of the last layer, `[B, T, C]`.
+    pub last_hidden_state: T,
+    /// Embedding output then each layer's output, `L + 1` × `[B, T, C]`; empty unless
+    /// [`ForwardOptions::output_hidden_states`].
+    pub hidden_states: Vec<T>,
+    /// Pooler output, `[B, C]`, when the model has a pooler.
+    pub pooled: Option<T>,
+    /// Classifier output, `[B, K]`, when the model has a pooler and a classifier.
+    pub logits: Option<T>,
+}
+
+/// Upstream gradients of a forward pass's outputs; absent ones count as zero.
+#[derive(Clone, Debug)]
+pub struct OutputGrads<T> {
+    /// `dL/d logits`, `[B, K]`.
+    pub logits: Option<T>,
+    /// `dL/d pooled`, `[B, C]`.
+    pub pooled: Option<T>,
+    /// `dL/d last_hidden_state`, `[B, T, C]`.
+    pub last_hidden_state: Option<T>,
+    /// `dL/d hidden_states[i]`, `[B, T, C]` each (index 0: embedding output); may be
+    /// shorter than `L + 1`.
+    pub hidden_states: Vec<Option<T>>,
+}
+
+impl<T> Default for OutputGrads<T> {
+    fn default() -> Self {
+        OutputGrads {
+            logits: None,
+            pooled: None,
+            last_hidden_state: None,
+            hidden_states: Vec::new(),
+        }
+    }
+}
+
+/// Everything `backward` needs from a training forward pass.
+#[derive(Clone, Debug)]
+pub struct BertCache<T> {
+    batch: usize,
+    seq: usize,
+    seed: u64,
+    /// Additive attention mask, `[B, T]`.
+    attn_mask: T,
+    /// Per-layer head mask expanded over the batch, `[B·H]`.
+    head_masks: Vec<Option<T>>,
+    embeddings: EmbeddingsCache<T>,
+    layers: Vec<LayerCache<T>>,
+    pooler: Option<PoolerCache<T>>,
+    classifier: Option<ClassifierCache<T>>,
+}
+
+impl<T> BertCache<T> {
+    /// The hidden state entering layer `l` (`l = 0`: the embedding output), `[B·T, C]`.
+    pub fn hidden_state(&self, l: usize) -> Option<&T> {
+        self.layers.get(l).map(|c| &c.x)
+    }
+}
+
+/// Checked, backend-side inputs of one forward pass.
+struct Prepared<T> {
+    ids: Vec<usize>,
+    type_ids: Vec<usize>,
+    positions: Vec<usize>,
+    /// `[B, T]`
+    attn_mask: T,
+    /// `[B·H]` per layer
+    head_masks: Vec<Option<T>>,
+}
+
+/// A BERT encoder with optional pooler and classification head, generic over the backend.
+#[derive(Clone, Debug)]
+pub struct BertModel<B: Backend> {
+    backend: B,
+    /// The configuration the parameters follow.
+    pub config: BertConfig,
+    /// The parameters, named as in transformers.
+    pub params: BertParams<B::Tensor>,
+    /// Per-element masks: a parameter `p` with mask `m` acts as `p ⊙ m`.
+    masks: Option<BertParams<Option<B::Tensor>>>,
+    /// Per-layer factors on each head's attention probabilities, `[L][H_l]`.
+    head_mask: Option<Vec<Vec<f32>>>,
+}
+
+fn dims_of<B: Backend>(b: &B, t: &B::Tensor) -> Shape {
+    b.shape(t).clone()
+}
+
+impl<B: Backend> BertModel<B> {
+    /// A model from host parameters, checked against `config`; the pooler and the
+    /// classifier come along when `host` has them.
+    pub fn from_host(backend: B, config: BertConfig, host: &HostParams) -> Result<Self> {
+        config.validate()?;
+        let expected =
+            BertParams::expected(&config, host.pooler.is_some(), host.classifier.is_some());
+        let found = host.named();
+        for ((name, shape), (_, t)) in expected.named().into_iter().zip(&found) {
+            if t.shape() != shape {
+                return Err(Error::TensorShape {
+                    name,
+                    expected: shape.clone(),
+                    found: t.shape().clone(),
+                });
+            }
+        }
+        if expected.len() != found.len() {
+            return Err(Error::Input(format!(
+                "parameter tree has {} tensors, the config implies {}",
+                found.len(),
+                expected.len()
+            )));
+        }
+        let params = host.try_map(|_, t| backend.upload(t).map_err(Error::from))?;
+        Ok(BertModel {
+            backend,
+            config,
+            params,
+            masks: None,
+            head_mask: None,
+        })
+    }
+
+    /// Loads `config.json` and `model.safetensors` from `dir`.
+    pub fn load(backend: B, dir: &Path) -> Result<Self> {
+        let config = BertConfig::from_file(&dir.join("config.json"))?;
+        let host = load_params(&dir.join("model.safetensors"), &config)?;
+        Self::from_host(backend, config, &host)
+    }
+
+    /// A randomly initialised model as transformers does it: normal(0, initializer_range)
+    /// weights and embeddings (padding row zero), zero biases, LayerNorm γ = 1, β = 0.
+    pub fn random(
+        backend: B,
+        config: BertConfig,
+        pooler: bool,
+        classifier: bool,
+        seed: u64,
+    ) -> Result<Self> {
+        config.validate()?;
+        let mut rng = Rng::new(seed);
+        let std = config.initializer_range;
+        let pad = config.pad_token_id;
+        let shapes = BertParams::expected(&config, pooler, classifier);
+        let host = shapes.map(|name, shape| {
+            if name.ends_with("LayerNorm.weight") {
+                Tensor::full(shape.clone(), 1.0f32)
+            } else if name.ends_with("bias") {
+                Tensor::zeros(shape.clone())
+            } else {
+                let c = shape.last();
+                Tensor::from_fn(shape.clone(), |i| {
+                    let v = (rng.normal() * std) as f32;
+                    if name == "embeddings.word_embeddings.weight" && i / c.max(1) == pad {
+                        0.0
+                    } else {
+                        v
+                    }
+                })
+            }
+        });
+        Self::from_host(backend, config, &host)
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// The backend, the parameters and the config, borrowed together (for surgery).
+    pub fn parts_mut(&mut self) -> (&B, &mut BertParams<B::Tensor>, &mut BertConfig) {
+        (&self.backend, &mut self.params, &mut self.config)
+    }
+
+    /// The parameters copied to the host in f32.
+    pub fn to_host(&self) -> Result<HostParams> {
+        self.params
+            .try_map(|_, t| self.backend.download(t).map_err(Error::from))
+    }
+
+    /// Writes `config.json` and `model.safetensors` into `dir` (created if needed), each
+    /// atomically. Masks are not applied: save the masked product explicitly if wanted.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        save_params(&dir.join("model.safetensors"), &self.to_host()?)?;
+        save_config(&dir.join("config.json"), &self.config)
+    }
+
+    /// A zero gradient tree mirroring the parameters.
+    pub fn zero_grads(&self) -> Result<BertParams<B::Tensor>> {
+        self.params.try_map(|_, t| {
+            self.backend
+                .zeros(self.backend.shape(t))
+                .map_err(Error::from)
+        })
+    }
+
+    /// Total number of parameter elements.
+    pub fn num_parameters(&self) -> usize {
+        self.params
+            .named()
+            .iter()
+            .map(|(_, t)| self.backend.shape(t).numel())
+            .sum()
+    }
+
+    /// The weight masks, if any.
+    pub fn masks(&self) -> Option<&BertParams<Option<B::Tensor>>> {
+        self.masks.as_ref()
+    }
+
+    /// Sets (or clears) the weight masks; each given mask must have its parameter's shape.
+    pub fn set_masks(&mut self, masks: Option<BertParams<Option<B::Tensor>>>) -> Result<()> {
+        if let Some(m) = &masks {
+            let params = self.params.named();
+            let named = m.named();
+            if params.len() != named.len() {
+                return Err(Error::Input(format!(
+                    "mask tree has {} entries, the model {} parameters",
+                    named.len(),
+                    params.len()
+                )));
+            }
+            for ((name, p), (_, mask)) in params.into_iter().zip(named) {
+                if let Some(mask) = mask
+                    && self.backend.shape(mask) != self.backend.shape(p)
+                {
+                    return Err(Error::TensorShape {
+                        name: format!("mask of {name}"),
+                        expected: dims_of(&self.backend, p),
+                        found: dims_of(&self.backend, mask),
+                    });
+                }
+            }
+        }
+        self.masks = masks;
+        Ok(())
+    }
+
+    /// An empty mask tree (every entry `None`) to fill in by name.
+    pub fn empty_masks(&self) -> BertParams<Option<B::Tensor>> {
+        self.params.map(|_, _| None)
+    }
+
+    /// The head mask, if any.
+    pub fn head_mask(&self) -> Option<&Vec<Vec<f32>>> {
+        self.head_mask.as_ref()
+    }
+
+    /// Sets (or clears) the head mask: one factor per head of every layer, applied to that
+    /// head's attention probabilities.
+    pub fn set_head_mask(&mut self, mask: Option<Vec<Vec<f32>>>) -> Result<()> {
+        if let Some(m) = &mask {
+            if m.len() != self.params.layers.len() {
+                return Err(Error::Input(format!(
+                    "head mask has {} layers, the model {}",
+                    m.len(),
+                    self.params.layers.len()
+                )));
+            }
+            for (l, (row, layer)) in m.iter().zip(&self.params.layers).enumerate() {
+                let h = layer.heads(&self.backend, self.config.head_dim());
+                if row.len() != h {
+                    return Err(Error::Input(format!(
+                        "head mask of layer {l} has {} entries, the layer {h} heads",
+                        row.len()
+                    )));
+                }
+            }
+        }
+        self.head_mask = mask;
+        Ok(())
+    }
+
+    /// Checks `batch` against the model and moves its masks to the backend.
+    fn prepare(&self, batch: &Batch) -> Result<Prepared<B::Tensor>> {
+        batch.check()?;
+        let b = &self.backend;
+        let rows = |t: &B::Tensor| b.shape(t).dims().first().copied().unwrap_or(0);
+        let (vocab, types, max_pos) = (
+            rows(&self.params.embeddings.word),
+            rows(&self.params.embeddings.token_type),
+            rows(&self.params.embeddings.position),
+        );
+        if batch.seq > max_pos {
+            return Err(Error::Input(format!(
+                "sequence length {} exceeds max_position_embeddings = {max_pos}",
+                batch.seq
+            )));
+        }
+        let ids: Vec<usize> = batch.input_ids.iter().map(|&i| i as usize).collect();
+        if let Some(bad) = ids.iter().find(|&&i| i >= vocab) {
+            return Err(Error::Input(format!(
+                "token id {bad} out of range (vocab_size = {vocab})"
+            )));
+        }
+        let type_ids: Vec<usize> = batch.token_type_ids.iter().map(|&i| i as usize).collect();
+        if let Some(bad) = type_ids.iter().find(|&&i| i >= types) {
+            return Err(Error::Input(format!(
+                "token type id {bad} out of range (type_vocab_size = {types})"
+            )));
+        }
+        let mask = Tensor::new(
+            [batch.batch, batch.seq],
+            batch
+                .attention_mask
+                .iter()
+                .map(|&m| if m == 1 { 0.0 } else { MASK_VALUE })
+                .collect(),
+        )?;
+        let attn_mask = b.upload(&mask)?;
+        let head_masks = match &self.head_mask {
+            None => vec![None; self.params.layers.len()],
+            Some(hm) => hm
+                .iter()
+                .map(|row| {
+                    let expanded: Vec<f32> =
+                        (0..batch.batch).flat_map(|_| row.iter().copied()).collect();
+                    let t = Tensor::new([expanded.len()], expanded)?;
+                    Ok(Some(b.upload(&t)?))
+                })
+                .collect::<Result<_>>()?,
+        };
+        Ok(Prepared {
+            ids,
+            type_ids,
+            positions: positions(batch.batch, batch.seq),
+            attn_mask,
+            head_masks,
+        })
+    }
+
+    fn layer_ctx<'a>(
+        &'a self,
+        l: usize,
+        batch: usize,
+        seq: usize,
+        attn_mask: &'a B::Tensor,
+        head_mask: Option<&'a B::Tensor>,
+        seed: u64,
+    ) -> LayerCtx<'a, B::Tensor> {
+        LayerCtx {
+            batch,
+            seq,
+            head_dim: self.config.head_dim(),
+            eps: self.config.layer_norm_eps,
+            attn_mask,
+            head_mask,
+            hidden_dropout: self.config.hidden_dropout_prob,
+            attention_dropout: self.config.attention_probs_dropout_prob,
+            seed: site_seed(seed, l as u64 + 1, 0),
+            masks: self.masks.as_ref().map(|m| &m.layers[l]),
+        }
+    }
+
+    /// `[B·T, C]` → `[B, T, C]`.
+    fn unflatten(&self, t: B::Tensor, batch: usize, seq: usize) -> Result<B::Tensor> {
+        let c = self.backend.shape(&t).last();
+        Ok(self.backend.reshape(t, Shape::from([batch, seq, c]))?)
+    }
+
+    /// `[.., C]` → `[rows, C]`, checking the element count.
+    fn flatten(&self, t: B::Tensor, rows: usize, what: &str) -> Result<B::Tensor> {
+        let shape = self.backend.shape(&t).clone();
+        let c = self.params.embeddings.width(&self.backend);
+        if shape.numel() != rows * c {
+            return Err(Error::Input(format!(
+                "{what} has shape {shape}, expected [B, T, C] with B·T = {rows}, C = {c}"
+            )));
+        }
+        Ok(self.backend.reshape(t, Shape::from([rows, c]))?)
+    }
+
+    /// Inference (no dropout, nothing kept).
+    pub fn forward(&self, batch: &Batch, opts: &ForwardOptions) -> Result<BertOutput<B::Tensor>> {
+        let b = &self.backend;
+        let prep = self.prepare(batch)?;
+        let masks = self.masks.as_ref();
+        let input = EmbeddingInput {
+            ids: &prep.ids,
+            type_ids: &prep.type_ids,
+            positions: &prep.positions,
+        };
+        let mut x = self.params.embeddings.forward(
+            b,
+            &input,
+            self.config.layer_norm_eps,
+            masks.map(|m| &m.embeddings),
+        )?;
+        let mut states = Vec::new();
+        for (l, layer) in self.params.layers.iter().enumerate() {
+            let ctx = self.layer_ctx(
+                l,
+                batch.batch,
+                batch.seq,
+                &prep.attn_mask,
+                prep.head_masks[l].as_ref(),
+                opts.seed,
+            );
+            let y = layer.forward(b, &x, &ctx)?;
+            if opts.output_hidden_states {
+                states.push(std::mem::replace(&mut x, y));
+            } else {
+                x = y;
+            }
+        }
+        let pooled = match &self.params.pooler {
+            Some(p) => Some(pooler_forward(
+                b,
+                p,
+                &x,
+                batch.batch,
+                batch.seq,
+                masks.and_then(|m| m.pooler.as_ref()),
+            )?),
+            None => None,
+        };
+        let logits = match (&self.params.classifier, &pooled) {
+            (Some(c), Some(p)) => Some(classifier_forward(
+                b,
+                c,
+                p,
+                masks.and_then(|m| m.classifier.as_ref()),
+            )?),
+            _ => None,
+        };
+        if opts.output_hidden_states {
+            states.push(x.clone());
+        }
+        let hidden_states = states
+            .into_iter()
+            .map(|s| self.unflatten(s, batch.batch, batch.seq))
+            .collect::<Result<_>>()?;
+        Ok(BertOutput {
+            last_hidden_state: self.unflatten(x, batch.batch, batch.seq)?,
+            hidden_states,
+            pooled,
+            logits,
+        })
+    }
+
+    /// Training forward: dropout as configured (seeded by `opts.seed`) and a cache for
+    /// [`BertModel::backward`].
+    pub fn forward_t(
+        &self,
+        batch: &Batch,
+        opts: &ForwardOptions,
+    ) -> Result<(BertOutput<B::Tensor>, BertCache<B::Tensor>)> {
+        let b = &self.backend;
+        let cfg = &self.config;
+        let prep = self.prepare(batch)?;
+        let masks = self.masks.as_ref();
+        let input = EmbeddingInput {
+            ids: &prep.ids,
+            type_ids: &prep.type_ids,
+            positions: &prep.positions,
+        };
+        let (mut x, emb_cache) = self.params.embeddings.forward_t(
+            b,
+            &input,
+            cfg.layer_norm_eps,
+            cfg.hidden_dropout_prob,
+            site_seed(opts.seed, 0, 0),
+            masks.map(|m| &m.embeddings),
+        )?;
+        let mut states = Vec::new();
+        let mut layer_caches = Vec::with_capacity(self.params.layers.len());
+        for (l, layer) in self.params.layers.iter().enumerate() {
+            let ctx = self.layer_ctx(
+                l,
+                batch.batch,
+                batch.seq,
+                &prep.attn_mask,
+                prep.head_masks[l].as_ref(),
+                opts.seed,
+            );
+            if opts.output_hidden_states {
+                states.push(self.unflatten(x.clone(), batch.batch, batch.seq)?);
+            }
+            let (y, cache) = layer.forward_t(b, x, &ctx)?;
+            layer_caches.push(cache);
+            x = y;
+        }
+        let (pooled, pooler_cache) = match &self.params.pooler {
+            Some(p) => {
+                let (y, c) = pooler_forward_t(
+                    b,
+                    p,
+                    &x,
+                    batch.batch,
+                    batch.seq,
+                    masks.and_then(|m| m.pooler.as_ref()),
+                )?;
+                (Some(y), Some(c))
+            }
+            None => (None, None),
+        };
+        let (logits, classifier_cache) = match (&self.params.classifier, &pooled) {
+            (Some(c), Some(p)) => {
+                let seed = site_seed(opts.seed, self.params.layers.len() as u64 + 1, 0);
+                let (y, cache) = classifier_forward_t(
+                    b,
+                    c,
+                    p.clone(),
+                    cfg.classifier_dropout_prob(),
+                    seed,
+                    masks.and_then(|m| m.classifier.as_ref()),
+                )?;
+                (Some(y), Some(cache))
+            }
+            _ => (None, None),
+        };
+        let last = self.unflatten(x, batch.batch, batch.seq)?;
+        if opts.output_hidden_states {
+            states.push(last.clone());
+        }
+        let cache = BertCache {
+            batch: batch.batch,
+            seq: batch.seq,
+            seed: opts.seed,
+            attn_mask: prep.attn_mask,
+            head_masks: prep.head_masks,
+            embeddings: emb_cache,
+            layers: layer_caches,
+            pooler: pooler_cache,
+            classifier: classifier_cache,
+        };
+        Ok((
+            BertOutput {
+                last_hidden_state: last,
+                hidden_states: states,
+                pooled,
+                logits,
+            },
+            cache,
+        ))
+    }
+
+    /// Backward of [`BertModel::forward_t`]: accumulates (`+=`) every parameter gradient
+    /// into `grads` (gradients with respect to the effective, masked parameters) and
+    /// returns the gradient of the summed input embeddings (word + position + type, before
+    /// the embedding LayerNorm), `[B, T, C]`.
+    pub fn backward(
+        &self,
+        cache: BertCache<B::Tensor>,
+        d: OutputGrads<B::Tensor>,
+        grads: &mut BertParams<B::Tensor>,
+    ) -> Result<B::Tensor> {
+        let b = &self.backend;
+        let masks = self.masks.as_ref();
+        let (batch, seq) = (cache.batch, cache.seq);
+        let n = batch * seq;
+        let c = self.params.embeddings.width(b);
+        let mut d_hidden = d.hidden_states;
+        d_hidden.resize_with(self.params.layers.len() + 1, || None);
+        let mut d_hidden: Vec<Option<B::Tensor>> = d_hidden
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| {
+                t.map(|t| self.flatten(t, n, &format!("hidden state gradient {i}")))
+                    .transpose()
+            })
+            .collect::<Result<_>>()?;
+        // logits = classifier(dropout(pooled))
+        let mut d_pooled = d.pooled;
+        if let Some(dl) = d.logits {
+            let (head, cc) = match (&self.params.classifier, cache.classifier) {
+                (Some(h), Some(cc)) => (h, cc),
+                _ => {
+                    return Err(Error::Input(
+                        "logits gradient given but the model has no classifier".into(),
+                    ));
+                }
+            };
+            let grad = grads
+                .classifier
+                .as_mut()
+                .ok_or_else(|| Error::Input("gradient tree has no classifier".into()))?;
+            let dp = classifier_backward(
+                b,
+                head,
+                cc,
+                &dl,
+                masks.and_then(|m| m.classifier.as_ref()),
+                grad,
+            )?;
+            d_pooled = Some(match d_pooled {
+                Some(mut p) => {
+                    accumulate(b, &mut p, &dp)?;
+                    p
+                }
+                None => dp,
+            });
+        }
+        // pooled = tanh(pooler(last[:, 0]))
+        let mut dy = match d.last_hidden_state {
+            Some(t) => self.flatten(t, n, "last hidden state gradient")?,
+            None => b.zeros(&Shape::from([n, c]))?,
+        };
+        if let Some(t) = d_hidden.pop().flatten() {
+            accumulate(b, &mut dy, &t)?;
+        }
+        if let Some(dp) = d_pooled {
+            let (dense, pc) = match (&self.params.pooler, &cache.pooler) {
+                (Some(p), Some(pc)) => (p, pc),
+                _ => {
+                    return Err(Error::Input(
+                        "pooled gradient given but the model has no pooler".into(),
+                    ));
+                }
+            };
+            let grad = grads
+                .pooler
+                .as_mut()
+                .ok_or_else(|| Error::Input("gradient tree has no pooler".into()))?;
+            let dlast = pooler_backward(
+                b,
+                dense,
+                pc,
+                &dp,
+                masks.and_then(|m| m.pooler.as_ref()),
+                grad,
+            )?;
+            accumulate(b, &mut dy, &dlast)?;
+        }
+        // hidden[l + 1] = layer_l(hidden[l]), in reverse
+        let mut layer_caches = cache.layers;
+        for l in (0..self.params.layers.len()).rev() {
+            let lc = layer_caches
+                .pop()
+                .ok_or_else(|| Error::Input("cache has fewer layers than the model".into()))?;
+            let ctx = self.layer_ctx(
+                l,
+                batch,
+                seq,
+                &cache.attn_mask,
+                cache.head_masks[l].as_ref(),
+                cache.seed,
+            );
+            let mut dx = self.params.layers[l].backward(b, lc, &dy, &ctx, &mut grads.layers[l])?;
+            if let Some(t) = d_hidden.pop().flatten() {
+                accumulate(b, &mut dx, &t)?; // hidden[l] is also an output
+            }
+            dy = dx;
+        }
+        // hidden[0] = embeddings(ids)
+        let de = self.params.embeddings.backward(
+            b,
+            cache.embeddings,
+            dy,
+            masks.map(|m| &m.embeddings),
+            &mut grads.embeddings,
+        )?;
+        self.unflatten(de, batch, seq)
+    }
+}
+
+/// The targets of a sequence classification or regression batch.
+#[derive(Clone, Copy, Debug)]
+pub enum Targets<'a> {
+    /// One class per example (`[B]`, values in `0..K`; `-100` is ignored as in PyTorch).
+    Classes(&'a [i64]),
+    /// One real value per example (`[B]`, regression with K = 1).
+    Values(&'a [f32]),
+}
+
+/// Label value ignored by the cross-entropy.
+pub const IGNORE_INDEX: i64 = -100;
+
+/// What the loss's backward needs.
+#[derive(Clone, Debug)]
+enum LossCache<T> {
+    CrossEntropy { probs: T, labels: Vec<i64> },
+    Mse { pred: T, target: T },
+}
+
+/// Cache of [`BertForSequenceClassification::forward_t`].
+#[derive(Clone, Debug)]
+pub struct ClassificationCache<T> {
+    /// The model's cache.
+    pub bert: BertCache<T>,
+    loss: LossCache<T>,
+}
+
+/// A BERT with pooler and classifier trained with cross-entropy (classification) or mean
+/// squared error (regression, one label), as transformers' class of the same name.
+#[derive(Clone, Debug)]
+pub struct BertForSequenceClassification<B: Backend> {
+    /// The model (has a pooler and a classifier).
+    pub bert: BertModel<B>,
+}
+
+impl<B: Backend> BertForSequenceClassification<B> {
+    /// Wraps `bert`, which must have a pooler and a classifier.
+    pub fn new(bert: BertModel<B>) -> Result<Self> {
+        if bert.params.pooler.is_none() || bert.params.classifier.is_none() {
+            return Err(Error::Input(
+                "sequence classification needs a pooler and a classifier".into(),
+            ));
+        }
+        Ok(BertForSequenceClassification { bert })
+    }
+
+    /// Logits `[B, K]` in inference mode.
+    pub fn logits(&self, batch: &Batch) -> Result<B::Tensor> {
+        let out = self.bert.forward(batch, &ForwardOptions::default())?;
+        out.logits
+            .ok_or_else(|| Error::Input("model has no classifier".into()))
+    }
+
+    /// Training forward and the mean loss over the batch.
+    pub fn forward_t(
+        &self,
+        batch: &Batch,
+        targets: Targets<'_>,
+        opts: &ForwardOptions,
+    ) -> Result<(f64, BertOutput<B::Tensor>, ClassificationCache<B::Tensor>)> {
+        let b = self.bert.backend();
+        let (out, bert) = self.bert.forward_t(batch, opts)?;
+        let logits = out
+            .logits
+            .as_ref()
+            .ok_or_else(|| Error::Input("model has no classifier".into()))?;
+        let k = b.shape(logits).last();
+        let (loss, cache) = match targets {
+            Targets::Classes(labels) => {
+                if labels.len() != batch.batch {
+                    return Err(Error::Input(format!(
+                        "{} labels for {} examples",
+                        labels.len(),
+                        batch.batch
+                    )));
+                }
+                let (loss, probs) = b.cross_entropy_fwd(logits, labels, IGNORE_INDEX)?;
+                (
+                    loss,
+                    LossCache::CrossEntropy {
+                        probs,
+                        labels: labels.to_vec(),
+                    },
+                )
+            }
+            Targets::Values(values) => {
+                if k != 1 || values.len() != batch.batch {
+                    return Err(Error::Input(format!(
+                        "regression needs one label (have {k}) and one target per example ({} for {})",
+                        values.len(),
+                        batch.batch
+                    )));
+                }
+                let target = b.upload(&Tensor::new([values.len(), 1], values.to_vec())?)?;
+                let loss = b.mse_fwd(logits, &target)?;
+                (
+                    loss,
+                    LossCache::Mse {
+                        pred: logits.clone(),
+                        target,
+                    },
+                )
+            }
+        };
+        Ok((loss, out, ClassificationCache { bert, loss: cache }))
+    }
+
+    /// Backward of `dl · loss`: accumulates every parameter gradient into `grads`, returns
+    /// the gradient of the input embeddings `[B, T, C]`.
+    pub fn backward(
+        &self,
+        cache: ClassificationCache<B::Tensor>,
+        dl: f64,
+        grads: &mut BertParams<B::Tensor>,
+    ) -> Result<B::Tensor> {
+        let b = self.bert.backend();
+        let dlogits = match &cache.loss {
+            LossCache::CrossEntropy { probs, labels } => {
+                b.cross_entropy_bwd(probs, labels, IGNORE_INDEX, dl)?
+            }
+            LossCache::Mse { pred, target } => b.mse_bwd(pred, target, dl)?,
+        };
+        let d = OutputGrads {
+            logits: Some(dlogits),
+            ..OutputGrads::default()
+        };
+        self.bert.backward(cache.bert, d, grads)
+    }
+}
+
+/// A classification head `[K, C]` from host tensors named `classifier.weight` and
+/// `classifier.bias` (e.g. a separate `head.safetensors`).
+pub fn classifier_from_tensors(
+    tensors: &std::collections::BTreeMap<String, Tensor<f32>>,
+) -> Result<Linear<Tensor<f32>>> {
+    let get = |n: &str| {
+        tensors
+            .get(n)
+            .cloned()
+            .ok_or_else(|| Error::Input(format!("no tensor `{n}`")))
+    };
+    Ok(Linear {
+        weight: get("classifier.weight")?,
+        bias: get("classifier.bias")?,
+    })
+}

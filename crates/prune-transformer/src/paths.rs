@@ -1,0 +1,90 @@
+//! Where the default checkpoint and the reference fixtures live on disk, shared by every
+//! crate's tests and tools.
+//!
+//! - cache dir: `$PRUNE_CACHE_DIR`, else `$XDG_CACHE_HOME/prune`, else `$HOME/.cache/prune`;
+//! - default checkpoint: `$PRUNE_MODEL_DIR`, else `<cache>/models/all-MiniLM-L6-v2/`
+//!   (written by `cargo xtask fetch`);
+//! - fixtures: `$PRUNE_FIXTURES`, else `<workspace root>/../shared/fixtures`.
+
+use crate::error::{Error, Result};
+use std::path::{Path, PathBuf};
+
+/// Name of the default checkpoint's directory under `<cache>/models/`.
+pub const DEFAULT_MODEL: &str = "all-MiniLM-L6-v2";
+
+/// What to do when a checkpoint or fixture is missing.
+pub const FETCH_HINT: &str =
+    "run `cargo xtask fetch` to download it (or point PRUNE_MODEL_DIR / PRUNE_FIXTURES at a copy)";
+
+fn env_dir(key: &str) -> Option<PathBuf> {
+    std::env::var_os(key)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// The cache directory: `$PRUNE_CACHE_DIR`, else `$XDG_CACHE_HOME/prune`, else
+/// `$HOME/.cache/prune` (relative `.cache/prune` when no home is known).
+pub fn cache_dir() -> PathBuf {
+    if let Some(d) = env_dir("PRUNE_CACHE_DIR") {
+        return d;
+    }
+    if let Some(d) = env_dir("XDG_CACHE_HOME") {
+        return d.join("prune");
+    }
+    env_dir("HOME")
+        .unwrap_or_default()
+        .join(".cache")
+        .join("prune")
+}
+
+/// The default checkpoint directory: `$PRUNE_MODEL_DIR`, else
+/// `<cache>/models/all-MiniLM-L6-v2`.
+pub fn model_dir() -> PathBuf {
+    env_dir("PRUNE_MODEL_DIR").unwrap_or_else(|| cache_dir().join("models").join(DEFAULT_MODEL))
+}
+
+/// The workspace root (two levels above this crate's manifest, fixed at compile time).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The fixtures directory: `$PRUNE_FIXTURES`, else `<workspace root>/../shared/fixtures`.
+pub fn fixtures_dir() -> PathBuf {
+    env_dir("PRUNE_FIXTURES")
+        .unwrap_or_else(|| workspace_root().join("..").join("shared").join("fixtures"))
+}
+
+/// The default checkpoint directory, or an error saying how to fetch it when its
+/// `config.json`, `model.safetensors` or `tokenizer.json` is missing.
+pub fn require_model_dir() -> Result<PathBuf> {
+    let dir = model_dir();
+    for file in ["config.json", "model.safetensors", "tokenizer.json"] {
+        let p = dir.join(file);
+        if !p.is_file() {
+            return Err(Error::NotFound {
+                what: format!("checkpoint file {file}"),
+                path: p,
+                hint: FETCH_HINT.into(),
+            });
+        }
+    }
+    Ok(dir)
+}
+
+/// `<fixtures>/<name>`, or an error saying how to fetch it when missing.
+pub fn require_fixture(name: &str) -> Result<PathBuf> {
+    let p = fixtures_dir().join(name);
+    if p.exists() {
+        Ok(p)
+    } else {
+        Err(Error::NotFound {
+            what: format!("fixture {name}"),
+            path: p,
+            hint: FETCH_HINT.into(),
+        })
+    }
+}

@@ -1,0 +1,194 @@
+//! `Tokenizer`: a wrapper around the `tokenizers` library's `tokenizer.json` (WordPiece for
+//! BERT) producing padded [`Batch`]es of single sentences or pairs, with the same ids as
+//! transformers' fast tokenizer. The file's own truncation and padding are replaced by the
+//! wrapper's settings.
+
+use crate::batch::Batch;
+use crate::error::{Error, Result};
+use std::path::{Path, PathBuf};
+use tokenizers::{
+    EncodeInput, PaddingDirection, PaddingParams, PaddingStrategy, TruncationDirection,
+    TruncationParams, TruncationStrategy,
+};
+
+/// How a batch is padded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Padding {
+    /// To the longest sequence of the batch.
+    Longest,
+    /// To exactly this many tokens (after truncation to at most the maximum length).
+    Fixed(usize),
+}
+
+/// A BERT tokenizer with truncation to a maximum length (longest-first for pairs) and
+/// padding.
+#[derive(Clone)]
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    path: PathBuf,
+    max_len: usize,
+    padding: Padding,
+}
+
+impl std::fmt::Debug for Tokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokenizer")
+            .field("path", &self.path)
+            .field("max_len", &self.max_len)
+            .field("padding", &self.padding)
+            .finish()
+    }
+}
+
+impl Tokenizer {
+    /// Loads `tokenizer.json`; truncates to `max_len` tokens (special tokens included) and
+    /// pads as `padding` says.
+    pub fn from_file(path: &Path, max_len: usize, padding: Padding) -> Result<Self> {
+        if !path.is_file() {
+            return Err(Error::io(
+                path,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+            ));
+        }
+        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| Error::Tokenizer {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let mut t = Tokenizer {
+            inner,
+            path: path.to_path_buf(),
+            max_len,
+            padding,
+        };
+        t.configure()?;
+        Ok(t)
+    }
+
+    /// Changes the maximum length.
+    pub fn set_max_len(&mut self, max_len: usize) -> Result<()> {
+        self.max_len = max_len;
+        self.configure()
+    }
+
+    /// Changes the padding.
+    pub fn set_padding(&mut self, padding: Padding) -> Result<()> {
+        self.padding = padding;
+        self.configure()
+    }
+
+    /// The maximum length.
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+
+    /// The id of `token`, if the vocabulary has it.
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    /// Vocabulary size, added tokens included.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    fn err(&self, message: impl Into<String>) -> Error {
+        Error::Tokenizer {
+            path: self.path.clone(),
+            message: message.into(),
+        }
+    }
+
+    /// Replaces the file's truncation and padding with ours.
+    fn configure(&mut self) -> Result<()> {
+        if self.max_len < 3 {
+            return Err(self.err(format!(
+                "max length {} leaves no room for [CLS] and [SEP]",
+                self.max_len
+            )));
+        }
+        if let Padding::Fixed(n) = self.padding
+            && n < self.max_len
+        {
+            return Err(self.err(format!(
+                "fixed padding length {n} is shorter than the max length {}",
+                self.max_len
+            )));
+        }
+        // Pad with the file's pad token when it names one, else [PAD].
+        let (pad_token, pad_id, pad_type_id) = match self.inner.get_padding() {
+            Some(p) => (p.pad_token.clone(), p.pad_id, p.pad_type_id),
+            None => {
+                let id = self
+                    .inner
+                    .token_to_id("[PAD]")
+                    .ok_or_else(|| self.err("no padding token: the vocabulary has no [PAD]"))?;
+                ("[PAD]".to_string(), id, 0)
+            }
+        };
+        let strategy = match self.padding {
+            Padding::Longest => PaddingStrategy::BatchLongest,
+            Padding::Fixed(n) => PaddingStrategy::Fixed(n),
+        };
+        self.inner.with_padding(Some(PaddingParams {
+            strategy,
+            direction: PaddingDirection::Right,
+            pad_to_multiple_of: None,
+            pad_id,
+            pad_type_id,
+            pad_token,
+        }));
+        let trunc = TruncationParams {
+            direction: TruncationDirection::Right,
+            max_length: self.max_len,
+            strategy: TruncationStrategy::LongestFirst,
+            stride: 0,
+        };
+        let result = self.inner.with_truncation(Some(trunc)).map(|_| ());
+        result.map_err(|e| self.err(e.to_string()))
+    }
+
+    /// Encodes single sentences (`(a, None)`) and pairs (`(a, Some(b))`) into one padded
+    /// batch with `[CLS] a [SEP] (b [SEP])`, token types 0/1 and the attention mask.
+    pub fn encode(&self, texts: &[(&str, Option<&str>)]) -> Result<Batch> {
+        if texts.is_empty() {
+            return Err(Error::Input("nothing to tokenize".into()));
+        }
+        let inputs: Vec<EncodeInput<'_>> = texts
+            .iter()
+            .map(|&(a, b)| match b {
+                None => EncodeInput::Single(a.into()),
+                Some(b) => EncodeInput::Dual(a.into(), b.into()),
+            })
+            .collect();
+        let encodings = self
+            .inner
+            .encode_batch(inputs, true)
+            .map_err(|e| self.err(e.to_string()))?;
+        let seq = encodings.first().map_or(0, |e| e.get_ids().len());
+        let mut batch = Batch {
+            batch: encodings.len(),
+            seq,
+            input_ids: Vec::with_capacity(encodings.len() * seq),
+            token_type_ids: Vec::with_capacity(encodings.len() * seq),
+            attention_mask: Vec::with_capacity(encodings.len() * seq),
+        };
+        for e in &encodings {
+            if e.get_ids().len() != seq {
+                return Err(self.err("encodings of one batch have different lengths"));
+            }
+            batch.input_ids.extend_from_slice(e.get_ids());
+            batch.token_type_ids.extend_from_slice(e.get_type_ids());
+            batch
+                .attention_mask
+                .extend_from_slice(e.get_attention_mask());
+        }
+        batch.check()?;
+        Ok(batch)
+    }
+
+    /// Encodes single sentences.
+    pub fn encode_single(&self, texts: &[&str]) -> Result<Batch> {
+        let pairs: Vec<(&str, Option<&str>)> = texts.iter().map(|&t| (t, None)).collect();
+        self.encode(&pairs)
+    }
+}
