@@ -413,7 +413,7 @@ impl BertConfig {
                 return Err(Error::config(key, "must be at least 1"));
             }
         }
-        if !(self.layer_norm_eps >= 0.0) {
+        if self.layer_norm_eps.is_nan() || self.layer_norm_eps < 0.0 {
             return Err(Error::config("layer_norm_eps", "must be >= 0"));
         }
         if self.pruned_hidden_size > self.hidden_size {

@@ -21,7 +21,8 @@ pub use config::{BertConfig, ProblemType};
 pub use error::{Error, Result};
 pub use model::{
     BertCache, BertForSequenceClassification, BertModel, BertOutput, ClassificationCache,
-    ForwardOptions, IGNORE_INDEX, MASK_VALUE, OutputGrads, Targets, classifier_from_tensors,
+    ForwardOptions, IGNORE_INDEX, LossForward, MASK_VALUE, OutputGrads, Targets, TrainForward,
+    classifier_from_tensors,
 };
 pub use params::{BertParams, Embeddings, Layer, LayerNorm, Linear, canonical_name};
 pub use surgery::prune_heads;

@@ -93,6 +93,13 @@ impl<T> BertCache<T> {
     }
 }
 
+/// What [`BertModel::forward_t`] returns: the outputs and the cache for backward.
+pub type TrainForward<T> = (BertOutput<T>, BertCache<T>);
+
+/// What [`BertForSequenceClassification::forward_t`] returns: the mean loss, the outputs
+/// and the cache for backward.
+pub type LossForward<T> = (f64, BertOutput<T>, ClassificationCache<T>);
+
 /// Checked, backend-side inputs of one forward pass.
 struct Prepared<T> {
     ids: Vec<usize>,
@@ -480,7 +487,7 @@ impl<B: Backend> BertModel<B> {
         &self,
         batch: &Batch,
         opts: &ForwardOptions,
-    ) -> Result<(BertOutput<B::Tensor>, BertCache<B::Tensor>)> {
+    ) -> Result<TrainForward<B::Tensor>> {
         let b = &self.backend;
         let cfg = &self.config;
         let prep = self.prepare(batch)?;
@@ -749,7 +756,7 @@ impl<B: Backend> BertForSequenceClassification<B> {
         batch: &Batch,
         targets: Targets<'_>,
         opts: &ForwardOptions,
-    ) -> Result<(f64, BertOutput<B::Tensor>, ClassificationCache<B::Tensor>)> {
+    ) -> Result<LossForward<B::Tensor>> {
         let b = self.bert.backend();
         let (out, bert) = self.bert.forward_t(batch, opts)?;
         let logits = out

@@ -80,20 +80,21 @@ pub struct BertParams<T> {
     pub classifier: Option<Linear<T>>,
 }
 
-/// Calls back with `(name, leaf)` in a fixed order; implemented by every node of the tree.
+/// Implements `visit`, `visit_mut` and `try_map` for a node of the tree: its own leaves
+/// first, then its child nodes, in declaration order (transformers' state-dict order).
 macro_rules! node {
     ($ty:ident { $($field:ident => $name:literal),* $(,)? } leaves { $($leaf:ident => $lname:literal),* $(,)? }) => {
         impl<T> $ty<T> {
             /// Visits every leaf with its full name under `prefix`.
             pub fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a T)) {
-                $( self.$field.visit(&format!("{prefix}{}.", $name), f); )*
                 $( f(format!("{prefix}{}", $lname), &self.$leaf); )*
+                $( self.$field.visit(&format!("{prefix}{}.", $name), f); )*
             }
 
             /// Visits every leaf mutably with its full name under `prefix`.
             pub fn visit_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(String, &'a mut T)) {
-                $( self.$field.visit_mut(&format!("{prefix}{}.", $name), f); )*
                 $( f(format!("{prefix}{}", $lname), &mut self.$leaf); )*
+                $( self.$field.visit_mut(&format!("{prefix}{}.", $name), f); )*
             }
 
             /// The same tree with every leaf mapped by `f(name, leaf)`.
@@ -103,8 +104,8 @@ macro_rules! node {
                 f: &mut dyn FnMut(&str, &T) -> Result<U, E>,
             ) -> Result<$ty<U>, E> {
                 Ok($ty {
-                    $( $field: self.$field.try_map(&format!("{prefix}{}.", $name), f)?, )*
                     $( $leaf: f(&format!("{prefix}{}", $lname), &self.$leaf)?, )*
+                    $( $field: self.$field.try_map(&format!("{prefix}{}.", $name), f)?, )*
                 })
             }
         }

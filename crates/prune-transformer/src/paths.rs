@@ -61,7 +61,12 @@ pub fn fixtures_dir() -> PathBuf {
 /// The default checkpoint directory, or an error saying how to fetch it when its
 /// `config.json`, `model.safetensors` or `tokenizer.json` is missing.
 pub fn require_model_dir() -> Result<PathBuf> {
-    let dir = model_dir();
+    require_checkpoint(model_dir())
+}
+
+/// `dir`, or an error saying how to fetch the checkpoint when its `config.json`,
+/// `model.safetensors` or `tokenizer.json` is missing.
+pub fn require_checkpoint(dir: PathBuf) -> Result<PathBuf> {
     for file in ["config.json", "model.safetensors", "tokenizer.json"] {
         let p = dir.join(file);
         if !p.is_file() {
@@ -86,5 +91,24 @@ pub fn require_fixture(name: &str) -> Result<PathBuf> {
             path: p,
             hint: FETCH_HINT.into(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_checkpoint_says_how_to_fetch_it() {
+        let dir = std::env::temp_dir().join("prune-no-such-model-dir");
+        let msg = require_checkpoint(dir).unwrap_err().to_string();
+        assert!(
+            msg.contains("config.json") && msg.contains("cargo xtask fetch"),
+            "{msg}"
+        );
+        assert!(
+            fixtures_dir().ends_with("shared/fixtures")
+                || std::env::var_os("PRUNE_FIXTURES").is_some()
+        );
     }
 }

@@ -4,7 +4,7 @@ use super::linear::LayerNormCache;
 use super::{accumulate, dropout, dropout_bwd, masked};
 use crate::error::Result;
 use crate::params::Embeddings;
-use prune_tensor::{Backend, Shape};
+use prune_tensor::Backend;
 
 /// Token-level inputs of the embeddings, flattened over `[B, T]`.
 #[derive(Clone, Debug)]
@@ -121,9 +121,4 @@ impl<T: Clone> Embeddings<T> {
 /// The `[B·T]` position ids `0..T` of every sequence.
 pub fn positions(batch: usize, seq: usize) -> Vec<usize> {
     (0..batch).flat_map(|_| 0..seq).collect()
-}
-
-/// Shape `[B·T, C]` of the flattened hidden states.
-pub fn rows_shape(batch: usize, seq: usize, c: usize) -> Shape {
-    Shape::from([batch * seq, c])
 }

@@ -1,0 +1,347 @@
+//! Checkpoint I/O: save → load round trips, f16/bf16 and prefixed files, clear errors for
+//! truncated files, wrong or missing tensors and bad configs, and transformers' head
+//! pruning reproduced against the reference logits.
+
+mod common;
+
+use anyhow::Result;
+use prune_tensor::{CpuBackend, Tensor};
+use prune_transformer::{
+    BertConfig, BertModel, Error, ForwardOptions, load_params, prune_heads, save_params,
+};
+use safetensors::tensor::{Dtype, TensorView};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// A fresh scratch directory for one test.
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("prune-transformer-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn tiny_config() -> BertConfig {
+    BertConfig::from_json(&json!({
+        "vocab_size": 30, "hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2,
+        "intermediate_size": 24, "hidden_act": "gelu", "layer_norm_eps": 1e-12,
+        "max_position_embeddings": 8, "type_vocab_size": 2, "hidden_dropout_prob": 0.1,
+        "attention_probs_dropout_prob": 0.1, "architectures": ["BertForSequenceClassification"],
+        "prune_layer_intermediate": [24, 10], "pruned_heads": {"1": [0]},
+        "id2label": {"0": "neg", "1": "pos"}
+    }))
+    .unwrap()
+}
+
+fn tiny(classifier: bool) -> BertModel<CpuBackend<f32>> {
+    BertModel::random(CpuBackend::new(), tiny_config(), true, classifier, 7).unwrap()
+}
+
+/// Writes raw tensors `(name, dtype, shape, bytes)` as a safetensors file.
+fn write_raw(path: &Path, tensors: &[(String, Dtype, Vec<usize>, Vec<u8>)]) {
+    let views: Vec<(String, TensorView<'_>)> = tensors
+        .iter()
+        .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
+        .collect();
+    std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
+}
+
+fn f32_bytes(t: &Tensor<f32>) -> Vec<u8> {
+    t.data().iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// The tiny model's tensors as raw entries, transformed by `edit`.
+fn raw_with(
+    edit: impl Fn(&str, &Tensor<f32>) -> Option<(String, Dtype, Vec<usize>, Vec<u8>)>,
+) -> Vec<(String, Dtype, Vec<usize>, Vec<u8>)> {
+    let host = tiny(false).to_host().unwrap();
+    host.named()
+        .into_iter()
+        .filter_map(|(n, t)| edit(&n, t))
+        .collect()
+}
+
+#[test]
+fn save_load_round_trip_is_identical() -> Result<()> {
+    for classifier in [false, true] {
+        let dir = scratch(&format!("roundtrip-{classifier}"));
+        let model = tiny(classifier);
+        model.save(&dir)?;
+        let back = BertModel::load(CpuBackend::<f32>::new(), &dir)?;
+        assert_eq!(back.config, model.config);
+        assert_eq!(back.to_host()?, model.to_host()?);
+        // transformers' layouts: `bert.`-prefixed with a head, bare without.
+        let bytes = std::fs::read(dir.join("model.safetensors"))?;
+        let st = safetensors::SafeTensors::deserialize(&bytes)?;
+        let names = st.names();
+        assert_eq!(names.contains(&"bert.pooler.dense.weight"), classifier);
+        assert_eq!(names.contains(&"pooler.dense.weight"), !classifier);
+        let cfg: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("config.json"))?)?;
+        assert_eq!(cfg["pruned_heads"], json!({"1": [0]}));
+        assert_eq!(cfg["prune_layer_intermediate"], json!([24, 10]));
+        assert_eq!(
+            cfg["architectures"],
+            json!(["BertForSequenceClassification"])
+        );
+        assert!(
+            std::fs::read_dir(&dir)?.all(|e| !e
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains(".tmp"))
+        );
+        std::fs::remove_dir_all(&dir)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn reads_half_precision_prefixed_files_and_skips_integer_buffers() -> Result<()> {
+    let dir = scratch("half");
+    let path = dir.join("model.safetensors");
+    let mut raw = raw_with(|n, t| {
+        let (dtype, bytes) = if n.contains("layer.0") {
+            // bf16: the upper half of each f32.
+            (
+                Dtype::BF16,
+                t.data()
+                    .iter()
+                    .flat_map(|v| ((v.to_bits() >> 16) as u16).to_le_bytes())
+                    .collect(),
+            )
+        } else {
+            (Dtype::F32, f32_bytes(t))
+        };
+        Some((format!("bert.{n}"), dtype, t.dims().to_vec(), bytes))
+    });
+    // An f16 LayerNorm weight of 1.5 everywhere and transformers' integer position ids.
+    for entry in raw
+        .iter_mut()
+        .filter(|e| e.0 == "bert.encoder.layer.1.output.LayerNorm.weight")
+    {
+        entry.1 = Dtype::F16;
+        entry.3 = std::iter::repeat_n(0x3e00u16.to_le_bytes(), 16)
+            .flatten()
+            .collect();
+    }
+    raw.push((
+        "bert.embeddings.position_ids".into(),
+        Dtype::I64,
+        vec![1, 8],
+        (0..8i64).flat_map(|i| i.to_le_bytes()).collect(),
+    ));
+    write_raw(&path, &raw);
+    let host = load_params(&path, &tiny_config())?;
+    assert!(
+        host.layers[1]
+            .output_norm
+            .weight
+            .data()
+            .iter()
+            .all(|&v| v == 1.5)
+    );
+    let orig = tiny(false).to_host()?;
+    let q = host.layers[0].query.weight.data()[3];
+    let expected = f32::from_bits(orig.layers[0].query.weight.data()[3].to_bits() & 0xffff_0000);
+    assert_eq!(q, expected);
+    assert_eq!(host.layers[1].output.weight, orig.layers[1].output.weight);
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+#[test]
+fn errors_name_the_file_tensor_shapes_and_keys() -> Result<()> {
+    let dir = scratch("errors");
+    let cfg = tiny_config();
+    let path = dir.join("model.safetensors");
+
+    // Truncated file.
+    save_params(&path, &tiny(false).to_host()?)?;
+    let bytes = std::fs::read(&path)?;
+    std::fs::write(&path, &bytes[..bytes.len() / 2])?;
+    let e = load_params(&path, &cfg).unwrap_err();
+    assert!(matches!(e, Error::Safetensors { .. }), "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains(&path.display().to_string()) && msg.contains("not a valid safetensors file"),
+        "{msg}"
+    );
+    std::fs::write(&path, b"garbage")?;
+    assert!(
+        load_params(&path, &cfg)
+            .unwrap_err()
+            .to_string()
+            .contains("not a valid safetensors")
+    );
+
+    // A tensor with a wrong shape.
+    write_raw(
+        &path,
+        &raw_with(|n, t| {
+            let dims = if n == "encoder.layer.1.intermediate.dense.weight" {
+                vec![16, 10]
+            } else {
+                t.dims().to_vec()
+            };
+            Some((n.to_string(), Dtype::F32, dims, f32_bytes(t)))
+        }),
+    );
+    let msg = load_params(&path, &cfg).unwrap_err().to_string();
+    assert_eq!(
+        msg,
+        "tensor `encoder.layer.1.intermediate.dense.weight`: expected shape [10, 16], found [16, 10]"
+    );
+
+    // A missing tensor.
+    write_raw(
+        &path,
+        &raw_with(|n, t| {
+            (n != "encoder.layer.0.attention.output.LayerNorm.bias")
+                .then(|| (n.to_string(), Dtype::F32, t.dims().to_vec(), f32_bytes(t)))
+        }),
+    );
+    let msg = load_params(&path, &cfg).unwrap_err().to_string();
+    assert!(
+        msg.contains(
+            "missing tensor `encoder.layer.0.attention.output.LayerNorm.bias` (expected shape [16])"
+        ),
+        "{msg}"
+    );
+    assert!(msg.contains(&path.display().to_string()));
+
+    // A non-float parameter.
+    write_raw(
+        &path,
+        &raw_with(|n, t| {
+            let dtype = if n == "embeddings.LayerNorm.weight" {
+                Dtype::I32
+            } else {
+                Dtype::F32
+            };
+            Some((n.to_string(), dtype, t.dims().to_vec(), f32_bytes(t)))
+        }),
+    );
+    let msg = load_params(&path, &cfg).unwrap_err().to_string();
+    assert!(
+        msg.contains("`embeddings.LayerNorm.weight` has unsupported dtype I32"),
+        "{msg}"
+    );
+
+    // Missing file, malformed and incomplete config.json.
+    let missing = dir.join("nope.safetensors");
+    assert!(
+        load_params(&missing, &cfg)
+            .unwrap_err()
+            .to_string()
+            .contains("nope.safetensors")
+    );
+    let cfg_path = dir.join("config.json");
+    std::fs::write(&cfg_path, "{ \"hidden_size\": 16,")?;
+    let msg = BertConfig::from_file(&cfg_path).unwrap_err().to_string();
+    assert!(msg.contains("config.json: invalid JSON"), "{msg}");
+    let mut v = tiny_config().to_json();
+    v.as_object_mut().unwrap().remove("num_attention_heads");
+    std::fs::write(&cfg_path, v.to_string())?;
+    let msg = BertConfig::from_file(&cfg_path).unwrap_err().to_string();
+    assert!(
+        msg.starts_with("config key `num_attention_heads`: missing (in ")
+            && msg.contains("config.json"),
+        "{msg}"
+    );
+
+    // Inputs the model refuses.
+    let model = tiny(false);
+    let bad = prune_transformer::Batch::new(1, 2, vec![1, 99], vec![0, 0], vec![1, 1])?;
+    let msg = model
+        .forward(&bad, &ForwardOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("token id 99 out of range (vocab_size = 30)"),
+        "{msg}"
+    );
+    let long = prune_transformer::Batch::new(1, 9, vec![1; 9], vec![0; 9], vec![1; 9])?;
+    assert!(
+        model
+            .forward(&long, &ForwardOptions::default())
+            .unwrap_err()
+            .to_string()
+            .contains("max_position_embeddings")
+    );
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+#[test]
+fn head_pruning_matches_transformers() -> Result<()> {
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(common::fixture(
+        "pruned_heads.json",
+    )?)?)?;
+    let mut model = common::fixture_model()?;
+    let heads: BTreeMap<usize, Vec<usize>> = v["pruned_heads"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(l, h)| {
+            (
+                l.parse().unwrap(),
+                h.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_u64().unwrap() as usize)
+                    .collect(),
+            )
+        })
+        .collect();
+    prune_heads(&mut model, &heads)?;
+    for (name, shape) in v["query_weight_shapes"].as_object().unwrap() {
+        let dims: Vec<usize> = shape
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as usize)
+            .collect();
+        assert_eq!(
+            model.params.get(name).unwrap().dims(),
+            dims.as_slice(),
+            "{name}"
+        );
+    }
+    assert_eq!(model.config.layer_heads, vec![9, 12, 10, 12, 0, 1]);
+    let (batch, _) = common::fixture_batch()?;
+    let logits = model
+        .forward(&batch, &ForwardOptions::default())?
+        .logits
+        .unwrap();
+    let expected: Vec<f32> = v["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| {
+            r.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+        })
+        .collect();
+    let err = logits.max_abs_diff(&Tensor::new([4, 2], expected)?);
+    println!("pruned-heads logits: max abs diff {err:.2e}");
+    assert!(err <= 1e-4, "{err}");
+
+    // Pruning again the same heads changes nothing; the pruned model round-trips through
+    // a checkpoint whose config carries transformers' `pruned_heads`.
+    prune_heads(&mut model, &heads)?;
+    assert_eq!(model.config.layer_heads, vec![9, 12, 10, 12, 0, 1]);
+    let dir = scratch("pruned");
+    model.save(&dir)?;
+    let back = BertModel::load(CpuBackend::<f32>::new(), &dir)?;
+    let again = back
+        .forward(&batch, &ForwardOptions::default())?
+        .logits
+        .unwrap();
+    assert_eq!(again, logits);
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
