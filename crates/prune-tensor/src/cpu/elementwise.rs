@@ -1,6 +1,6 @@
 //! Elementwise arithmetic, row-broadcast bias and scales, reductions and dropout on the CPU.
 
-use super::{CpuBackend, row_vector, rows_per_task, same_shape};
+use super::{CpuBackend, ordered_sum, row_vector, rows_per_task, same_shape, sum_partials};
 use crate::error::{Result, TensorError, shape_error};
 use crate::rng::uniform_at;
 use crate::{Element, ElementwiseOps, Shape, Tensor};
@@ -102,7 +102,7 @@ impl<E: Element> ElementwiseOps for CpuBackend<E> {
         let mut db = vec![E::zero(); c];
         if c > 0 {
             let chunk = rows_per_task(dy.shape().rows(), c) * c;
-            db = dy
+            let partials = dy
                 .data()
                 .par_chunks(chunk)
                 .map(|rows| {
@@ -112,13 +112,8 @@ impl<E: Element> ElementwiseOps for CpuBackend<E> {
                     }
                     acc
                 })
-                .reduce(
-                    || vec![E::zero(); c],
-                    |mut a, b| {
-                        a.iter_mut().zip(&b).for_each(|(x, &y)| *x += y);
-                        a
-                    },
-                );
+                .collect();
+            db = sum_partials(partials, c);
         }
         Tensor::new([c], db)
     }
@@ -182,7 +177,7 @@ impl<E: Element> ElementwiseOps for CpuBackend<E> {
     }
 
     fn sum_fwd(&self, x: &Tensor<E>) -> Result<f64> {
-        Ok(x.data().par_iter().map(|v| v.f64()).sum())
+        Ok(ordered_sum(x.data(), |c| c.iter().map(|v| v.f64()).sum()))
     }
 
     fn mean_fwd(&self, x: &Tensor<E>) -> Result<f64> {
@@ -206,7 +201,9 @@ impl<E: Element> ElementwiseOps for CpuBackend<E> {
     }
 
     fn sum_squares(&self, x: &Tensor<E>) -> Result<f64> {
-        Ok(x.data().par_iter().map(|v| v.f64() * v.f64()).sum())
+        Ok(ordered_sum(x.data(), |c| {
+            c.iter().map(|v| v.f64() * v.f64()).sum()
+        }))
     }
 
     fn dropout_fwd(&self, x: &Tensor<E>, p: f64, seed: u64) -> Result<(Tensor<E>, Tensor<E>)> {

@@ -180,7 +180,7 @@ impl<E: Element> LossOps for CpuBackend<E> {
         if n == 0 {
             return Ok(0.0);
         }
-        let total: f64 = (0..n)
+        let per_row: Vec<f64> = (0..n)
             .into_par_iter()
             .map(|r| {
                 let (s, t) = (&student.data()[r * k..][..k], &teacher.data()[r * k..][..k]);
@@ -195,7 +195,8 @@ impl<E: Element> LossOps for CpuBackend<E> {
                     .map(|(lt, ls)| lt.exp() * (lt - ls))
                     .sum::<f64>()
             })
-            .sum();
+            .collect();
+        let total: f64 = per_row.iter().sum();
         Ok(temperature * temperature * total / n as f64)
     }
 

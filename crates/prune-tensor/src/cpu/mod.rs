@@ -84,6 +84,23 @@ fn row_vector<E: Element>(op: &'static str, x: &Tensor<E>, v: &Tensor<E>) -> Res
     }
 }
 
+/// `Σ f(chunk)` over fixed-size chunks of `data`, computed in parallel but added in chunk
+/// order, so that the result never depends on thread scheduling (runs are reproducible).
+fn ordered_sum<T: Sync>(data: &[T], f: impl Fn(&[T]) -> f64 + Sync + Send) -> f64 {
+    use rayon::prelude::*;
+    let partial: Vec<f64> = data.par_chunks(PAR_MIN_ELEMENTS).map(f).collect();
+    partial.iter().sum()
+}
+
+/// Element-wise sum of per-task partial vectors, added in task order (reproducible).
+fn sum_partials<E: Element>(partials: Vec<Vec<E>>, len: usize) -> Vec<E> {
+    let mut acc = vec![E::zero(); len];
+    for p in partials {
+        acc.iter_mut().zip(&p).for_each(|(a, &b)| *a += b);
+    }
+    acc
+}
+
 /// Chunk length (in rows of `row_len`) that splits `rows` rows into rayon tasks of a useful
 /// size.
 fn rows_per_task(rows: usize, row_len: usize) -> usize {

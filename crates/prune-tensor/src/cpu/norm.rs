@@ -1,6 +1,6 @@
 //! LayerNorm over the last axis on the CPU (two-pass statistics per row).
 
-use super::{CpuBackend, row_vector, rows_per_task, same_shape};
+use super::{CpuBackend, row_vector, rows_per_task, same_shape, sum_partials};
 use crate::error::{Result, TensorError, shape_error};
 use crate::{Element, LayerNormStats, NormOps, Tensor};
 use rayon::prelude::*;
@@ -73,7 +73,7 @@ impl<E: Element> NormOps for CpuBackend<E> {
         let chunk = rows_per_task(rows, c);
         let mut dx = vec![E::zero(); rows * c];
         // Per task: dx rows, and partial (dγ, dβ) sums reduced afterwards.
-        let (dgamma, dbeta) = dx
+        let partials: Vec<(Vec<E>, Vec<E>)> = dx
             .par_chunks_mut(chunk * c)
             .enumerate()
             .map(|(task, dxb)| {
@@ -100,14 +100,9 @@ impl<E: Element> NormOps for CpuBackend<E> {
                 }
                 (dg, db)
             })
-            .reduce(
-                || (vec![E::zero(); c], vec![E::zero(); c]),
-                |(mut ga, mut ba), (gb, bb)| {
-                    ga.iter_mut().zip(&gb).for_each(|(a, &b)| *a += b);
-                    ba.iter_mut().zip(&bb).for_each(|(a, &b)| *a += b);
-                    (ga, ba)
-                },
-            );
+            .collect();
+        let (dg, db): (Vec<_>, Vec<_>) = partials.into_iter().unzip();
+        let (dgamma, dbeta) = (sum_partials(dg, c), sum_partials(db, c));
         Ok((
             Tensor::new(x.shape().clone(), dx)?,
             Tensor::new([c], dgamma)?,
