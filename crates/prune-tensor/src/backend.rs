@@ -279,9 +279,11 @@ pub trait OptimOps: Storage {
     ) -> Result<()>;
 }
 
-/// A complete backend: every op family. Models are generic over `B: Backend`.
+/// A complete backend: every op family. Models are generic over `B: Backend`. A backend is
+/// a cheap handle (cloning shares the device), so models and trainers can hold their own.
 pub trait Backend:
-    Storage
+    Clone
+    + Storage
     + MatmulOps
     + ElementwiseOps
     + ActivationOps
@@ -296,7 +298,8 @@ pub trait Backend:
 }
 
 impl<B> Backend for B where
-    B: Storage
+    B: Clone
+        + Storage
         + MatmulOps
         + ElementwiseOps
         + ActivationOps

@@ -1,4 +1,17 @@
 //! Training: AdamW with decoupled weight decay, warm-up + linear-decay schedules, a `Trainer`
-//! with callbacks around each optimizer step, an `Evaluator`, and atomic checkpoints.
-//!
-//! Not built yet: only the crate boundary exists.
+//! with a pluggable objective and callbacks around each optimizer step, an `Evaluator` that
+//! returns the task metrics, and atomic, resumable checkpoints.
+
+pub mod checkpoint;
+mod error;
+mod evaluator;
+mod log;
+pub mod optimizer;
+pub mod schedule;
+mod trainer;
+
+pub use error::{Result, TrainError};
+pub use evaluator::{Evaluation, Evaluator};
+pub use optimizer::{AdamWConfig, Optimizer, clip_grad_norm};
+pub use schedule::LinearSchedule;
+pub use trainer::{Callback, Objective, StepInfo, TaskLoss, TrainConfig, TrainSummary, Trainer};

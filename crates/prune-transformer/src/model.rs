@@ -22,6 +22,9 @@ use std::path::Path;
 /// Added to scaled scores of ordinary size it stays finite, so softmax cannot produce NaN.
 pub const MASK_VALUE: f32 = f32::MIN;
 
+/// Per-element weight masks mirroring the parameters (`None`: unmasked).
+pub type WeightMasks<T> = BertParams<Option<T>>;
+
 /// Options of one forward pass.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ForwardOptions {
@@ -212,6 +215,14 @@ impl<B: Backend> BertModel<B> {
     /// The backend, the parameters and the config, borrowed together (for surgery).
     pub fn parts_mut(&mut self) -> (&B, &mut BertParams<B::Tensor>, &mut BertConfig) {
         (&self.backend, &mut self.params, &mut self.config)
+    }
+
+    /// The parameters (mutably) and the weight masks, borrowed together (for optimizer
+    /// updates that re-apply the masks).
+    pub fn params_and_masks_mut(
+        &mut self,
+    ) -> (&mut BertParams<B::Tensor>, Option<&WeightMasks<B::Tensor>>) {
+        (&mut self.params, self.masks.as_ref())
     }
 
     /// The parameters copied to the host in f32.

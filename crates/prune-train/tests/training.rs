@@ -1,0 +1,222 @@
+//! The training loop on a tiny random BERT: it learns, it resumes bit for bit, and the
+//! optimizer follows the recipe (no decay on biases and LayerNorm, clipping, masks).
+
+use prune_data::{Encoded, Label, Metric};
+use prune_tensor::rng::Rng;
+use prune_tensor::{CpuBackend, Tensor};
+use prune_train::{
+    AdamWConfig, Callback, Evaluator, Optimizer, StepInfo, TrainConfig, TrainError, Trainer,
+    clip_grad_norm,
+};
+use prune_transformer::{BertConfig, BertForSequenceClassification, BertModel, BertParams};
+use serde_json::json;
+
+type Model = BertForSequenceClassification<CpuBackend>;
+
+fn tiny(dropout: f64) -> Model {
+    let config = BertConfig::from_json(&json!({
+        "vocab_size": 20, "hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2,
+        "intermediate_size": 32, "hidden_act": "gelu", "layer_norm_eps": 1e-12,
+        "max_position_embeddings": 16, "type_vocab_size": 2, "hidden_dropout_prob": dropout,
+        "attention_probs_dropout_prob": dropout, "num_labels": 2
+    }))
+    .unwrap();
+    BertForSequenceClassification::new(
+        BertModel::random(CpuBackend::new(), config, true, true, 3).unwrap(),
+    )
+    .unwrap()
+}
+
+/// 32 sequences of random tokens 3..20; the label says whether token 7 occurs.
+fn toy_data(n: usize, seed: u64) -> Vec<Encoded> {
+    let mut rng = Rng::new(seed);
+    (0..n)
+        .map(|i| {
+            let len = 4 + rng.below(8);
+            let mut ids: Vec<u32> = (0..len).map(|_| 3 + rng.below(17) as u32).collect();
+            ids.retain(|&t| t != 7);
+            if i % 2 == 0 {
+                let at = rng.below(ids.len());
+                ids[at] = 7;
+            }
+            ids.insert(0, 1);
+            ids.push(2);
+            Encoded {
+                type_ids: vec![0; ids.len()],
+                label: Label::Class(usize::from(ids.contains(&7))),
+                ids,
+            }
+        })
+        .collect()
+}
+
+fn config(steps: u64) -> TrainConfig {
+    TrainConfig {
+        max_steps: Some(steps),
+        batch_size: 8,
+        lr: 3e-3,
+        warmup_ratio: 0.1,
+        progress_bar: false,
+        log_every: 1,
+        ..TrainConfig::default()
+    }
+}
+
+#[test]
+fn a_tiny_model_overfits_32_examples() {
+    let data = toy_data(32, 1);
+    let eval = Evaluator::new(data.clone(), &[Metric::Accuracy], 16, 0).unwrap();
+    let mut model = tiny(0.0);
+    let before = eval.evaluate(&model).unwrap().main();
+    let summary = Trainer::new(config(150), &data, 0)
+        .unwrap()
+        .with_evaluator(&eval)
+        .run(&mut model, false)
+        .unwrap();
+    let after = summary.evaluation.unwrap();
+    assert_eq!(
+        after.main(),
+        1.0,
+        "accuracy before {before}, after {after:?}"
+    );
+    assert!(
+        summary.final_loss < 0.05,
+        "final loss {}",
+        summary.final_loss
+    );
+}
+
+/// Stops the run (as a kill would) once `at` steps are done.
+struct KillAt(u64);
+
+impl Callback<CpuBackend> for KillAt {
+    fn after_backward(
+        &mut self,
+        info: &StepInfo,
+        _: &Model,
+        _: &BertParams<Tensor<f32>>,
+    ) -> prune_train::Result<()> {
+        if info.step > self.0 {
+            Err(TrainError::Config("killed".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[test]
+fn a_killed_run_resumes_to_the_same_parameters_as_an_uninterrupted_one() {
+    let data = toy_data(40, 2);
+    let root = std::env::temp_dir().join(format!("prune-train-resume-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let cfg = TrainConfig {
+        checkpoint_every: Some(3),
+        grad_accum: 2,
+        ..config(7)
+    };
+
+    let mut straight = tiny(0.1);
+    Trainer::new(cfg.clone(), &data, 0)
+        .unwrap()
+        .run(&mut straight, false)
+        .unwrap();
+
+    let mut first = tiny(0.1);
+    let killed = Trainer::new(cfg.clone(), &data, 0)
+        .unwrap()
+        .with_callback(KillAt(4))
+        .with_output_dir(&root)
+        .run(&mut first, false);
+    assert!(killed.is_err(), "the run was stopped at step 5");
+    let mut resumed = tiny(0.1);
+    let s = Trainer::new(cfg, &data, 0)
+        .unwrap()
+        .with_output_dir(&root)
+        .run(&mut resumed, true)
+        .unwrap();
+    assert_eq!(s.steps, 4, "resumed after the step-3 checkpoint");
+    assert_eq!(
+        resumed.bert.to_host().unwrap(),
+        straight.bert.to_host().unwrap()
+    );
+    let log = std::fs::read_to_string(root.join("metrics.jsonl")).unwrap();
+    assert!(log.lines().count() >= 7, "one log line per step");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn no_weight_decay_on_biases_and_layer_norms_and_masks_stay_applied() {
+    let mut model = tiny(0.0);
+    let b = CpuBackend::new();
+    let before = model.bert.to_host().unwrap();
+    let grads = model.bert.zero_grads().unwrap();
+    let mut masks = model.bert.empty_masks();
+    masks.layers[0].intermediate.weight =
+        Some(Tensor::from_fn(
+            [32, 16],
+            |i| if i < 16 { 0.0 } else { 1.0 },
+        ));
+    model.bert.set_masks(Some(masks)).unwrap();
+    let cfg = AdamWConfig {
+        weight_decay: 0.5,
+        ..AdamWConfig::default()
+    };
+    let mut opt = Optimizer::new(&b, &model.bert.params, cfg).unwrap();
+    let (params, masks) = model.bert.params_and_masks_mut();
+    opt.step(&b, params, &grads, masks, 0.1).unwrap();
+    let after = model.bert.to_host().unwrap();
+    for ((name, x), (_, y)) in before.named().into_iter().zip(after.named()) {
+        if name.ends_with("bias") || name.contains("LayerNorm") {
+            assert_eq!(x, y, "{name} must not decay");
+        } else if name != "encoder.layer.0.intermediate.dense.weight" {
+            let expected = x.data().iter().map(|v| v * 0.95).collect::<Vec<_>>();
+            assert_eq!(y.data(), &expected[..], "{name} decays by lr·wd");
+        }
+    }
+    let w = after.layers[0].intermediate.weight.data();
+    assert!(w[..16].iter().all(|&v| v == 0.0), "masked row stays zero");
+}
+
+#[test]
+fn clipping_caps_the_global_norm_and_rejects_nan() {
+    let b = CpuBackend::new();
+    let model = tiny(0.0);
+    let mut grads = model.bert.params.clone();
+    let norm = clip_grad_norm(&b, &mut grads, 1.0).unwrap();
+    assert!(norm > 1.0);
+    let mut sq = 0.0;
+    for (_, g) in grads.named() {
+        sq += g.data().iter().map(|v| f64::from(*v).powi(2)).sum::<f64>();
+    }
+    assert!((sq.sqrt() - 1.0).abs() < 1e-3, "clipped norm {}", sq.sqrt());
+    grads.embeddings.word.data_mut()[0] = f32::NAN;
+    assert!(matches!(
+        clip_grad_norm(&b, &mut grads, 1.0),
+        Err(TrainError::NonFinite(_))
+    ));
+}
+
+#[test]
+fn bad_settings_are_refused() {
+    let data = toy_data(4, 3);
+    for cfg in [
+        TrainConfig {
+            batch_size: 0,
+            ..TrainConfig::default()
+        },
+        TrainConfig {
+            lr: f64::NAN,
+            ..TrainConfig::default()
+        },
+        TrainConfig {
+            warmup_ratio: 1.5,
+            ..TrainConfig::default()
+        },
+    ] {
+        assert!(matches!(
+            Trainer::<CpuBackend>::new(cfg, &data, 0),
+            Err(TrainError::Config(_))
+        ));
+    }
+    assert!(Trainer::<CpuBackend>::new(TrainConfig::default(), &[], 0).is_err());
+}
