@@ -9,7 +9,9 @@ pub mod metrics;
 pub mod task;
 
 pub use batching::{BatchLabels, BatchOrder, Encoded, LabelledBatch, collate};
-pub use dataset::{BadRows, Columns, Dataset, Example, Label, Labels, Split, load_glue};
+pub use dataset::{
+    BadRows, Columns, Dataset, Example, Label, Labels, Split, default_glue_dir, load_glue,
+};
 pub use encode::encode_examples;
 pub use error::{DataError, Result};
 pub use metrics::{Metric, Outputs};

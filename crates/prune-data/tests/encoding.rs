@@ -1,20 +1,15 @@
 //! Tokenizing a real GLUE split once, unpadded, and batching it dynamically.
 
-use prune_data::{BadRows, BatchOrder, Split, Task, collate, encode_examples, load_glue};
+use prune_data::{
+    BadRows, BatchOrder, Split, Task, collate, default_glue_dir, encode_examples, load_glue,
+};
 use prune_transformer::{Padding, Tokenizer, paths};
-use std::path::PathBuf;
-
-fn glue_dir() -> PathBuf {
-    std::env::var_os("GLUE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| paths::workspace_root().join("../shared/data/glue"))
-}
 
 #[test]
 fn encodes_each_example_as_the_tokenizer_does_alone_and_pads_per_batch() {
     let model = paths::require_model_dir().unwrap();
     let tok = Tokenizer::from_file(&model.join("tokenizer.json"), 64, Padding::Longest).unwrap();
-    let rte = load_glue(&glue_dir(), Task::Rte, Split::Dev, BadRows::Fail).unwrap();
+    let rte = load_glue(&default_glue_dir(), Task::Rte, Split::Dev, BadRows::Fail).unwrap();
     let enc = encode_examples(&tok, &rte.examples).unwrap();
     assert_eq!(enc.len(), rte.examples.len());
     assert!(

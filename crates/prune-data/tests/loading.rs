@@ -1,20 +1,13 @@
 //! Loading the real GLUE files shipped beside the workspace, and malformed input.
 
 use prune_data::dataset::{load_csv, load_jsonl, load_tsv};
-use prune_data::{BadRows, Columns, DataError, Label, Labels, Split, Task, load_glue};
+use prune_data::{
+    BadRows, Columns, DataError, Label, Labels, Split, Task, default_glue_dir, load_glue,
+};
 use std::path::PathBuf;
 
-/// `$GLUE_DIR`, else `../shared/data/glue` beside the workspace.
-fn glue_dir() -> PathBuf {
-    std::env::var_os("GLUE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/glue")
-        })
-}
-
 fn class_counts(task: Task, split: Split) -> (usize, Vec<usize>) {
-    let d = load_glue(&glue_dir(), task, split, BadRows::Fail).unwrap_or_else(|e| {
+    let d = load_glue(&default_glue_dir(), task, split, BadRows::Fail).unwrap_or_else(|e| {
         panic!("{task} {split:?}: {e} (set GLUE_DIR to the glue_data directory)")
     });
     let mut counts = vec![0; d.labels.num_outputs()];
@@ -54,16 +47,16 @@ fn every_shipped_file_has_the_official_row_and_label_counts() {
 
 #[test]
 fn texts_and_scores_come_from_the_right_columns() {
-    let mrpc = load_glue(&glue_dir(), Task::Mrpc, Split::Dev, BadRows::Fail).unwrap();
+    let mrpc = load_glue(&default_glue_dir(), Task::Mrpc, Split::Dev, BadRows::Fail).unwrap();
     let first = &mrpc.examples[0];
     assert!(first.text_b.is_some() && !first.text_a.contains('\t'));
-    let stsb = load_glue(&glue_dir(), Task::Stsb, Split::Dev, BadRows::Fail).unwrap();
+    let stsb = load_glue(&default_glue_dir(), Task::Stsb, Split::Dev, BadRows::Fail).unwrap();
     assert!(
         stsb.examples
             .iter()
             .all(|e| matches!(e.label, Label::Score(s) if (0.0..=5.0).contains(&s)))
     );
-    let sst = load_glue(&glue_dir(), Task::Sst2, Split::Dev, BadRows::Fail).unwrap();
+    let sst = load_glue(&default_glue_dir(), Task::Sst2, Split::Dev, BadRows::Fail).unwrap();
     assert!(sst.examples.iter().all(|e| e.text_b.is_none()));
 }
 

@@ -744,6 +744,38 @@ pub struct BertForSequenceClassification<B: Backend> {
 }
 
 impl<B: Backend> BertForSequenceClassification<B> {
+    /// Loads the checkpoint in `dir` for a task with `num_labels` outputs (1: regression).
+    /// A classifier of that size in the checkpoint is kept; otherwise a new one is
+    /// initialised as transformers does (normal(0, initializer_range) weight, zero bias,
+    /// seeded), and so is a missing pooler.
+    pub fn from_pretrained(backend: B, dir: &Path, num_labels: usize, seed: u64) -> Result<Self> {
+        if num_labels == 0 {
+            return Err(Error::Input("a classifier needs at least one label".into()));
+        }
+        let mut config = BertConfig::from_file(&dir.join("config.json"))?;
+        let mut host = load_params(&dir.join("model.safetensors"), &config)?;
+        let c = config.hidden();
+        let mut rng = Rng::new(seed);
+        let std = config.initializer_range;
+        let mut init = |rows: usize, cols: usize| Linear {
+            weight: Tensor::from_fn([rows, cols], |_| (rng.normal() * std) as f32),
+            bias: Tensor::zeros([rows]),
+        };
+        if host.pooler.is_none() {
+            host.pooler = Some(init(c, c));
+        }
+        let fits = host
+            .classifier
+            .as_ref()
+            .is_some_and(|l| l.bias.dims() == [num_labels]);
+        if !fits {
+            host.classifier = Some(init(num_labels, c));
+            config.id2label = None;
+        }
+        config.num_labels = Some(num_labels);
+        Self::new(BertModel::from_host(backend, config, &host)?)
+    }
+
     /// Wraps `bert`, which must have a pooler and a classifier.
     pub fn new(bert: BertModel<B>) -> Result<Self> {
         if bert.params.pooler.is_none() || bert.params.classifier.is_none() {
