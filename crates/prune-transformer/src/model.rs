@@ -325,9 +325,33 @@ impl<B: Backend> BertModel<B> {
         Ok(())
     }
 
+    /// Checks that masks and head mask cover exactly the model's layers (the parameters are
+    /// public and may have been edited since the masks were set).
+    fn check_layer_counts(&self) -> Result<()> {
+        let l = self.params.layers.len();
+        if let Some(m) = &self.masks
+            && m.layers.len() != l
+        {
+            return Err(Error::Input(format!(
+                "masks cover {} layers, the model has {l}",
+                m.layers.len()
+            )));
+        }
+        if let Some(h) = &self.head_mask
+            && h.len() != l
+        {
+            return Err(Error::Input(format!(
+                "head mask covers {} layers, the model has {l}",
+                h.len()
+            )));
+        }
+        Ok(())
+    }
+
     /// Checks `batch` against the model and moves its masks to the backend.
     fn prepare(&self, batch: &Batch) -> Result<Prepared<B::Tensor>> {
         batch.check()?;
+        self.check_layer_counts()?;
         let b = &self.backend;
         let rows = |t: &B::Tensor| b.shape(t).dims().first().copied().unwrap_or(0);
         let (vocab, types, max_pos) = (
@@ -604,6 +628,18 @@ impl<B: Backend> BertModel<B> {
         let (batch, seq) = (cache.batch, cache.seq);
         let n = batch * seq;
         let c = self.params.embeddings.width(b);
+        let n_layers = self.params.layers.len();
+        if cache.layers.len() != n_layers
+            || cache.head_masks.len() != n_layers
+            || grads.layers.len() != n_layers
+        {
+            return Err(Error::Input(format!(
+                "backward of a {n_layers}-layer model got a cache of {} layers and gradients of {}",
+                cache.layers.len(),
+                grads.layers.len()
+            )));
+        }
+        self.check_layer_counts()?;
         let mut d_hidden = d.hidden_states;
         d_hidden.resize_with(self.params.layers.len() + 1, || None);
         let mut d_hidden: Vec<Option<B::Tensor>> = d_hidden

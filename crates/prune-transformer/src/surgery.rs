@@ -91,12 +91,28 @@ pub fn prune_heads<B: Backend>(
             .collect();
         let rows: Vec<usize> = keep.iter().flat_map(|&p| p * d..(p + 1) * d).collect();
         let layer = &mut params.layers[l];
+        let current = b
+            .shape(&layer.query.weight)
+            .dims()
+            .first()
+            .copied()
+            .unwrap_or(0)
+            / d.max(1);
+        if current != remaining.len() {
+            return Err(Error::Input(format!(
+                "layer {l} has {current} heads but its config says {} remain",
+                remaining.len()
+            )));
+        }
         slice_out(b, &mut layer.query, &rows)?;
         slice_out(b, &mut layer.key, &rows)?;
         slice_out(b, &mut layer.value, &rows)?;
         layer.attention_output.weight = keep_cols(b, &layer.attention_output.weight, &rows)?;
         if let Some(m) = masks.as_mut() {
-            let ml = &mut m.layers[l];
+            let ml = m
+                .layers
+                .get_mut(l)
+                .ok_or_else(|| Error::Input(format!("masks have no layer {l}")))?;
             slice_out_mask(b, &mut ml.query, &rows)?;
             slice_out_mask(b, &mut ml.key, &rows)?;
             slice_out_mask(b, &mut ml.value, &rows)?;
@@ -105,11 +121,25 @@ pub fn prune_heads<B: Backend>(
             }
         }
         if let Some(hm) = head_mask.as_mut() {
-            hm[l] = keep.iter().map(|&p| hm[l][p]).collect();
+            let row = hm
+                .get_mut(l)
+                .ok_or_else(|| Error::Input(format!("head mask has no layer {l}")))?;
+            if row.len() != remaining.len() {
+                return Err(Error::Input(format!(
+                    "head mask of layer {l} has {} entries for {} heads",
+                    row.len(),
+                    remaining.len()
+                )));
+            }
+            *row = keep.iter().map(|&p| row[p]).collect();
         }
         let set = config.pruned_heads.entry(l).or_default();
         set.extend(new);
-        config.layer_heads[l] = h0 - set.len();
+        let kept = h0 - set.len();
+        *config
+            .layer_heads
+            .get_mut(l)
+            .ok_or_else(|| Error::config("prune_layer_heads", format!("has no layer {l}")))? = kept;
     }
     config.validate()?;
     model.set_masks(masks)?;

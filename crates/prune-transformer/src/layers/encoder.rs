@@ -5,7 +5,7 @@
 //! Backward derivation: `docs/bert-backward.md`, §Encoder layer.
 
 use super::linear::LayerNormCache;
-use super::{dropout, dropout_bwd, site_seed};
+use super::{dropout, dropout_bwd, dropout_bwd_ref, site_seed};
 use crate::error::Result;
 use crate::params::Layer;
 use prune_tensor::{Backend, Shape, Transpose};
@@ -249,10 +249,10 @@ impl<T: Clone> Layer<T> {
             m.map(|m| &m.output_norm),
             &mut grads.output_norm,
         )?;
-        let d_o = dropout_bwd(b, ds2.clone(), &cache.output_keep)?;
+        let d_o = dropout_bwd_ref(b, &ds2, &cache.output_keep)?;
         let dg =
             self.output
-                .backward(b, &cache.g, &d_o, m.map(|m| &m.output), &mut grads.output)?;
+                .backward(b, &cache.g, &*d_o, m.map(|m| &m.output), &mut grads.output)?;
         let du = b.gelu_bwd(&cache.u, &dg)?;
         let dh1_ffn = self.intermediate.backward(
             b,
@@ -270,11 +270,11 @@ impl<T: Clone> Layer<T> {
             m.map(|m| &m.attention_norm),
             &mut grads.attention_norm,
         )?;
-        let da = dropout_bwd(b, ds1.clone(), &cache.attention_keep)?;
+        let da = dropout_bwd_ref(b, &ds1, &cache.attention_keep)?;
         let dcontext = self.attention_output.backward(
             b,
             &cache.context,
-            &da,
+            &*da,
             m.map(|m| &m.attention_output),
             &mut grads.attention_output,
         )?;

@@ -52,6 +52,19 @@ pub fn dropout_bwd<B: Backend>(
     }
 }
 
+/// Backward of [`dropout`] on a borrowed gradient: `dy ⊙ keep`, or `dy` itself (no copy)
+/// when nothing was dropped.
+pub fn dropout_bwd_ref<'a, B: Backend>(
+    b: &B,
+    dy: &'a B::Tensor,
+    keep: &Option<B::Tensor>,
+) -> Result<Cow<'a, B::Tensor>> {
+    match keep {
+        Some(k) => Ok(Cow::Owned(b.mul_fwd(dy, k)?)),
+        None => Ok(Cow::Borrowed(dy)),
+    }
+}
+
 /// `acc += x` for a gradient leaf.
 pub fn accumulate<B: Backend>(b: &B, acc: &mut B::Tensor, x: &B::Tensor) -> Result<()> {
     Ok(b.add_assign(acc, x)?)
