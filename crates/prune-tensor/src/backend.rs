@@ -267,7 +267,9 @@ pub trait LossOps: Storage {
 /// Optimizer updates, in place.
 pub trait OptimOps: Storage {
     /// One AdamW step on `param` with gradient `grad` and moments `m`, `v` (all one shape).
-    /// With a `mask`, the updated parameter is multiplied by it, so pruned weights stay 0.
+    /// With a `mask` (the weight acts as `param ⊙ mask`), the gradient of the raw weight is
+    /// `grad ⊙ mask`: masked entries keep their raw values (decayed only), so a mask that is
+    /// regenerated later (movement pruning) can bring them back.
     fn adamw_step(
         &self,
         param: &mut Self::Tensor,

@@ -212,7 +212,7 @@ pub fn kl_div(s: &Tensor<f64>, t: &Tensor<f64>, temperature: f64) -> f64 {
     temperature * temperature * kl / n as f64
 }
 
-/// One AdamW step as PyTorch's `torch.optim.AdamW` computes it, then `⊙ mask`.
+/// One AdamW step as PyTorch's `torch.optim.AdamW` computes it, on the gradient `g ⊙ mask`.
 pub fn adamw(
     p: &mut Tensor<f64>,
     g: &Tensor<f64>,
@@ -223,14 +223,14 @@ pub fn adamw(
 ) {
     let t = hp.step as i32;
     for i in 0..p.data().len() {
-        let gi = g.data()[i];
+        let gi = g.data()[i] * mask.map_or(1.0, |mk| mk.data()[i]);
         let pi = p.data()[i] * (1.0 - hp.lr * hp.weight_decay);
         let mi = hp.beta1 * m.data()[i] + (1.0 - hp.beta1) * gi;
         let vi = hp.beta2 * v.data()[i] + (1.0 - hp.beta2) * gi * gi;
         let m_hat = mi / (1.0 - hp.beta1.powi(t));
         let v_hat = vi / (1.0 - hp.beta2.powi(t));
         let new = pi - hp.lr * m_hat / (v_hat.sqrt() + hp.eps);
-        p.data_mut()[i] = new * mask.map_or(1.0, |mk| mk.data()[i]);
+        p.data_mut()[i] = new;
         m.data_mut()[i] = mi;
         v.data_mut()[i] = vi;
     }

@@ -283,6 +283,7 @@ fn adamw<B: Backend>(b: &B) {
     let mut m = r::map(&rand([8, 3], &mut rng), |v| v * 0.1);
     let mut v = r::map(&rand([8, 3], &mut rng), |x| (x * 0.1).abs());
     let mask = Tensor::from_fn([8, 3], |i| if i % 4 == 0 { 0.0 } else { 1.0 });
+    let m0 = m.clone();
     let hp = AdamW {
         lr: 1e-2,
         beta1: 0.9,
@@ -305,10 +306,12 @@ fn adamw<B: Backend>(b: &B) {
     close("adamw param", &down(b, &up_p), &p, TOL);
     close("adamw m", &down(b, &up_m), &m, TOL);
     close("adamw v", &down(b, &up_v), &v, TOL);
-    assert!(
-        down(b, &up_p).data().iter().step_by(4).all(|&w| w == 0.0),
-        "masked weights stay 0"
-    );
+    // Masked entries get no gradient: their first moment only decays.
+    let m_after = down(b, &up_m);
+    let only_decayed = (0..24)
+        .step_by(4)
+        .all(|i| (m_after.data()[i] - 0.9 * m0.data()[i]).abs() < 1e-7);
+    assert!(only_decayed, "masked entries get no gradient");
 }
 
 /// Shapes large enough that row-parallel ops split into several rayon tasks and GEMMs run

@@ -1,6 +1,6 @@
 //! AdamW over a whole BERT parameter tree: moments mirroring the parameters, decoupled weight
-//! decay except on biases and LayerNorm weights (as transformers' recipes), masks re-applied
-//! after each update, and clipping by the global gradient norm.
+//! decay except on biases and LayerNorm weights (as transformers' recipes), masks applied to
+//! the gradients, and clipping by the global gradient norm.
 
 use crate::error::{Result, TrainError};
 use prune_tensor::{AdamW, Backend, Tensor};
@@ -65,8 +65,8 @@ impl<T: Clone> Optimizer<T> {
         })
     }
 
-    /// One AdamW step at learning rate `lr` on every parameter, then `p ⊙ mask` where a
-    /// mask is given.
+    /// One AdamW step at learning rate `lr` on every parameter; where a mask is given the
+    /// gradient is `grad ⊙ mask` (the raw weight behind a mask keeps its value).
     pub fn step<B: Backend<Tensor = T>>(
         &mut self,
         b: &B,

@@ -34,24 +34,22 @@ impl<E: Element> OptimOps for CpuBackend<E> {
         let (decay, step_size) = (E::of(1.0 - hp.lr * hp.weight_decay), E::of(hp.lr / bc1));
         let (eps, inv_sqrt_bc2) = (E::of(hp.eps), E::of(1.0 / bc2.sqrt()));
         let one = E::one();
-        let update = |(((p, &g), mi), vi): (((&mut E, &E), &mut E), &mut E)| {
+        let update = |((((p, &g), mi), vi), k): ((((&mut E, &E), &mut E), &mut E), E)| {
+            let g = g * k;
             *mi = b1 * *mi + (one - b1) * g;
             *vi = b2 * *vi + (one - b2) * g * g;
             *p = *p * decay - step_size * *mi / ((*vi).sqrt() * inv_sqrt_bc2 + eps);
         };
-        let it = param
-            .data_mut()
-            .par_iter_mut()
-            .zip(grad.data().par_iter())
+        let param_len = param.data().len();
+        let it = param.data_mut().par_iter_mut().zip(grad.data().par_iter());
+        let it = it
             .zip(m.data_mut().par_iter_mut())
             .zip(v.data_mut().par_iter_mut());
-        it.for_each(update);
-        if let Some(mk) = mask {
-            param
-                .data_mut()
-                .par_iter_mut()
-                .zip(mk.data().par_iter())
-                .for_each(|(p, &k)| *p *= k);
+        match mask {
+            Some(mk) => it.zip(mk.data().par_iter().copied()).for_each(update),
+            None => it
+                .zip(rayon::iter::repeat_n(one, param_len))
+                .for_each(update),
         }
         Ok(())
     }
