@@ -34,7 +34,9 @@ impl<E: Element> OptimOps for CpuBackend<E> {
         let (decay, step_size) = (E::of(1.0 - hp.lr * hp.weight_decay), E::of(hp.lr / bc1));
         let (eps, inv_sqrt_bc2) = (E::of(hp.eps), E::of(1.0 / bc2.sqrt()));
         let one = E::one();
-        let update = |((((p, &g), mi), vi), k): ((((&mut E, &E), &mut E), &mut E), E)| {
+        // One element: (param, grad, first moment, second moment, mask factor).
+        type Entry<'a, E> = ((((&'a mut E, &'a E), &'a mut E), &'a mut E), E);
+        let update = |((((p, &g), mi), vi), k): Entry<'_, E>| {
             let g = g * k;
             *mi = b1 * *mi + (one - b1) * g;
             *vi = b2 * *vi + (one - b2) * g * g;
