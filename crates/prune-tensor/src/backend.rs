@@ -204,6 +204,27 @@ pub trait NormOps: Storage {
         stats: &LayerNormStats<Self::Tensor>,
         dy: &Self::Tensor,
     ) -> Result<(Self::Tensor, Self::Tensor, Self::Tensor)>;
+    /// LayerNorm over the kept channels only: `keep` is `[C]` of 0/1; mean and variance run
+    /// over the channels where it is 1 and the output is 0 elsewhere. A model whose hidden
+    /// channels are masked this way computes exactly what the model with those channels cut
+    /// out computes.
+    fn masked_layer_norm_fwd(
+        &self,
+        x: &Self::Tensor,
+        gamma: &Self::Tensor,
+        beta: &Self::Tensor,
+        keep: &Self::Tensor,
+        eps: f64,
+    ) -> Result<(Self::Tensor, LayerNormStats<Self::Tensor>)>;
+    /// Gradients `(dx, dγ, dβ)` of [`NormOps::masked_layer_norm_fwd`] (0 at dropped channels).
+    fn masked_layer_norm_bwd(
+        &self,
+        x: &Self::Tensor,
+        gamma: &Self::Tensor,
+        keep: &Self::Tensor,
+        stats: &LayerNormStats<Self::Tensor>,
+        dy: &Self::Tensor,
+    ) -> Result<(Self::Tensor, Self::Tensor, Self::Tensor)>;
 }
 
 /// Row gathers (embeddings, picking the [CLS] token) and axis permutations (heads).

@@ -235,3 +235,35 @@ pub fn adamw(
         v.data_mut()[i] = vi;
     }
 }
+
+/// LayerNorm of the kept channels only (`keep` 0/1), computed by cutting the dropped
+/// channels out, normalising what is left, and scattering back with zeros.
+pub fn masked_layer_norm(
+    x: &Tensor<f64>,
+    gamma: &Tensor<f64>,
+    beta: &Tensor<f64>,
+    keep: &Tensor<f64>,
+    eps: f64,
+) -> Tensor<f64> {
+    let c = x.shape().last();
+    let kept: Vec<usize> = (0..c).filter(|&i| keep.data()[i] == 1.0).collect();
+    let rows = x.shape().rows();
+    let pick = |t: &Tensor<f64>, n: usize| {
+        Tensor::from_fn([n, kept.len()], |i| {
+            t.data()[(i / kept.len()) * c + kept[i % kept.len()]]
+        })
+    };
+    let small = layer_norm(
+        &pick(x, rows),
+        &pick(gamma, 1).reshape([kept.len()]).unwrap(),
+        &pick(beta, 1).reshape([kept.len()]).unwrap(),
+        eps,
+    );
+    let mut out = Tensor::zeros(x.shape().clone());
+    for r in 0..rows {
+        for (j, &i) in kept.iter().enumerate() {
+            out.data_mut()[r * c + i] = small.data()[r * kept.len() + j];
+        }
+    }
+    out
+}

@@ -198,6 +198,35 @@ fn layer_norm_gradients() {
 }
 
 #[test]
+fn masked_layer_norm_gradients() {
+    let mut rng = Rng::new(18);
+    let x = rand([3, 4, 8], &mut rng);
+    let (g, b) = (rand([8], &mut rng), rand([8], &mut rng));
+    let keep = Tensor::from_fn([8], |i| if i == 2 || i == 5 { 0.0 } else { 1.0 });
+    let r = rand([3, 4, 8], &mut rng);
+    let eps = 1e-5;
+    let (_, stats) = B.masked_layer_norm_fwd(&x, &g, &b, &keep, eps).unwrap();
+    let (dx, dg, db) = B.masked_layer_norm_bwd(&x, &g, &keep, &stats, &r).unwrap();
+    let ln =
+        |x: &T, g: &T, b: &T| dot(&B.masked_layer_norm_fwd(x, g, b, &keep, eps).unwrap().0, &r);
+    check("masked_layer_norm x", &x, &dx, |x| ln(x, &g, &b), &mut rng);
+    check(
+        "masked_layer_norm gamma",
+        &g,
+        &dg,
+        |g| ln(&x, g, &b),
+        &mut rng,
+    );
+    check(
+        "masked_layer_norm beta",
+        &b,
+        &db,
+        |b| ln(&x, &g, b),
+        &mut rng,
+    );
+}
+
+#[test]
 fn gather_and_permute_gradients() {
     let mut rng = Rng::new(16);
     let table = rand([7, 3], &mut rng);

@@ -223,6 +223,37 @@ fn layer_norm<B: Backend>(b: &B) {
     assert_eq!(b.shape(&rstd).dims(), [15]);
 }
 
+fn masked_layer_norm<B: Backend>(b: &B) {
+    let mut rng = Rng::new(17);
+    let x = rand([3, 4, 10], &mut rng);
+    let (g, be) = (rand([10], &mut rng), rand([10], &mut rng));
+    let keep = Tensor::from_fn([10], |i| if i % 3 == 1 { 0.0 } else { 1.0 });
+    let (y, _) = b
+        .masked_layer_norm_fwd(&up(b, &x), &up(b, &g), &up(b, &be), &up(b, &keep), 1e-12)
+        .unwrap();
+    close(
+        "masked_layer_norm",
+        &down(b, &y),
+        &r::masked_layer_norm(&x, &g, &be, &keep, 1e-12),
+        TOL,
+    );
+    let all = Tensor::full([10], 1.0);
+    let (y, _) = b
+        .masked_layer_norm_fwd(&up(b, &x), &up(b, &g), &up(b, &be), &up(b, &all), 1e-5)
+        .unwrap();
+    close(
+        "masked_layer_norm keeping all",
+        &down(b, &y),
+        &r::layer_norm(&x, &g, &be, 1e-5),
+        TOL,
+    );
+    let none = Tensor::zeros([10]);
+    assert!(
+        b.masked_layer_norm_fwd(&up(b, &x), &up(b, &g), &up(b, &be), &up(b, &none), 1e-5)
+            .is_err()
+    );
+}
+
 fn index<B: Backend>(b: &B) {
     let mut rng = Rng::new(8);
     let table = rand([10, 4], &mut rng);
@@ -367,6 +398,7 @@ macro_rules! backends {
             #[test] fn activations() { super::activations(&$make) }
             #[test] fn softmax() { super::softmax(&$make) }
             #[test] fn layer_norm() { super::layer_norm(&$make) }
+            #[test] fn masked_layer_norm() { super::masked_layer_norm(&$make) }
             #[test] fn index() { super::index(&$make) }
             #[test] fn losses() { super::losses(&$make) }
             #[test] fn adamw() { super::adamw(&$make) }
