@@ -27,7 +27,7 @@ impl<E: Element> ActivationOps for CpuBackend<E> {
             .zip(dy.data().par_iter())
             .map(|(&v, &g)| {
                 let cdf = half * (E::one() + (v * r).erf());
-                let pdf = c * (-half * v * v).exp();
+                let pdf = c * (-half * v * v).exp_fast();
                 g * (cdf + v * pdf)
             })
             .collect();

@@ -85,3 +85,31 @@ impl<E: Element> IndexOps for CpuBackend<E> {
         Tensor::new(dims, data)
     }
 }
+
+/// A permutation that keeps the last axis in place (e.g. `[B, T, H, D]` ↔ `[B, H, T, D]`):
+/// whole contiguous rows move, in parallel over output rows.
+fn permute_rows<E: Element>(x: &Tensor<E>, perm: &[usize]) -> Tensor<E> {
+    let dims = x.dims();
+    let rank = dims.len();
+    let inner = dims[rank - 1];
+    let mut in_strides = vec![1; rank];
+    for i in (0..rank - 1).rev() {
+        in_strides[i] = in_strides[i + 1] * dims[i + 1];
+    }
+    let out_dims: Vec<usize> = perm.iter().map(|&p| dims[p]).collect();
+    let mut out = vec![E::zero(); x.shape().numel()];
+    if inner > 0 {
+        out.par_chunks_mut(inner)
+            .enumerate()
+            .for_each(|(row, dst)| {
+                // Decompose the output row index over the output's leading dims, innermost first.
+                let (mut rest, mut offset) = (row, 0);
+                for i in (0..rank - 1).rev() {
+                    offset += (rest % out_dims[i]) * in_strides[perm[i]];
+                    rest /= out_dims[i];
+                }
+                dst.copy_from_slice(&x.data()[offset..offset + inner]);
+            });
+    }
+    Tensor::new(out_dims, out).expect("a permutation keeps the element count")
+}

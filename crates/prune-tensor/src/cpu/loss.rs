@@ -14,7 +14,7 @@ fn softmax_rows<E: Element>(x: &Tensor<E>, temperature: f64) -> Tensor<E> {
         let max = row.iter().copied().fold(E::neg_infinity(), E::max);
         let mut sum = E::zero();
         for v in row.iter_mut() {
-            *v = ((*v - max) * inv_t).exp();
+            *v = ((*v - max) * inv_t).exp_fast();
             sum += *v;
         }
         row.iter_mut().for_each(|v| *v /= sum);

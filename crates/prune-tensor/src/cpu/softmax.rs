@@ -17,7 +17,7 @@ fn softmax_row<E: Element>(row: &mut [E], scale: E, mask: Option<&[E]>) {
     let max = row.iter().copied().fold(E::neg_infinity(), E::max);
     let mut sum = E::zero();
     for v in row.iter_mut() {
-        *v = (*v - max).exp();
+        *v = (*v - max).exp_fast();
         sum += *v;
     }
     let inv = E::one() / sum;
