@@ -75,6 +75,9 @@ impl<E: Element> IndexOps for CpuBackend<E> {
                 format!("{perm:?} is not a permutation of the {rank} axes"),
             ));
         }
+        if rank >= 2 && perm[rank - 1] == rank - 1 {
+            return Ok(permute_rows(x, perm));
+        }
         let view = x.view().permuted_axes(IxDyn(perm));
         let dims = view.shape().to_vec();
         let data = view
