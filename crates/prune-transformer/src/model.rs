@@ -11,6 +11,7 @@ use crate::layers::heads::{
     ClassifierCache, PoolerCache, classifier_backward, classifier_forward, classifier_forward_t,
     pooler_backward, pooler_forward, pooler_forward_t,
 };
+use crate::layers::linear::NormSpec;
 use crate::layers::{accumulate, site_seed};
 use crate::params::{BertParams, Linear};
 use crate::weights::{HostParams, load_params, save_config, save_params};
@@ -83,6 +84,8 @@ pub struct BertCache<T> {
     attn_mask: T,
     /// Per-layer head mask expanded over the batch, `[B·H]`.
     head_masks: Vec<Option<T>>,
+    /// Kept hidden channels, `[C]`, under a hidden-channel mask.
+    hidden_keep: Option<T>,
     embeddings: EmbeddingsCache<T>,
     layers: Vec<LayerCache<T>>,
     pooler: Option<PoolerCache<T>>,
@@ -112,6 +115,8 @@ struct Prepared<T> {
     attn_mask: T,
     /// `[B·H]` per layer
     head_masks: Vec<Option<T>>,
+    /// `[C]`, under a hidden-channel mask
+    hidden_keep: Option<T>,
 }
 
 /// A BERT encoder with optional pooler and classification head, generic over the backend.
@@ -126,43 +131,64 @@ pub struct BertModel<B: Backend> {
     masks: Option<BertParams<Option<B::Tensor>>>,
     /// Per-layer factors on each head's attention probabilities, `[L][H_l]`.
     head_mask: Option<Vec<Vec<f32>>>,
+    /// Hidden channels kept (1) or dropped (0), `[C]`: every LayerNorm normalises over the
+    /// kept channels only and outputs 0 at the dropped ones.
+    hidden_mask: Option<Vec<f32>>,
 }
 
 fn dims_of<B: Backend>(b: &B, t: &B::Tensor) -> Shape {
     b.shape(t).clone()
 }
 
+/// Checks a parameter tree's shapes against those `config` implies (with the pooler and
+/// classifier the tree has).
+fn check_shapes(config: &BertConfig, found: &BertParams<Shape>) -> Result<()> {
+    config.validate()?;
+    let expected = BertParams::expected(config, found.pooler.is_some(), found.classifier.is_some());
+    let found = found.named();
+    for ((name, shape), (_, t)) in expected.named().into_iter().zip(&found) {
+        if *t != shape {
+            return Err(Error::TensorShape {
+                name,
+                expected: shape.clone(),
+                found: (*t).clone(),
+            });
+        }
+    }
+    if expected.len() != found.len() {
+        return Err(Error::Input(format!(
+            "parameter tree has {} tensors, the config implies {}",
+            found.len(),
+            expected.len()
+        )));
+    }
+    Ok(())
+}
+
 impl<B: Backend> BertModel<B> {
     /// A model from host parameters, checked against `config`; the pooler and the
     /// classifier come along when `host` has them.
     pub fn from_host(backend: B, config: BertConfig, host: &HostParams) -> Result<Self> {
-        config.validate()?;
-        let expected =
-            BertParams::expected(&config, host.pooler.is_some(), host.classifier.is_some());
-        let found = host.named();
-        for ((name, shape), (_, t)) in expected.named().into_iter().zip(&found) {
-            if t.shape() != shape {
-                return Err(Error::TensorShape {
-                    name,
-                    expected: shape.clone(),
-                    found: t.shape().clone(),
-                });
-            }
-        }
-        if expected.len() != found.len() {
-            return Err(Error::Input(format!(
-                "parameter tree has {} tensors, the config implies {}",
-                found.len(),
-                expected.len()
-            )));
-        }
+        check_shapes(&config, &host.map(|_, t| t.shape().clone()))?;
         let params = host.try_map(|_, t| backend.upload(t).map_err(Error::from))?;
+        Self::from_params(backend, config, params)
+    }
+
+    /// A model from parameters already on `backend` (for instance the symbolic tensors of
+    /// a tracing backend), checked against `config`.
+    pub fn from_params(
+        backend: B,
+        config: BertConfig,
+        params: BertParams<B::Tensor>,
+    ) -> Result<Self> {
+        check_shapes(&config, &params.map(|_, t| backend.shape(t).clone()))?;
         Ok(BertModel {
             backend,
             config,
             params,
             masks: None,
             head_mask: None,
+            hidden_mask: None,
         })
     }
 
@@ -325,6 +351,40 @@ impl<B: Backend> BertModel<B> {
         Ok(())
     }
 
+    /// The hidden-channel mask, if any.
+    pub fn hidden_mask(&self) -> Option<&Vec<f32>> {
+        self.hidden_mask.as_ref()
+    }
+
+    /// Sets (or clears) the hidden-channel mask: `[C]` of 1 (keep) and 0 (drop). Under it
+    /// every LayerNorm (embeddings, attention output, FFN output) computes its mean and
+    /// variance over the kept channels only and outputs 0 at the dropped ones, in forward
+    /// and backward. Together with weight masks that zero the dropped channels of the
+    /// embeddings, this model then computes exactly the function of the model whose hidden
+    /// width is cut down to the kept channels. (NNI's masked model normalises over every
+    /// channel, so its speedup changes the function.)
+    pub fn set_hidden_mask(&mut self, mask: Option<Vec<f32>>) -> Result<()> {
+        if let Some(m) = &mask {
+            let c = self.params.embeddings.width(&self.backend);
+            if m.len() != c {
+                return Err(Error::Input(format!(
+                    "hidden mask has {} entries, the model's hidden width is {c}",
+                    m.len()
+                )));
+            }
+            if let Some(v) = m.iter().find(|&&v| v != 0.0 && v != 1.0) {
+                return Err(Error::Input(format!(
+                    "hidden mask holds {v}; only 0 (drop) and 1 (keep) are allowed"
+                )));
+            }
+            if !m.contains(&1.0) {
+                return Err(Error::Input("hidden mask drops every channel".into()));
+            }
+        }
+        self.hidden_mask = mask;
+        Ok(())
+    }
+
     /// Checks that masks and head mask cover exactly the model's layers (the parameters are
     /// public and may have been edited since the masks were set).
     fn check_layer_counts(&self) -> Result<()> {
@@ -398,15 +458,38 @@ impl<B: Backend> BertModel<B> {
                 })
                 .collect::<Result<_>>()?,
         };
+        let hidden_keep = match &self.hidden_mask {
+            Some(m) => {
+                let c = self.params.embeddings.width(b);
+                if m.len() != c {
+                    return Err(Error::Input(format!(
+                        "hidden mask has {} entries, the model's hidden width is {c}",
+                        m.len()
+                    )));
+                }
+                Some(b.upload(&Tensor::new([c], m.clone())?)?)
+            }
+            None => None,
+        };
         Ok(Prepared {
             ids,
             type_ids,
             positions: positions(batch.batch, batch.seq),
             attn_mask,
             head_masks,
+            hidden_keep,
         })
     }
 
+    /// How every LayerNorm normalises, given the uploaded hidden-channel mask.
+    fn norm<'a>(&self, hidden_keep: Option<&'a B::Tensor>) -> NormSpec<'a, B::Tensor> {
+        NormSpec {
+            eps: self.config.layer_norm_eps,
+            keep: hidden_keep,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn layer_ctx<'a>(
         &'a self,
         l: usize,
@@ -414,13 +497,14 @@ impl<B: Backend> BertModel<B> {
         seq: usize,
         attn_mask: &'a B::Tensor,
         head_mask: Option<&'a B::Tensor>,
+        hidden_keep: Option<&'a B::Tensor>,
         seed: u64,
     ) -> LayerCtx<'a, B::Tensor> {
         LayerCtx {
             batch,
             seq,
             head_dim: self.config.head_dim(),
-            eps: self.config.layer_norm_eps,
+            norm: self.norm(hidden_keep),
             attn_mask,
             head_mask,
             hidden_dropout: self.config.hidden_dropout_prob,
@@ -461,7 +545,7 @@ impl<B: Backend> BertModel<B> {
         let mut x = self.params.embeddings.forward(
             b,
             &input,
-            self.config.layer_norm_eps,
+            self.norm(prep.hidden_keep.as_ref()),
             masks.map(|m| &m.embeddings),
         )?;
         let mut states = Vec::new();
@@ -472,6 +556,7 @@ impl<B: Backend> BertModel<B> {
                 batch.seq,
                 &prep.attn_mask,
                 prep.head_masks[l].as_ref(),
+                prep.hidden_keep.as_ref(),
                 opts.seed,
             );
             let y = layer.forward(b, &x, &ctx)?;
@@ -535,7 +620,7 @@ impl<B: Backend> BertModel<B> {
         let (mut x, emb_cache) = self.params.embeddings.forward_t(
             b,
             &input,
-            cfg.layer_norm_eps,
+            self.norm(prep.hidden_keep.as_ref()),
             cfg.hidden_dropout_prob,
             site_seed(opts.seed, 0, 0),
             masks.map(|m| &m.embeddings),
@@ -549,6 +634,7 @@ impl<B: Backend> BertModel<B> {
                 batch.seq,
                 &prep.attn_mask,
                 prep.head_masks[l].as_ref(),
+                prep.hidden_keep.as_ref(),
                 opts.seed,
             );
             if opts.output_hidden_states {
@@ -597,6 +683,7 @@ impl<B: Backend> BertModel<B> {
             seed: opts.seed,
             attn_mask: prep.attn_mask,
             head_masks: prep.head_masks,
+            hidden_keep: prep.hidden_keep,
             embeddings: emb_cache,
             layers: layer_caches,
             pooler: pooler_cache,
@@ -724,6 +811,7 @@ impl<B: Backend> BertModel<B> {
                 seq,
                 &cache.attn_mask,
                 cache.head_masks[l].as_ref(),
+                cache.hidden_keep.as_ref(),
                 cache.seed,
             );
             let mut dx = self.params.layers[l].backward(b, lc, &dy, &ctx, &mut grads.layers[l])?;
@@ -790,7 +878,7 @@ impl<B: Backend> BertForSequenceClassification<B> {
         }
         let mut config = BertConfig::from_file(&dir.join("config.json"))?;
         let mut host = load_params(&dir.join("model.safetensors"), &config)?;
-        let c = config.hidden();
+        let (c, c0) = (config.hidden(), config.hidden_size);
         let mut rng = Rng::new(seed);
         let std = config.initializer_range;
         let mut init = |rows: usize, cols: usize| Linear {
@@ -798,14 +886,14 @@ impl<B: Backend> BertForSequenceClassification<B> {
             bias: Tensor::zeros([rows]),
         };
         if host.pooler.is_none() {
-            host.pooler = Some(init(c, c));
+            host.pooler = Some(init(c0, c));
         }
         let fits = host
             .classifier
             .as_ref()
             .is_some_and(|l| l.bias.dims() == [num_labels]);
         if !fits {
-            host.classifier = Some(init(num_labels, c));
+            host.classifier = Some(init(num_labels, c0));
             config.id2label = None;
         }
         config.num_labels = Some(num_labels);

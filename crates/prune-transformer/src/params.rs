@@ -74,9 +74,9 @@ pub struct BertParams<T> {
     pub embeddings: Embeddings<T>,
     /// `encoder.layer.{i}.*`, `[L]` layers
     pub layers: Vec<Layer<T>>,
-    /// `pooler.dense`: `[C, C]`, `[C]`
+    /// `pooler.dense`: `[C₀, C]`, `[C₀]` (C₀ = `hidden_size`, the width before pruning)
     pub pooler: Option<Linear<T>>,
-    /// `classifier`: `[K, C]`, `[K]`
+    /// `classifier`: `[K, C₀]`, `[K]`
     pub classifier: Option<Linear<T>>,
 }
 
@@ -238,8 +238,8 @@ impl<T> BertParams<T> {
 }
 
 impl BertParams<Shape> {
-    /// The shape of every parameter a model with `config` has, with a pooler and a
-    /// classifier (`[K, C]`, K = `config.labels()`) when asked.
+    /// The shape of every parameter a model with `config` has, with a pooler (`[C₀, C]`)
+    /// and a classifier (`[K, C₀]`, K = `config.labels()`, C₀ = `hidden_size`) when asked.
     pub fn expected(config: &BertConfig, pooler: bool, classifier: bool) -> Self {
         let c = config.hidden();
         let d = config.head_dim();
@@ -274,8 +274,10 @@ impl BertParams<Shape> {
                     }
                 })
                 .collect(),
-            pooler: pooler.then(|| linear(c, c)),
-            classifier: classifier.then(|| linear(config.labels(), c)),
+            // Hidden-width pruning narrows the pooler's input only: its output (and so the
+            // classifier's input) keeps the original width.
+            pooler: pooler.then(|| linear(config.hidden_size, c)),
+            classifier: classifier.then(|| linear(config.labels(), config.hidden_size)),
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Finite-difference gradient checks of a whole tiny BERT on `CpuBackend<f64>`, for every
 //! parameter tensor: plain with cross-entropy, with weight masks and a head mask under a
 //! loss touching logits, pooled output and hidden states, with uneven per-layer widths
-//! (a 0-head layer, pruned hidden width), and as a regression head.
+//! (a 0-head layer, pruned hidden width), under a hidden-channel mask (LayerNorm over the
+//! kept channels), and as a regression head.
 
 use prune_tensor::gradcheck::{GradCheck, dot, uniform};
 use prune_tensor::rng::Rng;
@@ -138,10 +139,12 @@ struct Functional {
 }
 
 impl Functional {
-    fn new(c: usize, k: usize, rng: &mut Rng) -> Self {
+    /// Weights for hidden width `c`, pooler width `p` (the original hidden size) and `k`
+    /// labels.
+    fn new(c: usize, p: usize, k: usize, rng: &mut Rng) -> Self {
         Functional {
             logits: uniform([2, k], -1.0, 1.0, rng),
-            pooled: uniform([2, c], -1.0, 1.0, rng),
+            pooled: uniform([2, p], -1.0, 1.0, rng),
             last: uniform([2, 5, c], -1.0, 1.0, rng),
             first: uniform([2, 5, c], -1.0, 1.0, rng),
         }
@@ -195,7 +198,7 @@ fn masked_model_gradients_of_every_parameter() {
     ]))
     .unwrap();
     let batch = batch();
-    let f = Functional::new(32, 3, &mut rng);
+    let f = Functional::new(32, 32, 3, &mut rng);
     let grads = f.grads(&m, &batch);
     check_all(&m, &grads, &|m: &Model| f.value(m, &batch), &mut rng);
 
@@ -227,9 +230,35 @@ fn uneven_layers_gradients_of_every_parameter() {
     assert_eq!(m.params.layers[1].attention_output.weight.dims(), &[24, 24]);
     let mut rng = Rng::new(13);
     let batch = batch();
-    let f = Functional::new(24, 3, &mut rng);
+    let f = Functional::new(24, 32, 3, &mut rng);
     let grads = f.grads(&m, &batch);
     check_all(&m, &grads, &|m: &Model| f.value(m, &batch), &mut rng);
+}
+
+#[test]
+fn hidden_mask_gradients_of_every_parameter() {
+    let mut m = model(config(json!({}), 3), 17);
+    let keep: Vec<f64> = (0..32)
+        .map(|i| if i % 3 == 1 { 0.0 } else { 1.0 })
+        .collect();
+    m.set_hidden_mask(Some(keep.iter().map(|&k| k as f32).collect()))
+        .unwrap();
+    let mut rng = Rng::new(19);
+    let batch = batch();
+    let f = Functional::new(32, 32, 3, &mut rng);
+    let grads = f.grads(&m, &batch);
+    check_all(&m, &grads, &|m: &Model| f.value(m, &batch), &mut rng);
+    // Every LayerNorm outputs 0 at the dropped channels.
+    let out = m.forward(&batch, &ForwardOptions::default()).unwrap();
+    for (i, v) in out.last_hidden_state.data().iter().enumerate() {
+        if keep[i % 32] == 0.0 {
+            assert_eq!(*v, 0.0);
+        }
+    }
+    let e = m.set_hidden_mask(Some(vec![1.0; 31])).unwrap_err();
+    assert!(e.to_string().contains("hidden mask has 31 entries"), "{e}");
+    let e = m.set_hidden_mask(Some(vec![0.5; 32])).unwrap_err();
+    assert!(e.to_string().contains("only 0 (drop) and 1 (keep)"), "{e}");
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! Embeddings: word + position + token type, LayerNorm, dropout (`embeddings.*`).
 
-use super::linear::LayerNormCache;
+use super::linear::{LayerNormCache, NormSpec};
 use super::{accumulate, dropout, dropout_bwd, masked};
 use crate::error::Result;
 use crate::params::Embeddings;
@@ -53,16 +53,17 @@ impl<T: Clone> Embeddings<T> {
         Ok(b.add_fwd(&b.add_fwd(&w, &p)?, &t)?)
     }
 
-    /// Inference: `LayerNorm(word + position + token type)`, `[B·T, C]`.
+    /// Inference: `LayerNorm(word + position + token type)`, `[B·T, C]` (over the kept
+    /// channels when `norm` has a hidden-channel mask).
     pub fn forward<B: Backend<Tensor = T>>(
         &self,
         b: &B,
         input: &EmbeddingInput<'_>,
-        eps: f64,
+        norm: NormSpec<'_, T>,
         mask: Option<&Embeddings<Option<T>>>,
     ) -> Result<T> {
         let e = self.sum(b, input, mask)?;
-        self.norm.forward(b, &e, eps, mask.map(|m| &m.norm))
+        self.norm.forward(b, &e, norm, mask.map(|m| &m.norm))
     }
 
     /// Training: as [`Embeddings::forward`] followed by dropout `p` (seeded), with a cache.
@@ -70,13 +71,13 @@ impl<T: Clone> Embeddings<T> {
         &self,
         b: &B,
         input: &EmbeddingInput<'_>,
-        eps: f64,
+        norm: NormSpec<'_, T>,
         p: f64,
         seed: u64,
         mask: Option<&Embeddings<Option<T>>>,
     ) -> Result<(T, EmbeddingsCache<T>)> {
         let e = self.sum(b, input, mask)?;
-        let (y, norm) = self.norm.forward_t(b, e, eps, mask.map(|m| &m.norm))?;
+        let (y, norm) = self.norm.forward_t(b, e, norm, mask.map(|m| &m.norm))?;
         let (y, keep) = dropout(b, y, p, seed)?;
         let cache = EmbeddingsCache {
             ids: input.ids.to_vec(),

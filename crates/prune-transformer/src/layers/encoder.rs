@@ -1,10 +1,12 @@
 //! One encoder layer (`encoder.layer.{i}`): multi-head self-attention with an additive
 //! padding mask and an optional head mask, attention output + residual + LayerNorm, then
 //! the GELU feed-forward block + residual + LayerNorm. Heads and FFN width may differ per
-//! layer; a layer without heads adds only its attention-output bias (as transformers does).
+//! layer. A layer without heads runs the same code on empty `[B, 0, T, D]` tensors: its
+//! context is empty, so the block adds only its attention-output bias (as transformers
+//! does), and a trace of it still shows every parameter in use.
 //! Backward derivation: `docs/bert-backward.md`, §Encoder layer.
 
-use super::linear::LayerNormCache;
+use super::linear::{LayerNormCache, NormSpec};
 use super::{dropout, dropout_bwd, dropout_bwd_ref, site_seed};
 use crate::error::Result;
 use crate::params::Layer;
@@ -19,8 +21,8 @@ pub struct LayerCtx<'a, T> {
     pub seq: usize,
     /// Head dim D.
     pub head_dim: usize,
-    /// LayerNorm epsilon.
-    pub eps: f64,
+    /// LayerNorm epsilon and kept hidden channels.
+    pub norm: NormSpec<'a, T>,
     /// Additive attention mask, `[B, T]` (0 keep, very negative for padding).
     pub attn_mask: &'a T,
     /// Per-(batch, head) factors on the attention probabilities, `[B·H]`.
@@ -35,7 +37,7 @@ pub struct LayerCtx<'a, T> {
     pub masks: Option<&'a Layer<Option<T>>>,
 }
 
-/// What self-attention's backward needs (absent for a layer without heads).
+/// What self-attention's backward needs.
 #[derive(Clone, Debug)]
 struct AttentionCache<T> {
     /// Queries, keys, values, `[B, H, T, D]` each.
@@ -56,8 +58,8 @@ struct AttentionCache<T> {
 pub struct LayerCache<T> {
     /// Layer input, `[B·T, C]` (the hidden state entering this layer).
     pub x: T,
-    /// Self-attention internals; `None` when the layer has no heads.
-    attention: Option<AttentionCache<T>>,
+    /// Self-attention internals.
+    attention: AttentionCache<T>,
     /// Context (attention-output input), `[B·T, H·D]`.
     context: T,
     /// Dropout factors on the attention output, `[B·T, C]`.
@@ -109,19 +111,17 @@ impl<T: Clone> Layer<T> {
             / head_dim.max(1)
     }
 
-    /// Self-attention up to the context `[B·T, H·D]`, with or without a cache.
+    /// Self-attention up to the context `[B·T, H·D]`, and what its backward needs (the
+    /// tensors are alive until the context is computed anyway; inference drops them).
+    /// `train` turns on dropout of the attention probabilities.
     fn self_attention<B: Backend<Tensor = T>>(
         &self,
         b: &B,
         x: &T,
         ctx: &LayerCtx<'_, T>,
         train: bool,
-    ) -> Result<(T, Option<AttentionCache<T>>)> {
+    ) -> Result<(T, AttentionCache<T>)> {
         let h = self.heads(b, ctx.head_dim);
-        let n = ctx.batch * ctx.seq;
-        if h == 0 {
-            return Ok((b.zeros(&Shape::from([n, 0]))?, None));
-        }
         let m = ctx.masks;
         let q = self.query.forward(b, x, m.map(|m| &m.query))?;
         let k = self.key.forward(b, x, m.map(|m| &m.key))?;
@@ -148,14 +148,14 @@ impl<T: Clone> Layer<T> {
         };
         let c = b.matmul_fwd(probs_eff.as_ref().unwrap_or(&probs), &v, Transpose::NN)?; // [B, H, T, D]
         let context = merge_heads(b, &c, ctx, h)?;
-        let cache = train.then_some(AttentionCache {
+        let cache = AttentionCache {
             q,
             k,
             v,
             probs,
             probs_keep,
             probs_eff,
-        });
+        };
         Ok((context, cache))
     }
 
@@ -174,7 +174,7 @@ impl<T: Clone> Layer<T> {
         let h1 = self.attention_norm.forward(
             b,
             &b.add_fwd(&a, x)?,
-            ctx.eps,
+            ctx.norm,
             m.map(|m| &m.attention_norm),
         )?;
         let u = self
@@ -183,7 +183,7 @@ impl<T: Clone> Layer<T> {
         let g = b.gelu_fwd(&u)?;
         let o = self.output.forward(b, &g, m.map(|m| &m.output))?;
         self.output_norm
-            .forward(b, &b.add_fwd(&o, &h1)?, ctx.eps, m.map(|m| &m.output_norm))
+            .forward(b, &b.add_fwd(&o, &h1)?, ctx.norm, m.map(|m| &m.output_norm))
     }
 
     /// Training: the layer output and a cache; `x` `[B·T, C]` is moved into the cache.
@@ -204,7 +204,7 @@ impl<T: Clone> Layer<T> {
         let s1 = b.add_fwd(&a, &x)?;
         let (h1, attention_norm) =
             self.attention_norm
-                .forward_t(b, s1, ctx.eps, m.map(|m| &m.attention_norm))?;
+                .forward_t(b, s1, ctx.norm, m.map(|m| &m.attention_norm))?;
         let u = self
             .intermediate
             .forward(b, &h1, m.map(|m| &m.intermediate))?;
@@ -214,7 +214,7 @@ impl<T: Clone> Layer<T> {
         let s2 = b.add_fwd(&o, &h1)?;
         let (y, output_norm) =
             self.output_norm
-                .forward_t(b, s2, ctx.eps, m.map(|m| &m.output_norm))?;
+                .forward_t(b, s2, ctx.norm, m.map(|m| &m.output_norm))?;
         let cache = LayerCache {
             x,
             attention,
@@ -278,15 +278,9 @@ impl<T: Clone> Layer<T> {
             m.map(|m| &m.attention_output),
             &mut grads.attention_output,
         )?;
-        match cache.attention {
-            // No heads: the attention block is its output bias alone, x reaches s1 only.
-            None => Ok(ds1),
-            Some(att) => {
-                let dx_att =
-                    self.self_attention_backward(b, &cache.x, att, dcontext, ctx, grads)?;
-                Ok(b.add_fwd(&ds1, &dx_att)?) // residual: x feeds both attention and s1
-            }
-        }
+        let dx_att =
+            self.self_attention_backward(b, &cache.x, cache.attention, dcontext, ctx, grads)?;
+        Ok(b.add_fwd(&ds1, &dx_att)?) // residual: x feeds both attention and s1
     }
 
     /// Backward of self-attention from `dcontext` `[B·T, H·D]` to `dx` `[B·T, C]`.
