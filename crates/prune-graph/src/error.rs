@@ -14,6 +14,9 @@ pub enum GraphError {
         /// The repeated group.
         kind: GroupKind,
     },
+    /// The model could not be built or run on the tracing backend.
+    #[error("tracing the model: {0}")]
+    Model(#[from] prune_transformer::Error),
     /// A plan's kept channels are not strictly ascending or exceed the group's width.
     #[error("plan: group {kind} keeps {keep:?} of {channels} channels: {why}")]
     BadKeep {

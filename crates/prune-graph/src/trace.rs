@@ -1,0 +1,825 @@
+//! `TraceBackend`: a backend whose tensors are symbolic (an id and a shape, no data). Running
+//! any model code on it records every op with its inputs, outputs and attributes, giving
+//! the [`Trace`] the dependency analysis reads. Shapes are checked as a real backend checks
+//! them, so a trace is also a cheap dry run of the model code.
+//!
+//! Host scalars (losses, sums) come back as 0 and `download` returns zeros: model code must
+//! not branch on data for its trace to be the graph of every input.
+
+use prune_tensor::{
+    ActivationOps, AdamW, ElementwiseOps, IndexOps, LayerNormStats, LossOps, MatmulOps, NormOps,
+    OptimOps, Result, Shape, SoftmaxOps, Storage, Tensor, Transpose, shape_error,
+};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Index of a tensor in a [`Trace`].
+pub type TensorId = usize;
+
+/// A symbolic tensor: the id of its record in the trace, and its shape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SymTensor {
+    id: TensorId,
+    shape: Shape,
+}
+
+impl SymTensor {
+    /// The id of the tensor's record in the trace.
+    pub fn id(&self) -> TensorId {
+        self.id
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &Shape {
+        &self.shape
+    }
+}
+
+/// Where a traced tensor comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Origin {
+    /// A named parameter ([`TraceBackend::param`]).
+    Param(String),
+    /// Data uploaded by the code being traced (inputs, masks), or fresh zeros.
+    Input,
+    /// Output of the op at this index of [`Trace::ops`].
+    Op(usize),
+}
+
+/// A traced tensor.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TensorInfo {
+    /// Its shape.
+    pub shape: Shape,
+    /// Where it comes from.
+    pub origin: Origin,
+}
+
+/// What an op computes, with the attributes that matter for its channel dependencies.
+#[derive(Clone, Debug, PartialEq)]
+pub enum OpKind {
+    /// `op(a) · op(b)` (inputs `a`, `b`).
+    Matmul(Transpose),
+    /// Gradients of a matmul (inputs `a`, `b`, `dc`; outputs `da`, `db`).
+    MatmulBwd(Transpose),
+    /// `a + b`.
+    Add,
+    /// `a ⊙ b`.
+    Mul,
+    /// Gradients of `a ⊙ b` (inputs `a`, `b`, `dy`; outputs `da`, `db`).
+    MulBwd,
+    /// `s · x`.
+    Scale(f64),
+    /// `x + bias` (inputs `x`, `bias`).
+    AddBias,
+    /// Bias gradient (input `dy`).
+    AddBiasBwd,
+    /// Rows of `x` scaled per group of rows (inputs `x`, `s`).
+    ScaleRows {
+        /// Consecutive rows sharing one factor.
+        rows_per_group: usize,
+    },
+    /// Gradients of [`OpKind::ScaleRows`] (inputs `x`, `s`, `dy`; outputs `dx`, `ds`).
+    ScaleRowsBwd {
+        /// Consecutive rows sharing one factor.
+        rows_per_group: usize,
+    },
+    /// `acc += x` (inputs `acc`, `x`; output the new `acc`).
+    AddAssign,
+    /// `x *= s` (input `x`; output the new `x`).
+    ScaleAssign(f64),
+    /// Sum, mean or sum of squares to a host scalar (no output tensor).
+    Reduce,
+    /// A constant gradient of a reduction (no inputs).
+    ReduceBwd,
+    /// Dropout (input `x`; outputs `y`, `keep`).
+    Dropout {
+        /// Drop probability.
+        p: f64,
+    },
+    /// GELU.
+    Gelu,
+    /// GELU gradient (inputs `x`, `dy`).
+    GeluBwd,
+    /// tanh.
+    Tanh,
+    /// tanh gradient (inputs `y`, `dy`).
+    TanhBwd,
+    /// Scaled, masked softmax over the last axis (inputs `x` and the mask if any).
+    Softmax {
+        /// Scale applied before the softmax.
+        scale: f64,
+    },
+    /// Softmax gradient (inputs `y`, `dy`).
+    SoftmaxBwd,
+    /// LayerNorm (inputs `x`, `γ`, `β`; outputs `y`, mean, rstd).
+    LayerNorm,
+    /// LayerNorm gradient (inputs `x`, `γ`, mean, rstd, `dy`; outputs `dx`, `dγ`, `dβ`).
+    LayerNormBwd,
+    /// LayerNorm over kept channels (inputs `x`, `γ`, `β`, keep; outputs `y`, mean, rstd).
+    MaskedLayerNorm,
+    /// Its gradient (inputs `x`, `γ`, keep, mean, rstd, `dy`; outputs `dx`, `dγ`, `dβ`).
+    MaskedLayerNormBwd,
+    /// Rows of a table gathered by host indices (input the table).
+    GatherRows {
+        /// Number of rows gathered.
+        count: usize,
+    },
+    /// Scatter-add of row gradients into a table gradient (input `dy`).
+    GatherRowsBwd {
+        /// Rows of the table.
+        rows: usize,
+    },
+    /// Axis permutation.
+    Permute(Vec<usize>),
+    /// Same elements under another shape.
+    Reshape,
+    /// Copy to the host (no output tensor).
+    Download,
+    /// Cross-entropy (input logits; output probabilities).
+    CrossEntropy,
+    /// Its gradient (input probabilities; output logit gradients).
+    CrossEntropyBwd,
+    /// Mean squared error (inputs `pred`, `target`).
+    Mse,
+    /// Its gradient (inputs `pred`, `target`; output `dpred`).
+    MseBwd,
+    /// Distillation KL divergence (inputs `student`, `teacher`).
+    KlDiv,
+    /// Its gradient (inputs `student`, `teacher`; output `dstudent`).
+    KlDivBwd,
+    /// AdamW update (inputs param, grad, m, v and the mask if any; outputs new param, m, v).
+    AdamW,
+}
+
+/// One recorded op.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Op {
+    /// What it computes.
+    pub kind: OpKind,
+    /// Input tensors, in argument order.
+    pub inputs: Vec<TensorId>,
+    /// Output tensors, in return order.
+    pub outputs: Vec<TensorId>,
+}
+
+/// Every tensor and op of a traced computation, in execution order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Trace {
+    /// Tensors by id.
+    pub tensors: Vec<TensorInfo>,
+    /// Ops in the order they ran.
+    pub ops: Vec<Op>,
+}
+
+impl Trace {
+    /// The parameters: `(id, name)` in creation order.
+    pub fn params(&self) -> impl Iterator<Item = (TensorId, &str)> {
+        self.tensors
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| match &t.origin {
+                Origin::Param(n) => Some((i, n.as_str())),
+                _ => None,
+            })
+    }
+
+    /// The shape of tensor `id`.
+    pub fn shape(&self, id: TensorId) -> &Shape {
+        &self.tensors[id].shape
+    }
+}
+
+/// A backend that records instead of computing. Cloning shares the recording.
+#[derive(Clone, Debug, Default)]
+pub struct TraceBackend {
+    trace: Arc<Mutex<Trace>>,
+}
+
+impl TraceBackend {
+    /// An empty recording.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A named parameter leaf of shape `shape`.
+    pub fn param(&self, name: &str, shape: Shape) -> SymTensor {
+        self.leaf(shape, Origin::Param(name.to_string()))
+    }
+
+    /// A copy of what has been recorded so far.
+    pub fn trace(&self) -> Trace {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Trace> {
+        // A panic while holding the lock cannot leave a half-written record: every push is
+        // a single statement. Recover the data rather than propagate the poison.
+        self.trace.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn leaf(&self, shape: Shape, origin: Origin) -> SymTensor {
+        let mut t = self.lock();
+        t.tensors.push(TensorInfo {
+            shape: shape.clone(),
+            origin,
+        });
+        SymTensor {
+            id: t.tensors.len() - 1,
+            shape,
+        }
+    }
+
+    /// Records `kind` on `inputs`, creating one output per shape in `outputs`.
+    fn record(&self, kind: OpKind, inputs: &[&SymTensor], outputs: Vec<Shape>) -> Vec<SymTensor> {
+        let mut t = self.lock();
+        let op = t.ops.len();
+        let mut ids = Vec::with_capacity(outputs.len());
+        let mut out = Vec::with_capacity(outputs.len());
+        for shape in outputs {
+            t.tensors.push(TensorInfo {
+                shape: shape.clone(),
+                origin: Origin::Op(op),
+            });
+            let id = t.tensors.len() - 1;
+            ids.push(id);
+            out.push(SymTensor { id, shape });
+        }
+        t.ops.push(Op {
+            kind,
+            inputs: inputs.iter().map(|x| x.id).collect(),
+            outputs: ids,
+        });
+        out
+    }
+
+    fn one(&self, kind: OpKind, inputs: &[&SymTensor], shape: Shape) -> SymTensor {
+        self.record(kind, inputs, vec![shape]).remove(0)
+    }
+
+    fn two(
+        &self,
+        kind: OpKind,
+        inputs: &[&SymTensor],
+        a: Shape,
+        b: Shape,
+    ) -> (SymTensor, SymTensor) {
+        let mut v = self.record(kind, inputs, vec![a, b]).into_iter();
+        match (v.next(), v.next()) {
+            (Some(x), Some(y)) => (x, y),
+            _ => unreachable!("record returns one tensor per requested shape"),
+        }
+    }
+
+    fn three(
+        &self,
+        kind: OpKind,
+        inputs: &[&SymTensor],
+        shapes: [Shape; 3],
+    ) -> (SymTensor, SymTensor, SymTensor) {
+        let mut v = self.record(kind, inputs, shapes.to_vec()).into_iter();
+        match (v.next(), v.next(), v.next()) {
+            (Some(x), Some(y), Some(z)) => (x, y, z),
+            _ => unreachable!("record returns one tensor per requested shape"),
+        }
+    }
+}
+
+fn same(op: &'static str, a: &SymTensor, b: &SymTensor) -> Result<()> {
+    if a.shape == b.shape {
+        Ok(())
+    } else {
+        Err(shape_error(
+            op,
+            &[&a.shape, &b.shape],
+            "shapes must be equal",
+        ))
+    }
+}
+
+fn row_vector(op: &'static str, x: &SymTensor, v: &SymTensor) -> Result<()> {
+    if x.shape.rank() >= 1 && v.shape.dims() == [x.shape.last()] {
+        Ok(())
+    } else {
+        Err(shape_error(
+            op,
+            &[&x.shape, &v.shape],
+            "expected x [.., C] and a vector [C]",
+        ))
+    }
+}
+
+/// Output shape of `op(a) · op(b)` (see [`MatmulOps::matmul_fwd`]).
+fn matmul_shape(a: &Shape, b: &Shape, t: Transpose) -> Result<Shape> {
+    let err = |why: &str| shape_error("matmul_fwd", &[a, b], format!("{why} (transpose {t:?})"));
+    if a.rank() < 2 || b.rank() < 2 {
+        return Err(err("both operands need at least 2 dims"));
+    }
+    let (ad, bd) = (a.dims(), b.dims());
+    let (ar, ac) = (ad[ad.len() - 2], ad[ad.len() - 1]);
+    let (br, bc) = (bd[bd.len() - 2], bd[bd.len() - 1]);
+    let (m, k) = if t.a() { (ac, ar) } else { (ar, ac) };
+    let (kb, n) = if t.b() { (bc, br) } else { (br, bc) };
+    if k != kb {
+        return Err(err("inner dimensions differ"));
+    }
+    let lead = &ad[..ad.len() - 2];
+    if bd.len() != 2 && &bd[..bd.len() - 2] != lead {
+        return Err(err("b must be 2-D or share a's leading dims"));
+    }
+    let mut out = lead.to_vec();
+    out.extend([m, n]);
+    Ok(Shape::new(out))
+}
+
+/// Rows of `x` viewed `[N, C]`, as a shape `[N]`.
+fn rows_of(x: &Shape) -> Shape {
+    Shape::from([x.rows()])
+}
+
+impl Storage for TraceBackend {
+    type Tensor = SymTensor;
+
+    fn shape<'a>(&self, t: &'a SymTensor) -> &'a Shape {
+        &t.shape
+    }
+
+    fn upload(&self, t: &Tensor<f32>) -> Result<SymTensor> {
+        Ok(self.leaf(t.shape().clone(), Origin::Input))
+    }
+
+    fn download(&self, t: &SymTensor) -> Result<Tensor<f32>> {
+        self.record(OpKind::Download, &[t], vec![]);
+        Ok(Tensor::zeros(t.shape.clone()))
+    }
+
+    fn zeros(&self, shape: &Shape) -> Result<SymTensor> {
+        Ok(self.leaf(shape.clone(), Origin::Input))
+    }
+
+    fn reshape(&self, t: SymTensor, shape: Shape) -> Result<SymTensor> {
+        if shape.numel() != t.shape.numel() {
+            return Err(shape_error(
+                "reshape",
+                &[&t.shape, &shape],
+                "element counts differ",
+            ));
+        }
+        Ok(self.one(OpKind::Reshape, &[&t], shape))
+    }
+}
+
+impl MatmulOps for TraceBackend {
+    fn matmul_fwd(&self, a: &SymTensor, b: &SymTensor, t: Transpose) -> Result<SymTensor> {
+        let out = matmul_shape(&a.shape, &b.shape, t)?;
+        Ok(self.one(OpKind::Matmul(t), &[a, b], out))
+    }
+
+    fn matmul_bwd(
+        &self,
+        a: &SymTensor,
+        b: &SymTensor,
+        t: Transpose,
+        dc: &SymTensor,
+    ) -> Result<(SymTensor, SymTensor)> {
+        let out = matmul_shape(&a.shape, &b.shape, t)?;
+        if out != dc.shape {
+            return Err(shape_error(
+                "matmul_bwd",
+                &[&a.shape, &b.shape, &dc.shape],
+                "dc must have the product's shape",
+            ));
+        }
+        Ok(self.two(
+            OpKind::MatmulBwd(t),
+            &[a, b, dc],
+            a.shape.clone(),
+            b.shape.clone(),
+        ))
+    }
+}
+
+impl ElementwiseOps for TraceBackend {
+    fn add_fwd(&self, a: &SymTensor, b: &SymTensor) -> Result<SymTensor> {
+        same("add_fwd", a, b)?;
+        Ok(self.one(OpKind::Add, &[a, b], a.shape.clone()))
+    }
+
+    fn mul_fwd(&self, a: &SymTensor, b: &SymTensor) -> Result<SymTensor> {
+        same("mul_fwd", a, b)?;
+        Ok(self.one(OpKind::Mul, &[a, b], a.shape.clone()))
+    }
+
+    fn mul_bwd(
+        &self,
+        a: &SymTensor,
+        b: &SymTensor,
+        dy: &SymTensor,
+    ) -> Result<(SymTensor, SymTensor)> {
+        same("mul_bwd", a, b)?;
+        same("mul_bwd", a, dy)?;
+        Ok(self.two(
+            OpKind::MulBwd,
+            &[a, b, dy],
+            a.shape.clone(),
+            b.shape.clone(),
+        ))
+    }
+
+    fn scale_fwd(&self, x: &SymTensor, s: f64) -> Result<SymTensor> {
+        Ok(self.one(OpKind::Scale(s), &[x], x.shape.clone()))
+    }
+
+    fn add_bias_fwd(&self, x: &SymTensor, bias: &SymTensor) -> Result<SymTensor> {
+        row_vector("add_bias_fwd", x, bias)?;
+        Ok(self.one(OpKind::AddBias, &[x, bias], x.shape.clone()))
+    }
+
+    fn add_bias_bwd(&self, dy: &SymTensor) -> Result<SymTensor> {
+        Ok(self.one(OpKind::AddBiasBwd, &[dy], Shape::from([dy.shape.last()])))
+    }
+
+    fn scale_rows_fwd(
+        &self,
+        x: &SymTensor,
+        s: &SymTensor,
+        rows_per_group: usize,
+    ) -> Result<SymTensor> {
+        check_row_groups("scale_rows_fwd", x, s, rows_per_group)?;
+        Ok(self.one(
+            OpKind::ScaleRows { rows_per_group },
+            &[x, s],
+            x.shape.clone(),
+        ))
+    }
+
+    fn scale_rows_bwd(
+        &self,
+        x: &SymTensor,
+        s: &SymTensor,
+        rows_per_group: usize,
+        dy: &SymTensor,
+    ) -> Result<(SymTensor, SymTensor)> {
+        check_row_groups("scale_rows_bwd", x, s, rows_per_group)?;
+        same("scale_rows_bwd", x, dy)?;
+        Ok(self.two(
+            OpKind::ScaleRowsBwd { rows_per_group },
+            &[x, s, dy],
+            x.shape.clone(),
+            s.shape.clone(),
+        ))
+    }
+
+    fn add_assign(&self, acc: &mut SymTensor, x: &SymTensor) -> Result<()> {
+        same("add_assign", acc, x)?;
+        *acc = self.one(OpKind::AddAssign, &[acc, x], acc.shape.clone());
+        Ok(())
+    }
+
+    fn scale_assign(&self, x: &mut SymTensor, s: f64) -> Result<()> {
+        *x = self.one(OpKind::ScaleAssign(s), &[x], x.shape.clone());
+        Ok(())
+    }
+
+    fn sum_fwd(&self, x: &SymTensor) -> Result<f64> {
+        self.record(OpKind::Reduce, &[x], vec![]);
+        Ok(0.0)
+    }
+
+    fn mean_fwd(&self, x: &SymTensor) -> Result<f64> {
+        self.record(OpKind::Reduce, &[x], vec![]);
+        Ok(0.0)
+    }
+
+    fn sum_bwd(&self, shape: &Shape, _dl: f64) -> Result<SymTensor> {
+        Ok(self.one(OpKind::ReduceBwd, &[], shape.clone()))
+    }
+
+    fn mean_bwd(&self, shape: &Shape, _dl: f64) -> Result<SymTensor> {
+        Ok(self.one(OpKind::ReduceBwd, &[], shape.clone()))
+    }
+
+    fn sum_squares(&self, x: &SymTensor) -> Result<f64> {
+        self.record(OpKind::Reduce, &[x], vec![]);
+        Ok(0.0)
+    }
+
+    fn dropout_fwd(&self, x: &SymTensor, p: f64, _seed: u64) -> Result<(SymTensor, SymTensor)> {
+        Ok(self.two(
+            OpKind::Dropout { p },
+            &[x],
+            x.shape.clone(),
+            x.shape.clone(),
+        ))
+    }
+}
+
+fn check_row_groups(
+    op: &'static str,
+    x: &SymTensor,
+    s: &SymTensor,
+    rows_per_group: usize,
+) -> Result<()> {
+    let rows = x.shape.rows();
+    if rows_per_group == 0
+        || rows % rows_per_group != 0
+        || s.shape.dims() != [rows / rows_per_group]
+    {
+        return Err(shape_error(
+            op,
+            &[&x.shape, &s.shape],
+            format!("expected s [rows / {rows_per_group}]"),
+        ));
+    }
+    Ok(())
+}
+
+impl ActivationOps for TraceBackend {
+    fn gelu_fwd(&self, x: &SymTensor) -> Result<SymTensor> {
+        Ok(self.one(OpKind::Gelu, &[x], x.shape.clone()))
+    }
+
+    fn gelu_bwd(&self, x: &SymTensor, dy: &SymTensor) -> Result<SymTensor> {
+        same("gelu_bwd", x, dy)?;
+        Ok(self.one(OpKind::GeluBwd, &[x, dy], x.shape.clone()))
+    }
+
+    fn tanh_fwd(&self, x: &SymTensor) -> Result<SymTensor> {
+        Ok(self.one(OpKind::Tanh, &[x], x.shape.clone()))
+    }
+
+    fn tanh_bwd(&self, y: &SymTensor, dy: &SymTensor) -> Result<SymTensor> {
+        same("tanh_bwd", y, dy)?;
+        Ok(self.one(OpKind::TanhBwd, &[y, dy], y.shape.clone()))
+    }
+}
+
+impl SoftmaxOps for TraceBackend {
+    fn softmax_fwd(
+        &self,
+        x: &SymTensor,
+        scale: f64,
+        mask: Option<&SymTensor>,
+    ) -> Result<SymTensor> {
+        let mut inputs = vec![x];
+        if let Some(m) = mask {
+            let d = x.shape.dims();
+            if d.len() < 2 || m.shape.dims() != [d[0], d[d.len() - 1]] {
+                return Err(shape_error(
+                    "softmax_fwd",
+                    &[&x.shape, &m.shape],
+                    "mask must be [B, Tk]",
+                ));
+            }
+            inputs.push(m);
+        }
+        Ok(self.one(OpKind::Softmax { scale }, &inputs, x.shape.clone()))
+    }
+
+    fn softmax_bwd(&self, y: &SymTensor, dy: &SymTensor, _scale: f64) -> Result<SymTensor> {
+        same("softmax_bwd", y, dy)?;
+        Ok(self.one(OpKind::SoftmaxBwd, &[y, dy], y.shape.clone()))
+    }
+}
+
+impl NormOps for TraceBackend {
+    fn layer_norm_fwd(
+        &self,
+        x: &SymTensor,
+        gamma: &SymTensor,
+        beta: &SymTensor,
+        _eps: f64,
+    ) -> Result<(SymTensor, LayerNormStats<SymTensor>)> {
+        row_vector("layer_norm_fwd", x, gamma)?;
+        row_vector("layer_norm_fwd", x, beta)?;
+        let (y, mean, rstd) = self.three(
+            OpKind::LayerNorm,
+            &[x, gamma, beta],
+            [x.shape.clone(), rows_of(&x.shape), rows_of(&x.shape)],
+        );
+        Ok((y, LayerNormStats { mean, rstd }))
+    }
+
+    fn layer_norm_bwd(
+        &self,
+        x: &SymTensor,
+        gamma: &SymTensor,
+        stats: &LayerNormStats<SymTensor>,
+        dy: &SymTensor,
+    ) -> Result<(SymTensor, SymTensor, SymTensor)> {
+        row_vector("layer_norm_bwd", x, gamma)?;
+        same("layer_norm_bwd", x, dy)?;
+        Ok(self.three(
+            OpKind::LayerNormBwd,
+            &[x, gamma, &stats.mean, &stats.rstd, dy],
+            [x.shape.clone(), gamma.shape.clone(), gamma.shape.clone()],
+        ))
+    }
+
+    fn masked_layer_norm_fwd(
+        &self,
+        x: &SymTensor,
+        gamma: &SymTensor,
+        beta: &SymTensor,
+        keep: &SymTensor,
+        _eps: f64,
+    ) -> Result<(SymTensor, LayerNormStats<SymTensor>)> {
+        for v in [gamma, beta, keep] {
+            row_vector("masked_layer_norm_fwd", x, v)?;
+        }
+        let (y, mean, rstd) = self.three(
+            OpKind::MaskedLayerNorm,
+            &[x, gamma, beta, keep],
+            [x.shape.clone(), rows_of(&x.shape), rows_of(&x.shape)],
+        );
+        Ok((y, LayerNormStats { mean, rstd }))
+    }
+
+    fn masked_layer_norm_bwd(
+        &self,
+        x: &SymTensor,
+        gamma: &SymTensor,
+        keep: &SymTensor,
+        stats: &LayerNormStats<SymTensor>,
+        dy: &SymTensor,
+    ) -> Result<(SymTensor, SymTensor, SymTensor)> {
+        row_vector("masked_layer_norm_bwd", x, gamma)?;
+        row_vector("masked_layer_norm_bwd", x, keep)?;
+        same("masked_layer_norm_bwd", x, dy)?;
+        Ok(self.three(
+            OpKind::MaskedLayerNormBwd,
+            &[x, gamma, keep, &stats.mean, &stats.rstd, dy],
+            [x.shape.clone(), gamma.shape.clone(), gamma.shape.clone()],
+        ))
+    }
+}
+
+impl IndexOps for TraceBackend {
+    fn gather_rows_fwd(&self, table: &SymTensor, ids: &[usize]) -> Result<SymTensor> {
+        let d = table.shape.dims();
+        if d.len() != 2 {
+            return Err(shape_error(
+                "gather_rows_fwd",
+                &[&table.shape],
+                "table must be [V, C]",
+            ));
+        }
+        if let Some(&bad) = ids.iter().find(|&&i| i >= d[0]) {
+            return Err(prune_tensor::TensorError::Index {
+                op: "gather_rows_fwd",
+                index: bad as i64,
+                bound: d[0],
+            });
+        }
+        Ok(self.one(
+            OpKind::GatherRows { count: ids.len() },
+            &[table],
+            Shape::from([ids.len(), d[1]]),
+        ))
+    }
+
+    fn gather_rows_bwd(&self, dy: &SymTensor, ids: &[usize], rows: usize) -> Result<SymTensor> {
+        if dy.shape.rank() != 2 || dy.shape.dims()[0] != ids.len() {
+            return Err(shape_error(
+                "gather_rows_bwd",
+                &[&dy.shape],
+                format!("dy must be [{}, C]", ids.len()),
+            ));
+        }
+        Ok(self.one(
+            OpKind::GatherRowsBwd { rows },
+            &[dy],
+            Shape::from([rows, dy.shape.last()]),
+        ))
+    }
+
+    fn permute(&self, x: &SymTensor, perm: &[usize]) -> Result<SymTensor> {
+        let rank = x.shape.rank();
+        let mut seen = vec![false; rank];
+        let valid = perm.len() == rank
+            && perm
+                .iter()
+                .all(|&p| p < rank && !std::mem::replace(&mut seen[p], true));
+        if !valid {
+            return Err(shape_error(
+                "permute",
+                &[&x.shape],
+                format!("{perm:?} is not a permutation of the {rank} axes"),
+            ));
+        }
+        let dims: Vec<usize> = perm.iter().map(|&p| x.shape.dims()[p]).collect();
+        Ok(self.one(OpKind::Permute(perm.to_vec()), &[x], Shape::new(dims)))
+    }
+}
+
+impl LossOps for TraceBackend {
+    fn cross_entropy_fwd(
+        &self,
+        logits: &SymTensor,
+        labels: &[i64],
+        _ignore_index: i64,
+    ) -> Result<(f64, SymTensor)> {
+        if logits.shape.rank() != 2 || logits.shape.dims()[0] != labels.len() {
+            return Err(shape_error(
+                "cross_entropy_fwd",
+                &[&logits.shape],
+                format!("logits must be [{}, K]", labels.len()),
+            ));
+        }
+        Ok((
+            0.0,
+            self.one(OpKind::CrossEntropy, &[logits], logits.shape.clone()),
+        ))
+    }
+
+    fn cross_entropy_bwd(
+        &self,
+        probs: &SymTensor,
+        _labels: &[i64],
+        _ignore_index: i64,
+        _dl: f64,
+    ) -> Result<SymTensor> {
+        Ok(self.one(OpKind::CrossEntropyBwd, &[probs], probs.shape.clone()))
+    }
+
+    fn mse_fwd(&self, pred: &SymTensor, target: &SymTensor) -> Result<f64> {
+        same("mse_fwd", pred, target)?;
+        self.record(OpKind::Mse, &[pred, target], vec![]);
+        Ok(0.0)
+    }
+
+    fn mse_bwd(&self, pred: &SymTensor, target: &SymTensor, _dl: f64) -> Result<SymTensor> {
+        same("mse_bwd", pred, target)?;
+        Ok(self.one(OpKind::MseBwd, &[pred, target], pred.shape.clone()))
+    }
+
+    fn kl_div_fwd(&self, student: &SymTensor, teacher: &SymTensor, _t: f64) -> Result<f64> {
+        same("kl_div_fwd", student, teacher)?;
+        self.record(OpKind::KlDiv, &[student, teacher], vec![]);
+        Ok(0.0)
+    }
+
+    fn kl_div_bwd(
+        &self,
+        student: &SymTensor,
+        teacher: &SymTensor,
+        _t: f64,
+        _dl: f64,
+    ) -> Result<SymTensor> {
+        same("kl_div_bwd", student, teacher)?;
+        Ok(self.one(OpKind::KlDivBwd, &[student, teacher], student.shape.clone()))
+    }
+}
+
+impl OptimOps for TraceBackend {
+    fn adamw_step(
+        &self,
+        param: &mut SymTensor,
+        grad: &SymTensor,
+        m: &mut SymTensor,
+        v: &mut SymTensor,
+        _hp: &AdamW,
+        mask: Option<&SymTensor>,
+    ) -> Result<()> {
+        for t in [grad, &*m, &*v].into_iter().chain(mask) {
+            same("adamw_step", param, t)?;
+        }
+        let mut inputs: Vec<&SymTensor> = vec![param, grad, m, v];
+        inputs.extend(mask);
+        let shape = param.shape.clone();
+        let (p, m2, v2) = self.three(
+            OpKind::AdamW,
+            &inputs,
+            [shape.clone(), shape.clone(), shape],
+        );
+        *param = p;
+        *m = m2;
+        *v = v2;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_ops_shapes_and_parameters() {
+        let tb = TraceBackend::new();
+        let w = tb.param("dense.weight", Shape::from([4, 3]));
+        let bias = tb.param("dense.bias", Shape::from([4]));
+        let x = tb.upload(&Tensor::zeros([2, 3])).unwrap();
+        let y = tb.matmul_fwd(&x, &w, Transpose::NT).unwrap();
+        let y = tb.add_bias_fwd(&y, &bias).unwrap();
+        assert_eq!(y.shape().dims(), &[2, 4]);
+        let e = tb.matmul_fwd(&x, &w, Transpose::NN).unwrap_err();
+        assert!(e.to_string().contains("inner dimensions differ"), "{e}");
+        let trace = tb.trace();
+        assert_eq!(trace.ops.len(), 2);
+        assert_eq!(trace.ops[0].kind, OpKind::Matmul(Transpose::NT));
+        assert_eq!(trace.ops[0].inputs, vec![x.id(), w.id()]);
+        assert_eq!(trace.ops[1].outputs, vec![y.id()]);
+        let names: Vec<&str> = trace.params().map(|(_, n)| n).collect();
+        assert_eq!(names, ["dense.weight", "dense.bias"]);
+        assert_eq!(trace.shape(y.id()).dims(), &[2, 4]);
+    }
+}

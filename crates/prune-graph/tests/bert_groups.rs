@@ -1,0 +1,145 @@
+//! The groups the trace analysis finds for BERT, checked member by member against the
+//! structure of the architecture: on a tiny config, on the MiniLM checkpoint's config, and
+//! on configs left behind by surgery (a layer without heads, a layer with one head).
+
+use anyhow::{Context, Result};
+use prune_graph::{Group, GroupKind, Member, Role, bert_groups};
+use prune_transformer::BertConfig;
+use prune_transformer::paths::require_model_dir;
+use std::collections::BTreeSet;
+
+fn m(param: String, axis: usize, role: Role) -> Member {
+    Member { param, axis, role }
+}
+
+/// What the hidden group must hold, and nothing else.
+fn expected_hidden(layers: usize, pooler: bool) -> BTreeSet<Member> {
+    let mut s = BTreeSet::new();
+    for t in ["word", "position", "token_type"] {
+        s.insert(m(
+            format!("embeddings.{t}_embeddings.weight"),
+            1,
+            Role::Producer,
+        ));
+    }
+    for p in ["weight", "bias"] {
+        s.insert(m(format!("embeddings.LayerNorm.{p}"), 0, Role::Norm));
+    }
+    for l in 0..layers {
+        let pre = format!("encoder.layer.{l}.");
+        for q in ["query", "key", "value"] {
+            s.insert(m(
+                format!("{pre}attention.self.{q}.weight"),
+                1,
+                Role::Consumer,
+            ));
+        }
+        for dense in ["attention.output.dense", "output.dense"] {
+            s.insert(m(format!("{pre}{dense}.weight"), 0, Role::Producer));
+            s.insert(m(format!("{pre}{dense}.bias"), 0, Role::Producer));
+        }
+        for norm in ["attention.output.LayerNorm", "output.LayerNorm"] {
+            s.insert(m(format!("{pre}{norm}.weight"), 0, Role::Norm));
+            s.insert(m(format!("{pre}{norm}.bias"), 0, Role::Norm));
+        }
+        s.insert(m(
+            format!("{pre}intermediate.dense.weight"),
+            1,
+            Role::Consumer,
+        ));
+    }
+    if pooler {
+        s.insert(m("pooler.dense.weight".into(), 1, Role::Consumer));
+    }
+    s
+}
+
+fn expected_heads(l: usize) -> BTreeSet<Member> {
+    let pre = format!("encoder.layer.{l}.attention.");
+    let mut s = BTreeSet::new();
+    for q in ["query", "key", "value"] {
+        s.insert(m(format!("{pre}self.{q}.weight"), 0, Role::Producer));
+        s.insert(m(format!("{pre}self.{q}.bias"), 0, Role::Producer));
+    }
+    s.insert(m(format!("{pre}output.dense.weight"), 1, Role::Consumer));
+    s
+}
+
+fn expected_ffn(l: usize) -> BTreeSet<Member> {
+    let pre = format!("encoder.layer.{l}.");
+    BTreeSet::from([
+        m(format!("{pre}intermediate.dense.weight"), 0, Role::Producer),
+        m(format!("{pre}intermediate.dense.bias"), 0, Role::Producer),
+        m(format!("{pre}output.dense.weight"), 1, Role::Consumer),
+    ])
+}
+
+fn members(g: &Group) -> BTreeSet<Member> {
+    let set: BTreeSet<Member> = g.members.iter().cloned().collect();
+    assert_eq!(set.len(), g.members.len(), "{}: duplicate members", g.kind);
+    set
+}
+
+/// Checks every group of `config` against the architecture.
+fn check(config: &BertConfig, pooler: bool, classifier: bool) -> Result<Vec<Group>> {
+    let groups = bert_groups(config, pooler, classifier)?;
+    let layers = config.num_hidden_layers;
+    assert_eq!(groups.len(), 1 + 2 * layers);
+    let hidden = &groups[0];
+    assert_eq!(hidden.kind, GroupKind::Hidden);
+    assert_eq!((hidden.channels, hidden.unit), (config.hidden(), 1));
+    assert_eq!(members(hidden), expected_hidden(layers, pooler));
+    for l in 0..layers {
+        let h = &groups[1 + 2 * l];
+        assert_eq!(h.kind, GroupKind::Heads { layer: l });
+        assert_eq!((h.channels, h.unit), (config.heads(l), config.head_dim()));
+        assert_eq!(members(h), expected_heads(l), "layer {l}");
+        let f = &groups[2 + 2 * l];
+        assert_eq!(f.kind, GroupKind::Ffn { layer: l });
+        assert_eq!((f.channels, f.unit), (config.intermediate(l), 1));
+        assert_eq!(members(f), expected_ffn(l), "layer {l}");
+    }
+    Ok(groups)
+}
+
+fn tiny() -> BertConfig {
+    BertConfig::new(50, 32, 2, 4, 64).unwrap()
+}
+
+#[test]
+fn tiny_bert_groups() -> Result<()> {
+    check(&tiny(), true, true)?;
+    check(&tiny(), false, false)?;
+    Ok(())
+}
+
+#[test]
+fn minilm_groups() -> Result<()> {
+    let dir = require_model_dir()?;
+    let config = BertConfig::from_file(&dir.join("config.json"))
+        .with_context(|| format!("config of {}", dir.display()))?;
+    assert_eq!(config.num_hidden_layers, 6);
+    let groups = check(&config, true, true)?;
+    assert_eq!(groups[1].channels, 12);
+    assert_eq!(groups[1].unit, 32);
+    assert_eq!(groups[2].channels, 1536);
+    assert_eq!(groups[0].channels, 384);
+    Ok(())
+}
+
+/// After surgery: a layer without heads (its Q/K/V are `[0, C]` and still take hidden
+/// columns), a layer with one head, narrower FFNs and hidden width.
+#[test]
+fn groups_of_shrunk_configs() -> Result<()> {
+    let mut config = tiny();
+    config.layer_heads = vec![0, 1];
+    config.pruned_heads.insert(0, (0..4).collect());
+    config.pruned_heads.insert(1, (1..4).collect());
+    config.layer_intermediate = vec![0, 7];
+    config.pruned_hidden_size = 20;
+    config.validate()?;
+    let groups = check(&config, true, true)?;
+    assert_eq!(groups[1].channels, 0);
+    assert_eq!(groups[3].channels, 1);
+    Ok(())
+}
