@@ -4,19 +4,34 @@
 //! (cubic, AGP), the level (magnitude), movement and Taylor pruners, and the head rule
 //! that turns attention masks into pruned heads.
 
+pub mod adam;
 pub mod allocate;
+mod callback;
 pub mod config;
 mod error;
 pub mod granularity;
+pub mod heads;
+mod host;
+pub mod level;
 pub mod masks;
+pub mod movement;
 pub mod ops;
 pub mod schedule;
 pub mod select;
+pub mod taylor;
 
+pub use adam::ScoreAdam;
+pub use callback::ByRef;
 pub use config::{ConfigEntry, ConfigList};
 pub use error::{PrunerError, Result, Suggestion};
 pub use granularity::{Blocking, Granularity};
+pub use heads::{
+    HeadRule, ffn_config_list, ffn_sparse_ratios, kept_heads, pruned_heads, restore_heads,
+};
+pub use level::{LevelPruner, Norm};
 pub use masks::{Masks, ParamMask};
+pub use movement::{MovementPruner, MovementSettings, score_gradient, sigmoid};
 pub use ops::{Module, OpType, modules, modules_of, shapes_of};
 pub use schedule::{Cubic, Growth, Iterative};
 pub use select::{ChannelAxis, EntrySelection, Selection, Target};
+pub use taylor::{TaylorPruner, taylor_importance};

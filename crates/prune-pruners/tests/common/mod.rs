@@ -1,0 +1,108 @@
+//! Shared helpers of the pruner tests: tiny BERTs (2 layers, hidden 32, 4 heads of 8), a
+//! toy classification set, trainer settings and mask inspection.
+#![allow(dead_code)]
+
+use prune_data::{Encoded, Label};
+use prune_tensor::rng::Rng;
+use prune_tensor::{Backend, CpuBackend, Element};
+use prune_train::TrainConfig;
+use prune_transformer::{BertConfig, BertForSequenceClassification, BertModel};
+use serde_json::json;
+
+/// Hidden width of the tiny model.
+pub const C: usize = 32;
+/// Heads per layer.
+pub const H: usize = 4;
+/// Head dim.
+pub const D: usize = 8;
+/// FFN width.
+pub const F: usize = 64;
+
+/// The tiny configuration (dropout off unless asked).
+pub fn tiny_config(dropout: f64) -> BertConfig {
+    BertConfig::from_json(&json!({
+        "vocab_size": 20, "hidden_size": C, "num_hidden_layers": 2, "num_attention_heads": H,
+        "intermediate_size": F, "hidden_act": "gelu", "layer_norm_eps": 1e-12,
+        "max_position_embeddings": 16, "type_vocab_size": 2, "hidden_dropout_prob": dropout,
+        "attention_probs_dropout_prob": dropout, "num_labels": 2
+    }))
+    .unwrap()
+}
+
+/// A random tiny classifier on backend `E`.
+pub fn tiny_on<E: Element>(seed: u64) -> BertForSequenceClassification<CpuBackend<E>> {
+    let bert =
+        BertModel::random(CpuBackend::<E>::new(), tiny_config(0.0), true, true, seed).unwrap();
+    BertForSequenceClassification::new(bert).unwrap()
+}
+
+/// A random tiny classifier in f32.
+pub fn tiny(seed: u64) -> BertForSequenceClassification<CpuBackend> {
+    tiny_on::<f32>(seed)
+}
+
+/// `n` sequences of random tokens 3..20 wrapped in 1 … 2; the label says whether token 7
+/// occurs.
+pub fn toy_data(n: usize, seed: u64) -> Vec<Encoded> {
+    let mut rng = Rng::new(seed);
+    (0..n)
+        .map(|i| {
+            let len = 4 + rng.below(8);
+            let mut ids: Vec<u32> = (0..len).map(|_| 3 + rng.below(17) as u32).collect();
+            ids.retain(|&t| t != 7);
+            if i % 2 == 0 {
+                let at = rng.below(ids.len());
+                ids[at] = 7;
+            }
+            ids.insert(0, 1);
+            ids.push(2);
+            Encoded {
+                type_ids: vec![0; ids.len()],
+                label: Label::Class(usize::from(ids.contains(&7))),
+                ids,
+            }
+        })
+        .collect()
+}
+
+/// Quiet trainer settings for `steps` steps of 8 examples, no clipping.
+pub fn train_config(steps: u64) -> TrainConfig {
+    TrainConfig {
+        max_steps: Some(steps),
+        batch_size: 8,
+        lr: 3e-3,
+        clip_norm: None,
+        progress_bar: false,
+        log_every: 1000,
+        ..TrainConfig::default()
+    }
+}
+
+/// The host copy of the model's per-element mask of `name`, if it has one.
+pub fn model_mask<B: Backend>(model: &BertModel<B>, name: &str) -> Option<Vec<f32>> {
+    let m = model.masks()?.get(name)?.as_ref()?;
+    Some(model.backend().download(m).unwrap().into_data())
+}
+
+/// The host copy of parameter `name`.
+pub fn param<B: Backend>(model: &BertModel<B>, name: &str) -> Vec<f32> {
+    let t = model.params.get(name).unwrap();
+    model.backend().download(t).unwrap().into_data()
+}
+
+/// Overwrites parameter `name` element by element with `f(index, old)`.
+pub fn edit_param<B: Backend>(model: &mut BertModel<B>, name: &str, f: impl Fn(usize, f32) -> f32) {
+    let b = model.backend().clone();
+    let t = model.params.get_mut(name).unwrap();
+    let host = b.download(t).unwrap();
+    let shape = host.shape().clone();
+    let data: Vec<f32> = host
+        .data()
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| f(i, x))
+        .collect();
+    *t = b
+        .upload(&prune_tensor::Tensor::new(shape, data).unwrap())
+        .unwrap();
+}
