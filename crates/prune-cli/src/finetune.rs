@@ -108,11 +108,19 @@ struct Prepared {
 
 fn load(source: &Source, split: Split) -> Result<Dataset> {
     let dir = source.data.clone().unwrap_or_else(default_glue_dir);
-    let bad = if source.skip_bad_rows { BadRows::Skip } else { BadRows::Fail };
+    let bad = if source.skip_bad_rows {
+        BadRows::Skip
+    } else {
+        BadRows::Fail
+    };
     let d = load_glue(&dir, source.task, split, bad)
         .with_context(|| format!("loading {} {split:?} (set --data or GLUE_DIR)", source.task))?;
     if !d.skipped.is_empty() {
-        eprintln!("warning: skipped {} malformed rows, first: {}", d.skipped.len(), d.skipped[0]);
+        eprintln!(
+            "warning: skipped {} malformed rows, first: {}",
+            d.skipped.len(),
+            d.skipped[0]
+        );
     }
     Ok(d)
 }
@@ -122,7 +130,11 @@ fn prepare(source: &Source, max_train: Option<usize>, with_train: bool) -> Resul
         Some(d) => paths::require_checkpoint(d.clone())?,
         None => paths::require_model_dir()?,
     };
-    let tok = Tokenizer::from_file(&model_dir.join("tokenizer.json"), source.max_len, Padding::Longest)?;
+    let tok = Tokenizer::from_file(
+        &model_dir.join("tokenizer.json"),
+        source.max_len,
+        Padding::Longest,
+    )?;
     let pad = tok.token_id("[PAD]").unwrap_or(0);
     let start = Instant::now();
     let train = if with_train {
@@ -139,11 +151,21 @@ fn prepare(source: &Source, max_train: Option<usize>, with_train: bool) -> Resul
         dev.len(),
         start.elapsed().as_secs_f64()
     );
-    Ok(Prepared { tokenizer_pad: pad, train, dev, model_dir })
+    Ok(Prepared {
+        tokenizer_pad: pad,
+        train,
+        dev,
+        model_dir,
+    })
 }
 
 fn evaluator(source: &Source, p: &Prepared) -> Result<Evaluator> {
-    Ok(Evaluator::new(p.dev.clone(), source.task.metrics(), source.eval_batch_size, p.tokenizer_pad)?)
+    Ok(Evaluator::new(
+        p.dev.clone(),
+        source.task.metrics(),
+        source.eval_batch_size,
+        p.tokenizer_pad,
+    )?)
 }
 
 /// `prune finetune`.
@@ -166,7 +188,10 @@ pub fn run(args: &Args) -> Result<()> {
         grad_accum: args.grad_accum,
         lr: args.lr,
         warmup_ratio: args.warmup_ratio,
-        adamw: AdamWConfig { weight_decay: args.weight_decay, ..AdamWConfig::default() },
+        adamw: AdamWConfig {
+            weight_decay: args.weight_decay,
+            ..AdamWConfig::default()
+        },
         clip_norm: (args.clip_norm > 0.0).then_some(args.clip_norm),
         seed: args.seed,
         bucket_by_length: !args.no_bucketing,
@@ -186,9 +211,16 @@ pub fn run(args: &Args) -> Result<()> {
     let summary_path = args.out.join("summary.json");
     std::fs::write(&summary_path, serde_json::to_string_pretty(&summary)?)
         .with_context(|| format!("writing {}", summary_path.display()))?;
-    let metric = summary.evaluation.as_ref().map_or(String::from("n/a"), |e| {
-        e.metrics.iter().map(|(m, v)| format!("{m} {:.4}", v)).collect::<Vec<_>>().join(", ")
-    });
+    let metric = summary
+        .evaluation
+        .as_ref()
+        .map_or(String::from("n/a"), |e| {
+            e.metrics
+                .iter()
+                .map(|(m, v)| format!("{m} {:.4}", v))
+                .collect::<Vec<_>>()
+                .join(", ")
+        });
     println!(
         "{task}: {metric} | {} steps, {} examples in {:.1}s ({:.1} ex/s) | model saved to {}",
         summary.steps,
@@ -203,10 +235,16 @@ pub fn run(args: &Args) -> Result<()> {
 /// Copies `tokenizer.json` (and `vocab.txt` when present) so the saved model directory is
 /// self-contained.
 fn copy_tokenizer(from: &Path, to: &Path) -> Result<()> {
-    for file in ["tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"] {
+    for file in [
+        "tokenizer.json",
+        "vocab.txt",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+    ] {
         let src = from.join(file);
         if src.is_file() {
-            std::fs::copy(&src, to.join(file)).with_context(|| format!("copying {}", src.display()))?;
+            std::fs::copy(&src, to.join(file))
+                .with_context(|| format!("copying {}", src.display()))?;
         }
     }
     Ok(())
@@ -219,7 +257,11 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     let bert = prune::transformer::BertModel::load(CpuBackend::<f32>::new(), &p.model_dir)?;
     let model = BertForSequenceClassification::new(bert)?;
     let e = evaluator(&args.source, &p)?.evaluate(&model)?;
-    let metrics: Vec<String> = e.metrics.iter().map(|(m, v)| format!("{m} {v:.4}")).collect();
+    let metrics: Vec<String> = e
+        .metrics
+        .iter()
+        .map(|(m, v)| format!("{m} {v:.4}"))
+        .collect();
     println!(
         "{task} dev: {} | loss {:.4} | {} examples in {:.1}s ({:.1} ex/s)",
         metrics.join(", "),

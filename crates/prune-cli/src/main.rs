@@ -3,6 +3,7 @@
 //! layout, JSON logs) so they can be run, inspected and resumed separately.
 
 mod finetune;
+mod latency;
 
 use clap::{Parser, Subcommand};
 
@@ -25,6 +26,10 @@ enum Command {
     ///
     /// Example: prune eval --task sst2 --model runs/teacher/model
     Eval(finetune::EvalArgs),
+    /// Measure inference latency of a checkpoint at given batch sizes and sequence length.
+    ///
+    /// Example: prune bench --model runs/teacher/model --batch 1 --batch 32 --seq 128
+    Bench(BenchArgs),
     /// Run every stage of a recipe: fine-tune, prune heads, prune FFN/hidden, report.
     Pipeline,
 }
@@ -34,9 +39,54 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Finetune(args) => finetune::run(&args),
         Command::Eval(args) => finetune::eval(&args),
+        Command::Bench(args) => bench(&args),
         Command::Pipeline => anyhow::bail!(
             "the pruning pipeline is not built yet: today prune fine-tunes and evaluates \
              (`prune finetune`, `prune eval`); pruning, speedup and distillation come next"
         ),
     }
+}
+
+/// `prune bench` options.
+#[derive(clap::Args, Debug)]
+struct BenchArgs {
+    /// Checkpoint directory; default: the fetched all-MiniLM-L6-v2.
+    #[arg(long)]
+    model: Option<std::path::PathBuf>,
+    /// Batch sizes to time (repeatable).
+    #[arg(long = "batch", default_values_t = [1, 32])]
+    batches: Vec<usize>,
+    /// Sequence length.
+    #[arg(long, default_value_t = 128)]
+    seq: usize,
+    /// Seconds spent timing each batch size.
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+}
+
+/// `prune bench`: loads the checkpoint (a classifier is added if it has none) and prints the
+/// median latency per batch size.
+fn bench(args: &BenchArgs) -> anyhow::Result<()> {
+    use prune::transformer::{BertConfig, BertForSequenceClassification, paths};
+    let dir = match &args.model {
+        Some(d) => paths::require_checkpoint(d.clone())?,
+        None => paths::require_model_dir()?,
+    };
+    let labels = BertConfig::from_file(&dir.join("config.json"))?.labels();
+    let backend = prune::tensor::CpuBackend::<f32>::new();
+    let model = BertForSequenceClassification::from_pretrained(backend, &dir, labels, 0)?;
+    println!(
+        "{}: {} parameters",
+        dir.display(),
+        model.bert.num_parameters()
+    );
+    for &b in &args.batches {
+        let budget = std::time::Duration::from_secs_f64(args.seconds.max(0.0));
+        let l = latency::measure(&model, b, args.seq, budget)?;
+        println!(
+            "B={:<3} T={}: {:8.2} ms median of {} runs, {:.1} examples/s",
+            l.batch, l.seq, l.median_ms, l.runs, l.examples_per_second
+        );
+    }
+    Ok(())
 }
