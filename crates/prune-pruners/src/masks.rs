@@ -154,7 +154,7 @@ impl Masks {
 
     /// Per-element host masks for a model whose parameters have `shapes`: each masked
     /// weight gets its expanded mask and its bias (if any) the alive flags of its rows.
-    /// Fully kept weights get no mask.
+    /// Fully kept weights and biases whose rows all live get no mask.
     pub fn to_host(&self, shapes: &BertParams<Shape>) -> Result<BertParams<Option<Tensor<f32>>>> {
         let mut out = shapes.map(|_, _| None);
         let mut slots: HashMap<String, &mut Option<Tensor<f32>>> =
@@ -190,7 +190,8 @@ impl Masks {
                         why: format!("{} weight rows for a bias of shape {bshape}", alive.len()),
                     });
                 }
-                **slot = (!kept)
+                let all_alive = alive.iter().all(|&a| a == 1.0);
+                **slot = (!all_alive)
                     .then(|| Tensor::new(bshape.clone(), alive))
                     .transpose()?;
             }

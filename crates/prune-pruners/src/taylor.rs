@@ -48,6 +48,7 @@ pub struct TaylorPruner {
     passes: u64,
     updates: u64,
     masks: Masks,
+    last_metrics: Vec<Vec<f64>>,
 }
 
 impl TaylorPruner {
@@ -73,6 +74,7 @@ impl TaylorPruner {
             passes: 0,
             updates: 0,
             masks,
+            last_metrics: Vec::new(),
         })
     }
 
@@ -118,6 +120,11 @@ impl TaylorPruner {
             .iter()
             .map(|s| s.iter().map(|x| x / n).collect())
             .collect()
+    }
+
+    /// The metrics the last update used (empty before the first).
+    pub fn last_metrics(&self) -> &[Vec<f64>] {
+        &self.last_metrics
     }
 
     /// Adds one backward pass of `model` with gradients `grads` to the statistics.
@@ -188,6 +195,7 @@ impl<B: Backend> Callback<B> for TaylorPruner {
             masks.apply(&mut model.bert)?;
             self.masks = masks;
             self.updates = k;
+            self.last_metrics = self.metrics();
             self.sums.iter_mut().for_each(|s| s.fill(0.0));
             self.passes = 0;
         }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{model_mask, tiny, tiny_on, toy_data, train_config};
+use common::{Recorder, model_mask, tiny, tiny_on, toy_data, train_config};
 use prune_data::collate;
 use prune_pruners::{
     ByRef, ConfigList, Cubic, MovementPruner, MovementSettings, Selection, modules_of,
@@ -12,7 +12,7 @@ use prune_pruners::{
 };
 use prune_tensor::rng::Rng;
 use prune_tensor::{Backend, CpuBackend, Tensor};
-use prune_train::{Callback, Optimizer, StepInfo, Trainer};
+use prune_train::Trainer;
 use prune_transformer::{BertForSequenceClassification, ForwardOptions};
 
 /// Q, K, V and O of every layer in [8, 8] blocks (one block per head pair, as [64, 64] for
@@ -194,22 +194,6 @@ fn soft_sparsity_rises_with_regular_scale() {
     assert!(distinct.len() >= 5, "a graded response: {sparsity:?}");
 }
 
-/// Records, after every step, how many elements of Q0 the model's mask prunes.
-struct Recorder(Vec<Option<usize>>);
-
-impl Callback<CpuBackend> for Recorder {
-    fn after_step(
-        &mut self,
-        _: &StepInfo,
-        model: &mut BertForSequenceClassification<CpuBackend>,
-        _: &mut Optimizer<Tensor<f32>>,
-    ) -> prune_train::Result<()> {
-        let zeros = model_mask(&model.bert, Q0).map(|m| m.iter().filter(|&&x| x == 0.0).count());
-        self.0.push(zeros);
-        Ok(())
-    }
-}
-
 #[test]
 fn hard_mode_follows_the_cubic_ramp_every_step_and_reaches_its_ratio_exactly() {
     let data = toy_data(48, 2);
@@ -220,7 +204,7 @@ fn hard_mode_follows_the_cubic_ramp_every_step_and_reaches_its_ratio_exactly() {
         MovementSettings::new(warmup, cooldown, 0.0),
     )
     .unwrap();
-    let mut rec = Recorder(Vec::new());
+    let mut rec = Recorder::new(Q0);
     Trainer::new(train_config(steps), &data, 0)
         .unwrap()
         .with_callback(ByRef(&mut pruner))
@@ -228,7 +212,7 @@ fn hard_mode_follows_the_cubic_ramp_every_step_and_reaches_its_ratio_exactly() {
         .run(&mut model, false)
         .unwrap();
     let ramp = Cubic::new(warmup, cooldown).unwrap();
-    for (i, zeros) in rec.0.iter().enumerate() {
+    for (i, zeros) in rec.zeros.iter().enumerate() {
         let t = i as u64 + 1;
         // 16 blocks of 64 elements; ⌊16 · 0.5 · ratio(t)⌋ blocks pruned
         let blocks = (16.0 * 0.5 * ramp.ratio(t)).floor() as usize;

@@ -5,7 +5,7 @@
 use prune_data::{Encoded, Label};
 use prune_tensor::rng::Rng;
 use prune_tensor::{Backend, CpuBackend, Element};
-use prune_train::TrainConfig;
+use prune_train::{Callback, Optimizer, StepInfo, TrainConfig};
 use prune_transformer::{BertConfig, BertForSequenceClassification, BertModel};
 use serde_json::json;
 
@@ -105,4 +105,37 @@ pub fn edit_param<B: Backend>(model: &mut BertModel<B>, name: &str, f: impl Fn(u
     *t = b
         .upload(&prune_tensor::Tensor::new(shape, data).unwrap())
         .unwrap();
+}
+
+/// Records, after every step, how many elements of one weight the model's mask prunes
+/// (`None`: no mask on it).
+pub struct Recorder {
+    /// The weight watched.
+    pub name: String,
+    /// Pruned element count after each step.
+    pub zeros: Vec<Option<usize>>,
+}
+
+impl Recorder {
+    /// A recorder of weight `name`.
+    pub fn new(name: &str) -> Self {
+        Recorder {
+            name: name.to_string(),
+            zeros: Vec::new(),
+        }
+    }
+}
+
+impl<B: Backend> Callback<B> for Recorder {
+    fn after_step(
+        &mut self,
+        _: &StepInfo,
+        model: &mut BertForSequenceClassification<B>,
+        _: &mut Optimizer<B::Tensor>,
+    ) -> prune_train::Result<()> {
+        let zeros =
+            model_mask(&model.bert, &self.name).map(|m| m.iter().filter(|&&x| x == 0.0).count());
+        self.zeros.push(zeros);
+        Ok(())
+    }
 }
