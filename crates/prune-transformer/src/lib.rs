@@ -8,11 +8,11 @@
 pub mod batch;
 pub mod config;
 pub mod error;
+pub mod fixtures;
 pub mod layers;
 pub mod model;
 pub mod params;
 pub mod paths;
-pub mod surgery;
 pub mod tokenizer;
 pub mod weights;
 
@@ -22,9 +22,8 @@ pub use error::{Error, Result};
 pub use model::{
     BertCache, BertForSequenceClassification, BertModel, BertOutput, ClassificationCache,
     ForwardOptions, IGNORE_INDEX, LossForward, MASK_VALUE, OutputGrads, Targets, TrainForward,
-    classifier_from_tensors,
+    WeightMasks, classifier_from_tensors,
 };
 pub use params::{BertParams, Embeddings, Layer, LayerNorm, Linear, canonical_name};
-pub use surgery::prune_heads;
 pub use tokenizer::{Padding, Tokenizer};
 pub use weights::{HostParams, load_params, read_float_tensors, save_config, save_params};

@@ -1,17 +1,12 @@
 //! Checkpoint I/O: save → load round trips, f16/bf16 and prefixed files, clear errors for
-//! truncated files, wrong or missing tensors and bad configs, and transformers' head
-//! pruning reproduced against the reference logits.
-
-mod common;
+//! truncated files, wrong or missing tensors and bad configs. (Head pruning against
+//! transformers' reference is tested with the surgery, in `prune-speedup`.)
 
 use anyhow::Result;
 use prune_tensor::{CpuBackend, Tensor};
-use prune_transformer::{
-    BertConfig, BertModel, Error, ForwardOptions, load_params, prune_heads, save_params,
-};
+use prune_transformer::{BertConfig, BertModel, Error, ForwardOptions, load_params, save_params};
 use safetensors::tensor::{Dtype, TensorView};
 use serde_json::json;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// A fresh scratch directory for one test.
@@ -270,78 +265,6 @@ fn errors_name_the_file_tensor_shapes_and_keys() -> Result<()> {
             .to_string()
             .contains("max_position_embeddings")
     );
-    std::fs::remove_dir_all(&dir)?;
-    Ok(())
-}
-
-#[test]
-fn head_pruning_matches_transformers() -> Result<()> {
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(common::fixture(
-        "pruned_heads.json",
-    )?)?)?;
-    let mut model = common::fixture_model()?;
-    let heads: BTreeMap<usize, Vec<usize>> = v["pruned_heads"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(l, h)| {
-            (
-                l.parse().unwrap(),
-                h.as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|x| x.as_u64().unwrap() as usize)
-                    .collect(),
-            )
-        })
-        .collect();
-    prune_heads(&mut model, &heads)?;
-    for (name, shape) in v["query_weight_shapes"].as_object().unwrap() {
-        let dims: Vec<usize> = shape
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_u64().unwrap() as usize)
-            .collect();
-        assert_eq!(
-            model.params.get(name).unwrap().dims(),
-            dims.as_slice(),
-            "{name}"
-        );
-    }
-    assert_eq!(model.config.layer_heads, vec![9, 12, 10, 12, 0, 1]);
-    let (batch, _) = common::fixture_batch()?;
-    let logits = model
-        .forward(&batch, &ForwardOptions::default())?
-        .logits
-        .unwrap();
-    let expected: Vec<f32> = v["logits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|r| {
-            r.as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap() as f32)
-        })
-        .collect();
-    let err = logits.max_abs_diff(&Tensor::new([4, 2], expected)?);
-    println!("pruned-heads logits: max abs diff {err:.2e}");
-    assert!(err <= 1e-4, "{err}");
-
-    // Pruning again the same heads changes nothing; the pruned model round-trips through
-    // a checkpoint whose config carries transformers' `pruned_heads`.
-    prune_heads(&mut model, &heads)?;
-    assert_eq!(model.config.layer_heads, vec![9, 12, 10, 12, 0, 1]);
-    let dir = scratch("pruned");
-    model.save(&dir)?;
-    let back = BertModel::load(CpuBackend::<f32>::new(), &dir)?;
-    let again = back
-        .forward(&batch, &ForwardOptions::default())?
-        .logits
-        .unwrap();
-    assert_eq!(again, logits);
     std::fs::remove_dir_all(&dir)?;
     Ok(())
 }

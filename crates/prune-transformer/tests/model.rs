@@ -1,13 +1,10 @@
 //! Behaviour of the model beyond gradients: training and inference forwards agree without
-//! dropout, dropout is seeded, fully padded rows stay finite, gradients accumulate, and a
-//! zero head mask on a layer equals pruning every head of it.
+//! dropout, dropout is seeded, fully padded rows stay finite, and gradients accumulate.
 
 use prune_tensor::{CpuBackend, Tensor};
 use prune_transformer::{
     Batch, BertConfig, BertForSequenceClassification, BertModel, ForwardOptions, Targets,
-    prune_heads,
 };
-use std::collections::BTreeMap;
 
 type Model = BertModel<CpuBackend<f32>>;
 
@@ -105,27 +102,4 @@ fn gradients_accumulate() {
         );
     }
     assert!(once.embeddings.word.max_abs() > 0.0);
-}
-
-#[test]
-fn zero_head_mask_equals_pruning_all_heads() {
-    let mut masked = tiny(0.0);
-    masked
-        .set_head_mask(Some(vec![vec![1.0; 4], vec![0.0; 4]]))
-        .unwrap();
-    let mut pruned = tiny(0.0);
-    prune_heads(&mut pruned, &BTreeMap::from([(1, vec![0, 1, 2, 3])])).unwrap();
-    assert_eq!(pruned.params.layers[1].query.weight.dims(), &[0, 16]);
-    let a = masked.forward(&batch(), &opts(0)).unwrap();
-    let b = pruned.forward(&batch(), &opts(0)).unwrap();
-    let (x, y) = (a.logits.unwrap(), b.logits.unwrap());
-    assert!(x.max_abs_diff(&y) < 1e-6, "{}", x.max_abs_diff(&y));
-    // Bad masks are refused with a clear message.
-    let e = masked
-        .set_head_mask(Some(vec![vec![1.0; 3], vec![1.0; 4]]))
-        .unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "invalid input: head mask of layer 0 has 3 entries, the layer 4 heads"
-    );
 }
