@@ -74,6 +74,8 @@ pub struct MovementPruner {
     schedule: Cubic,
     regular_scale: f64,
     masks: Masks,
+    /// Whether `masks` is what the model carries (re-uploading unchanged masks is skipped).
+    applied: bool,
     regularisation: f64,
 }
 
@@ -112,6 +114,7 @@ impl MovementPruner {
             schedule,
             regular_scale: settings.regular_scale,
             masks,
+            applied: false,
             regularisation: 0.0,
         })
     }
@@ -221,6 +224,7 @@ impl MovementPruner {
         trainer: Trainer<'_, B>,
         model: &mut BertForSequenceClassification<B>,
     ) -> Result<(Masks, TrainSummary)> {
+        self.applied = false;
         let summary = trainer.with_callback(ByRef(self)).run(model, false)?;
         Ok((self.masks.clone(), summary))
     }
@@ -265,7 +269,8 @@ impl<B: Backend> Callback<B> for MovementPruner {
         Ok(())
     }
 
-    /// Past warm-up, regenerates the masks from the scores and sets them on the model.
+    /// Past warm-up, regenerates the masks from the scores and sets them on the model
+    /// (skipping the upload when they did not change).
     fn after_step(
         &mut self,
         info: &StepInfo,
@@ -274,8 +279,11 @@ impl<B: Backend> Callback<B> for MovementPruner {
     ) -> prune_train::Result<()> {
         if info.step > self.schedule.warmup {
             let masks = self.masks_at(info.step)?;
-            masks.apply(&mut model.bert)?;
-            self.masks = masks;
+            if !(self.applied && masks == self.masks) {
+                masks.apply(&mut model.bert)?;
+                self.masks = masks;
+                self.applied = true;
+            }
         }
         Ok(())
     }

@@ -449,3 +449,86 @@ impl fmt::Display for Selection {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::modules;
+    use prune_graph::{GroupKind, Member, Role};
+    use prune_transformer::{BertConfig, BertParams};
+
+    fn heads_group(layer: usize) -> Group {
+        let p = format!("encoder.layer.{layer}.attention");
+        let member = |param: String, axis, role| Member { param, axis, role };
+        Group {
+            kind: GroupKind::Heads { layer },
+            channels: 4,
+            unit: 8,
+            members: vec![
+                member(format!("{p}.self.query.weight"), 0, Role::Producer),
+                member(format!("{p}.self.key.weight"), 0, Role::Producer),
+                member(format!("{p}.output.dense.weight"), 1, Role::Consumer),
+            ],
+        }
+    }
+
+    fn selection(json: &str) -> Result<Selection> {
+        let cfg = BertConfig::new(50, 32, 2, 4, 64).unwrap();
+        ConfigList::from_json_str(json)?.select(&modules(&BertParams::expected(&cfg, true, true)))
+    }
+
+    #[test]
+    fn traced_groups_attach_only_to_targets_cutting_whole_channels() {
+        let sel = selection(
+            r#"[{"op_names_re": ["encoder\\.layer\\.0\\.attention\\.self\\.(query|key)"],
+                 "sparse_ratio": 0.5},
+                {"op_names": ["encoder.layer.0.attention.output.dense"], "sparse_ratio": 0.5,
+                 "granularity": "in_channel"},
+                {"op_names": ["encoder.layer.1.attention.self.query"], "sparse_ratio": 0.5,
+                 "granularity": [8, 8]}]"#,
+        )
+        .unwrap()
+        .with_groups(&[heads_group(0), heads_group(1)])
+        .unwrap();
+        let q = sel
+            .target("encoder.layer.0.attention.self.query.weight")
+            .unwrap();
+        assert_eq!(q.channels, Some(ChannelAxis { axis: 0, unit: 8 }));
+        assert_eq!(q.channel_count(), 4);
+        assert_eq!(&q.block_channels()[..10], &[0, 0, 0, 0, 0, 0, 0, 0, 1, 1]);
+        let o = sel
+            .target("encoder.layer.0.attention.output.dense.weight")
+            .unwrap();
+        assert_eq!(
+            o.dependency_group.as_deref(),
+            Some("traced heads of layer 0")
+        );
+        assert_eq!(o.block_channels()[9], 1);
+        // [8, 8] blocks do not span the columns: not a whole-head cut, left alone
+        let q1 = sel
+            .target("encoder.layer.1.attention.self.query.weight")
+            .unwrap();
+        assert_eq!(q1.dependency_group, None);
+    }
+
+    #[test]
+    fn traced_groups_refuse_targets_already_grouped_or_with_other_ratios() {
+        let clash = selection(
+            r#"[{"op_names": ["encoder.layer.0.attention.self.query"], "sparse_ratio": 0.5,
+                 "global_group_id": "g"}]"#,
+        )
+        .unwrap()
+        .with_groups(&[heads_group(0)]);
+        assert!(matches!(clash, Err(PrunerError::Group { .. })), "{clash:?}");
+        let ratios = selection(
+            r#"[{"op_names": ["encoder.layer.0.attention.self.query"], "sparse_ratio": 0.5},
+                {"op_names": ["encoder.layer.0.attention.self.key"], "sparse_ratio": 0.25}]"#,
+        )
+        .unwrap()
+        .with_groups(&[heads_group(0)]);
+        assert!(
+            matches!(ratios, Err(PrunerError::Conflict { .. })),
+            "{ratios:?}"
+        );
+    }
+}
