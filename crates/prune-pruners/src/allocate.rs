@@ -243,7 +243,7 @@ mod tests {
     }
 
     fn kept(m: &Masks, name: &str) -> Vec<bool> {
-        m.get(&format!("{name}.weight")).unwrap().keep.clone()
+        m.get(&format!("{name}.weight")).unwrap().keep().to_vec()
     }
 
     #[test]

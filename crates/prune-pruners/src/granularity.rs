@@ -50,6 +50,9 @@ impl Granularity {
             shape: shape.to_vec(),
             why,
         };
+        // A whole dimension as one block; an empty dimension (a layer left without heads)
+        // takes blocks of 1 so that it simply has no blocks.
+        let full = |d: usize| shape[d].max(1);
         let block: Vec<usize> = match (shape.len(), self) {
             (1, Granularity::Default | Granularity::Element | Granularity::OutChannel) => {
                 vec![1]
@@ -59,18 +62,18 @@ impl Granularity {
             }
             (2, Granularity::Element) => vec![1, 1],
             (2, Granularity::Default | Granularity::OutChannel) => match op {
-                OpType::Embedding => vec![shape[0], 1],
-                _ => vec![1, shape[1]],
+                OpType::Embedding => vec![full(0), 1],
+                _ => vec![1, full(1)],
             },
             (2, Granularity::InChannel) => match op {
-                OpType::Embedding => vec![1, shape[1]],
-                _ => vec![shape[0], 1],
+                OpType::Embedding => vec![1, full(1)],
+                _ => vec![full(0), 1],
             },
             (n, Granularity::Block(b)) if b.len() == n => b
                 .iter()
                 .zip(shape)
                 .map(|(&k, &d)| match k {
-                    -1 => Ok(d),
+                    -1 => Ok(d.max(1)),
                     k if k >= 1 && d % (k as usize) == 0 => Ok(k as usize),
                     k => Err(err(format!(
                         "block size {k} does not divide dimension {d} (granularity {self})"
@@ -226,6 +229,11 @@ mod tests {
         assert_eq!(
             g(Granularity::Default, OpType::LayerNorm, &[8]).unwrap(),
             [8]
+        );
+        // a layer surgery left without heads: no blocks, no error
+        assert_eq!(
+            g(Granularity::OutChannel, OpType::Linear, &[32, 0]).unwrap(),
+            [32, 0]
         );
         assert!(g(b(&[5, 5]), OpType::Linear, &[16, 16]).is_err());
         assert!(g(b(&[4]), OpType::Linear, &[16, 16]).is_err());

@@ -118,7 +118,11 @@ pub fn pruned_heads(
 /// Heads kept per layer once `pruned` (from [`pruned_heads`]) is removed.
 pub fn kept_heads(config: &BertConfig, pruned: &BTreeMap<usize, Vec<usize>>) -> Vec<usize> {
     (0..config.num_hidden_layers)
-        .map(|l| config.heads(l) - pruned.get(&l).map_or(0, Vec::len))
+        .map(|l| {
+            config
+                .heads(l)
+                .saturating_sub(pruned.get(&l).map_or(0, Vec::len))
+        })
         .collect()
 }
 

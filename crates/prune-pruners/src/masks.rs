@@ -21,13 +21,12 @@ const FORMAT: &str = "prune-masks-v1";
 /// Prefix of the metadata key holding each mask's blocking.
 const BLOCKING_KEY: &str = "blocking.";
 
-/// The mask of one weight at metric granularity.
+/// The mask of one weight at metric granularity: one flag per block, row-major over the
+/// metric shape, `true` keeping the block.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ParamMask {
-    /// How the weight is cut into blocks.
-    pub blocking: Blocking,
-    /// One flag per block, row-major over the metric shape: `true` keeps the block.
-    pub keep: Vec<bool>,
+    blocking: Blocking,
+    keep: Vec<bool>,
 }
 
 impl ParamMask {
@@ -46,6 +45,21 @@ impl ParamMask {
         Ok(ParamMask { blocking, keep })
     }
 
+    /// How the weight is cut into blocks.
+    pub fn blocking(&self) -> &Blocking {
+        &self.blocking
+    }
+
+    /// One flag per block, row-major over the metric shape: `true` keeps the block.
+    pub fn keep(&self) -> &[bool] {
+        &self.keep
+    }
+
+    /// Number of pruned blocks.
+    pub fn pruned_blocks(&self) -> usize {
+        self.keep.iter().filter(|k| !**k).count()
+    }
+
     /// A mask keeping everything.
     pub fn ones(blocking: Blocking) -> Self {
         let keep = vec![true; blocking.metric_numel()];
@@ -54,8 +68,7 @@ impl ParamMask {
 
     /// Fraction of the weight's elements masked (equal blocks: the fraction of blocks).
     pub fn sparsity(&self) -> f64 {
-        let pruned = self.keep.iter().filter(|k| !**k).count();
-        pruned as f64 / self.keep.len().max(1) as f64
+        self.pruned_blocks() as f64 / self.keep.len().max(1) as f64
     }
 
     /// Whether every block is kept.

@@ -196,15 +196,18 @@ fn level_pruner_removes_the_planted_small_rows_heads_and_columns() {
         let ffn = &masks
             .get("encoder.layer.1.intermediate.dense.weight")
             .unwrap()
-            .keep;
+            .keep();
         assert_eq!(ffn.len(), F);
         assert_eq!(
             *ffn,
             (0..F).map(|r| !(10..20).contains(&r)).collect::<Vec<_>>()
         );
-        let v = &masks.get(&attn(0, "value")).unwrap().keep;
+        let v = &masks.get(&attn(0, "value")).unwrap().keep();
         assert_eq!(*v, [true, true, false, true]);
-        let word = &masks.get("embeddings.word_embeddings.weight").unwrap().keep;
+        let word = &masks
+            .get("embeddings.word_embeddings.weight")
+            .unwrap()
+            .keep();
         assert_eq!(*word, (0..C).map(|c| c >= 4).collect::<Vec<_>>());
         let dead = pruned_heads(&masks, &model.bert.config, HeadRule::ValueOnly).unwrap();
         assert_eq!(dead, BTreeMap::from([(0, vec![2])]));
