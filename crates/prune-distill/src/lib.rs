@@ -1,4 +1,28 @@
-//! Distillation: logit and hidden-state KD losses, CoFi-style dynamic layer mapping, and the
-//! iterative loop that interleaves Taylor pruning and surgery with distillation.
-//!
-//! Not built yet: only the crate boundary exists.
+//! Distillation of a BERT teacher into a (pruned) student inside the `Trainer`: the logit
+//! loss with temperature ([`LogitLoss`]), the hidden-state loss over real tokens or every
+//! position ([`TokenRows`]), learned projections `d_s → d_t` initialised by least squares
+//! or at random ([`Projection`], [`ProjectionSet`]), NNI's dynamic and CoFi's ordered layer
+//! mappings ([`LayerMapping`]) and the [`Distiller`] objective with its own state
+//! checkpoints.
+
+pub mod config;
+pub mod distiller;
+mod error;
+pub mod hidden;
+pub mod logits;
+pub mod lstsq;
+pub mod mapping;
+pub mod projection;
+pub mod projection_set;
+pub mod state;
+pub mod stats;
+
+pub use config::{DistillConfig, ProjectionConfig, ProjectionInit, ProjectionMode, TokenSelection};
+pub use distiller::Distiller;
+pub use error::{DistillError, Result};
+pub use hidden::TokenRows;
+pub use logits::LogitLoss;
+pub use mapping::{LayerMapping, LayerPair, LossTable, cofi_teacher_states};
+pub use projection::Projection;
+pub use projection_set::ProjectionSet;
+pub use stats::{DistillStats, MappingHistogram, StatsLog};
