@@ -3,7 +3,9 @@
 //! layout, JSON logs) so they can be run, inspected and resumed separately.
 
 mod finetune;
+mod inputs;
 mod latency;
+mod training;
 
 use clap::{Parser, Subcommand};
 

@@ -1,0 +1,132 @@
+//! What every stage reads: a checkpoint directory and a GLUE task, tokenized once; the
+//! evaluator of the task's dev split; and copying the tokenizer next to a saved model.
+
+use anyhow::{Context, Result};
+use prune::data::{
+    BadRows, Dataset, Encoded, Split, Task, default_glue_dir, encode_examples, load_glue,
+};
+use prune::train::Evaluator;
+use prune::transformer::{Padding, Tokenizer, paths};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Where the model and the data come from.
+#[derive(clap::Args, Debug)]
+pub struct Source {
+    /// GLUE task: cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli.
+    #[arg(long, default_value = "sst2")]
+    pub task: Task,
+    /// Checkpoint directory (config.json, model.safetensors, tokenizer.json); default: the
+    /// fetched all-MiniLM-L6-v2 (`cargo xtask fetch`).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// The glue_data directory; default: $GLUE_DIR, else ../shared/data/glue beside the
+    /// workspace.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Longest sequence in tokens (longer inputs are truncated, longest-first for pairs).
+    #[arg(long, default_value_t = 128)]
+    pub max_len: usize,
+    /// Examples per evaluation batch.
+    #[arg(long, default_value_t = 64)]
+    pub eval_batch_size: usize,
+    /// Skip malformed data rows (with a warning count) instead of failing.
+    #[arg(long)]
+    pub skip_bad_rows: bool,
+}
+
+/// A task's data, tokenized.
+pub struct Prepared {
+    /// Id of the padding token.
+    pub pad: u32,
+    /// Tokenized training examples (empty when not asked for).
+    pub train: Vec<Encoded>,
+    /// Tokenized dev examples.
+    pub dev: Vec<Encoded>,
+    /// The checkpoint directory.
+    pub model_dir: PathBuf,
+}
+
+/// Loads one split, warning about skipped rows.
+fn load(source: &Source, split: Split) -> Result<Dataset> {
+    let dir = source.data.clone().unwrap_or_else(default_glue_dir);
+    let bad = if source.skip_bad_rows {
+        BadRows::Skip
+    } else {
+        BadRows::Fail
+    };
+    let d = load_glue(&dir, source.task, split, bad)
+        .with_context(|| format!("loading {} {split:?} (set --data or GLUE_DIR)", source.task))?;
+    if !d.skipped.is_empty() {
+        eprintln!(
+            "warning: skipped {} malformed rows, first: {}",
+            d.skipped.len(),
+            d.skipped[0]
+        );
+    }
+    Ok(d)
+}
+
+/// Loads and tokenizes the task (the training split only when `with_train`, cut to
+/// `max_train` rows) with the checkpoint's tokenizer.
+pub fn prepare(source: &Source, max_train: Option<usize>, with_train: bool) -> Result<Prepared> {
+    let model_dir = match &source.model {
+        Some(d) => paths::require_checkpoint(d.clone())?,
+        None => paths::require_model_dir()?,
+    };
+    let tok = Tokenizer::from_file(
+        &model_dir.join("tokenizer.json"),
+        source.max_len,
+        Padding::Longest,
+    )?;
+    let pad = tok.token_id("[PAD]").unwrap_or(0);
+    let start = Instant::now();
+    let train = if with_train {
+        let mut t = load(source, Split::Train)?.examples;
+        t.truncate(max_train.unwrap_or(usize::MAX));
+        encode_examples(&tok, &t)?
+    } else {
+        Vec::new()
+    };
+    let dev = encode_examples(&tok, &load(source, Split::Dev)?.examples)?;
+    eprintln!(
+        "tokenized {} train and {} dev examples in {:.1}s",
+        train.len(),
+        dev.len(),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(Prepared {
+        pad,
+        train,
+        dev,
+        model_dir,
+    })
+}
+
+/// The evaluator of the dev split with the task's metrics.
+pub fn evaluator(source: &Source, p: &Prepared) -> Result<Evaluator> {
+    Ok(Evaluator::new(
+        p.dev.clone(),
+        source.task.metrics(),
+        source.eval_batch_size,
+        p.pad,
+    )?)
+}
+
+/// Copies `tokenizer.json` (and `vocab.txt` when present) so the saved model directory is
+/// self-contained.
+pub fn copy_tokenizer(from: &Path, to: &Path) -> Result<()> {
+    for file in [
+        "tokenizer.json",
+        "vocab.txt",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+    ] {
+        let src = from.join(file);
+        if src.is_file() {
+            std::fs::copy(&src, to.join(file))
+                .with_context(|| format!("copying {}", src.display()))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,82 @@
+//! Training options every training stage shares (`finetune`, `heads`, …), as flags, and the
+//! `TrainConfig` they make.
+
+use anyhow::{Result, bail};
+use prune::train::{AdamWConfig, TrainConfig};
+
+/// Training options.
+#[derive(clap::Args, Debug, Clone)]
+pub struct TrainArgs {
+    /// Use only the first N training rows.
+    #[arg(long)]
+    pub max_train: Option<usize>,
+    /// Passes over the training data.
+    #[arg(long, default_value_t = 1)]
+    pub epochs: u64,
+    /// Stop after N optimizer steps (the schedule spans them).
+    #[arg(long)]
+    pub max_steps: Option<u64>,
+    /// Examples per batch.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Micro-batches per optimizer step.
+    #[arg(long, default_value_t = 1)]
+    pub grad_accum: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 5e-5)]
+    pub lr: f64,
+    /// Fraction of steps for linear warm-up.
+    #[arg(long, default_value_t = 0.0)]
+    pub warmup_ratio: f64,
+    /// AdamW decoupled weight decay (not on biases and LayerNorm).
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    /// Clip the global gradient norm (0 disables).
+    #[arg(long, default_value_t = 1.0)]
+    pub clip_norm: f64,
+    /// Seed of initialisation, data order and dropout.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Batches in shuffled file order instead of grouping similar lengths.
+    #[arg(long)]
+    pub no_bucketing: bool,
+    /// Evaluate every N steps (and at the end).
+    #[arg(long)]
+    pub eval_every: Option<u64>,
+    /// Checkpoint every N steps (and at the end).
+    #[arg(long)]
+    pub checkpoint_every: Option<u64>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl TrainArgs {
+    /// The trainer settings these flags describe.
+    pub fn config(&self) -> Result<TrainConfig> {
+        if self.clip_norm.is_nan() || self.clip_norm < 0.0 {
+            bail!("--clip-norm must be >= 0");
+        }
+        let config = TrainConfig {
+            epochs: self.epochs,
+            max_steps: self.max_steps,
+            batch_size: self.batch_size,
+            grad_accum: self.grad_accum,
+            lr: self.lr,
+            warmup_ratio: self.warmup_ratio,
+            adamw: AdamWConfig {
+                weight_decay: self.weight_decay,
+                ..AdamWConfig::default()
+            },
+            clip_norm: (self.clip_norm > 0.0).then_some(self.clip_norm),
+            seed: self.seed,
+            bucket_by_length: !self.no_bucketing,
+            checkpoint_every: self.checkpoint_every,
+            eval_every: self.eval_every,
+            log_every: 10,
+            progress_bar: !self.quiet,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
