@@ -12,6 +12,6 @@ mod trainer;
 
 pub use error::{Result, TrainError};
 pub use evaluator::{Evaluation, Evaluator};
-pub use optimizer::{AdamWConfig, Optimizer, clip_grad_norm};
+pub use optimizer::{AdamWConfig, Optimizer, clip_grad_norm, clip_to_norm, grad_norm};
 pub use schedule::LinearSchedule;
 pub use trainer::{Callback, Objective, StepInfo, TaskLoss, TrainConfig, TrainSummary, Trainer};

@@ -140,13 +140,8 @@ impl<T: Clone> Optimizer<T> {
     }
 }
 
-/// Scales every gradient so that their global L2 norm is at most `max_norm`; returns the
-/// norm before clipping. A non-finite norm is an error (the loss diverged).
-pub fn clip_grad_norm<B: Backend>(
-    b: &B,
-    grads: &mut BertParams<B::Tensor>,
-    max_norm: f64,
-) -> Result<f64> {
+/// The global L2 norm of every gradient. A non-finite norm is an error (the loss diverged).
+pub fn grad_norm<B: Backend>(b: &B, grads: &BertParams<B::Tensor>) -> Result<f64> {
     let mut sq = 0.0;
     for (_, g) in grads.named() {
         sq += b.sum_squares(g)?;
@@ -155,11 +150,34 @@ pub fn clip_grad_norm<B: Backend>(
     if !norm.is_finite() {
         return Err(TrainError::NonFinite(format!("gradient norm is {norm}")));
     }
+    Ok(norm)
+}
+
+/// Scales every gradient so that their global L2 norm (`norm`, from [`grad_norm`]) becomes
+/// at most `max_norm`.
+pub fn clip_to_norm<B: Backend>(
+    b: &B,
+    grads: &mut BertParams<B::Tensor>,
+    norm: f64,
+    max_norm: f64,
+) -> Result<()> {
     if norm > max_norm {
         let scale = max_norm / (norm + 1e-6);
         for (_, g) in grads.named_mut() {
             b.scale_assign(g, scale)?;
         }
     }
+    Ok(())
+}
+
+/// Scales every gradient so that their global L2 norm is at most `max_norm`; returns the
+/// norm before clipping. A non-finite norm is an error (the loss diverged).
+pub fn clip_grad_norm<B: Backend>(
+    b: &B,
+    grads: &mut BertParams<B::Tensor>,
+    max_norm: f64,
+) -> Result<f64> {
+    let norm = grad_norm(b, grads)?;
+    clip_to_norm(b, grads, norm, max_norm)?;
     Ok(norm)
 }

@@ -6,7 +6,7 @@ use crate::checkpoint::{self, Progress};
 use crate::error::{Result, TrainError};
 use crate::evaluator::{Evaluation, Evaluator};
 use crate::log::RunLog;
-use crate::optimizer::{AdamWConfig, Optimizer, clip_grad_norm};
+use crate::optimizer::{AdamWConfig, Optimizer, clip_to_norm, grad_norm};
 use crate::schedule::LinearSchedule;
 use prune_data::{BatchOrder, Encoded, LabelledBatch, collate};
 use prune_tensor::Backend;
@@ -153,8 +153,8 @@ impl<B: Backend> Objective<B> for TaskLoss {
 
 /// Hooks around each optimizer step.
 pub trait Callback<B: Backend> {
-    /// After the gradients of a step are complete (and clipped), before the update: where
-    /// movement scores and Taylor statistics read them.
+    /// After the gradients of a step are complete (before clipping), before the update:
+    /// where movement scores and Taylor statistics read them.
     fn after_backward(
         &mut self,
         _info: &StepInfo,
@@ -351,7 +351,7 @@ impl<'a, B: Backend> Trainer<'a, B> {
                 examples += members.len();
             }
             let b = model.bert.backend().clone();
-            let grad_norm = clip_grad_norm(&b, &mut grads, cfg.clip_norm.unwrap_or(f64::INFINITY))?;
+            let grad_norm = grad_norm(&b, &grads)?;
             let info = StepInfo {
                 step: progress.step + 1,
                 total_steps: total,
@@ -360,9 +360,17 @@ impl<'a, B: Backend> Trainer<'a, B> {
                 loss,
                 grad_norm,
             };
+            // Pruners read the gradients as backward left them (NNI hooks the backward);
+            // clipping only shapes the update.
             for cb in &mut self.callbacks {
                 cb.after_backward(&info, model, &grads)?;
             }
+            clip_to_norm(
+                &b,
+                &mut grads,
+                grad_norm,
+                cfg.clip_norm.unwrap_or(f64::INFINITY),
+            )?;
             let (params, masks) = model.bert.params_and_masks_mut();
             optimizer.step(&b, params, &grads, masks, info.lr)?;
             progress.step += 1;
