@@ -204,7 +204,14 @@ impl<'t> Analysis<'t> {
     }
 
     fn tie(&mut self, a: TensorId, i: usize, b: TensorId, j: usize) -> Result<()> {
-        let (x, y) = (self.axes[a][i], self.axes[b][j]);
+        let axis = |t: TensorId, i: usize| {
+            self.axes
+                .get(t)
+                .and_then(|ax| ax.get(i))
+                .copied()
+                .ok_or_else(|| GraphError::Analysis(format!("tensor {t} has no axis {i}")))
+        };
+        let (x, y) = (axis(a, i)?, axis(b, j)?);
         self.spaces.union(x, y)
     }
 
@@ -252,7 +259,11 @@ impl<'t> Analysis<'t> {
         if spaces.is_empty() {
             return Ok(());
         }
-        let w = self.axes[whole][0];
+        let Some(&w) = self.axes[whole].first() else {
+            return Err(GraphError::Analysis(format!(
+                "tensor {whole} should have one axis, it is a scalar"
+            )));
+        };
         self.spaces.factor(w, spaces)
     }
 
@@ -270,6 +281,11 @@ impl<'t> Analysis<'t> {
         t: prune_tensor::Transpose,
     ) -> Result<()> {
         let (ra, rb, ro) = (self.rank(a), self.rank(b), self.rank(out));
+        if ra < 2 || rb < 2 || ro != ra {
+            return Err(GraphError::Analysis(format!(
+                "matmul of ranks {ra} and {rb} into rank {ro}"
+            )));
+        }
         for i in 0..ra - 2 {
             self.tie(a, i, out, i)?;
             if rb > 2 {
@@ -365,6 +381,19 @@ impl<'t> Analysis<'t> {
 
     fn op(&mut self, kind: &OpKind, inp: &[TensorId], out: &[TensorId]) -> Result<()> {
         use OpKind as K;
+        let (ins, outs) = arity(kind);
+        if !ins.contains(&inp.len()) || out.len() != outs {
+            return Err(GraphError::Analysis(format!(
+                "{} inputs and {} outputs do not fit the op",
+                inp.len(),
+                out.len()
+            )));
+        }
+        if let Some(&t) = inp.iter().chain(out).find(|&&t| t >= self.axes.len()) {
+            return Err(GraphError::Analysis(format!(
+                "tensor {t} is not in the trace"
+            )));
+        }
         match kind {
             K::Matmul(t) => self.matmul(inp[0], inp[1], out[0], *t),
             K::MatmulBwd(t) => {
@@ -462,6 +491,33 @@ impl<'t> Analysis<'t> {
     }
 }
 
+/// How many inputs (a range: optional masks) and outputs an op of `kind` has.
+fn arity(kind: &OpKind) -> (std::ops::RangeInclusive<usize>, usize) {
+    use OpKind as K;
+    match kind {
+        K::Matmul(_) | K::Add | K::Mul | K::AddBias | K::ScaleRows { .. } | K::AddAssign => {
+            (2..=2, 1)
+        }
+        K::MatmulBwd(_) | K::MulBwd | K::ScaleRowsBwd { .. } => (3..=3, 2),
+        K::Scale(_) | K::ScaleAssign(_) | K::Gelu | K::Tanh | K::Reshape | K::Permute(_) => {
+            (1..=1, 1)
+        }
+        K::GatherRows { .. } | K::GatherRowsBwd { .. } | K::AddBiasBwd => (1..=1, 1),
+        K::CrossEntropy | K::CrossEntropyBwd => (1..=1, 1),
+        K::GeluBwd | K::TanhBwd | K::SoftmaxBwd | K::MseBwd | K::KlDivBwd => (2..=2, 1),
+        K::Mse | K::KlDiv => (2..=2, 0),
+        K::Reduce | K::Download => (1..=1, 0),
+        K::ReduceBwd => (0..=0, 1),
+        K::Dropout { .. } => (1..=1, 2),
+        K::Softmax { .. } => (1..=2, 1),
+        K::LayerNorm => (3..=3, 3),
+        K::MaskedLayerNorm => (4..=4, 3),
+        K::LayerNormBwd => (5..=5, 3),
+        K::MaskedLayerNormBwd => (6..=6, 3),
+        K::AdamW => (4..=5, 3),
+    }
+}
+
 /// Analyses `trace`: the classes of parameter axes that share channels, in the order their
 /// first parameter was created. Axes indexed by data (embedding rows) belong to none.
 pub fn analyze(trace: &Trace) -> Result<Vec<ChannelClass>> {
@@ -531,6 +587,25 @@ mod tests {
             .iter()
             .find(|c| c.members.iter().any(|m| m.param == param && m.axis == axis))
             .unwrap()
+    }
+
+    #[test]
+    fn malformed_traces_are_errors() {
+        let tb = TraceBackend::new();
+        let w = tb.param("w", Shape::from([2, 3]));
+        let x = tb.upload(&prune_tensor::Tensor::zeros([4, 3])).unwrap();
+        tb.matmul_fwd(&x, &w, Transpose::NT).unwrap();
+        let mut trace = tb.trace();
+        trace.ops[0].inputs.pop();
+        let e = analyze(&trace).unwrap_err();
+        assert!(e.to_string().contains("1 inputs and 1 outputs"), "{e}");
+        trace.ops[0].inputs = vec![x.id(), 99];
+        assert!(
+            analyze(&trace)
+                .unwrap_err()
+                .to_string()
+                .contains("tensor 99")
+        );
     }
 
     /// Two linears with a GELU between them and a residual LayerNorm: the MLP's hidden units

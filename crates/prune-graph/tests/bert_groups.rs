@@ -143,3 +143,39 @@ fn groups_of_shrunk_configs() -> Result<()> {
     assert_eq!(groups[3].channels, 1);
     Ok(())
 }
+
+/// The backward rules agree with the forward ones: a trace of a training step (forward
+/// with dropout and caches, then backward into gradients) gives the same groups.
+#[test]
+fn training_step_trace_gives_the_same_groups() -> Result<()> {
+    use prune_graph::TraceBackend;
+    use prune_graph::bert::groups_from_trace;
+    use prune_tensor::Shape;
+    use prune_transformer::{Batch, BertModel, BertParams, ForwardOptions, OutputGrads};
+
+    let mut config = tiny();
+    config.layer_heads = vec![3, 4];
+    config.pruned_heads.insert(0, [2].into());
+    let tb = TraceBackend::new();
+    let shapes = BertParams::<Shape>::expected(&config, true, true);
+    let params = shapes.map(|name, s| tb.param(name, s.clone()));
+    let mut model = BertModel::from_params(tb.clone(), config.clone(), params)?;
+    model.set_hidden_mask(Some((0..32).map(|i| f32::from(i % 5 != 0)).collect()))?;
+    let batch = Batch::new(
+        2,
+        3,
+        vec![1, 2, 3, 4, 5, 6],
+        vec![0, 0, 1, 0, 1, 1],
+        vec![1; 6],
+    )?;
+    let (out, cache) = model.forward_t(&batch, &ForwardOptions::default())?;
+    let mut grads = model.zero_grads()?;
+    let d = OutputGrads {
+        logits: out.logits,
+        ..OutputGrads::default()
+    };
+    model.backward(cache, d, &mut grads)?;
+    let trained = groups_from_trace(&tb.trace(), 2)?;
+    assert_eq!(trained, bert_groups(&config, true, true)?);
+    Ok(())
+}

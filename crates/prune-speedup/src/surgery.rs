@@ -208,13 +208,10 @@ pub fn apply<B: Backend>(
         commit(tree, new);
     }
     if let Some((mut tree, new)) = masks {
-        let mut new: BTreeMap<String, Option<B::Tensor>> =
-            new.into_iter().map(|(n, t)| (n, Some(t))).collect();
-        for (name, slot) in tree.named_mut() {
-            if let Some(t) = new.remove(&name) {
-                *slot = t;
-            }
-        }
+        commit(
+            &mut tree,
+            new.into_iter().map(|(n, t)| (n, Some(t))).collect(),
+        );
         model.set_masks(Some(tree))?;
     }
     model.set_head_mask(head_mask)?;

@@ -52,6 +52,14 @@ fn tiny_masked_equals_cut() -> Result<()> {
             worst = worst.max(err);
         }
     }
+    // Degenerate: no FFN neuron left in layer 0, no head in layer 1, two hidden channels.
+    let mut plan = PruningPlan::new();
+    plan.keep(GroupKind::Ffn { layer: 0 }, 64, &[])?;
+    plan.keep(GroupKind::Heads { layer: 1 }, 4, &[])?;
+    plan.keep(GroupKind::Hidden, 32, &[3, 30])?;
+    let err = masked_vs_cut(&dense, &plan, &b)?;
+    assert!(err <= 1e-5, "degenerate plan: {err:e}");
+    worst = worst.max(err);
     println!("tiny: max |masked - cut| over all plans = {worst:.2e}");
     Ok(())
 }
