@@ -3,6 +3,7 @@
 //! layout, JSON logs) so they can be run, inspected and resumed separately.
 
 mod finetune;
+mod heads;
 mod inputs;
 mod latency;
 mod training;
@@ -28,6 +29,10 @@ enum Command {
     ///
     /// Example: prune eval --task sst2 --model runs/teacher/model
     Eval(finetune::EvalArgs),
+    /// Movement-prune the attention heads of a fine-tuned model, then remove them.
+    ///
+    /// Example: prune heads --model runs/teacher/model --task sst2 --max-steps 1000 --out runs/heads
+    Heads(heads::Args),
     /// Measure inference latency of a checkpoint at given batch sizes and sequence length.
     ///
     /// Example: prune bench --model runs/teacher/model --batch 1 --batch 32 --seq 128
@@ -42,6 +47,7 @@ fn main() -> anyhow::Result<()> {
         Command::Finetune(args) => finetune::run(&args),
         Command::Eval(args) => finetune::eval(&args),
         Command::Bench(args) => bench(&args),
+        Command::Heads(args) => heads::run(&args),
         Command::Pipeline => anyhow::bail!(
             "the pruning pipeline is not built yet: today prune fine-tunes and evaluates \
              (`prune finetune`, `prune eval`); pruning, speedup and distillation come next"

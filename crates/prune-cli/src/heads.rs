@@ -1,0 +1,128 @@
+//! `prune heads`: movement pruning of the attention of a fine-tuned model (NNI's v3 recipe:
+//! Q/K/V/O in head-sized blocks, soft mode with a regulariser), then speedup surgery that
+//! removes every dead head; the shrunk model is evaluated and saved with its masks and plan.
+
+use crate::finetune::{metrics_line, save_model, write_summary};
+use crate::inputs::{Source, evaluator, prepare};
+use crate::training::TrainArgs;
+use anyhow::{Context, Result};
+use prune::pruners::{
+    ConfigList, HeadRule, MovementPruner, MovementSettings, kept_heads, modules_of, pruned_heads,
+    restore_heads,
+};
+use prune::speedup::{ModelStats, apply, plan_from_masks};
+use prune::tensor::CpuBackend;
+use prune::train::Trainer;
+use prune::transformer::{BertForSequenceClassification, BertModel};
+use std::path::PathBuf;
+
+/// `prune heads` options.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    source: Source,
+    #[command(flatten)]
+    train: TrainArgs,
+    /// Output directory: model/ (the shrunk model), masks.safetensors, plan.json,
+    /// metrics.jsonl, summary.json.
+    #[arg(long)]
+    out: PathBuf,
+    /// NNI-style config_list (JSON or TOML); default: every attention Linear
+    /// (Q/K/V/output) in head-sized blocks with sparse_threshold 0.1.
+    #[arg(long)]
+    config_list: Option<PathBuf>,
+    /// Steps before pruning starts (masks stay all ones).
+    #[arg(long, default_value_t = 100)]
+    warmup_steps: u64,
+    /// Step from which the sparsity goal is final (cubic ramp in between).
+    #[arg(long, default_value_t = 700)]
+    cooldown_step: u64,
+    /// Weight of the score regulariser (soft mode): higher prunes more.
+    #[arg(long, default_value_t = 10.0)]
+    regular_scale: f64,
+    /// Learning rate of the scores' Adam.
+    #[arg(long, default_value_t = 1e-2)]
+    score_lr: f64,
+    /// Print which parameters the config_list selects and stop.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+/// The v3 tutorial's attention entry for a model with head dim `d`.
+fn default_config_list(d: usize) -> Result<ConfigList> {
+    let text = format!(
+        r#"[{{"op_types": ["Linear"],
+              "op_names_re": ["bert\\.encoder\\.layer\\.[0-9]*\\.attention\\..*"],
+              "sparse_threshold": 0.1, "granularity": [{d}, {d}]}}]"#
+    );
+    Ok(ConfigList::from_json_str(&text)?)
+}
+
+/// `prune heads`.
+pub fn run(args: &Args) -> Result<()> {
+    let config = args.train.config()?;
+    let p = prepare(&args.source, args.train.max_train, !args.dry_run)?;
+    let bert = BertModel::load(CpuBackend::<f32>::new(), &p.model_dir)
+        .with_context(|| format!("loading the fine-tuned model {}", p.model_dir.display()))?;
+    let mut model = BertForSequenceClassification::new(bert)?;
+    let list = match &args.config_list {
+        Some(path) => ConfigList::from_path(path)?,
+        None => default_config_list(model.bert.config.head_dim())?,
+    };
+    println!("{}", list.dry_run(&modules_of(&model.bert))?);
+    if args.dry_run {
+        return Ok(());
+    }
+    let settings = MovementSettings {
+        score_lr: args.score_lr,
+        ..MovementSettings::new(args.warmup_steps, args.cooldown_step, args.regular_scale)
+    };
+    let mut movement = MovementPruner::from_config(&list, &model.bert, settings)?;
+    let eval = evaluator(&args.source, &p)?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let trainer = Trainer::new(config, &p.train, p.pad)?
+        .with_evaluator(&eval)
+        .with_output_dir(&args.out);
+    let (masks, summary) = movement.compress(trainer, &mut model)?;
+    masks.save(&args.out.join("masks.safetensors"))?;
+    write_summary(&args.out, &summary)?;
+    let before = ModelStats::of(&model.bert.config, true, true, 128);
+
+    // Heads by NNI v3's rule; surviving heads are restored whole, then cut.
+    let dead = pruned_heads(&masks, &model.bert.config, HeadRule::QkvO)?;
+    restore_heads(&masks, &model.bert.config, HeadRule::QkvO)?.apply(&mut model.bert)?;
+    let weight_masks = model
+        .bert
+        .masks()
+        .cloned()
+        .unwrap_or_else(|| model.bert.empty_masks());
+    let plan = plan_from_masks(&model.bert, &weight_masks)?;
+    apply(&mut model.bert, &plan, &mut [])?;
+    model.bert.set_masks(None)?;
+    let plan_path = args.out.join("plan.json");
+    std::fs::write(&plan_path, serde_json::to_string_pretty(&plan)?)
+        .with_context(|| format!("writing {}", plan_path.display()))?;
+    let after = ModelStats::of(&model.bert.config, true, true, 128);
+    let pruned_eval = eval.evaluate(&model)?;
+    let dir = save_model(&model, &p.model_dir, &args.out)?;
+    let kept = kept_heads(&model.bert.config, &Default::default());
+    println!(
+        "heads kept per layer: {kept:?} (removed {:?})\n\
+         encoder parameters {} -> {} ({:.1}% removed), FLOPs/token ratio {:.2}x\n\
+         dev after movement (masked): {} | after surgery: {}\n\
+         {} steps in {:.1}s ({:.1} ex/s); model saved to {}",
+        dead,
+        before.encoder_parameters,
+        after.encoder_parameters,
+        100.0 * (1.0 - after.encoder_parameters as f64 / before.encoder_parameters as f64),
+        before.flops_per_sequence as f64 / after.flops_per_sequence.max(1) as f64,
+        metrics_line(summary.evaluation.as_ref()),
+        metrics_line(Some(&pruned_eval)),
+        summary.steps,
+        summary.train_seconds,
+        summary.examples_per_second,
+        dir.display()
+    );
+    Ok(())
+}
