@@ -5,6 +5,7 @@
 mod finetune;
 mod heads;
 mod inputs;
+mod inspect;
 mod latency;
 mod training;
 
@@ -33,6 +34,15 @@ enum Command {
     ///
     /// Example: prune heads --model runs/teacher/model --task sst2 --max-steps 1000 --out runs/heads
     Heads(heads::Args),
+    /// Describe a checkpoint: sizes, per-layer heads and FFN widths, parameters, FLOPs, and
+    /// the dependency groups found by tracing its forward pass.
+    ///
+    /// Example: prune inspect --model runs/heads/model --groups
+    Inspect(inspect::InspectArgs),
+    /// Turn saved masks into a smaller checkpoint (physical surgery of every group).
+    ///
+    /// Example: prune speedup --model runs/teacher/model --masks runs/heads/masks.safetensors --out runs/cut
+    Speedup(inspect::SpeedupArgs),
     /// Measure inference latency of a checkpoint at given batch sizes and sequence length.
     ///
     /// Example: prune bench --model runs/teacher/model --batch 1 --batch 32 --seq 128
@@ -41,13 +51,26 @@ enum Command {
     Pipeline,
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+/// Runs the command; an error is one line on stderr and exit code 2.
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+/// Dispatches to the stage.
+fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Finetune(args) => finetune::run(&args),
         Command::Eval(args) => finetune::eval(&args),
         Command::Bench(args) => bench(&args),
         Command::Heads(args) => heads::run(&args),
+        Command::Inspect(args) => inspect::inspect(&args),
+        Command::Speedup(args) => inspect::speedup(&args),
         Command::Pipeline => anyhow::bail!(
             "the pruning pipeline is not built yet: today prune fine-tunes and evaluates \
              (`prune finetune`, `prune eval`); pruning, speedup and distillation come next"

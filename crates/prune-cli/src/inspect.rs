@@ -1,0 +1,136 @@
+//! `prune inspect` (what a checkpoint is: sizes, per-layer widths, parameters, FLOPs,
+//! dependency groups) and `prune speedup` (masks saved by a pruning stage → a smaller
+//! checkpoint).
+
+use crate::inputs::copy_tokenizer;
+use anyhow::{Context, Result};
+use prune::graph::model_groups;
+use prune::pruners::Masks;
+use prune::speedup::{ModelStats, PruningReport, apply, plan_from_masks};
+use prune::tensor::CpuBackend;
+use prune::transformer::{BertModel, paths};
+use std::path::PathBuf;
+
+/// `prune inspect` options.
+#[derive(clap::Args, Debug)]
+pub struct InspectArgs {
+    /// Checkpoint directory; default: the fetched all-MiniLM-L6-v2.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Sequence length for the FLOPs count.
+    #[arg(long, default_value_t = 128)]
+    seq: usize,
+    /// Also list every member of every dependency group found by tracing the model.
+    #[arg(long)]
+    groups: bool,
+}
+
+/// `prune speedup` options.
+#[derive(clap::Args, Debug)]
+pub struct SpeedupArgs {
+    /// The dense (masked) checkpoint the masks belong to.
+    #[arg(long)]
+    model: PathBuf,
+    /// Masks written by a pruning stage (`masks.safetensors`).
+    #[arg(long)]
+    masks: PathBuf,
+    /// Output directory: model/ (the shrunk checkpoint) and plan.json.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+fn load(model: Option<&PathBuf>) -> Result<(PathBuf, BertModel<CpuBackend>)> {
+    let dir = match model {
+        Some(d) => paths::require_checkpoint(d.clone())?,
+        None => paths::require_model_dir()?,
+    };
+    let bert = BertModel::load(CpuBackend::<f32>::new(), &dir)
+        .with_context(|| format!("loading {}", dir.display()))?;
+    Ok((dir, bert))
+}
+
+/// `prune inspect`.
+pub fn inspect(args: &InspectArgs) -> Result<()> {
+    let (dir, bert) = load(args.model.as_ref())?;
+    let c = &bert.config;
+    let stats = ModelStats::of(
+        c,
+        bert.params.pooler.is_some(),
+        bert.params.classifier.is_some(),
+        args.seq,
+    );
+    println!("{}", dir.display());
+    println!(
+        "layers {}, hidden {} (of {}), head dim {}, vocab {}, labels {}",
+        c.num_hidden_layers,
+        c.hidden(),
+        c.hidden_size,
+        c.head_dim(),
+        c.vocab_size,
+        c.labels()
+    );
+    println!("heads per layer: {:?}", stats.heads);
+    println!("FFN width per layer: {:?}", stats.intermediate);
+    println!(
+        "parameters: {} total, {} in the encoder layers",
+        stats.parameters, stats.encoder_parameters
+    );
+    println!(
+        "matmul FLOPs per sequence of {} tokens: {} ({:.1} MFLOP/token)",
+        args.seq,
+        stats.flops_per_sequence,
+        stats.flops_per_sequence as f64 / args.seq as f64 / 1e6
+    );
+    let groups = model_groups(&bert)?;
+    println!(
+        "dependency groups (from a trace of the forward pass): {}",
+        groups.len()
+    );
+    for g in &groups {
+        println!(
+            "  {:?}: {} channels of {} element(s), {} members",
+            g.kind,
+            g.channels,
+            g.unit,
+            g.members.len()
+        );
+        if args.groups {
+            for m in &g.members {
+                println!("    {} axis {} ({:?})", m.param, m.axis, m.role);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `prune speedup`.
+pub fn speedup(args: &SpeedupArgs) -> Result<()> {
+    let (dir, mut bert) = load(Some(&args.model))?;
+    let masks = Masks::load(&args.masks)?;
+    masks.apply(&mut bert)?;
+    let weight_masks = bert.masks().cloned().unwrap_or_else(|| bert.empty_masks());
+    let plan = plan_from_masks(&bert, &weight_masks)?;
+    let (pooler, classifier) = (
+        bert.params.pooler.is_some(),
+        bert.params.classifier.is_some(),
+    );
+    let report = PruningReport::new(&bert.config, pooler, classifier, &plan, 128)?;
+    apply(&mut bert, &plan, &mut [])?;
+    bert.set_masks(None)?;
+    let out = args.out.join("model");
+    bert.save(&out)?;
+    copy_tokenizer(&dir, &out)?;
+    let plan_path = args.out.join("plan.json");
+    std::fs::write(&plan_path, serde_json::to_string_pretty(&plan)?)
+        .with_context(|| format!("writing {}", plan_path.display()))?;
+    println!(
+        "heads {:?}, FFN {:?}, hidden {}; parameters {:.1}% of the original, FLOPs {:.2}x fewer; saved to {}",
+        report.after.heads,
+        report.after.intermediate,
+        report.after.hidden,
+        100.0 * report.parameter_ratio(),
+        1.0 / report.flops_ratio().max(1e-12),
+        out.display()
+    );
+    Ok(())
+}
