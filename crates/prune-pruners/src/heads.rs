@@ -86,7 +86,7 @@ fn alive_heads(
 }
 
 /// The heads the masks kill, per layer, in the original head numbering (as
-/// `prune_transformer::prune_heads` and transformers' `prune_heads` take them; heads
+/// `prune_speedup::prune_heads` and transformers' `prune_heads` take them; heads
 /// already removed by earlier surgery are skipped in the numbering). Layers without dead
 /// heads are left out.
 pub fn pruned_heads(
