@@ -2,13 +2,16 @@
 //! loss with temperature ([`LogitLoss`]), the hidden-state loss over real tokens or every
 //! position ([`TokenRows`]), learned projections `d_s → d_t` initialised by least squares
 //! or at random ([`Projection`], [`ProjectionSet`]), NNI's dynamic and CoFi's ordered layer
-//! mappings ([`LayerMapping`]) and the [`Distiller`] objective with its own state
-//! checkpoints.
+//! mappings ([`LayerMapping`]), the [`Distiller`] objective, and the iterative loop that
+//! prunes FFN neurons (and the hidden width) by Taylor importance, cuts the live student
+//! and its optimizer state, and continues distilling ([`IterativePruning`]); both save what
+//! the trainer's checkpoints do not hold, so a run resumes where it stopped.
 
 pub mod config;
 pub mod distiller;
 mod error;
 pub mod hidden;
+pub mod iterative;
 pub mod logits;
 pub mod lstsq;
 pub mod mapping;
@@ -21,6 +24,7 @@ pub use config::{DistillConfig, ProjectionConfig, ProjectionInit, ProjectionMode
 pub use distiller::Distiller;
 pub use error::{DistillError, Result};
 pub use hidden::TokenRows;
+pub use iterative::{IterativeConfig, IterativePruning, MomentPolicy, Round, RoundGrowth};
 pub use logits::LogitLoss;
 pub use mapping::{LayerMapping, LayerPair, LossTable, cofi_teacher_states};
 pub use projection::Projection;

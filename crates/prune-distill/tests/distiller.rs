@@ -258,3 +258,35 @@ fn mismatched_models_and_settings_are_errors_not_panics() {
     .unwrap();
     assert!(e.to_string().contains("temperature"), "{e}");
 }
+
+#[test]
+fn least_squares_projections_start_closer_than_random_ones() {
+    let teacher = model::<f64>(config(2, 16, 3, 0.0), 8);
+    let mut student = teacher.clone();
+    let mut plan = prune_speedup::PruningPlan::new();
+    plan.keep(
+        prune_speedup::GroupKind::Hidden,
+        16,
+        &[0, 2, 3, 5, 7, 8, 9, 11, 12, 14, 15],
+    )
+    .unwrap();
+    prune_speedup::apply(&mut student.bert, &plan, &mut []).unwrap();
+    let b = batch(BatchLabels::Classes(vec![0, 1]));
+    let first = |init| {
+        let cfg = DistillConfig {
+            projection: ProjectionConfig {
+                init,
+                ..ProjectionConfig::default()
+            },
+            ..DistillConfig::default()
+        };
+        let mut d = Distiller::new(teacher.clone(), cfg).unwrap();
+        run(&mut d, &student, &b);
+        d.last_stats().unwrap().layer.unwrap()
+    };
+    let (ls, random) = (
+        first(ProjectionInit::LeastSquares),
+        first(ProjectionInit::Random),
+    );
+    assert!(ls < 0.1 * random, "least squares {ls}, random {random}");
+}
