@@ -47,8 +47,10 @@ struct Inner<B: Backend> {
     pending: u64,
     /// The last optimizer step whose projection update ran.
     updated: u64,
-    /// The last optimizer step whose log line and state were written.
-    booked: u64,
+    /// The last optimizer step whose log line was written.
+    logged: u64,
+    /// The last optimizer step whose state was written (or found not due).
+    saved: u64,
     last: Option<DistillStats>,
     histogram: MappingHistogram,
     log: Option<StatsLog>,
@@ -118,7 +120,8 @@ impl<B: Backend> Distiller<B> {
                 projections,
                 pending: 0,
                 updated: 0,
-                booked: 0,
+                logged: 0,
+                saved: 0,
                 last: None,
                 histogram: MappingHistogram::default(),
                 log: None,
@@ -176,7 +179,8 @@ impl<B: Backend> Distiller<B> {
         inner.projections.load(&b, &dir)?;
         let saved: BTreeMap<String, u64> = crate::state::read_json(&dir.join(STATE))?;
         inner.updated = saved.get("step").copied().unwrap_or(step);
-        inner.booked = inner.updated;
+        inner.logged = inner.updated;
+        inner.saved = inner.updated;
         inner.pending = 0;
         Ok(Some(step))
     }
@@ -214,7 +218,7 @@ impl<B: Backend> Distiller<B> {
         let b = inner.teacher.bert.backend().clone();
         inner.projections.keep_inputs(&b, keep)?;
         // A state saved earlier in this step predates the cut.
-        inner.booked = inner.booked.min(inner.updated.saturating_sub(1));
+        inner.saved = inner.saved.min(inner.updated.saturating_sub(1));
         Ok(())
     }
 
@@ -429,10 +433,13 @@ impl<B: Backend> Inner<B> {
             }
             self.updated = info.step;
         }
-        if info.step > self.booked {
+        if info.step > self.logged {
             if let Some(log) = &mut self.log {
                 log.step(info.step, self.last.as_ref())?;
             }
+            self.logged = info.step;
+        }
+        if info.step > self.saved {
             if let Some(state) = self
                 .state
                 .as_ref()
@@ -443,7 +450,7 @@ impl<B: Backend> Inner<B> {
                 let saved = BTreeMap::from([("step".to_string(), info.step)]);
                 crate::state::write_json(&dir.join(STATE), &saved)?;
             }
-            self.booked = info.step;
+            self.saved = info.step;
         }
         Ok(())
     }
