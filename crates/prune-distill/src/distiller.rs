@@ -205,7 +205,8 @@ impl<B: Backend> Distiller<B> {
         self.inner.borrow().projections.clone()
     }
 
-    /// Runs `f` on the projections (to replace or inspect them in place).
+    /// Runs `f` on the projections (to replace or inspect them in place); `f` must not call
+    /// back into this distiller.
     pub fn update_projections<R>(&self, f: impl FnOnce(&mut ProjectionSet<B::Tensor>) -> R) -> R {
         f(&mut self.inner.borrow_mut().projections)
     }

@@ -71,9 +71,11 @@ pub struct IterativeConfig {
     /// Growth of the goals.
     pub growth: RoundGrowth,
     /// Fraction of each layer's FFN neurons to remove by the last round: one value for
-    /// every layer, or one per layer (NNI: `1 − kept_heads / heads / 2`).
+    /// every layer, or one per layer (NNI: `1 − kept_heads / heads / 2`, e.g. from
+    /// `prune_pruners::ffn_sparse_ratios`); 1 leaves `min_ffn` neurons.
     pub ffn: Vec<f64>,
-    /// Fraction of the hidden channels to remove by the last round (none when unset).
+    /// Fraction of the hidden channels to remove by the last round (none when unset); 1
+    /// leaves `min_hidden` channels.
     pub hidden: Option<f64>,
     /// Steps before each round whose statistics rank it (unset: every step since the
     /// previous round).
@@ -119,8 +121,8 @@ impl IterativeConfig {
             ));
         }
         let goals = self.ffn.iter().chain(self.hidden.iter());
-        if let Some(g) = goals.into_iter().find(|g| !(0.0..1.0).contains(*g)) {
-            return bad(format!("goal {g} is not a fraction in [0, 1)"));
+        if let Some(g) = goals.into_iter().find(|g| !(0.0..=1.0).contains(*g)) {
+            return bad(format!("goal {g} is not a fraction in [0, 1]"));
         }
         if self.taylor_steps == Some(0) {
             return bad("taylor_steps must be at least 1".into());
@@ -541,6 +543,8 @@ mod tests {
         let keeps: Vec<usize> = (1..=4).map(|k| geo.keep(64, 0.75, k, 1)).collect();
         assert_eq!(keeps, [46, 32, 23, 16]);
         assert_eq!(c.keep(64, 0.99, 4, 8), 8);
+        assert_eq!(c.keep(64, 1.0, 4, 1), 1);
+        assert_eq!(geo.keep(64, 1.0, 1, 1), 1);
         for (n, keep) in [(64, 46), (3072, 1536), (7, 1), (5, 4)] {
             let r = exact_ratio(n, keep);
             assert!(r < 1.0);
@@ -560,12 +564,12 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("one per layer (12)"), "{e}");
         let e = IterativeConfig {
-            hidden: Some(1.0),
+            hidden: Some(1.5),
             ..ok.clone()
         }
         .validate(12)
         .unwrap_err();
-        assert!(e.to_string().contains("goal 1"), "{e}");
+        assert!(e.to_string().contains("goal 1.5"), "{e}");
         assert!(
             IterativeConfig {
                 interval: 0,
