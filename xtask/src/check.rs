@@ -6,10 +6,10 @@ use anyhow::{Context, Result, bail};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-/// Debian packages the build and tests need. None today: the CPU backend is pure Rust (the
-/// `gemm` crate), and the checkpoint comes through Python's pip, not apt. Add a name here
-/// when a feature starts to need a system library (e.g. `libopenblas-dev`).
-const SYSTEM_PACKAGES: &[&str] = &[];
+/// Debian packages the build and tests need: OpenBLAS (with LAPACK) for the least-squares
+/// fit of distillation projections (ndarray-linalg). GEMMs do not use it: the CPU backend's
+/// matrix products are the pure-Rust `gemm` crate.
+const SYSTEM_PACKAGES: &[&str] = &["libopenblas-dev"];
 
 /// Runs every step; `test_args` are passed on to `cargo test`. A checkpoint of one's own
 /// given as `$PRUNE_MODEL_DIR` replaces the fetch of the default one.

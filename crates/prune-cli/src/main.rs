@@ -2,6 +2,7 @@
 //! crates. Stages read and write plain artifacts (checkpoint directories in Hugging Face
 //! layout, JSON logs) so they can be run, inspected and resumed separately.
 
+mod distill;
 mod finetune;
 mod heads;
 mod inputs;
@@ -34,6 +35,10 @@ enum Command {
     ///
     /// Example: prune heads --model runs/teacher/model --task sst2 --max-steps 1000 --out runs/heads
     Heads(heads::Args),
+    /// Re-train a (pruned) student from the teacher with distillation.
+    ///
+    /// Example: prune distill --teacher runs/teacher/model --model runs/heads/model --max-steps 750 --out runs/distilled
+    Distill(distill::Args),
     /// Describe a checkpoint: sizes, per-layer heads and FFN widths, parameters, FLOPs, and
     /// the dependency groups found by tracing its forward pass.
     ///
@@ -69,6 +74,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(args) => finetune::eval(&args),
         Command::Bench(args) => bench(&args),
         Command::Heads(args) => heads::run(&args),
+        Command::Distill(args) => distill::run(&args),
         Command::Inspect(args) => inspect::inspect(&args),
         Command::Speedup(args) => inspect::speedup(&args),
         Command::Pipeline => anyhow::bail!(
