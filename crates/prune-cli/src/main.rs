@@ -3,6 +3,7 @@
 //! layout, JSON logs) so they can be run, inspected and resumed separately.
 
 mod distill;
+mod ffn;
 mod finetune;
 mod heads;
 mod inputs;
@@ -39,6 +40,11 @@ enum Command {
     ///
     /// Example: prune distill --teacher runs/teacher/model --model runs/heads/model --max-steps 750 --out runs/distilled
     Distill(distill::Args),
+    /// Iteratively Taylor-prune the FFN (and optionally the hidden width) while distilling;
+    /// each round physically cuts the student.
+    ///
+    /// Example: prune ffn --teacher runs/teacher/model --model runs/distilled/model --interval 150 --rounds 4 --max-steps 750 --out runs/ffn
+    Ffn(ffn::Args),
     /// Describe a checkpoint: sizes, per-layer heads and FFN widths, parameters, FLOPs, and
     /// the dependency groups found by tracing its forward pass.
     ///
@@ -75,6 +81,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => bench(&args),
         Command::Heads(args) => heads::run(&args),
         Command::Distill(args) => distill::run(&args),
+        Command::Ffn(args) => ffn::run(&args),
         Command::Inspect(args) => inspect::inspect(&args),
         Command::Speedup(args) => inspect::speedup(&args),
         Command::Pipeline => anyhow::bail!(

@@ -1,0 +1,183 @@
+//! `prune ffn`: iterative Taylor pruning of the FFN (and optionally the hidden width) while
+//! distilling from the teacher: every `interval` steps a round ranks neurons, cuts the live
+//! student (parameters truly removed, optimizer moments sliced) and distillation goes on.
+
+use crate::distill::load_classifier;
+use crate::finetune::{metrics_line, save_model, write_summary};
+use crate::inputs::{Source, evaluator, prepare};
+use crate::training::TrainArgs;
+use anyhow::{Context, Result, bail};
+use prune::distill::{DistillConfig, Distiller, IterativeConfig, IterativePruning};
+use prune::pruners::ffn_sparse_ratios;
+use prune::tensor::CpuBackend;
+use prune::train::{Callback, Optimizer, StepInfo, Trainer};
+use prune::transformer::BertForSequenceClassification;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// `prune ffn` options.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The student checkpoint (`--model`, e.g. the output of `prune heads`) and the task.
+    #[command(flatten)]
+    source: Source,
+    #[command(flatten)]
+    train: TrainArgs,
+    /// The fine-tuned teacher checkpoint.
+    #[arg(long)]
+    teacher: PathBuf,
+    /// Output directory: model/, plan.json (rounds composed), rounds.json, metrics.jsonl.
+    #[arg(long)]
+    out: PathBuf,
+    /// Optimizer steps between pruning rounds.
+    #[arg(long, default_value_t = 100)]
+    interval: u64,
+    /// Number of rounds (AGP schedule: the goal is reached at the last).
+    #[arg(long, default_value_t = 4)]
+    rounds: u64,
+    /// Fraction of FFN neurons to remove in every layer; default: NNI's per-layer rule
+    /// `1 − (kept heads / heads) / 2` from the student's heads.
+    #[arg(long)]
+    ffn_ratio: Option<f64>,
+    /// Also remove this fraction of the hidden width (rounds alike).
+    #[arg(long)]
+    hidden_ratio: Option<f64>,
+}
+
+/// Times optimizer steps between rounds, to report each round's training throughput.
+struct RoundClock {
+    interval: u64,
+    batch: usize,
+    last: Option<Instant>,
+    steps: Vec<f64>,
+    segments: Vec<f64>,
+}
+
+impl Callback<CpuBackend> for RoundClock {
+    fn after_step(
+        &mut self,
+        info: &StepInfo,
+        _: &mut BertForSequenceClassification<CpuBackend>,
+        _: &mut Optimizer<prune::tensor::Tensor<f32>>,
+    ) -> prune::train::Result<()> {
+        let now = Instant::now();
+        if let Some(t) = self.last.replace(now) {
+            self.steps.push((now - t).as_secs_f64());
+        }
+        if info.step % self.interval == 0 || info.step == info.total_steps {
+            // The median step time ignores the evaluation that follows a boundary.
+            let mut s = std::mem::take(&mut self.steps);
+            s.sort_by(f64::total_cmp);
+            if let Some(m) = s.get(s.len() / 2) {
+                self.segments.push(self.batch as f64 / m);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `prune ffn`.
+pub fn run(args: &Args) -> Result<()> {
+    let mut train_config = args.train.config()?;
+    if train_config.eval_every.is_none() {
+        train_config.eval_every = Some(args.interval);
+    }
+    let p = prepare(&args.source, args.train.max_train, true)?;
+    let teacher = load_classifier(&args.teacher)?;
+    let mut student = load_classifier(&p.model_dir)?;
+    let ffn = match args.ffn_ratio {
+        Some(r) => vec![r],
+        None => {
+            let heads = teacher.bert.config.num_attention_heads;
+            let kept: Vec<usize> = (0..student.bert.config.num_hidden_layers)
+                .map(|l| student.bert.config.heads(l))
+                .collect();
+            ffn_sparse_ratios(&kept, heads)
+        }
+    };
+    if ffn.iter().any(|r| !(0.0..=1.0).contains(r)) {
+        bail!("--ffn-ratio must be in [0, 1]");
+    }
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let distiller = Distiller::new(teacher, DistillConfig::default())?
+        .with_log(&args.out.join("metrics.jsonl"), 10)?;
+    let config = IterativeConfig {
+        interval: args.interval,
+        rounds: args.rounds,
+        ffn,
+        hidden: args.hidden_ratio,
+        ..IterativeConfig::default()
+    };
+    let mut looped = IterativePruning::new(distiller, config, &student)?;
+    let eval = evaluator(&args.source, &p)?;
+    let mut clock = RoundClock {
+        interval: args.interval,
+        batch: train_config.batch_size,
+        last: None,
+        steps: Vec::new(),
+        segments: Vec::new(),
+    };
+    let started = Instant::now();
+    let summary = {
+        let trainer = Trainer::new(train_config, &p.train, p.pad)?
+            .with_evaluator(&eval)
+            .with_output_dir(&args.out)
+            .with_callback(prune::pruners::ByRef(&mut clock));
+        looped.attach(trainer).run(&mut student, false)?
+    };
+    let rounds = looped.rounds().to_vec();
+    let plan = looped.plan()?;
+    std::fs::write(
+        args.out.join("plan.json"),
+        serde_json::to_string_pretty(&plan)?,
+    )?;
+    std::fs::write(
+        args.out.join("rounds.json"),
+        serde_json::to_string_pretty(&rounds)?,
+    )?;
+    write_summary(&args.out, &summary)?;
+    let dir = save_model(&student, &p.model_dir, &args.out)?;
+    let evals = read_evals(&args.out.join("metrics.jsonl"))?;
+    for (i, r) in rounds.iter().enumerate() {
+        let acc = evals
+            .iter()
+            .find(|(s, _)| *s == r.step)
+            .map_or(String::from("n/a"), |(_, a)| format!("{a:.4}"));
+        let speed = clock
+            .segments
+            .get(i)
+            .map_or(String::from("n/a"), |v| format!("{v:.1}"));
+        println!(
+            "round {} at step {}: FFN {:?}, hidden {}, {} parameters; dev right after the cut {acc}; {speed} ex/s during the round",
+            r.round, r.step, r.ffn, r.hidden, r.parameters
+        );
+    }
+    println!(
+        "final: {} | after the last round {} ex/s | {} steps, {:.0}s wall; model saved to {}",
+        metrics_line(summary.evaluation.as_ref()),
+        clock
+            .segments
+            .last()
+            .map_or(String::from("n/a"), |v| format!("{v:.1}")),
+        summary.steps,
+        started.elapsed().as_secs_f64(),
+        dir.display()
+    );
+    Ok(())
+}
+
+/// `(step, main metric)` of every evaluation in a `metrics.jsonl`.
+fn read_evals(path: &std::path::Path) -> Result<Vec<(u64, f64)>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["kind"] == "eval")
+        .filter_map(|v| {
+            let metric = v["metrics"].as_object()?.values().next()?.as_f64()?;
+            Some((v["step"].as_u64()?, metric))
+        })
+        .collect())
+}
