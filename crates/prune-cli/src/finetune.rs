@@ -27,8 +27,9 @@ pub struct Args {
 /// `prune eval` options.
 #[derive(clap::Args, Debug)]
 pub struct EvalArgs {
+    /// The checkpoint and the task.
     #[command(flatten)]
-    source: Source,
+    pub source: Source,
 }
 
 /// `prune finetune`.

@@ -9,6 +9,8 @@ mod heads;
 mod inputs;
 mod inspect;
 mod latency;
+mod pipeline;
+mod report;
 mod training;
 
 use clap::{Parser, Subcommand};
@@ -16,14 +18,14 @@ use clap::{Parser, Subcommand};
 /// Structured pruning of BERT-family transformers.
 #[derive(Parser)]
 #[command(name = "prune", version, about)]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
 /// Pipeline stages.
 #[derive(Subcommand)]
-enum Command {
+pub(crate) enum Command {
     /// Fine-tune a checkpoint on a GLUE task (the teacher).
     ///
     /// Example: prune finetune --task sst2 --max-train 8000 --epochs 1 --out runs/teacher
@@ -58,8 +60,11 @@ enum Command {
     ///
     /// Example: prune bench --model runs/teacher/model --batch 1 --batch 32 --seq 128
     Bench(BenchArgs),
-    /// Run every stage of a recipe: fine-tune, prune heads, prune FFN/hidden, report.
-    Pipeline,
+    /// Run every stage of a recipe: fine-tune, prune heads, distil, prune the FFN while
+    /// distilling, then write report.md / report.json / report.svg.
+    ///
+    /// Example: prune pipeline --preset default --set heads.regular-scale=20 --out runs/demo
+    Pipeline(pipeline::Args),
 }
 
 /// Runs the command; an error is one line on stderr and exit code 2.
@@ -74,7 +79,7 @@ fn main() -> std::process::ExitCode {
 }
 
 /// Dispatches to the stage.
-fn run(cli: Cli) -> anyhow::Result<()> {
+pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Finetune(args) => finetune::run(&args),
         Command::Eval(args) => finetune::eval(&args),
@@ -84,10 +89,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ffn(args) => ffn::run(&args),
         Command::Inspect(args) => inspect::inspect(&args),
         Command::Speedup(args) => inspect::speedup(&args),
-        Command::Pipeline => anyhow::bail!(
-            "the pruning pipeline is not built yet: today prune fine-tunes and evaluates \
-             (`prune finetune`, `prune eval`); pruning, speedup and distillation come next"
-        ),
+        Command::Pipeline(args) => pipeline::run(&args),
     }
 }
 

@@ -115,13 +115,41 @@ impl Report {
         let (t, f) = (&self.teacher, &self.final_model.model);
         let mut md = String::from("# Pruning report\n\n| | teacher | final |\n|---|---:|---:|\n");
         let rows: [(&str, String, String); 7] = [
-            ("dev metric", format!("{:.4}", t.metric), format!("{:.4}", f.metric)),
-            ("parameters", t.params_total.to_string(), f.params_total.to_string()),
-            ("encoder parameters", t.params_encoder.to_string(), f.params_encoder.to_string()),
-            ("MFLOP per token (T=128)", format!("{:.2}", t.flops_per_token / 1e6), format!("{:.2}", f.flops_per_token / 1e6)),
-            ("latency B=1, T=128 (ms)", format!("{:.1}", t.latency_ms_b1), format!("{:.1}", f.latency_ms_b1)),
-            ("latency B=32, T=128 (ms)", format!("{:.1}", t.latency_ms_b32), format!("{:.1}", f.latency_ms_b32)),
-            ("heads / FFN per layer", format!("{:?} / {:?}", t.heads, t.intermediate), format!("{:?} / {:?}", f.heads, f.intermediate)),
+            (
+                "dev metric",
+                format!("{:.4}", t.metric),
+                format!("{:.4}", f.metric),
+            ),
+            (
+                "parameters",
+                t.params_total.to_string(),
+                f.params_total.to_string(),
+            ),
+            (
+                "encoder parameters",
+                t.params_encoder.to_string(),
+                f.params_encoder.to_string(),
+            ),
+            (
+                "MFLOP per token (T=128)",
+                format!("{:.2}", t.flops_per_token / 1e6),
+                format!("{:.2}", f.flops_per_token / 1e6),
+            ),
+            (
+                "latency B=1, T=128 (ms)",
+                format!("{:.1}", t.latency_ms_b1),
+                format!("{:.1}", f.latency_ms_b1),
+            ),
+            (
+                "latency B=32, T=128 (ms)",
+                format!("{:.1}", t.latency_ms_b32),
+                format!("{:.1}", f.latency_ms_b32),
+            ),
+            (
+                "heads / FFN per layer",
+                format!("{:?} / {:?}", t.heads, t.intermediate),
+                format!("{:?} / {:?}", f.heads, f.intermediate),
+            ),
         ];
         for (name, a, b) in rows {
             let _ = writeln!(md, "| {name} | {a} | {b} |");
@@ -131,13 +159,22 @@ impl Report {
             md,
             "\nEncoder parameters removed: {:.1}%. Measured speed-up: {:.2}x at B=32, {:.2}x at B=1 \
              (same process). Total wall time: {:.0} s.\n\n## Stages\n\n| stage | metric | encoder params | heads | FFN | ex/s | seconds |\n|---|---:|---:|---|---|---:|---:|",
-            100.0 * removed, self.final_model.speedup_b32, self.final_model.speedup_b1, self.total_seconds
+            100.0 * removed,
+            self.final_model.speedup_b32,
+            self.final_model.speedup_b1,
+            self.total_seconds
         );
         for s in &self.stages {
             let _ = writeln!(
                 md,
                 "| {} | {:.4} | {} | {:?} | {:?} | {:.1} | {:.0} |",
-                s.name, s.metric, s.params_encoder, s.heads, s.intermediate, s.examples_per_second, s.seconds
+                s.name,
+                s.metric,
+                s.params_encoder,
+                s.heads,
+                s.intermediate,
+                s.examples_per_second,
+                s.seconds
             );
         }
         md.push_str("\n![per-layer widths and metric vs parameters](report.svg)\n");
@@ -154,15 +191,26 @@ impl Report {
         s.push_str(r#"<rect width="100%" height="100%" fill="white"/>"#);
         // Panel 1: bars.
         let (x0, y0, pw, ph) = (40.0, 30.0, 320.0, 220.0);
-        let _ = write!(s, r#"<text x="{x0}" y="18">kept per layer (fraction of teacher)</text>"#);
+        let _ = write!(
+            s,
+            r#"<text x="{x0}" y="18">kept per layer (fraction of teacher)</text>"#
+        );
         let (t, f) = (&self.teacher, &self.final_model.model);
         let layers = t.heads.len().max(1);
         let slot = pw / layers as f64;
         for l in 0..layers {
             let frac = |a: &[usize], b: &[usize]| {
-                b.get(l).map_or(0.0, |&x| x as f64 / a.get(l).copied().unwrap_or(1).max(1) as f64)
+                b.get(l).map_or(0.0, |&x| {
+                    x as f64 / a.get(l).copied().unwrap_or(1).max(1) as f64
+                })
             };
-            for (k, (v, colour)) in [(frac(&t.heads, &f.heads), "#4477aa"), (frac(&t.intermediate, &f.intermediate), "#ee6677")].into_iter().enumerate() {
+            for (k, (v, colour)) in [
+                (frac(&t.heads, &f.heads), "#4477aa"),
+                (frac(&t.intermediate, &f.intermediate), "#ee6677"),
+            ]
+            .into_iter()
+            .enumerate()
+            {
                 let bh = ph * v;
                 let x = x0 + l as f64 * slot + 4.0 + k as f64 * (slot - 8.0) / 2.0;
                 let _ = write!(
@@ -172,27 +220,86 @@ impl Report {
                     (slot - 8.0) / 2.0
                 );
             }
-            let _ = write!(s, r#"<text x="{:.1}" y="{:.1}">L{l}</text>"#, x0 + l as f64 * slot + slot / 2.0 - 6.0, y0 + ph + 14.0);
+            let _ = write!(
+                s,
+                r#"<text x="{:.1}" y="{:.1}">L{l}</text>"#,
+                x0 + l as f64 * slot + slot / 2.0 - 6.0,
+                y0 + ph + 14.0
+            );
         }
-        let _ = write!(s, r##"<line x1="{x0}" y1="{}" x2="{}" y2="{}" stroke="black"/>"##, y0 + ph, x0 + pw, y0 + ph);
-        let _ = write!(s, r##"<rect x="{x0}" y="{}" width="10" height="10" fill="#4477aa"/><text x="{}" y="{}">heads</text>"##, h - 22.0, x0 + 14.0, h - 13.0);
-        let _ = write!(s, r##"<rect x="{}" y="{}" width="10" height="10" fill="#ee6677"/><text x="{}" y="{}">FFN width</text>"##, x0 + 70.0, h - 22.0, x0 + 84.0, h - 13.0);
+        let _ = write!(
+            s,
+            r##"<line x1="{x0}" y1="{}" x2="{}" y2="{}" stroke="black"/>"##,
+            y0 + ph,
+            x0 + pw,
+            y0 + ph
+        );
+        let _ = write!(
+            s,
+            r##"<rect x="{x0}" y="{}" width="10" height="10" fill="#4477aa"/><text x="{}" y="{}">heads</text>"##,
+            h - 22.0,
+            x0 + 14.0,
+            h - 13.0
+        );
+        let _ = write!(
+            s,
+            r##"<rect x="{}" y="{}" width="10" height="10" fill="#ee6677"/><text x="{}" y="{}">FFN width</text>"##,
+            x0 + 70.0,
+            h - 22.0,
+            x0 + 84.0,
+            h - 13.0
+        );
         // Panel 2: metric vs encoder parameters.
         let (x1, px) = (430.0, 300.0);
-        let _ = write!(s, r#"<text x="{x1}" y="18">dev metric vs encoder parameters (M)</text>"#);
-        let max_p = self.stages.iter().map(|s| s.params_encoder).max().unwrap_or(1).max(1) as f64;
-        let (lo, hi) = self.stages.iter().fold((1.0f64, 0.0f64), |(a, b), s| (a.min(s.metric), b.max(s.metric)));
+        let _ = write!(
+            s,
+            r#"<text x="{x1}" y="18">dev metric vs encoder parameters (M)</text>"#
+        );
+        let max_p = self
+            .stages
+            .iter()
+            .map(|s| s.params_encoder)
+            .max()
+            .unwrap_or(1)
+            .max(1) as f64;
+        let (lo, hi) = self.stages.iter().fold((1.0f64, 0.0f64), |(a, b), s| {
+            (a.min(s.metric), b.max(s.metric))
+        });
         let (lo, hi) = (lo - 0.02, hi + 0.02);
         let mut points = Vec::new();
         for st in &self.stages {
             let x = x1 + px * st.params_encoder as f64 / max_p;
             let y = y0 + ph * (1.0 - (st.metric - lo) / (hi - lo).max(1e-9));
             points.push(format!("{x:.1},{y:.1}"));
-            let _ = write!(s, r##"<circle cx="{x:.1}" cy="{y:.1}" r="4" fill="#228833"/><text x="{:.1}" y="{:.1}">{} {:.3}</text>"##, x - 30.0, y - 8.0, st.name, st.metric);
+            let _ = write!(
+                s,
+                r##"<circle cx="{x:.1}" cy="{y:.1}" r="4" fill="#228833"/><text x="{:.1}" y="{:.1}">{} {:.3}</text>"##,
+                x - 30.0,
+                y - 8.0,
+                st.name,
+                st.metric
+            );
         }
-        let _ = write!(s, r##"<polyline points="{}" fill="none" stroke="#228833"/>"##, points.join(" "));
-        let _ = write!(s, r##"<line x1="{x1}" y1="{}" x2="{}" y2="{}" stroke="black"/>"##, y0 + ph, x1 + px, y0 + ph);
-        let _ = write!(s, r#"<text x="{x1}" y="{}">0</text><text x="{}" y="{}">{:.2}</text>"#, y0 + ph + 14.0, x1 + px - 20.0, y0 + ph + 14.0, max_p / 1e6);
+        let _ = write!(
+            s,
+            r##"<polyline points="{}" fill="none" stroke="#228833"/>"##,
+            points.join(" ")
+        );
+        let _ = write!(
+            s,
+            r##"<line x1="{x1}" y1="{}" x2="{}" y2="{}" stroke="black"/>"##,
+            y0 + ph,
+            x1 + px,
+            y0 + ph
+        );
+        let _ = write!(
+            s,
+            r#"<text x="{x1}" y="{}">0</text><text x="{}" y="{}">{:.2}</text>"#,
+            y0 + ph + 14.0,
+            x1 + px - 20.0,
+            y0 + ph + 14.0,
+            max_p / 1e6
+        );
         s.push_str("</svg>\n");
         s
     }
