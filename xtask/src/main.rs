@@ -25,9 +25,11 @@ struct Cli {
 /// The tasks `cargo xtask` knows.
 #[derive(Subcommand)]
 enum Task {
-    /// Prune a BERT checkpoint end to end (the main job; not built yet).
+    /// Prune a BERT checkpoint end to end (the main job): fetch the default checkpoint, then
+    /// `prune pipeline` with the default recipe on SST-2, writing runs/<timestamp>/.
+    /// Extra arguments go to `prune pipeline` (e.g. `--set heads.regular-scale=20`).
     Prune {
-        /// Options of the future pipeline (accepted and ignored for now).
+        /// Arguments passed on to `prune pipeline`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
@@ -63,7 +65,7 @@ enum Task {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.task {
-        Task::Prune { .. } => prune(),
+        Task::Prune { args } => prune(&args),
         Task::Test { args } | Task::Ci { args } => check::run(&args),
         Task::Bench { args } => bench::run(&args),
         Task::Fetch { wheel } => {
@@ -80,20 +82,34 @@ fn main() -> ExitCode {
     }
 }
 
-/// `cargo xtask prune`: says plainly that the pipeline does not exist yet and what does.
-fn prune() -> Result<()> {
-    bail!(
-        "`cargo xtask prune` is not built yet: the pruning pipeline (fine-tune, movement-pruned \
-         heads, Taylor-pruned FFN/hidden width, speedup surgery, distillation) is still being \
-         written.\n\
-         What exists today:\n  \
-         - `prune-tensor`: Tensor, the Backend trait (forward and backward of every op BERT \
-         needs) and its CPU backend, with scalar references and gradient checks\n  \
-         - first versions of `prune-transformer` (BERT model, checkpoint loading, parity with \
-         PyTorch) and `prune-data` (GLUE task loaders, metrics)\n  \
-         - `cargo xtask fetch` (default checkpoint), `cargo xtask test` (every check CI runs), \
-         `cargo xtask bench` (CPU op benchmarks)"
-    )
+/// `cargo xtask prune`: makes sure the default checkpoint is cached, builds the `prune`
+/// binary in release mode and runs `prune pipeline` (the default recipe, SST-2 from
+/// `--data`, `$GLUE_DIR` or `../shared/data/glue`) into `runs/<timestamp>/`.
+fn prune(args: &[String]) -> Result<()> {
+    let model = fetch::run(None)?;
+    let mut cmd = cargo();
+    cmd.args([
+        "run",
+        "--release",
+        "--quiet",
+        "--package",
+        "prune-cli",
+        "--bin",
+        "prune",
+        "--",
+        "pipeline",
+    ]);
+    if !args.iter().any(|a| a == "--model") {
+        cmd.arg("--model").arg(&model);
+    }
+    if !args.iter().any(|a| a == "--out") {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        cmd.arg("--out")
+            .arg(workspace_root().join("runs").join(secs.to_string()));
+    }
+    run_status(cmd.args(args), "prune pipeline")
 }
 
 /// `cargo xtask gpu-check`: the CUDA backend does not exist yet.

@@ -1,0 +1,167 @@
+//! The whole pipeline, end to end, through the `prune` binary: a tiny random BERT (with the
+//! real tokenizer) on a few hundred SST-2 rows; every artifact exists and loads, and the
+//! final model is smaller and evaluates. Bad input gives one line and exit code 2.
+
+use prune::tensor::CpuBackend;
+use prune::transformer::{BertConfig, BertModel, paths};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn prune(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_prune"))
+        .args(args)
+        .output()
+        .expect("the prune binary runs")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("prune-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A tiny random BERT (2 layers, hidden 32, 4 heads, FFN 64) with MiniLM's vocabulary and
+/// tokenizer, saved as a checkpoint directory.
+fn tiny_checkpoint(dir: &Path) {
+    let tokenizer = paths::require_model_dir()
+        .expect("cargo xtask fetch")
+        .join("tokenizer.json");
+    let config = BertConfig::new(30522, 32, 2, 4, 64).unwrap();
+    let model = BertModel::random(CpuBackend::<f32>::new(), config, true, false, 5).unwrap();
+    model.save(dir).unwrap();
+    std::fs::copy(tokenizer, dir.join("tokenizer.json")).unwrap();
+}
+
+#[test]
+fn the_pipeline_runs_end_to_end_on_a_tiny_model() {
+    let root = scratch("pipeline");
+    let model = root.join("tiny");
+    tiny_checkpoint(&model);
+    let out = root.join("run");
+    let sets = [
+        "common.max-train=200",
+        "common.max-len=64",
+        "finetune.max-steps=4",
+        "finetune.lr=1e-3",
+        "heads.max-steps=6",
+        "heads.warmup-steps=1",
+        "heads.cooldown-step=4",
+        "heads.regular-scale=1000",
+        "heads.score-lr=0.5",
+        "distill.max-steps=3",
+        "ffn.max-steps=4",
+        "ffn.interval=2",
+        "ffn.rounds=2",
+    ];
+    let mut args = vec!["pipeline", "--quiet", "--latency-seconds", "0.05"];
+    args.extend([
+        "--model",
+        model.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    for s in &sets {
+        args.extend(["--set", s]);
+    }
+    let run = prune(&args);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+
+    for file in ["report.json", "report.md", "report.svg", "recipe.toml"] {
+        assert!(out.join(file).is_file(), "{file}");
+    }
+    for stage in ["finetune", "heads", "distill", "ffn"] {
+        let dir = out.join(stage).join("model");
+        let eval = prune(&["eval", "--model", dir.to_str().unwrap(), "--max-len", "64"]);
+        assert!(
+            eval.status.success(),
+            "{stage}: {}",
+            String::from_utf8_lossy(&eval.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&eval.stdout).contains("accuracy"),
+            "{stage}"
+        );
+    }
+    assert!(out.join("heads/masks.safetensors").is_file());
+    assert!(out.join("ffn/plan.json").is_file());
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let (t, f) = (&report["teacher"], &report["final"]);
+    assert!(
+        f["params_total"].as_u64() < t["params_total"].as_u64(),
+        "the final model is smaller"
+    );
+    assert!(f["flops_per_token"].as_f64() < t["flops_per_token"].as_f64());
+    for m in [t, f] {
+        let metric = m["metric"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&metric));
+        assert!(m["latency_ms_b32"].as_f64().unwrap() > 0.0);
+    }
+    assert!(f["speedup_b32"].as_f64().unwrap() > 0.0);
+    assert_eq!(report["stages"].as_array().unwrap().len(), 4);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn bad_input_is_one_line_and_exit_code_2() {
+    let root = scratch("bad");
+    let recipe = root.join("bad.toml");
+    std::fs::write(&recipe, "[pruning]\nsteps = 3\n").unwrap();
+    let malformed = root.join("malformed.toml");
+    std::fs::write(&malformed, "[heads\n").unwrap();
+    let out = root.join("out");
+    let cases: [(Vec<&str>, &str); 5] = [
+        (
+            vec!["eval", "--model", "/nonexistent/dir"],
+            "/nonexistent/dir",
+        ),
+        (
+            vec![
+                "pipeline",
+                "--recipe",
+                recipe.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            "unknown stage [pruning]",
+        ),
+        (
+            vec![
+                "pipeline",
+                "--recipe",
+                malformed.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            "malformed recipe",
+        ),
+        (
+            vec![
+                "pipeline",
+                "--set",
+                "heads.no-such-flag=1",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            "recipe [heads]",
+        ),
+        (vec!["eval", "--task", "nosuchtask"], "unknown task"),
+    ];
+    for (args, expected) in cases {
+        let r = prune(&args);
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert_eq!(r.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(expected), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+    assert!(
+        !out.join("report.json").exists(),
+        "no partial output that looks complete"
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}
