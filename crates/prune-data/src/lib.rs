@@ -6,6 +6,7 @@ pub mod dataset;
 mod encode;
 mod error;
 pub mod metrics;
+pub mod synthetic;
 pub mod task;
 
 pub use batching::{BatchLabels, BatchOrder, Encoded, LabelledBatch, collate};

@@ -1,8 +1,7 @@
 //! The training loop on a tiny random BERT: it learns, it resumes bit for bit, and the
 //! optimizer follows the recipe (no decay on biases and LayerNorm, clipping, masks).
 
-use prune_data::{Encoded, Label, Metric};
-use prune_tensor::rng::Rng;
+use prune_data::{Encoded, Metric};
 use prune_tensor::{CpuBackend, Tensor};
 use prune_train::{
     AdamWConfig, Callback, Evaluator, Optimizer, StepInfo, TrainConfig, TrainError, Trainer,
@@ -27,27 +26,9 @@ fn tiny(dropout: f64) -> Model {
     .unwrap()
 }
 
-/// 32 sequences of random tokens 3..20; the label says whether token 7 occurs.
+/// `n` examples of the synthetic marker task (token 7 present or not).
 fn toy_data(n: usize, seed: u64) -> Vec<Encoded> {
-    let mut rng = Rng::new(seed);
-    (0..n)
-        .map(|i| {
-            let len = 4 + rng.below(8);
-            let mut ids: Vec<u32> = (0..len).map(|_| 3 + rng.below(17) as u32).collect();
-            ids.retain(|&t| t != 7);
-            if i % 2 == 0 {
-                let at = rng.below(ids.len());
-                ids[at] = 7;
-            }
-            ids.insert(0, 1);
-            ids.push(2);
-            Encoded {
-                type_ids: vec![0; ids.len()],
-                label: Label::Class(usize::from(ids.contains(&7))),
-                ids,
-            }
-        })
-        .collect()
+    prune_data::synthetic::marker_task(n, 20, 7, seed)
 }
 
 fn config(steps: u64) -> TrainConfig {

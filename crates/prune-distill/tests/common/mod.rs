@@ -1,8 +1,7 @@
 //! Tiny models, batches, toy data and a loss recorder shared by the integration tests.
 #![allow(dead_code)]
 
-use prune_data::{BatchLabels, Encoded, Label, LabelledBatch};
-use prune_tensor::rng::Rng;
+use prune_data::{BatchLabels, Encoded, LabelledBatch};
 use prune_tensor::{Backend, CpuBackend, Element};
 use prune_train::{Callback, Optimizer, StepInfo, TrainConfig};
 use prune_transformer::{Batch, BertConfig, BertForSequenceClassification, BertModel};
@@ -48,27 +47,9 @@ pub fn batch(labels: BatchLabels) -> LabelledBatch {
     }
 }
 
-/// `n` sequences of random tokens 3..30; the label says whether token 7 occurs.
+/// `n` examples of the synthetic marker task (token 7 present or not).
 pub fn toy_data(n: usize, seed: u64) -> Vec<Encoded> {
-    let mut rng = Rng::new(seed);
-    (0..n)
-        .map(|i| {
-            let len = 4 + rng.below(8);
-            let mut ids: Vec<u32> = (0..len).map(|_| 3 + rng.below(27) as u32).collect();
-            ids.retain(|&t| t != 7);
-            if i % 2 == 0 {
-                let at = rng.below(ids.len());
-                ids[at] = 7;
-            }
-            ids.insert(0, 1);
-            ids.push(2);
-            Encoded {
-                type_ids: vec![0; ids.len()],
-                label: Label::Class(usize::from(ids.contains(&7))),
-                ids,
-            }
-        })
-        .collect()
+    prune_data::synthetic::marker_task(n, 30, 7, seed)
 }
 
 /// A quiet training config of `steps` steps, batches of 8.

@@ -2,8 +2,7 @@
 //! toy classification set, trainer settings and mask inspection.
 #![allow(dead_code)]
 
-use prune_data::{Encoded, Label};
-use prune_tensor::rng::Rng;
+use prune_data::Encoded;
 use prune_tensor::{Backend, CpuBackend, Element};
 use prune_train::{Callback, Optimizer, StepInfo, TrainConfig};
 use prune_transformer::{BertConfig, BertForSequenceClassification, BertModel};
@@ -41,28 +40,9 @@ pub fn tiny(seed: u64) -> BertForSequenceClassification<CpuBackend> {
     tiny_on::<f32>(seed)
 }
 
-/// `n` sequences of random tokens 3..20 wrapped in 1 … 2; the label says whether token 7
-/// occurs.
+/// `n` examples of the synthetic marker task (token 7 present or not).
 pub fn toy_data(n: usize, seed: u64) -> Vec<Encoded> {
-    let mut rng = Rng::new(seed);
-    (0..n)
-        .map(|i| {
-            let len = 4 + rng.below(8);
-            let mut ids: Vec<u32> = (0..len).map(|_| 3 + rng.below(17) as u32).collect();
-            ids.retain(|&t| t != 7);
-            if i % 2 == 0 {
-                let at = rng.below(ids.len());
-                ids[at] = 7;
-            }
-            ids.insert(0, 1);
-            ids.push(2);
-            Encoded {
-                type_ids: vec![0; ids.len()],
-                label: Label::Class(usize::from(ids.contains(&7))),
-                ids,
-            }
-        })
-        .collect()
+    prune_data::synthetic::marker_task(n, 20, 7, seed)
 }
 
 /// Quiet trainer settings for `steps` steps of 8 examples, no clipping.
