@@ -5,8 +5,8 @@ use crate::batching::Encoded;
 use crate::dataset::Label;
 use prune_tensor::rng::Rng;
 
-/// `n` sequences of 4–11 random tokens from `3..vocab` (without `marker`), with `marker`
-/// planted in every other one, wrapped in `1 … 2` ([CLS] … [SEP] stand-ins); the label is 1
+/// `n` sequences of up to 11 random tokens from `3..vocab` (without `marker`), with `marker`
+/// written over one token of every other one, wrapped in `1 … 2` ([CLS] … [SEP] stand-ins); the label is 1
 /// when `marker` occurs. Deterministic in `seed`.
 pub fn marker_task(n: usize, vocab: u32, marker: u32, seed: u64) -> Vec<Encoded> {
     let mut rng = Rng::new(seed);
@@ -17,8 +17,11 @@ pub fn marker_task(n: usize, vocab: u32, marker: u32, seed: u64) -> Vec<Encoded>
             let mut ids: Vec<u32> = (0..len).map(|_| 3 + rng.below(span) as u32).collect();
             ids.retain(|&t| t != marker);
             if i % 2 == 0 {
-                let at = rng.below(ids.len() + 1);
-                ids.insert(at, marker);
+                let at = rng.below(ids.len());
+                match ids.get_mut(at) {
+                    Some(t) => *t = marker,
+                    None => ids.push(marker),
+                }
             }
             ids.insert(0, 1);
             ids.push(2);
