@@ -297,38 +297,7 @@ fn same(op: &'static str, a: &SymTensor, b: &SymTensor) -> Result<()> {
 }
 
 fn row_vector(op: &'static str, x: &SymTensor, v: &SymTensor) -> Result<()> {
-    if x.shape.rank() >= 1 && v.shape.dims() == [x.shape.last()] {
-        Ok(())
-    } else {
-        Err(shape_error(
-            op,
-            &[&x.shape, &v.shape],
-            "expected x [.., C] and a vector [C]",
-        ))
-    }
-}
-
-/// Output shape of `op(a) · op(b)` (see [`MatmulOps::matmul_fwd`]).
-fn matmul_shape(a: &Shape, b: &Shape, t: Transpose) -> Result<Shape> {
-    let err = |why: &str| shape_error("matmul_fwd", &[a, b], format!("{why} (transpose {t:?})"));
-    if a.rank() < 2 || b.rank() < 2 {
-        return Err(err("both operands need at least 2 dims"));
-    }
-    let (ad, bd) = (a.dims(), b.dims());
-    let (ar, ac) = (ad[ad.len() - 2], ad[ad.len() - 1]);
-    let (br, bc) = (bd[bd.len() - 2], bd[bd.len() - 1]);
-    let (m, k) = if t.a() { (ac, ar) } else { (ar, ac) };
-    let (kb, n) = if t.b() { (bc, br) } else { (br, bc) };
-    if k != kb {
-        return Err(err("inner dimensions differ"));
-    }
-    let lead = &ad[..ad.len() - 2];
-    if bd.len() != 2 && &bd[..bd.len() - 2] != lead {
-        return Err(err("b must be 2-D or share a's leading dims"));
-    }
-    let mut out = lead.to_vec();
-    out.extend([m, n]);
-    Ok(Shape::new(out))
+    prune_tensor::checks::row_vector(op, &x.shape, &v.shape)
 }
 
 /// Rows of `x` viewed `[N, C]`, as a shape `[N]`.
@@ -370,7 +339,7 @@ impl Storage for TraceBackend {
 
 impl MatmulOps for TraceBackend {
     fn matmul_fwd(&self, a: &SymTensor, b: &SymTensor, t: Transpose) -> Result<SymTensor> {
-        let out = matmul_shape(&a.shape, &b.shape, t)?;
+        let out = prune_tensor::checks::matmul_output_shape(&a.shape, &b.shape, t)?;
         Ok(self.one(OpKind::Matmul(t), &[a, b], out))
     }
 
@@ -381,7 +350,7 @@ impl MatmulOps for TraceBackend {
         t: Transpose,
         dc: &SymTensor,
     ) -> Result<(SymTensor, SymTensor)> {
-        let out = matmul_shape(&a.shape, &b.shape, t)?;
+        let out = prune_tensor::checks::matmul_output_shape(&a.shape, &b.shape, t)?;
         if out != dc.shape {
             return Err(shape_error(
                 "matmul_bwd",

@@ -7,6 +7,7 @@
 //! [`reference`] holds slow scalar versions of every op for tests.
 
 mod backend;
+pub mod checks;
 pub mod cpu;
 mod element;
 mod error;

@@ -3,6 +3,7 @@
 //! batch entry spread over rayon when both operands are batched (attention).
 
 use super::CpuBackend;
+use crate::checks::matmul_output_shape;
 use crate::error::{Result, shape_error};
 use crate::{Element, MatmulOps, Shape, Tensor, Transpose};
 use gemm::Parallelism;
@@ -79,32 +80,21 @@ struct Plan {
 }
 
 fn plan(a: &Shape, b: &Shape, t: Transpose) -> Result<Plan> {
-    let err = |why: &str| shape_error("matmul_fwd", &[a, b], format!("{why} (transpose {t:?})"));
-    if a.rank() < 2 || b.rank() < 2 {
-        return Err(err("both operands need at least 2 dims"));
-    }
-    let (ad, bd) = (a.dims(), b.dims());
-    let (ar, ac) = (ad[ad.len() - 2], ad[ad.len() - 1]);
-    let (br, bc) = (bd[bd.len() - 2], bd[bd.len() - 1]);
-    let (m, k) = if t.a() { (ac, ar) } else { (ar, ac) };
-    let (kb, n) = if t.b() { (bc, br) } else { (br, bc) };
-    if k != kb {
-        return Err(err("inner dimensions differ"));
-    }
-    let lead = &ad[..ad.len() - 2];
-    let b_shared = bd.len() == 2;
-    if !b_shared && &bd[..bd.len() - 2] != lead {
-        return Err(err("b must be 2-D or share a's leading dims"));
-    }
-    let mut out = lead.to_vec();
-    out.extend([m, n]);
+    let out = matmul_output_shape(a, b, t)?;
+    let (ad, od) = (a.dims(), out.dims());
+    let (m, n) = (od[od.len() - 2], od[od.len() - 1]);
+    let k = if t.a() {
+        ad[ad.len() - 2]
+    } else {
+        ad[ad.len() - 1]
+    };
     Ok(Plan {
-        batch: lead.iter().product(),
-        b_shared,
+        batch: ad[..ad.len() - 2].iter().product(),
+        b_shared: b.rank() == 2,
         m,
         n,
         k,
-        out: Shape::new(out),
+        out,
     })
 }
 

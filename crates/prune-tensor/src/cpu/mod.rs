@@ -73,15 +73,7 @@ fn same_shape<E: Element>(op: &'static str, a: &Tensor<E>, b: &Tensor<E>) -> Res
 
 /// Fails unless `v` is a vector of length `x`'s last dimension.
 fn row_vector<E: Element>(op: &'static str, x: &Tensor<E>, v: &Tensor<E>) -> Result<()> {
-    if x.shape().rank() >= 1 && v.dims() == [x.shape().last()] {
-        Ok(())
-    } else {
-        Err(shape_error(
-            op,
-            &[x.shape(), v.shape()],
-            "expected x [.., C] and a vector [C]",
-        ))
-    }
+    crate::checks::row_vector(op, x.shape(), v.shape())
 }
 
 /// `Σ f(chunk)` over fixed-size chunks of `data`, computed in parallel but added in chunk
