@@ -202,6 +202,14 @@ mod tests {
         entries.iter().copied().collect()
     }
 
+    /// The `(student, teacher)` pairs `m` chooses under `losses`.
+    fn student_teacher(m: &LayerMapping, losses: &LossTable) -> Vec<(usize, usize)> {
+        m.choose(losses)
+            .iter()
+            .map(|p| (p.student, p.teacher))
+            .collect()
+    }
+
     #[test]
     fn cofi_layers_scale_with_depth() {
         assert_eq!(cofi_teacher_states(12, 4), [3, 6, 9, 12]);
@@ -223,11 +231,7 @@ mod tests {
             ((2, 2), 0.1),
             ((2, 3), 0.3),
         ]);
-        let chosen: Vec<(usize, usize)> = m
-            .choose(&losses)
-            .iter()
-            .map(|p| (p.student, p.teacher))
-            .collect();
+        let chosen = student_teacher(&m, &losses);
         // Ties go to the earlier teacher layer; no monotonic constraint.
         assert_eq!(chosen, [(1, 2), (2, 2)]);
     }
@@ -250,11 +254,7 @@ mod tests {
             ((3, 4), 0.4),
             ((4, 4), 0.3),
         ]);
-        let chosen: Vec<(usize, usize)> = m
-            .choose(&losses)
-            .iter()
-            .map(|p| (p.student, p.teacher))
-            .collect();
+        let chosen = student_teacher(&m, &losses);
         assert_eq!(chosen, [(1, 2), (1, 4)]);
         let losses = table(&[
             ((1, 2), 0.9),
@@ -264,11 +264,7 @@ mod tests {
             ((3, 4), 0.4),
             ((4, 4), 0.3),
         ]);
-        let chosen: Vec<(usize, usize)> = m
-            .choose(&losses)
-            .iter()
-            .map(|p| (p.student, p.teacher))
-            .collect();
+        let chosen = student_teacher(&m, &losses);
         assert_eq!(chosen, [(3, 2), (4, 4)]);
     }
 
