@@ -2,6 +2,7 @@
 //! crates. Stages read and write plain artifacts (checkpoint directories in Hugging Face
 //! layout, JSON logs) so they can be run, inspected and resumed separately.
 
+mod allocator;
 mod distill;
 mod ffn;
 mod finetune;
@@ -69,6 +70,7 @@ pub(crate) enum Command {
 
 /// Runs the command; an error is one line on stderr and exit code 2.
 fn main() -> std::process::ExitCode {
+    allocator::keep_large_buffers();
     match run(Cli::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
