@@ -43,18 +43,52 @@ pub struct Args {
     /// Learning rate of the scores' Adam.
     #[arg(long, default_value_t = 1e-2)]
     score_lr: f64,
+    /// Hard mode: remove this fraction of the heads of every layer, ranked by the movement
+    /// scores of their value-projection rows (replaces the default config_list; the
+    /// regulariser is not used).
+    #[arg(long, conflicts_with = "config_list")]
+    sparse_ratio: Option<f64>,
+    /// Which masks decide that a head is dead: `qkvo` (NNI v3: all its rows of Q, K or V,
+    /// or its columns of the output projection) or `value` (NNI v2: all its rows of V).
+    /// Default: `value` with --sparse-ratio, else `qkvo`.
+    #[arg(long, value_enum)]
+    head_rule: Option<Rule>,
     /// Print which parameters the config_list selects and stop.
     #[arg(long)]
     dry_run: bool,
 }
 
-/// The v3 tutorial's attention entry for a model with head dim `d`.
-fn default_config_list(d: usize) -> Result<ConfigList> {
-    let text = format!(
-        r#"[{{"op_types": ["Linear"],
-              "op_names_re": ["bert\\.encoder\\.layer\\.[0-9]*\\.attention\\..*"],
-              "sparse_threshold": 0.1, "granularity": [{d}, {d}]}}]"#
-    );
+/// `--head-rule` values.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum Rule {
+    Qkvo,
+    Value,
+}
+
+impl From<Rule> for HeadRule {
+    fn from(r: Rule) -> Self {
+        match r {
+            Rule::Qkvo => HeadRule::QkvO,
+            Rule::Value => HeadRule::ValueOnly,
+        }
+    }
+}
+
+/// The v3 tutorial's attention entry for a model with head dim `d` (soft mode), or with
+/// `sparse_ratio`, one hard entry over the value projections in whole-head row blocks.
+fn default_config_list(d: usize, sparse_ratio: Option<f64>) -> Result<ConfigList> {
+    let text = match sparse_ratio {
+        None => format!(
+            r#"[{{"op_types": ["Linear"],
+                  "op_names_re": ["bert\\.encoder\\.layer\\.[0-9]*\\.attention\\..*"],
+                  "sparse_threshold": 0.1, "granularity": [{d}, {d}]}}]"#
+        ),
+        Some(r) => format!(
+            r#"[{{"op_types": ["Linear"],
+                  "op_names_re": ["bert\\.encoder\\.layer\\.[0-9]*\\.attention\\.self\\.value"],
+                  "sparse_ratio": {r}, "granularity": [{d}, -1]}}]"#
+        ),
+    };
     Ok(ConfigList::from_json_str(&text)?)
 }
 
@@ -67,7 +101,7 @@ pub fn run(args: &Args) -> Result<()> {
     let mut model = BertForSequenceClassification::new(bert)?;
     let list = match &args.config_list {
         Some(path) => ConfigList::from_path(path)?,
-        None => default_config_list(model.bert.config.head_dim())?,
+        None => default_config_list(model.bert.config.head_dim(), args.sparse_ratio)?,
     };
     println!("{}", list.dry_run(&modules_of(&model.bert))?);
     if args.dry_run {
@@ -89,9 +123,14 @@ pub fn run(args: &Args) -> Result<()> {
     write_summary(&args.out, &summary)?;
     let before = ModelStats::of(&model.bert.config, true, true, 128);
 
-    // Heads by NNI v3's rule; surviving heads are restored whole, then cut.
-    let dead = pruned_heads(&masks, &model.bert.config, HeadRule::QkvO)?;
-    restore_heads(&masks, &model.bert.config, HeadRule::QkvO)?.apply(&mut model.bert)?;
+    // Dead heads by the chosen rule; surviving heads are restored whole, then cut.
+    let rule = match (args.head_rule, args.sparse_ratio) {
+        (Some(r), _) => HeadRule::from(r),
+        (None, Some(_)) => HeadRule::ValueOnly,
+        (None, None) => HeadRule::QkvO,
+    };
+    let dead = pruned_heads(&masks, &model.bert.config, rule)?;
+    restore_heads(&masks, &model.bert.config, rule)?.apply(&mut model.bert)?;
     let weight_masks = model
         .bert
         .masks()

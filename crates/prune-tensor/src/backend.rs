@@ -114,6 +114,12 @@ pub trait ElementwiseOps: Storage {
     fn scale_fwd(&self, x: &Self::Tensor, s: f64) -> Result<Self::Tensor>;
     /// `x + bias`, `x` `[.., C]`, `bias` `[C]` broadcast over rows.
     fn add_bias_fwd(&self, x: &Self::Tensor, bias: &Self::Tensor) -> Result<Self::Tensor>;
+    /// In place: `x += bias` broadcast over rows, what [`ElementwiseOps::add_bias_fwd`]
+    /// returns but without a copy where the backend can avoid one.
+    fn add_bias_assign(&self, x: &mut Self::Tensor, bias: &Self::Tensor) -> Result<()> {
+        *x = self.add_bias_fwd(x, bias)?;
+        Ok(())
+    }
     /// Gradient of the bias of [`ElementwiseOps::add_bias_fwd`]: `dy` summed over rows, `[C]`
     /// (`dx` is `dy`).
     fn add_bias_bwd(&self, dy: &Self::Tensor) -> Result<Self::Tensor>;

@@ -1,6 +1,8 @@
 //! Elementwise arithmetic, row-broadcast bias and scales, reductions and dropout on the CPU.
 
-use super::{CpuBackend, ordered_sum, row_vector, rows_per_task, same_shape, sum_partials};
+use super::{
+    CpuBackend, PAR_MIN_ELEMENTS, ordered_sum, row_vector, rows_per_task, same_shape, sum_partials,
+};
 use crate::error::{Result, TensorError, shape_error};
 use crate::rng::uniform_at;
 use crate::{Element, ElementwiseOps, Shape, Tensor};
@@ -14,18 +16,25 @@ fn zip_map<E: Element>(
     f: impl Fn(E, E) -> E + Sync,
 ) -> Result<Tensor<E>> {
     same_shape(op, a, b)?;
-    let data = a
-        .data()
-        .par_iter()
-        .zip(b.data().par_iter())
-        .map(|(&x, &y)| f(x, y))
-        .collect();
+    let mut data = vec![E::zero(); a.shape().numel()];
+    data.par_chunks_mut(PAR_MIN_ELEMENTS)
+        .zip(a.data().par_chunks(PAR_MIN_ELEMENTS))
+        .zip(b.data().par_chunks(PAR_MIN_ELEMENTS))
+        .for_each(|((out, xa), xb)| {
+            for ((o, &x), &y) in out.iter_mut().zip(xa).zip(xb) {
+                *o = f(x, y);
+            }
+        });
     Tensor::new(a.shape().clone(), data)
 }
 
 /// `f(x_i)` over a tensor, in parallel.
 pub(super) fn map<E: Element>(x: &Tensor<E>, f: impl Fn(E) -> E + Sync) -> Tensor<E> {
-    let data = x.data().par_iter().map(|&v| f(v)).collect();
+    // Chunks rather than a per-element parallel iterator, so each inner loop vectorises.
+    let mut data = vec![E::zero(); x.shape().numel()];
+    data.par_chunks_mut(PAR_MIN_ELEMENTS)
+        .zip(x.data().par_chunks(PAR_MIN_ELEMENTS))
+        .for_each(|(out, inp)| out.iter_mut().zip(inp).for_each(|(o, &v)| *o = f(v)));
     Tensor::new(x.shape().clone(), data).expect("map keeps the element count")
 }
 
@@ -76,18 +85,23 @@ impl<E: Element> ElementwiseOps for CpuBackend<E> {
     }
 
     fn add_bias_fwd(&self, x: &Tensor<E>, bias: &Tensor<E>) -> Result<Tensor<E>> {
+        let mut y = x.clone();
+        self.add_bias_assign(&mut y, bias)?;
+        Ok(y)
+    }
+
+    fn add_bias_assign(&self, x: &mut Tensor<E>, bias: &Tensor<E>) -> Result<()> {
         row_vector("add_bias_fwd", x, bias)?;
         let c = bias.data().len();
-        let mut y = x.clone();
         if c > 0 {
             let chunk = rows_per_task(x.shape().rows(), c) * c;
-            y.data_mut().par_chunks_mut(chunk).for_each(|rows| {
+            x.data_mut().par_chunks_mut(chunk).for_each(|rows| {
                 for row in rows.chunks_exact_mut(c) {
                     row.iter_mut().zip(bias.data()).for_each(|(v, &b)| *v += b);
                 }
             });
         }
-        Ok(y)
+        Ok(())
     }
 
     fn add_bias_bwd(&self, dy: &Tensor<E>) -> Result<Tensor<E>> {

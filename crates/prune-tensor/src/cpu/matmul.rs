@@ -26,12 +26,39 @@ pub fn gemm_into<E: Element>(
     threaded: bool,
 ) {
     assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+    // SAFETY: the assert guarantees every index the strides reach lies inside the slices;
+    // `c` is borrowed mutably and does not alias `a` or `b`.
+    unsafe { gemm_raw(m, n, k, a, ta, b, tb, c.as_mut_ptr(), accumulate, threaded) }
+}
+
+/// [`gemm_into`] on a raw destination, which may be uninitialised unless `accumulate`:
+/// every one of its `m · n` elements is written.
+///
+/// # Safety
+/// `a` and `b` must hold at least `m · k` and `k · n` elements, and `c` must be valid for
+/// `m · n` writes (and reads when `accumulate`) without aliasing `a` or `b`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_raw<E: Element>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[E],
+    ta: bool,
+    b: &[E],
+    tb: bool,
+    c: *mut E,
+    accumulate: bool,
+    threaded: bool,
+) {
     if m == 0 || n == 0 {
         return;
     }
     if k == 0 {
         if !accumulate {
-            c[..m * n].fill(E::zero());
+            for i in 0..m * n {
+                // SAFETY: `c` is valid for m · n writes.
+                unsafe { c.add(i).write(E::zero()) };
+            }
         }
         return;
     }
@@ -42,14 +69,14 @@ pub fn gemm_into<E: Element>(
     } else {
         Parallelism::None
     };
-    // SAFETY: the asserts above guarantee every index the strides reach lies inside the
-    // slices; `c` is borrowed mutably and does not alias `a` or `b`.
+    // SAFETY: the caller guarantees the extents and that `c` does not alias `a` or `b`;
+    // `gemm` does not read `c` unless `accumulate`.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            c.as_mut_ptr(),
+            c,
             1,
             n as isize,
             accumulate,
@@ -98,23 +125,57 @@ fn plan(a: &Shape, b: &Shape, t: Transpose) -> Result<Plan> {
     })
 }
 
-/// `op(a) · op(b)` for already-checked geometry.
+/// `op(a) · op(b)` for already-checked geometry. The output is written by GEMM directly,
+/// without being zeroed first.
 fn matmul<E: Element>(a: &[E], b: &[E], t: Transpose, p: &Plan) -> Vec<E> {
     let (m, n, k) = (p.m, p.n, p.k);
-    let mut c = vec![E::zero(); p.batch * m * n];
-    if p.b_shared && !t.a() {
-        // Leading dims fold into rows: one large GEMM.
-        gemm_into(p.batch * m, n, k, a, false, b, t.b(), &mut c, false, true);
-    } else if p.batch == 1 {
-        gemm_into(m, n, k, a, t.a(), b, t.b(), &mut c, false, true);
-    } else {
-        let b_stride = if p.b_shared { 0 } else { k * n };
-        c.par_chunks_mut(m * n).enumerate().for_each(|(i, ci)| {
+    let len = p.batch * m * n;
+    assert!(a.len() >= p.batch * m * k);
+    let b_stride = if p.b_shared { 0 } else { k * n };
+    assert!(p.batch == 0 || b.len() >= (p.batch - 1) * b_stride + k * n);
+    let mut c = Vec::with_capacity(len);
+    let out = c.spare_capacity_mut();
+    if (p.b_shared && !t.a()) || p.batch == 1 {
+        // Leading dims fold into rows (shared B): one large GEMM.
+        let rows = if t.a() { m } else { p.batch * m };
+        // SAFETY: extents asserted above; `out` has room for `len` elements.
+        unsafe {
+            gemm_raw(
+                rows,
+                n,
+                k,
+                a,
+                t.a(),
+                b,
+                t.b(),
+                out.as_mut_ptr().cast(),
+                false,
+                true,
+            )
+        };
+    } else if len > 0 {
+        out.par_chunks_mut(m * n).enumerate().for_each(|(i, ci)| {
             let ai = &a[i * m * k..(i + 1) * m * k];
             let bi = &b[i * b_stride..i * b_stride + k * n];
-            gemm_into(m, n, k, ai, t.a(), bi, t.b(), ci, false, false);
+            // SAFETY: `ci` has room for m · n elements; `ai`, `bi` are sliced to size.
+            unsafe {
+                gemm_raw(
+                    m,
+                    n,
+                    k,
+                    ai,
+                    t.a(),
+                    bi,
+                    t.b(),
+                    ci.as_mut_ptr().cast(),
+                    false,
+                    false,
+                )
+            };
         });
     }
+    // SAFETY: the GEMMs above wrote every one of the `len` elements.
+    unsafe { c.set_len(len) };
     c
 }
 

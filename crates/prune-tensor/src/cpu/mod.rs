@@ -6,6 +6,7 @@
 mod activation;
 mod elementwise;
 mod index;
+mod lanes;
 mod loss;
 mod matmul;
 mod norm;

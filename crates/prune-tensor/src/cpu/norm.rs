@@ -2,7 +2,7 @@
 //! subset of kept channels (hidden-width pruning: the masked model normalises exactly as the
 //! shrunk one).
 
-use super::{CpuBackend, row_vector, rows_per_task, same_shape, sum_partials};
+use super::{CpuBackend, lanes, row_vector, rows_per_task, same_shape, sum_partials};
 use crate::error::{Result, TensorError, shape_error};
 use crate::{Element, LayerNormStats, NormOps, Tensor};
 use rayon::prelude::*;
@@ -46,7 +46,14 @@ fn forward<E: Element>(
     let rows = x.shape().rows();
     let (g, b) = (gamma.data(), beta.data());
     let (eps, inv_n) = (E::of(eps), E::one() / E::of(kept as f64));
-    let k = |i: usize| keep.map_or(E::one(), |k| k[i]);
+    let ones;
+    let k: &[E] = match keep {
+        Some(k) => k,
+        None => {
+            ones = vec![E::one(); c];
+            &ones
+        }
+    };
     let chunk = rows_per_task(rows, c);
     let mut y = vec![E::zero(); rows * c];
     let mut mean = vec![E::zero(); rows];
@@ -56,14 +63,11 @@ fn forward<E: Element>(
         .zip(mean.par_chunks_mut(chunk).zip(rstd.par_chunks_mut(chunk)))
         .for_each(|((yb, xb), (mb, rb))| {
             for (j, (yr, xr)) in yb.chunks_exact_mut(c).zip(xb.chunks_exact(c)).enumerate() {
-                let mu = (0..c).map(|i| k(i) * xr[i]).sum::<E>() * inv_n;
-                let var = (0..c)
-                    .map(|i| k(i) * (xr[i] - mu) * (xr[i] - mu))
-                    .sum::<E>()
-                    * inv_n;
+                let mu = lanes::dot(k, xr) * inv_n;
+                let var = lanes::sum_zip(k, xr, |k, x| k * (x - mu) * (x - mu)) * inv_n;
                 let r = E::one() / (var + eps).sqrt();
-                for i in 0..c {
-                    yr[i] = k(i) * ((xr[i] - mu) * r * g[i] + b[i]);
+                for (i, (y, &x)) in yr.iter_mut().zip(xr).enumerate() {
+                    *y = k[i] * ((x - mu) * r * g[i] + b[i]);
                 }
                 mb[j] = mu;
                 rb[j] = r;
@@ -95,7 +99,14 @@ fn backward<E: Element>(
         ));
     }
     let g = gamma.data();
-    let k = |i: usize| keep.map_or(E::one(), |k| k[i]);
+    let ones;
+    let k: &[E] = match keep {
+        Some(k) => k,
+        None => {
+            ones = vec![E::one(); c];
+            &ones
+        }
+    };
     let inv_n = E::one() / E::of(kept.max(1) as f64);
     let chunk = rows_per_task(rows, c);
     let mut dx = vec![E::zero(); rows * c];
@@ -107,23 +118,22 @@ fn backward<E: Element>(
             let mut dg = vec![E::zero(); c];
             let mut db = vec![E::zero(); c];
             let mut xhat = vec![E::zero(); c];
+            let mut gg = vec![E::zero(); c];
             for (j, dxr) in dxb.chunks_exact_mut(c).enumerate() {
                 let r = task * chunk + j;
                 let (xr, gr) = (&x.data()[r * c..][..c], &dy.data()[r * c..][..c]);
                 let (mu, rs) = (stats.mean.data()[r], stats.rstd.data()[r]);
-                let (mut sum_gg, mut sum_ggx) = (E::zero(), E::zero());
                 for i in 0..c {
-                    let dyk = gr[i] * k(i);
+                    let dyk = gr[i] * k[i];
                     xhat[i] = (xr[i] - mu) * rs;
-                    let gg = dyk * g[i];
-                    sum_gg += gg;
-                    sum_ggx += gg * xhat[i];
+                    gg[i] = dyk * g[i];
                     dg[i] += dyk * xhat[i];
                     db[i] += dyk;
                 }
-                let (mean_gg, mean_ggx) = (sum_gg * inv_n, sum_ggx * inv_n);
+                let mean_gg = lanes::sum(&gg) * inv_n;
+                let mean_ggx = lanes::dot(&gg, &xhat) * inv_n;
                 for i in 0..c {
-                    dxr[i] = k(i) * rs * (gr[i] * g[i] - mean_gg - xhat[i] * mean_ggx);
+                    dxr[i] = k[i] * rs * (gr[i] * g[i] - mean_gg - xhat[i] * mean_ggx);
                 }
             }
             (dg, db)

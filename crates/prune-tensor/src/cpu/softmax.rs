@@ -1,6 +1,6 @@
 //! Softmax over the last axis with a fused scale and additive mask, on the CPU.
 
-use super::{CpuBackend, rows_per_task, same_shape};
+use super::{CpuBackend, lanes, rows_per_task, same_shape};
 use crate::error::{Result, shape_error};
 use crate::{Element, SoftmaxOps, Tensor};
 use rayon::prelude::*;
@@ -14,12 +14,9 @@ fn softmax_row<E: Element>(row: &mut [E], scale: E, mask: Option<&[E]>) {
     } else {
         row.iter_mut().for_each(|v| *v *= scale);
     }
-    let max = row.iter().copied().fold(E::neg_infinity(), E::max);
-    let mut sum = E::zero();
-    for v in row.iter_mut() {
-        *v = (*v - max).exp_fast();
-        sum += *v;
-    }
+    let max = lanes::max(row);
+    row.iter_mut().for_each(|v| *v = (*v - max).exp_fast());
+    let sum = lanes::sum(row);
     let inv = E::one() / sum;
     row.iter_mut().for_each(|v| *v *= inv);
 }
@@ -84,7 +81,7 @@ impl<E: Element> SoftmaxOps for CpuBackend<E> {
             .zip(y.data().par_chunks(chunk))
             .for_each(|(dblock, yblock)| {
                 for (d, yr) in dblock.chunks_exact_mut(tk).zip(yblock.chunks_exact(tk)) {
-                    let dot: E = d.iter().zip(yr).map(|(&g, &p)| g * p).sum();
+                    let dot = lanes::dot(d, yr);
                     d.iter_mut()
                         .zip(yr)
                         .for_each(|(g, &p)| *g = scale * p * (*g - dot));

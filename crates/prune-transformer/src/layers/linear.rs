@@ -19,8 +19,9 @@ impl<T: Clone> Linear<T> {
     ) -> Result<T> {
         let w = masked(b, &self.weight, mask.and_then(|m| m.weight.as_ref()))?;
         let bias = masked(b, &self.bias, mask.and_then(|m| m.bias.as_ref()))?;
-        let y = b.matmul_fwd(x, &*w, Transpose::NT)?;
-        Ok(b.add_bias_fwd(&y, &*bias)?)
+        let mut y = b.matmul_fwd(x, &*w, Transpose::NT)?;
+        b.add_bias_assign(&mut y, &*bias)?;
+        Ok(y)
     }
 
     /// Backward given the forward input `x` `[N, I]` and `dy` `[N, O]`: accumulates
