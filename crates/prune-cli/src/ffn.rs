@@ -15,8 +15,8 @@ use prune::transformer::BertForSequenceClassification;
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// `prune ffn` options.
-#[derive(clap::Args, Debug)]
+/// `prune ffn` (and `prune hidden`) options.
+#[derive(clap::Args, Debug, Clone)]
 pub struct Args {
     /// The student checkpoint (`--model`, e.g. the output of `prune heads`) and the task.
     #[command(flatten)]
@@ -165,6 +165,18 @@ pub fn run(args: &Args) -> Result<()> {
         dir.display()
     );
     Ok(())
+}
+
+/// `prune hidden`: the same loop over the hidden width, leaving the FFN alone unless
+/// `--ffn-ratio` is given too.
+pub fn run_hidden(args: &Args) -> Result<()> {
+    if args.hidden_ratio.is_none() {
+        bail!("prune hidden needs --hidden-ratio (the fraction of hidden channels to remove)");
+    }
+    run(&Args {
+        ffn_ratio: args.ffn_ratio.or(Some(0.0)),
+        ..args.clone()
+    })
 }
 
 /// `(step, main metric)` of every evaluation in a `metrics.jsonl`.

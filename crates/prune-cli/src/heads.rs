@@ -10,7 +10,7 @@ use prune::pruners::{
     ConfigList, HeadRule, MovementPruner, MovementSettings, kept_heads, modules_of, pruned_heads,
     restore_heads,
 };
-use prune::speedup::{GroupKind, ModelStats, apply, plan_from_masks};
+use prune::speedup::{ModelStats, apply, plan_from_masks};
 use prune::tensor::CpuBackend;
 use prune::train::Trainer;
 use prune::transformer::{BertForSequenceClassification, BertModel};
@@ -136,11 +136,7 @@ pub fn run(args: &Args) -> Result<()> {
         .masks()
         .cloned()
         .unwrap_or_else(|| model.bert.empty_masks());
-    // This stage removes heads only: movement masks on the attention output can make whole
-    // rows look dead (a layer that lost every head), which is no reason to cut hidden width.
-    let mut plan = plan_from_masks(&model.bert, &weight_masks)?;
-    plan.groups
-        .retain(|g| matches!(g.kind, GroupKind::Heads { .. }));
+    let plan = plan_from_masks(&model.bert, &weight_masks)?;
     apply(&mut model.bert, &plan, &mut [])?;
     model.bert.set_masks(None)?;
     let plan_path = args.out.join("plan.json");

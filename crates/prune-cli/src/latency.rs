@@ -31,28 +31,54 @@ pub fn measure<B: Backend>(
     seq: usize,
     budget: Duration,
 ) -> Result<Latency> {
-    let vocab = model.bert.config.vocab_size;
+    let mut l = measure_alternating(&[model], batch, seq, budget)?;
+    Ok(l.remove(0))
+}
+
+/// Like [`measure`] for several models, timed in turn (a, b, a, b, …) on the same input, so
+/// that load from other processes on a shared machine affects each of them alike and their
+/// latency ratio stays meaningful.
+pub fn measure_alternating<B: Backend>(
+    models: &[&BertForSequenceClassification<B>],
+    batch: usize,
+    seq: usize,
+    budget: Duration,
+) -> Result<Vec<Latency>> {
+    let vocab = models
+        .iter()
+        .map(|m| m.bert.config.vocab_size)
+        .min()
+        .unwrap_or(0);
     let lo = if vocab > 2000 { 1000 } else { 1 }; // skip special and unused ids
     let mut rng = Rng::new(0);
     let ids = (0..batch * seq)
-        .map(|_| (lo + rng.below(vocab - lo)) as u32)
+        .map(|_| (lo + rng.below(vocab.saturating_sub(lo).max(1))) as u32)
         .collect();
     let input = Batch::new(batch, seq, ids, vec![0; batch * seq], vec![1; batch * seq])?;
-    model.logits(&input)?;
-    let start = Instant::now();
-    let mut times = Vec::new();
-    while times.len() < 3 || (start.elapsed() < budget && times.len() < 50) {
-        let t = Instant::now();
-        model.logits(&input)?;
-        times.push(t.elapsed().as_secs_f64() * 1e3);
+    for m in models {
+        m.logits(&input)?;
     }
-    times.sort_by(f64::total_cmp);
-    let median_ms = times[times.len() / 2];
-    Ok(Latency {
-        batch,
-        seq,
-        median_ms,
-        runs: times.len(),
-        examples_per_second: batch as f64 * 1e3 / median_ms,
-    })
+    let start = Instant::now();
+    let mut times = vec![Vec::new(); models.len()];
+    while times[0].len() < 3 || (start.elapsed() < budget && times[0].len() < 50) {
+        for (m, t) in models.iter().zip(&mut times) {
+            let clock = Instant::now();
+            m.logits(&input)?;
+            t.push(clock.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    Ok(times
+        .into_iter()
+        .map(|mut t| {
+            t.sort_by(f64::total_cmp);
+            let median_ms = t[t.len() / 2];
+            Latency {
+                batch,
+                seq,
+                median_ms,
+                runs: t.len(),
+                examples_per_second: batch as f64 * 1e3 / median_ms,
+            }
+        })
+        .collect())
 }

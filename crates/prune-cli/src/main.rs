@@ -48,6 +48,12 @@ pub(crate) enum Command {
     ///
     /// Example: prune ffn --teacher runs/teacher/model --model runs/distilled/model --interval 150 --rounds 4 --max-steps 750 --out runs/ffn
     Ffn(ffn::Args),
+    /// Iteratively Taylor-prune the hidden (embedding) width while distilling: one mask over
+    /// every weight coupled to it (embeddings, LayerNorms, Q/K/V inputs, residual writers,
+    /// pooler), found by tracing the model; each round physically cuts the student.
+    ///
+    /// Example: prune hidden --teacher runs/teacher/model --model runs/ffn/model --hidden-ratio 0.25 --interval 150 --rounds 4 --max-steps 750 --out runs/hidden
+    Hidden(ffn::Args),
     /// Describe a checkpoint: sizes, per-layer heads and FFN widths, parameters, FLOPs, and
     /// the dependency groups found by tracing its forward pass.
     ///
@@ -89,6 +95,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Heads(args) => heads::run(&args),
         Command::Distill(args) => distill::run(&args),
         Command::Ffn(args) => ffn::run(&args),
+        Command::Hidden(args) => ffn::run_hidden(&args),
         Command::Inspect(args) => inspect::inspect(&args),
         Command::Speedup(args) => inspect::speedup(&args),
         Command::Pipeline(args) => pipeline::run(&args),

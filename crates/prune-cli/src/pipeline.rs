@@ -31,7 +31,8 @@ const PRESETS: [(&str, &str); 2] = [
 /// `prune pipeline` options.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Recipe file (TOML: a `[common]` table and one table of flags per stage).
+    /// Recipe file (TOML: a `[common]` table and one table of flags per stage; a stage's
+    /// value overrides the common one).
     #[arg(long, conflicts_with = "preset")]
     recipe: Option<PathBuf>,
     /// Built-in recipe: `default` (MiniLM + SST-2 on a 2-core CPU) or `nni-bert-base-mnli`.
@@ -50,8 +51,9 @@ pub struct Args {
     /// Run directory; default: runs/<unix time>.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Seconds spent timing each latency figure of the report.
-    #[arg(long, default_value_t = 3.0)]
+    /// Seconds spent timing each latency figure of the report (teacher and final model
+    /// alternately).
+    #[arg(long, default_value_t = 10.0)]
     latency_seconds: f64,
     /// No progress bars.
     #[arg(long)]
@@ -131,8 +133,10 @@ fn stage_argv(
     out: &Path,
 ) -> Vec<String> {
     let mut argv = vec!["prune".to_string(), stage.to_string()];
-    argv.extend(flags(r.get("common")));
-    argv.extend(flags(r.get(stage)));
+    // The stage's own values override the common ones.
+    let mut table = r.get("common").cloned().unwrap_or_default();
+    table.extend(r.get(stage).cloned().unwrap_or_default());
+    argv.extend(flags(Some(&table)));
     let path = |p: &Path| p.to_string_lossy().into_owned();
     if let Some(m) = model {
         argv.extend(["--model".into(), path(m)]);
@@ -275,9 +279,13 @@ pub fn run(args: &Args) -> Result<()> {
         measure(args, &r, &final_dir)?,
     );
     let budget = Duration::from_secs_f64(args.latency_seconds.max(0.0));
-    let lat =
-        |m: &Measured, b: usize| -> Result<Latency> { latency::measure(&m.model, b, 128, budget) };
-    let (t1, t32, f1, f32_) = (lat(&t, 1)?, lat(&t, 32)?, lat(&f, 1)?, lat(&f, 32)?);
+    // Teacher and final model are timed alternately, so that load hits both alike.
+    let lat = |b: usize| -> Result<(Latency, Latency)> {
+        let mut l = latency::measure_alternating(&[&t.model, &f.model], b, 128, budget)?;
+        let f = l.pop().context("final latency")?;
+        Ok((l.pop().context("teacher latency")?, f))
+    };
+    let ((t1, f1), (t32, f32_)) = (lat(1)?, lat(32)?);
     let report = Report {
         teacher: ModelSummary::new(&t.stats, t.metric, &t1, &t32),
         final_model: FinalSummary {

@@ -47,7 +47,6 @@ fn the_pipeline_runs_end_to_end_on_a_tiny_model() {
         "heads.max-steps=6",
         "heads.warmup-steps=1",
         "heads.cooldown-step=4",
-        "heads.regular-scale=1000",
         "heads.score-lr=0.5",
         "distill.max-steps=3",
         "ffn.max-steps=4",
@@ -104,6 +103,42 @@ fn the_pipeline_runs_end_to_end_on_a_tiny_model() {
     }
     assert!(f["speedup_b32"].as_f64().unwrap() > 0.0);
     assert_eq!(report["stages"].as_array().unwrap().len(), 4);
+
+    // `prune hidden` goes on from the final model: the hidden width shrinks and the cut
+    // model evaluates.
+    let (teacher, student) = (out.join("finetune/model"), out.join("ffn/model"));
+    let hidden = root.join("hidden");
+    let run = prune(&[
+        "hidden",
+        "--quiet",
+        "--teacher",
+        teacher.to_str().unwrap(),
+        "--model",
+        student.to_str().unwrap(),
+        "--hidden-ratio",
+        "0.25",
+        "--max-steps",
+        "2",
+        "--interval",
+        "1",
+        "--rounds",
+        "2",
+        "--max-train",
+        "100",
+        "--max-len",
+        "64",
+        "--out",
+        hidden.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let config: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(hidden.join("model/config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(config["prune_hidden_size"], 24, "{config}");
+    let dir = hidden.join("model");
+    let eval = prune(&["eval", "--model", dir.to_str().unwrap(), "--max-len", "64"]);
+    assert!(eval.status.success(), "{}", String::from_utf8_lossy(&eval.stderr));
     let _ = std::fs::remove_dir_all(&root);
 }
 

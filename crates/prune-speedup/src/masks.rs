@@ -98,7 +98,8 @@ fn dead_agreed(group: &Group, roots: &[&Verdict]) -> Result<Vec<bool>> {
 /// parameters, as pruners produce them) make removable, and for the hidden width also the
 /// channels `model`'s hidden-channel mask drops. Groups with nothing to remove are left
 /// out. Fails with [`SpeedupError::MaskConflict`] when the producers of an FFN or hidden
-/// group that remove channels disagree on one.
+/// group that remove channels disagree on one. A residual writer whose mask removes the
+/// whole hidden width (a layer that lost every head) does not take part in that decision.
 pub fn plan_from_masks<B: Backend>(
     model: &BertModel<B>,
     masks: &WeightMasks<B::Tensor>,
@@ -132,9 +133,16 @@ pub fn plan_from_masks<B: Backend>(
                     )),
                     _ => None,
                 };
+                // A producer that removes every channel of the hidden group is a sub-layer
+                // that lost all its heads or neurons: its output is constant, which is no
+                // reason to cut the residual stream, so it does not vote.
+                let votes = |dead: &[bool]| {
+                    dead.contains(&true)
+                        && !(group.kind == GroupKind::Hidden && dead.iter().all(|&d| d))
+                };
                 let roots: Vec<&Verdict> = verdicts
                     .iter()
-                    .filter(|(role, _, (_, dead))| *role == Role::Producer && dead.contains(&true))
+                    .filter(|(role, _, (_, dead))| *role == Role::Producer && votes(dead))
                     .map(|(_, _, v)| v)
                     .chain(hidden.as_ref())
                     .collect();

@@ -69,6 +69,23 @@ fn heads_follow_nni_v3() -> Result<()> {
 }
 
 #[test]
+fn a_layer_losing_every_head_keeps_the_hidden_width() -> Result<()> {
+    let model = tiny(4);
+    let mut masks = model.empty_masks();
+    // Every head of layer 1 dies: all rows of V, and all input columns of the output dense,
+    // which therefore zeroes every hidden row it writes.
+    let l1 = "encoder.layer.1.attention.";
+    mask(&model, &mut masks, &format!("{l1}self.value.weight"), |_, _| true);
+    mask(&model, &mut masks, &format!("{l1}output.dense.weight"), |_, _| true);
+    let plan = plan_from_masks(&model, &masks)?;
+    let heads = plan.get(GroupKind::Heads { layer: 1 }).unwrap();
+    assert!(heads.keep.is_empty(), "{plan:?}");
+    assert!(plan.get(GroupKind::Hidden).is_none(), "{plan:?}");
+    assert_eq!(plan.groups.len(), 1, "{plan:?}");
+    Ok(())
+}
+
+#[test]
 fn ffn_and_hidden_from_their_producers() -> Result<()> {
     let model = tiny(2);
     let mut masks = model.empty_masks();
