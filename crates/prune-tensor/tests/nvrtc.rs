@@ -1,0 +1,29 @@
+//! Every kernel file compiles with NVRTC to PTX for Ampere (`compute_80`) and Hopper
+//! (`compute_90`), and the PTX defines every kernel the file lists. Needs libnvrtc only, no
+//! driver and no GPU: `cargo xtask test` installs NVRTC from PyPI and runs this with the
+//! feature `cuda`. A missing libnvrtc is a failure, with a message saying how to get one.
+#![cfg(feature = "cuda")]
+
+use prune_tensor::cuda::compile_ptx;
+
+#[test]
+fn every_kernel_file_compiles_to_ptx_for_sm80_and_sm90() {
+    for file in prune_kernels::ALL {
+        for arch in [(8, 0), (9, 0)] {
+            let ptx = compile_ptx(file, arch)
+                .unwrap_or_else(|e| panic!("{} for compute_{}{}: {e}", file.name, arch.0, arch.1));
+            assert!(
+                ptx.contains(&format!(".target sm_{}{}", arch.0, arch.1)),
+                "{}",
+                file.name
+            );
+            for kernel in file.kernels {
+                assert!(
+                    ptx.contains(&format!(".entry {kernel}(")),
+                    "{}: no entry {kernel} in the PTX",
+                    file.name
+                );
+            }
+        }
+    }
+}
