@@ -49,7 +49,6 @@ impl Measurement {
 
 /// Runs `cargo bench --bench cpu_ops -- <args>` and prints the table of this run's results.
 pub fn run(args: &[String]) -> Result<()> {
-    let target = target_dir()?;
     let started = SystemTime::now();
     run_status(
         cargo()
@@ -57,15 +56,24 @@ pub fn run(args: &[String]) -> Result<()> {
             .args(args),
         "cargo bench",
     )?;
+    report(started, Some(PEAK_PREFIX), "bench-table.md")
+}
+
+/// Prints the table of the criterion results written since `started` (with the share of the
+/// peak measured by the benchmarks whose id starts with `peak_prefix`, if given) and writes it
+/// to `target/<file>`.
+pub fn report(started: SystemTime, peak_prefix: Option<&str>, file: &str) -> Result<()> {
+    let target = target_dir()?;
     let root = target.join("criterion");
     let mut all = Vec::new();
     collect(&root, &mut all)?;
     all.sort_by_key(|r| r.written);
-    let peak = all
-        .iter()
-        .rev()
-        .find(|r| r.id.starts_with(PEAK_PREFIX))
-        .and_then(|r| Some((r.rate()?, r.id.clone(), r.written >= started)));
+    let peak = peak_prefix.map(|prefix| {
+        all.iter()
+            .rev()
+            .find(|r| r.id.starts_with(prefix))
+            .and_then(|r| Some((r.rate()?, r.id.clone(), r.written >= started)))
+    });
     let this_run: Vec<&Measurement> = all.iter().filter(|r| r.written >= started).collect();
     if this_run.is_empty() {
         bail!(
@@ -73,9 +81,9 @@ pub fn run(args: &[String]) -> Result<()> {
             root.display()
         );
     }
-    let table = render(&this_run, peak.as_ref());
+    let table = render(&this_run, peak.as_ref().map(Option::as_ref));
     print!("\n{table}");
-    let out = target.join("bench-table.md");
+    let out = target.join(file);
     fs::write(&out, &table).with_context(|| format!("cannot write {}", out.display()))?;
     eprintln!("table written to {}", out.display());
     Ok(())
@@ -148,11 +156,19 @@ fn read_result(dir: &Path) -> Result<Option<Measurement>> {
     }))
 }
 
-/// The markdown table of `results`; `peak` is `(GFLOP/s, id, measured in this run)`.
-fn render(results: &[&Measurement], peak: Option<&(f64, String, bool)>) -> String {
+/// The markdown table of `results`. `peak` is `None` for a table without a peak column, and
+/// `Some(p)` for one, `p` being `(GFLOP/s, id, measured in this run)` when known.
+fn render(results: &[&Measurement], peak: Option<Option<&(f64, String, bool)>>) -> String {
     let mut s = String::new();
-    s.push_str("| benchmark | median | throughput | % of sgemm peak |\n");
-    s.push_str("|---|---:|---:|---:|\n");
+    let with_peak = peak.is_some();
+    let peak = peak.flatten();
+    if with_peak {
+        s.push_str("| benchmark | median | throughput | % of sgemm peak |\n");
+        s.push_str("|---|---:|---:|---:|\n");
+    } else {
+        s.push_str("| benchmark | median | throughput |\n");
+        s.push_str("|---|---:|---:|\n");
+    }
     for r in results {
         let (rate, share) = match (r.work, r.rate()) {
             (Some(Work::Flops(_)), Some(g)) => {
@@ -163,7 +179,14 @@ fn render(results: &[&Measurement], peak: Option<&(f64, String, bool)>) -> Strin
             _ => (String::new(), String::new()),
         };
         let time = format_ns(r.median_ns);
-        let _ = writeln!(s, "| `{}` | {time} | {rate} | {share} |", r.id);
+        if with_peak {
+            let _ = writeln!(s, "| `{}` | {time} | {rate} | {share} |", r.id);
+        } else {
+            let _ = writeln!(s, "| `{}` | {time} | {rate} |", r.id);
+        }
+    }
+    if !with_peak {
+        return s;
     }
     match peak {
         Some((p, id, true)) => {

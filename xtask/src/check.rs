@@ -1,7 +1,8 @@
 //! `cargo xtask test` (and `ci`): the project's full check, step by step: set-up, format,
-//! lints, tests. Stops at the first failing step and names it.
+//! lints, tests, and the CUDA checks that need no GPU. Stops at the first failing step and
+//! names it.
 
-use crate::{cargo, fetch, run_status};
+use crate::{cargo, fetch, nvrtc, run_status};
 use anyhow::{Context, Result, bail};
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -10,6 +11,9 @@ use std::time::Instant;
 /// fit of distillation projections (ndarray-linalg). GEMMs do not use it: the CPU backend's
 /// matrix products are the pure-Rust `gemm` crate.
 const SYSTEM_PACKAGES: &[&str] = &["libopenblas-dev"];
+
+/// The features that turn the CUDA backend on in the crates that have it.
+pub const CUDA_FEATURES: &str = "prune-tensor/cuda,prune-transformer/cuda";
 
 /// Runs every step; `test_args` are passed on to `cargo test`. A checkpoint of one's own
 /// given as `$PRUNE_MODEL_DIR` replaces the fetch of the default one.
@@ -39,6 +43,51 @@ pub fn run(test_args: &[String]) -> Result<()> {
             "cargo test",
         )
     })?;
+    let cuda_clippy = [
+        "clippy",
+        "-p",
+        "prune-kernels",
+        "-p",
+        "prune-tensor",
+        "-p",
+        "prune-transformer",
+        "--all-targets",
+        "--features",
+        CUDA_FEATURES,
+        "--",
+        "-D",
+        "warnings",
+    ];
+    step(
+        "clippy-cuda",
+        &format!("cargo {}", cuda_clippy.join(" ")),
+        || run_status(cargo().args(cuda_clippy), "cargo clippy (cuda)"),
+    )?;
+    let nvrtc_test = [
+        "test",
+        "-p",
+        "prune-tensor",
+        "--features",
+        "cuda",
+        "--test",
+        "nvrtc",
+    ];
+    step(
+        "nvrtc",
+        &format!(
+            "cargo {} (every kernel file to PTX, no GPU)",
+            nvrtc_test.join(" ")
+        ),
+        || {
+            let lib = nvrtc::lib_dir()?;
+            run_status(
+                cargo()
+                    .args(nvrtc_test)
+                    .env("LD_LIBRARY_PATH", nvrtc::library_path_with(&lib)),
+                "the NVRTC test",
+            )
+        },
+    )?;
     let secs = started.elapsed().as_secs_f64();
     eprintln!("\nall checks passed in {secs:.0} s");
     Ok(())

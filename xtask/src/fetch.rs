@@ -117,7 +117,7 @@ fn pip_download(into: &Path) -> Result<PathBuf> {
 }
 
 /// `python3 -m pip`, else `pip3`, whichever answers `--version`; `None` when neither does.
-fn find_pip() -> Option<Command> {
+pub(crate) fn find_pip() -> Option<Command> {
     let candidates: [(&str, &[&str]); 2] = [("python3", &["-m", "pip"]), ("pip3", &[])];
     candidates.into_iter().find_map(|(program, args)| {
         let works = Command::new(program)

@@ -41,6 +41,23 @@ pub enum TensorError {
         /// What was wrong.
         what: String,
     },
+    /// A GPU backend could not do its work: no driver or library, or an allocation, a copy, a
+    /// kernel launch or a cuBLAS call failed.
+    #[error("{op}: device error: {what}")]
+    Device {
+        /// The op or step, e.g. `CudaBackend::new` or `softmax_fwd`.
+        op: &'static str,
+        /// What the driver or library reported.
+        what: String,
+    },
+    /// NVRTC refused a kernel file.
+    #[error("NVRTC could not compile {file}: {log}")]
+    KernelCompile {
+        /// The kernel file, e.g. `softmax.cu`.
+        file: &'static str,
+        /// NVRTC's log (or why the compiler could not run).
+        log: String,
+    },
 }
 
 /// Result of tensor operations.

@@ -4,11 +4,14 @@
 //!
 //! Models are written once over [`Backend`]; [`CpuBackend<f32>`] does the work,
 //! [`CpuBackend<f64>`] serves finite-difference gradient checks ([`gradcheck`]), and
-//! [`reference`] holds slow scalar versions of every op for tests.
+//! [`reference`] holds slow scalar versions of every op for tests. With the feature `cuda`,
+//! `CudaBackend` runs the same ops on an NVIDIA GPU.
 
 mod backend;
 pub mod checks;
 pub mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 mod element;
 mod error;
 pub mod gradcheck;
@@ -22,6 +25,8 @@ pub use backend::{
     NormOps, OptimOps, SoftmaxOps, Storage, Transpose,
 };
 pub use cpu::CpuBackend;
+#[cfg(feature = "cuda")]
+pub use cuda::{CudaBackend, CudaOptions, CudaTensor};
 pub use element::Element;
 pub use error::{Result, TensorError, shape_error};
 pub use shape::Shape;

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::model::{BertModel, classifier_from_tensors};
 use crate::paths::{require_fixture, require_model_dir};
 use crate::weights::{load_params, read_float_tensors};
-use prune_tensor::CpuBackend;
+use prune_tensor::{Backend, CpuBackend};
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -28,6 +28,11 @@ pub fn fixture_json(file: &str) -> Result<Value> {
 /// The default checkpoint with the fixture's 2-label head and dropout 0: the model the
 /// fixtures were computed with.
 pub fn fixture_model() -> Result<BertModel<CpuBackend<f32>>> {
+    fixture_model_on(CpuBackend::new())
+}
+
+/// [`fixture_model`] on backend `b` (e.g. a GPU, for CPU/GPU parity).
+pub fn fixture_model_on<B: Backend>(b: B) -> Result<BertModel<B>> {
     let dir = require_model_dir()?;
     let mut config = BertConfig::from_file(&dir.join("config.json"))?;
     config.hidden_dropout_prob = 0.0;
@@ -36,7 +41,7 @@ pub fn fixture_model() -> Result<BertModel<CpuBackend<f32>>> {
     let mut host = load_params(&dir.join("model.safetensors"), &config)?;
     let head = read_float_tensors(&fixture("head.safetensors")?)?;
     host.classifier = Some(classifier_from_tensors(&head)?);
-    BertModel::from_host(CpuBackend::new(), config, &host)
+    BertModel::from_host(b, config, &host)
 }
 
 /// Non-negative integers of a JSON array.

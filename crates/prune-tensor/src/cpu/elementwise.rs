@@ -45,16 +45,7 @@ fn check_row_groups<E: Element>(
     s: &Tensor<E>,
     rows_per_group: usize,
 ) -> Result<()> {
-    let rows = x.shape().rows();
-    if s.shape().rank() == 1 && rows_per_group > 0 && s.dims()[0] * rows_per_group == rows {
-        Ok(())
-    } else {
-        Err(shape_error(
-            op,
-            &[x.shape(), s.shape()],
-            format!("s must be a vector of rows / {rows_per_group} factors"),
-        ))
-    }
+    crate::checks::row_groups(op, x.shape(), s.shape(), rows_per_group)
 }
 
 impl<E: Element> ElementwiseOps for CpuBackend<E> {
@@ -221,12 +212,7 @@ impl<E: Element> ElementwiseOps for CpuBackend<E> {
     }
 
     fn dropout_fwd(&self, x: &Tensor<E>, p: f64, seed: u64) -> Result<(Tensor<E>, Tensor<E>)> {
-        if !(0.0..1.0).contains(&p) {
-            return Err(TensorError::Argument {
-                op: "dropout_fwd",
-                what: format!("drop probability {p} outside [0, 1)"),
-            });
-        }
+        crate::checks::drop_probability("dropout_fwd", p)?;
         let kept = E::of(1.0 / (1.0 - p));
         let keep: Vec<E> = (0..x.shape().numel())
             .into_par_iter()

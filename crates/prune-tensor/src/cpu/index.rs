@@ -1,7 +1,7 @@
 //! Row gathers with scatter-add backward, and axis permutations, on the CPU.
 
 use super::CpuBackend;
-use crate::error::{Result, TensorError, shape_error};
+use crate::error::{Result, shape_error};
 use crate::{Element, IndexOps, Tensor};
 use ndarray::IxDyn;
 use rayon::prelude::*;
@@ -16,13 +16,7 @@ impl<E: Element> IndexOps for CpuBackend<E> {
             ));
         }
         let (v, c) = (table.dims()[0], table.dims()[1]);
-        if let Some(&bad) = ids.iter().find(|&&i| i >= v) {
-            return Err(TensorError::Index {
-                op: "gather_rows_fwd",
-                index: bad as i64,
-                bound: v,
-            });
-        }
+        crate::checks::row_ids("gather_rows_fwd", ids, v)?;
         let mut y = vec![E::zero(); ids.len() * c];
         if c > 0 {
             y.par_chunks_mut(c)
@@ -40,13 +34,7 @@ impl<E: Element> IndexOps for CpuBackend<E> {
                 format!("dy must be [{}, C], one row per id", ids.len()),
             ));
         }
-        if let Some(&bad) = ids.iter().find(|&&i| i >= rows) {
-            return Err(TensorError::Index {
-                op: "gather_rows_bwd",
-                index: bad as i64,
-                bound: rows,
-            });
-        }
+        crate::checks::row_ids("gather_rows_bwd", ids, rows)?;
         let c = dy.dims()[1];
         let mut dt = Tensor::zeros([rows, c]);
         if c > 0 {
@@ -62,19 +50,8 @@ impl<E: Element> IndexOps for CpuBackend<E> {
     }
 
     fn permute(&self, x: &Tensor<E>, perm: &[usize]) -> Result<Tensor<E>> {
+        crate::checks::permutation("permute", x.shape(), perm)?;
         let rank = x.shape().rank();
-        let mut seen = vec![false; rank];
-        let valid = perm.len() == rank
-            && perm
-                .iter()
-                .all(|&p| p < rank && !std::mem::replace(&mut seen[p], true));
-        if !valid {
-            return Err(shape_error(
-                "permute",
-                &[x.shape()],
-                format!("{perm:?} is not a permutation of the {rank} axes"),
-            ));
-        }
         if rank >= 2 && perm[rank - 1] == rank - 1 {
             return Ok(permute_rows(x, perm));
         }

@@ -1,7 +1,7 @@
 //! Cross-entropy, MSE and temperature-scaled KL divergence on the CPU.
 
 use super::{CpuBackend, same_shape};
-use crate::error::{Result, TensorError, shape_error};
+use crate::error::{Result, TensorError};
 use crate::{Element, LossOps, Tensor};
 use rayon::prelude::*;
 
@@ -22,59 +22,6 @@ fn softmax_rows<E: Element>(x: &Tensor<E>, temperature: f64) -> Tensor<E> {
     p
 }
 
-/// Checks `logits` is `[N, K]` with one label per row, every label in `0..K` or ignored.
-/// Returns how many rows count.
-fn check_labels<E: Element>(
-    op: &'static str,
-    logits: &Tensor<E>,
-    labels: &[i64],
-    ignore: i64,
-) -> Result<usize> {
-    if logits.shape().rank() != 2 || logits.dims()[0] != labels.len() {
-        return Err(shape_error(
-            op,
-            &[logits.shape()],
-            format!("logits must be [{}, K]", labels.len()),
-        ));
-    }
-    let k = logits.dims()[1];
-    let mut counted = 0;
-    for &l in labels {
-        if l == ignore {
-            continue;
-        }
-        if l < 0 || l as usize >= k {
-            return Err(TensorError::Index {
-                op,
-                index: l,
-                bound: k,
-            });
-        }
-        counted += 1;
-    }
-    Ok(counted)
-}
-
-/// Checks `student` and `teacher` are equal `[N, K]` and `temperature > 0`.
-fn check_kd<E: Element>(
-    op: &'static str,
-    s: &Tensor<E>,
-    t: &Tensor<E>,
-    temperature: f64,
-) -> Result<()> {
-    same_shape(op, s, t)?;
-    if s.shape().rank() != 2 {
-        return Err(shape_error(op, &[s.shape()], "logits must be [N, K]"));
-    }
-    if temperature.is_nan() || temperature <= 0.0 {
-        return Err(TensorError::Argument {
-            op,
-            what: format!("temperature {temperature} must be > 0"),
-        });
-    }
-    Ok(())
-}
-
 impl<E: Element> LossOps for CpuBackend<E> {
     fn cross_entropy_fwd(
         &self,
@@ -82,7 +29,8 @@ impl<E: Element> LossOps for CpuBackend<E> {
         labels: &[i64],
         ignore_index: i64,
     ) -> Result<(f64, Tensor<E>)> {
-        let counted = check_labels("cross_entropy_fwd", logits, labels, ignore_index)?;
+        let counted =
+            crate::checks::labels("cross_entropy_fwd", logits.shape(), labels, ignore_index)?;
         let probs = softmax_rows(logits, 1.0);
         let k = logits.dims()[1];
         let total: f64 = labels
@@ -115,7 +63,8 @@ impl<E: Element> LossOps for CpuBackend<E> {
         ignore_index: i64,
         dl: f64,
     ) -> Result<Tensor<E>> {
-        let counted = check_labels("cross_entropy_bwd", probs, labels, ignore_index)?;
+        let counted =
+            crate::checks::labels("cross_entropy_bwd", probs.shape(), labels, ignore_index)?;
         let k = probs.dims()[1];
         let scale = E::of(if counted == 0 {
             0.0
@@ -175,7 +124,7 @@ impl<E: Element> LossOps for CpuBackend<E> {
         teacher: &Tensor<E>,
         temperature: f64,
     ) -> Result<f64> {
-        check_kd("kl_div_fwd", student, teacher, temperature)?;
+        crate::checks::distillation("kl_div_fwd", student.shape(), teacher.shape(), temperature)?;
         let (n, k) = (student.dims()[0], student.dims()[1]);
         if n == 0 {
             return Ok(0.0);
@@ -207,7 +156,7 @@ impl<E: Element> LossOps for CpuBackend<E> {
         temperature: f64,
         dl: f64,
     ) -> Result<Tensor<E>> {
-        check_kd("kl_div_bwd", student, teacher, temperature)?;
+        crate::checks::distillation("kl_div_bwd", student.shape(), teacher.shape(), temperature)?;
         let n = student.dims()[0].max(1);
         let ps = softmax_rows(student, temperature);
         let pt = softmax_rows(teacher, temperature);

@@ -15,7 +15,7 @@ mod softmax;
 
 pub use matmul::gemm_into;
 
-use crate::error::{Result, shape_error};
+use crate::error::Result;
 use crate::{Element, Shape, Storage, Tensor};
 use std::marker::PhantomData;
 
@@ -61,15 +61,7 @@ impl<E: Element> Storage for CpuBackend<E> {
 
 /// Fails unless `a` and `b` have the same shape.
 fn same_shape<E: Element>(op: &'static str, a: &Tensor<E>, b: &Tensor<E>) -> Result<()> {
-    if a.shape() == b.shape() {
-        Ok(())
-    } else {
-        Err(shape_error(
-            op,
-            &[a.shape(), b.shape()],
-            "shapes must be equal",
-        ))
-    }
+    crate::checks::same_shape(op, a.shape(), b.shape())
 }
 
 /// Fails unless `v` is a vector of length `x`'s last dimension.

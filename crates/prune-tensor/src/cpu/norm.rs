@@ -3,27 +3,14 @@
 //! shrunk one).
 
 use super::{CpuBackend, lanes, row_vector, rows_per_task, same_shape, sum_partials};
-use crate::error::{Result, TensorError, shape_error};
+use crate::error::Result;
 use crate::{Element, LayerNormStats, NormOps, Tensor};
 use rayon::prelude::*;
 
 /// Checks a keep mask: `[C]` of zeros and ones with at least one one. Returns the kept count.
 fn kept_channels<E: Element>(op: &'static str, x: &Tensor<E>, keep: &Tensor<E>) -> Result<usize> {
     row_vector(op, x, keep)?;
-    if keep.data().iter().any(|&k| k != E::zero() && k != E::one()) {
-        return Err(TensorError::Argument {
-            op,
-            what: "the keep mask must hold only 0 and 1".into(),
-        });
-    }
-    let n = keep.data().iter().filter(|&&k| k == E::one()).count();
-    if n == 0 {
-        return Err(TensorError::Argument {
-            op,
-            what: "the keep mask drops every channel".into(),
-        });
-    }
-    Ok(n)
+    crate::checks::keep_mask(op, keep.data().iter().map(|k| k.f64()))
 }
 
 /// LayerNorm forward over the channels where `keep` is 1 (all when `None`); output 0 at the
@@ -36,13 +23,8 @@ fn forward<E: Element>(
     kept: usize,
     eps: f64,
 ) -> Result<(Tensor<E>, LayerNormStats<Tensor<E>>)> {
+    crate::checks::layer_norm_args("layer_norm_fwd", x.shape(), eps)?;
     let c = x.shape().last();
-    if c == 0 || eps.is_nan() || eps < 0.0 {
-        return Err(TensorError::Argument {
-            op: "layer_norm_fwd",
-            what: format!("needs C > 0 and eps >= 0, got C = {c}, eps = {eps}"),
-        });
-    }
     let rows = x.shape().rows();
     let (g, b) = (gamma.data(), beta.data());
     let (eps, inv_n) = (E::of(eps), E::one() / E::of(kept as f64));
@@ -91,13 +73,7 @@ fn backward<E: Element>(
 ) -> Result<(Tensor<E>, Tensor<E>, Tensor<E>)> {
     same_shape("layer_norm_bwd", x, dy)?;
     let (c, rows) = (x.shape().last(), x.shape().rows());
-    if stats.mean.dims() != [rows] || stats.rstd.dims() != [rows] {
-        return Err(shape_error(
-            "layer_norm_bwd",
-            &[x.shape(), stats.mean.shape(), stats.rstd.shape()],
-            "stats must be [rows] each",
-        ));
-    }
+    crate::checks::layer_norm_stats(x.shape(), stats.mean.shape(), stats.rstd.shape())?;
     let g = gamma.data();
     let ones;
     let k: &[E] = match keep {

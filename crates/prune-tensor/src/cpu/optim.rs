@@ -1,7 +1,7 @@
 //! The fused AdamW update on the CPU.
 
 use super::{CpuBackend, same_shape};
-use crate::error::{Result, TensorError};
+use crate::error::Result;
 use crate::{AdamW, Element, OptimOps, Tensor};
 use rayon::prelude::*;
 
@@ -21,12 +21,7 @@ impl<E: Element> OptimOps for CpuBackend<E> {
         if let Some(mk) = mask {
             same_shape("adamw_step", param, mk)?;
         }
-        if hp.step == 0 {
-            return Err(TensorError::Argument {
-                op: "adamw_step",
-                what: "step counts from 1".into(),
-            });
-        }
+        crate::checks::adamw_step(hp.step)?;
         let t = hp.step as i32;
         let bc1 = 1.0 - hp.beta1.powi(t);
         let bc2 = 1.0 - hp.beta2.powi(t);

@@ -1,0 +1,235 @@
+//! Elementwise arithmetic, bias and row-group scales, deterministic reductions and dropout on
+//! the GPU (`elementwise.cu`, `reduce.cu`).
+
+use super::launch::{self, OrDevice, launch};
+use super::{CudaBackend, CudaTensor, int};
+use crate::checks;
+use crate::error::{Result, TensorError, shape_error};
+use crate::rng::mix64;
+use crate::{ElementwiseOps, Shape};
+use cudarc::driver::CudaSlice;
+use prune_kernels::{ELEMENTWISE, KernelFile, REDUCE};
+
+/// What a whole-tensor reduction adds up (the `mode` of `sum_partials_f32`).
+#[derive(Clone, Copy)]
+pub(super) enum Reduction {
+    /// Σ x
+    Sum = 0,
+    /// Σ x²
+    SumSquares = 1,
+    /// Σ (x − y)²
+    SquaredDifference = 2,
+}
+
+impl CudaBackend {
+    /// `y = kernel(x)` for a kernel `(const float* x, float* y, int n)` of `file`.
+    pub(super) fn unary(
+        &self,
+        op: &'static str,
+        file: KernelFile,
+        kernel: &'static str,
+        x: &CudaTensor,
+    ) -> Result<CudaTensor> {
+        let n = int(op, x.shape.numel())?;
+        let mut y = self.alloc(op, x.shape.clone())?;
+        launch!(self, op, file, kernel, launch::elementwise(n as usize); &x.data, &mut y.data, &n)?;
+        Ok(y)
+    }
+
+    /// `y = kernel(a, b)` for a kernel `(const float* a, const float* b, float* y, int n)` of
+    /// `file`, over two same-shaped tensors.
+    pub(super) fn binary(
+        &self,
+        op: &'static str,
+        file: KernelFile,
+        kernel: &'static str,
+        a: &CudaTensor,
+        b: &CudaTensor,
+    ) -> Result<CudaTensor> {
+        checks::same_shape(op, &a.shape, &b.shape)?;
+        let n = int(op, a.shape.numel())?;
+        let mut y = self.alloc(op, a.shape.clone())?;
+        launch!(self, op, file, kernel, launch::elementwise(n as usize);
+            &a.data, &b.data, &mut y.data, &n)?;
+        Ok(y)
+    }
+
+    /// A tensor of `shape` filled with `v`.
+    fn full(&self, op: &'static str, shape: &Shape, v: f32) -> Result<CudaTensor> {
+        let n = int(op, shape.numel())?;
+        let mut y = self.alloc(op, shape.clone())?;
+        launch!(self, op, ELEMENTWISE, "fill_f32", launch::elementwise(n as usize);
+            &mut y.data, &v, &n)?;
+        Ok(y)
+    }
+
+    /// The whole-tensor sum `what` of `x` (and `y` for a difference), in f64: per-block
+    /// partials on the GPU, added on the host in block order (reproducible).
+    pub(super) fn reduce(
+        &self,
+        op: &'static str,
+        what: Reduction,
+        x: &CudaTensor,
+        y: &CudaTensor,
+    ) -> Result<f64> {
+        let n = int(op, x.shape.numel())?;
+        if n == 0 {
+            return Ok(0.0);
+        }
+        let blocks = launch::REDUCE_BLOCKS as usize;
+        // SAFETY: the kernel writes one partial per block, all `blocks` of them.
+        let mut partials: CudaSlice<f64> =
+            unsafe { self.dev.stream.alloc(blocks) }.or_device(op)?;
+        let mode = what as i32;
+        launch!(self, op, REDUCE, "sum_partials_f32", launch::reduction();
+            &x.data, &y.data, &mode, &n, &mut partials)?;
+        Ok(self.to_host(op, &partials, blocks)?.iter().sum())
+    }
+}
+
+impl ElementwiseOps for CudaBackend {
+    fn add_fwd(&self, a: &CudaTensor, b: &CudaTensor) -> Result<CudaTensor> {
+        self.binary("add_fwd", ELEMENTWISE, "add_fwd_f32", a, b)
+    }
+
+    fn mul_fwd(&self, a: &CudaTensor, b: &CudaTensor) -> Result<CudaTensor> {
+        self.binary("mul_fwd", ELEMENTWISE, "mul_fwd_f32", a, b)
+    }
+
+    fn mul_bwd(
+        &self,
+        a: &CudaTensor,
+        b: &CudaTensor,
+        dy: &CudaTensor,
+    ) -> Result<(CudaTensor, CudaTensor)> {
+        checks::same_shape("mul_bwd", &a.shape, &dy.shape)?;
+        Ok((
+            self.binary("mul_bwd", ELEMENTWISE, "mul_fwd_f32", dy, b)?,
+            self.binary("mul_bwd", ELEMENTWISE, "mul_fwd_f32", dy, a)?,
+        ))
+    }
+
+    fn scale_fwd(&self, x: &CudaTensor, s: f64) -> Result<CudaTensor> {
+        let n = int("scale_fwd", x.shape.numel())?;
+        let s = s as f32;
+        let mut y = self.alloc("scale_fwd", x.shape.clone())?;
+        launch!(self, "scale_fwd", ELEMENTWISE, "scale_fwd_f32", launch::elementwise(n as usize);
+            &x.data, &s, &mut y.data, &n)?;
+        Ok(y)
+    }
+
+    fn add_bias_fwd(&self, x: &CudaTensor, bias: &CudaTensor) -> Result<CudaTensor> {
+        const OP: &str = "add_bias_fwd";
+        checks::row_vector(OP, &x.shape, &bias.shape)?;
+        let (n, c) = (int(OP, x.shape.numel())?, int(OP, x.shape.last())?);
+        let mut y = self.alloc(OP, x.shape.clone())?;
+        launch!(self, OP, ELEMENTWISE, "add_bias_fwd_f32", launch::elementwise(n as usize);
+            &x.data, &bias.data, &mut y.data, &n, &c)?;
+        Ok(y)
+    }
+
+    fn add_bias_bwd(&self, dy: &CudaTensor) -> Result<CudaTensor> {
+        const OP: &str = "add_bias_bwd";
+        if dy.shape.rank() == 0 {
+            return Err(shape_error(OP, &[&dy.shape], "dy needs a last axis"));
+        }
+        let (rows, c) = (int(OP, dy.shape.rows())?, int(OP, dy.shape.last())?);
+        let mut db = self.zeroed(OP, Shape::from([c as usize]))?;
+        launch!(self, OP, ELEMENTWISE, "add_bias_bwd_f32", launch::per_columns(c as usize);
+            &dy.data, &mut db.data, &rows, &c)?;
+        Ok(db)
+    }
+
+    fn scale_rows_fwd(
+        &self,
+        x: &CudaTensor,
+        s: &CudaTensor,
+        rows_per_group: usize,
+    ) -> Result<CudaTensor> {
+        const OP: &str = "scale_rows_fwd";
+        checks::row_groups(OP, &x.shape, &s.shape, rows_per_group)?;
+        let n = int(OP, x.shape.numel())?;
+        let group = int(OP, (rows_per_group * x.shape.last()).max(1))?;
+        let mut y = self.alloc(OP, x.shape.clone())?;
+        launch!(self, OP, ELEMENTWISE, "scale_rows_fwd_f32", launch::elementwise(n as usize);
+            &x.data, &s.data, &mut y.data, &n, &group)?;
+        Ok(y)
+    }
+
+    fn scale_rows_bwd(
+        &self,
+        x: &CudaTensor,
+        s: &CudaTensor,
+        rows_per_group: usize,
+        dy: &CudaTensor,
+    ) -> Result<(CudaTensor, CudaTensor)> {
+        const OP: &str = "scale_rows_bwd";
+        checks::row_groups(OP, &x.shape, &s.shape, rows_per_group)?;
+        checks::same_shape(OP, &x.shape, &dy.shape)?;
+        let dx = self.scale_rows_fwd(dy, s, rows_per_group)?;
+        let group = rows_per_group * x.shape.last();
+        let mut ds = self.zeroed(OP, s.shape.clone())?;
+        if group > 0 {
+            let g = int(OP, group)?;
+            launch!(self, OP, ELEMENTWISE, "scale_rows_bwd_ds_f32",
+                launch::per_row(s.shape.numel(), group);
+                &x.data, &dy.data, &mut ds.data, &g)?;
+        }
+        Ok((dx, ds))
+    }
+
+    fn add_assign(&self, acc: &mut CudaTensor, x: &CudaTensor) -> Result<()> {
+        checks::same_shape("add_assign", &acc.shape, &x.shape)?;
+        let n = int("add_assign", x.shape.numel())?;
+        launch!(self, "add_assign", ELEMENTWISE, "add_assign_f32", launch::elementwise(n as usize);
+            &mut acc.data, &x.data, &n)
+    }
+
+    fn scale_assign(&self, x: &mut CudaTensor, s: f64) -> Result<()> {
+        let n = int("scale_assign", x.shape.numel())?;
+        let s = s as f32;
+        launch!(self, "scale_assign", ELEMENTWISE, "scale_assign_f32", launch::elementwise(n as usize);
+            &mut x.data, &s, &n)
+    }
+
+    fn sum_fwd(&self, x: &CudaTensor) -> Result<f64> {
+        self.reduce("sum_fwd", Reduction::Sum, x, x)
+    }
+
+    fn mean_fwd(&self, x: &CudaTensor) -> Result<f64> {
+        let n = x.shape.numel();
+        if n == 0 {
+            return Err(TensorError::Argument {
+                op: "mean_fwd",
+                what: "mean of an empty tensor".into(),
+            });
+        }
+        Ok(self.sum_fwd(x)? / n as f64)
+    }
+
+    fn sum_bwd(&self, shape: &Shape, dl: f64) -> Result<CudaTensor> {
+        self.full("sum_bwd", shape, dl as f32)
+    }
+
+    fn mean_bwd(&self, shape: &Shape, dl: f64) -> Result<CudaTensor> {
+        let n = shape.numel().max(1) as f64;
+        self.full("mean_bwd", shape, (dl / n) as f32)
+    }
+
+    fn sum_squares(&self, x: &CudaTensor) -> Result<f64> {
+        self.reduce("sum_squares", Reduction::SumSquares, x, x)
+    }
+
+    fn dropout_fwd(&self, x: &CudaTensor, p: f64, seed: u64) -> Result<(CudaTensor, CudaTensor)> {
+        const OP: &str = "dropout_fwd";
+        checks::drop_probability(OP, p)?;
+        let n = int(OP, x.shape.numel())?;
+        let kept = (1.0 / (1.0 - p)) as f32;
+        let mixed = mix64(seed);
+        let mut y = self.alloc(OP, x.shape.clone())?;
+        let mut keep = self.alloc(OP, x.shape.clone())?;
+        launch!(self, OP, ELEMENTWISE, "dropout_fwd_f32", launch::elementwise(n as usize);
+            &x.data, &mut y.data, &mut keep.data, &n, &mixed, &p, &kept)?;
+        Ok((y, keep))
+    }
+}

@@ -1,0 +1,65 @@
+//! `cargo xtask gpu-check`: on a machine with an NVIDIA GPU, builds with the CUDA backend,
+//! runs the CUDA tests (every op against the references, every backward against the CPU, the
+//! MiniLM parity of logits and gradients), the CUDA kernel benchmarks and a BERT-base training
+//! step benchmark, and prints one table. Sized for a few minutes on an H100.
+
+use crate::check::CUDA_FEATURES;
+use crate::{bench, cargo, run_status};
+use anyhow::{Result, bail};
+use std::path::Path;
+use std::process::Command;
+use std::time::SystemTime;
+
+/// Criterion settings that keep every benchmark short (the GPU ones take microseconds).
+const QUICK: &[&str] = &["--warm-up-time", "1", "--measurement-time", "2"];
+
+/// Whether an NVIDIA driver is installed: its /proc entry, or libcuda in the loader cache.
+fn driver_present() -> bool {
+    Path::new("/proc/driver/nvidia/version").exists()
+        || Command::new("ldconfig")
+            .arg("-p")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("libcuda.so"))
+}
+
+/// Runs the GPU checks; fails first, with a clear message, on a machine without a driver.
+pub fn run() -> Result<()> {
+    if !driver_present() {
+        bail!(
+            "no NVIDIA driver on this machine (no /proc/driver/nvidia/version, no libcuda.so \
+             in the loader cache): `cargo xtask gpu-check` needs an NVIDIA GPU. Without one, \
+             `cargo xtask test` still compiles every kernel with NVRTC and lints the CUDA code."
+        );
+    }
+    let started = SystemTime::now();
+    let tests = [
+        "test",
+        "--release",
+        "-p",
+        "prune-tensor",
+        "-p",
+        "prune-transformer",
+        "--features",
+        CUDA_FEATURES,
+        "--test",
+        "ops",
+        "--test",
+        "nvrtc",
+        "--test",
+        "cuda_parity",
+    ];
+    run_status(cargo().args(tests), "the CUDA tests")?;
+    for (package, bench) in [
+        ("prune-tensor", "cuda_ops"),
+        ("prune-transformer", "cuda_train_step"),
+    ] {
+        run_status(
+            cargo()
+                .args(["bench", "-p", package, "--features", CUDA_FEATURES])
+                .args(["--bench", bench, "--"])
+                .args(QUICK),
+            "a CUDA benchmark",
+        )?;
+    }
+    bench::report(started, None, "gpu-check-table.md")
+}
