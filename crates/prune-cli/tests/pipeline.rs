@@ -130,15 +130,22 @@ fn the_pipeline_runs_end_to_end_on_a_tiny_model() {
         "--out",
         hidden.to_str().unwrap(),
     ]);
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
-    let config: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(hidden.join("model/config.json")).unwrap(),
-    )
-    .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(hidden.join("model/config.json")).unwrap())
+            .unwrap();
     assert_eq!(config["prune_hidden_size"], 24, "{config}");
     let dir = hidden.join("model");
     let eval = prune(&["eval", "--model", dir.to_str().unwrap(), "--max-len", "64"]);
-    assert!(eval.status.success(), "{}", String::from_utf8_lossy(&eval.stderr));
+    assert!(
+        eval.status.success(),
+        "{}",
+        String::from_utf8_lossy(&eval.stderr)
+    );
     let _ = std::fs::remove_dir_all(&root);
 }
 

@@ -75,8 +75,18 @@ fn a_layer_losing_every_head_keeps_the_hidden_width() -> Result<()> {
     // Every head of layer 1 dies: all rows of V, and all input columns of the output dense,
     // which therefore zeroes every hidden row it writes.
     let l1 = "encoder.layer.1.attention.";
-    mask(&model, &mut masks, &format!("{l1}self.value.weight"), |_, _| true);
-    mask(&model, &mut masks, &format!("{l1}output.dense.weight"), |_, _| true);
+    mask(
+        &model,
+        &mut masks,
+        &format!("{l1}self.value.weight"),
+        |_, _| true,
+    );
+    mask(
+        &model,
+        &mut masks,
+        &format!("{l1}output.dense.weight"),
+        |_, _| true,
+    );
     let plan = plan_from_masks(&model, &masks)?;
     let heads = plan.get(GroupKind::Heads { layer: 1 }).unwrap();
     assert!(heads.keep.is_empty(), "{plan:?}");

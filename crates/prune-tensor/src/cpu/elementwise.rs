@@ -1,7 +1,8 @@
 //! Elementwise arithmetic, row-broadcast bias and scales, reductions and dropout on the CPU.
 
 use super::{
-    CpuBackend, PAR_MIN_ELEMENTS, ordered_sum, row_vector, rows_per_task, same_shape, sum_partials,
+    CpuBackend, PAR_MIN_ELEMENTS, ordered_sum, par_build, row_vector, rows_per_task, same_shape,
+    sum_partials,
 };
 use crate::error::{Result, TensorError, shape_error};
 use crate::rng::uniform_at;
@@ -16,25 +17,36 @@ fn zip_map<E: Element>(
     f: impl Fn(E, E) -> E + Sync,
 ) -> Result<Tensor<E>> {
     same_shape(op, a, b)?;
-    let mut data = vec![E::zero(); a.shape().numel()];
-    data.par_chunks_mut(PAR_MIN_ELEMENTS)
-        .zip(a.data().par_chunks(PAR_MIN_ELEMENTS))
-        .zip(b.data().par_chunks(PAR_MIN_ELEMENTS))
-        .for_each(|((out, xa), xb)| {
-            for ((o, &x), &y) in out.iter_mut().zip(xa).zip(xb) {
-                *o = f(x, y);
+    let (xa, xb) = (a.data(), b.data());
+    // SAFETY: each chunk is written whole, element by element.
+    let data = unsafe {
+        par_build(xa.len(), PAR_MIN_ELEMENTS, |start, out| {
+            let n = out.len();
+            for ((o, &x), &y) in out
+                .iter_mut()
+                .zip(&xa[start..start + n])
+                .zip(&xb[start..start + n])
+            {
+                o.write(f(x, y));
             }
-        });
+        })
+    };
     Tensor::new(a.shape().clone(), data)
 }
 
 /// `f(x_i)` over a tensor, in parallel.
 pub(super) fn map<E: Element>(x: &Tensor<E>, f: impl Fn(E) -> E + Sync) -> Tensor<E> {
     // Chunks rather than a per-element parallel iterator, so each inner loop vectorises.
-    let mut data = vec![E::zero(); x.shape().numel()];
-    data.par_chunks_mut(PAR_MIN_ELEMENTS)
-        .zip(x.data().par_chunks(PAR_MIN_ELEMENTS))
-        .for_each(|(out, inp)| out.iter_mut().zip(inp).for_each(|(o, &v)| *o = f(v)));
+    let xs = x.data();
+    // SAFETY: each chunk is written whole, element by element.
+    let data = unsafe {
+        par_build(xs.len(), PAR_MIN_ELEMENTS, |start, out| {
+            let n = out.len();
+            for (o, &v) in out.iter_mut().zip(&xs[start..start + n]) {
+                o.write(f(v));
+            }
+        })
+    };
     Tensor::new(x.shape().clone(), data).expect("map keeps the element count")
 }
 

@@ -1,6 +1,6 @@
 //! Row gathers with scatter-add backward, and axis permutations, on the CPU.
 
-use super::CpuBackend;
+use super::{CpuBackend, par_build, rows_per_task};
 use crate::error::{Result, shape_error};
 use crate::{Element, IndexOps, Tensor};
 use ndarray::IxDyn;
@@ -77,19 +77,22 @@ fn permute_rows<E: Element>(x: &Tensor<E>, perm: &[usize]) -> Tensor<E> {
         in_strides[i] = in_strides[i + 1] * dims[i + 1];
     }
     let out_dims: Vec<usize> = perm.iter().map(|&p| dims[p]).collect();
-    let mut out = vec![E::zero(); x.shape().numel()];
-    if inner > 0 {
-        out.par_chunks_mut(inner)
-            .enumerate()
-            .for_each(|(row, dst)| {
-                // Decompose the output row index over the output's leading dims, innermost first.
-                let (mut rest, mut offset) = (row, 0);
+    let rows = x.shape().rows();
+    let per_task = rows_per_task(rows, inner);
+    // SAFETY: each chunk holds whole rows, and every one of them is copied in.
+    let out = unsafe {
+        par_build(rows * inner, per_task * inner, |start, dst| {
+            for (j, d) in dst.chunks_exact_mut(inner).enumerate() {
+                // Decompose the output row index over the output's leading dims, innermost
+                // first.
+                let (mut rest, mut offset) = (start / inner + j, 0);
                 for i in (0..rank - 1).rev() {
                     offset += (rest % out_dims[i]) * in_strides[perm[i]];
                     rest /= out_dims[i];
                 }
-                dst.copy_from_slice(&x.data()[offset..offset + inner]);
-            });
-    }
+                d.write_copy_of_slice(&x.data()[offset..offset + inner]);
+            }
+        })
+    };
     Tensor::new(out_dims, out).expect("a permutation keeps the element count")
 }

@@ -18,6 +18,7 @@ pub use matmul::gemm_into;
 use crate::error::Result;
 use crate::{Element, Shape, Storage, Tensor};
 use std::marker::PhantomData;
+use std::mem::MaybeUninit;
 
 /// Rows per rayon task below which row-parallel ops run serially.
 const PAR_MIN_ELEMENTS: usize = 1 << 14;
@@ -84,6 +85,29 @@ fn sum_partials<E: Element>(partials: Vec<Vec<E>>, len: usize) -> Vec<E> {
         acc.iter_mut().zip(&p).for_each(|(a, &b)| *a += b);
     }
     acc
+}
+
+/// A vector of `len` elements written chunk by chunk in parallel by `fill(start, chunk)`
+/// (`start`: index of the chunk's first element, chunks of `chunk` elements), without being
+/// zeroed first: outputs of memory-bound ops then cost one pass instead of two.
+///
+/// # Safety
+/// `fill` must initialise every element of every chunk it is given.
+unsafe fn par_build<E: Element>(
+    len: usize,
+    chunk: usize,
+    fill: impl Fn(usize, &mut [MaybeUninit<E>]) + Sync + Send,
+) -> Vec<E> {
+    use rayon::prelude::*;
+    let chunk = chunk.max(1);
+    let mut v = Vec::with_capacity(len);
+    v.spare_capacity_mut()[..len]
+        .par_chunks_mut(chunk)
+        .enumerate()
+        .for_each(|(i, c)| fill(i * chunk, c));
+    // SAFETY: the caller's `fill` initialised all `len` elements.
+    unsafe { v.set_len(len) };
+    v
 }
 
 /// Chunk length (in rows of `row_len`) that splits `rows` rows into rayon tasks of a useful
