@@ -28,6 +28,43 @@ pub fn matmul_output_shape(a: &Shape, b: &Shape, t: Transpose) -> Result<Shape> 
     Ok(Shape::new(out))
 }
 
+/// The geometry of a checked (batched) matmul `op(a) · op(b)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MatmulGeometry {
+    /// Product of `a`'s leading dims.
+    pub batch: usize,
+    /// Whether `b` is 2-D, shared by every batch entry.
+    pub b_shared: bool,
+    /// Rows of each output matrix.
+    pub m: usize,
+    /// Columns of each output matrix.
+    pub n: usize,
+    /// The contracted dimension.
+    pub k: usize,
+    /// The output shape `[.., M, N]`.
+    pub out: Shape,
+}
+
+impl MatmulGeometry {
+    /// Checks the operands (see [`matmul_output_shape`]) and returns their geometry.
+    pub fn of(a: &Shape, b: &Shape, t: Transpose) -> Result<Self> {
+        let out = matmul_output_shape(a, b, t)?;
+        let (ad, od) = (a.dims(), out.dims());
+        Ok(MatmulGeometry {
+            batch: ad[..ad.len() - 2].iter().product(),
+            b_shared: b.rank() == 2,
+            m: od[od.len() - 2],
+            n: od[od.len() - 1],
+            k: if t.a() {
+                ad[ad.len() - 2]
+            } else {
+                ad[ad.len() - 1]
+            },
+            out,
+        })
+    }
+}
+
 /// Fails unless `v` is a vector as long as `x`'s last dimension (a bias, LayerNorm γ/β).
 pub fn row_vector(op: &'static str, x: &Shape, v: &Shape) -> Result<()> {
     if x.rank() >= 1 && v.dims() == [x.last()] {

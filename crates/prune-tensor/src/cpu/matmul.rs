@@ -3,9 +3,9 @@
 //! batch entry spread over rayon when both operands are batched (attention).
 
 use super::CpuBackend;
-use crate::checks::matmul_output_shape;
+use crate::checks::MatmulGeometry;
 use crate::error::{Result, shape_error};
-use crate::{Element, MatmulOps, Shape, Tensor, Transpose};
+use crate::{Element, MatmulOps, Tensor, Transpose};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
@@ -96,34 +96,8 @@ unsafe fn gemm_raw<E: Element>(
     }
 }
 
-/// The geometry of a (batched) matmul, checked against the operands' shapes.
-struct Plan {
-    batch: usize,
-    b_shared: bool,
-    m: usize,
-    n: usize,
-    k: usize,
-    out: Shape,
-}
-
-fn plan(a: &Shape, b: &Shape, t: Transpose) -> Result<Plan> {
-    let out = matmul_output_shape(a, b, t)?;
-    let (ad, od) = (a.dims(), out.dims());
-    let (m, n) = (od[od.len() - 2], od[od.len() - 1]);
-    let k = if t.a() {
-        ad[ad.len() - 2]
-    } else {
-        ad[ad.len() - 1]
-    };
-    Ok(Plan {
-        batch: ad[..ad.len() - 2].iter().product(),
-        b_shared: b.rank() == 2,
-        m,
-        n,
-        k,
-        out,
-    })
-}
+/// The geometry of a matmul.
+type Plan = MatmulGeometry;
 
 /// `op(a) · op(b)` for already-checked geometry. The output is written by GEMM directly,
 /// without being zeroed first.
@@ -200,7 +174,7 @@ fn matmul_summed<E: Element>(
 
 impl<E: Element> MatmulOps for CpuBackend<E> {
     fn matmul_fwd(&self, a: &Tensor<E>, b: &Tensor<E>, t: Transpose) -> Result<Tensor<E>> {
-        let p = plan(a.shape(), b.shape(), t)?;
+        let p = Plan::of(a.shape(), b.shape(), t)?;
         let c = matmul(a.data(), b.data(), t, &p);
         Tensor::new(p.out, c)
     }
@@ -213,7 +187,7 @@ impl<E: Element> MatmulOps for CpuBackend<E> {
         dc: &Tensor<E>,
     ) -> Result<(Tensor<E>, Tensor<E>)> {
         use Transpose::*;
-        let p = plan(a.shape(), b.shape(), t)?;
+        let p = Plan::of(a.shape(), b.shape(), t)?;
         if dc.shape() != &p.out {
             return Err(shape_error(
                 "matmul_bwd",

@@ -13,6 +13,18 @@ fn kept_channels<E: Element>(op: &'static str, x: &Tensor<E>, keep: &Tensor<E>) 
     crate::checks::keep_mask(op, keep.data().iter().map(|k| k.f64()))
 }
 
+/// `keep`, or `c` ones (stored in `ones`) when every channel is kept, so that one code path
+/// serves both.
+fn keep_or_ones<'a, E: Element>(keep: Option<&'a [E]>, c: usize, ones: &'a mut Vec<E>) -> &'a [E] {
+    match keep {
+        Some(k) => k,
+        None => {
+            *ones = vec![E::one(); c];
+            ones
+        }
+    }
+}
+
 /// LayerNorm forward over the channels where `keep` is 1 (all when `None`); output 0 at the
 /// others.
 fn forward<E: Element>(
@@ -28,14 +40,8 @@ fn forward<E: Element>(
     let rows = x.shape().rows();
     let (g, b) = (gamma.data(), beta.data());
     let (eps, inv_n) = (E::of(eps), E::one() / E::of(kept as f64));
-    let ones;
-    let k: &[E] = match keep {
-        Some(k) => k,
-        None => {
-            ones = vec![E::one(); c];
-            &ones
-        }
-    };
+    let mut ones = Vec::new();
+    let k = keep_or_ones(keep, c, &mut ones);
     let chunk = rows_per_task(rows, c);
     let mut y = vec![E::zero(); rows * c];
     let mut mean = vec![E::zero(); rows];
@@ -75,14 +81,8 @@ fn backward<E: Element>(
     let (c, rows) = (x.shape().last(), x.shape().rows());
     crate::checks::layer_norm_stats(x.shape(), stats.mean.shape(), stats.rstd.shape())?;
     let g = gamma.data();
-    let ones;
-    let k: &[E] = match keep {
-        Some(k) => k,
-        None => {
-            ones = vec![E::one(); c];
-            &ones
-        }
-    };
+    let mut ones = Vec::new();
+    let k = keep_or_ones(keep, c, &mut ones);
     let inv_n = E::one() / E::of(kept.max(1) as f64);
     let chunk = rows_per_task(rows, c);
     let mut dx = vec![E::zero(); rows * c];

@@ -5,9 +5,9 @@
 
 use super::launch::OrDevice;
 use super::{CudaBackend, CudaTensor, int};
-use crate::checks::matmul_output_shape;
+use crate::checks::MatmulGeometry;
 use crate::error::{Result, shape_error};
-use crate::{MatmulOps, Shape, Transpose};
+use crate::{MatmulOps, Transpose};
 use cudarc::cublas::sys::cublasOperation_t;
 use cudarc::cublas::{Gemm as _, GemmConfig, StridedBatchedConfig};
 use cudarc::driver::{DevicePtr, DevicePtrMut};
@@ -81,33 +81,8 @@ impl CudaBackend {
     }
 }
 
-/// The geometry of a (batched) matmul, checked against the operands' shapes.
-struct Plan {
-    batch: usize,
-    b_shared: bool,
-    m: usize,
-    n: usize,
-    k: usize,
-    out: Shape,
-}
-
-fn plan(a: &Shape, b: &Shape, t: Transpose) -> Result<Plan> {
-    let out = matmul_output_shape(a, b, t)?;
-    let (ad, od) = (a.dims(), out.dims());
-    let k = if t.a() {
-        ad[ad.len() - 2]
-    } else {
-        ad[ad.len() - 1]
-    };
-    Ok(Plan {
-        batch: ad[..ad.len() - 2].iter().product(),
-        b_shared: b.rank() == 2,
-        m: od[od.len() - 2],
-        n: od[od.len() - 1],
-        k,
-        out,
-    })
-}
+/// The geometry of a matmul.
+type Plan = MatmulGeometry;
 
 impl Plan {
     /// `op(a_i)·op(b_i)` for every batch entry with transposes `t`, folding the batch into
@@ -130,7 +105,7 @@ impl Plan {
 
 impl MatmulOps for CudaBackend {
     fn matmul_fwd(&self, a: &CudaTensor, b: &CudaTensor, t: Transpose) -> Result<CudaTensor> {
-        let p = plan(&a.shape, &b.shape, t)?;
+        let p = Plan::of(&a.shape, &b.shape, t)?;
         let mut c = self.alloc("matmul_fwd", p.out.clone())?;
         self.product("matmul_fwd", p.forward(t), &a.data, &b.data, &mut c.data)?;
         Ok(c)
@@ -145,7 +120,7 @@ impl MatmulOps for CudaBackend {
     ) -> Result<(CudaTensor, CudaTensor)> {
         use Transpose::*;
         const OP: &str = "matmul_bwd";
-        let p = plan(&a.shape, &b.shape, t)?;
+        let p = Plan::of(&a.shape, &b.shape, t)?;
         if dc.shape != p.out {
             return Err(shape_error(
                 OP,
