@@ -190,10 +190,21 @@ pub trait SoftmaxOps: Storage {
     ) -> Result<Self::Tensor>;
     /// `dx = scale · y ⊙ (dy − Σ dy ⊙ y)` given the forward output `y`.
     fn softmax_bwd(&self, y: &Self::Tensor, dy: &Self::Tensor, scale: f64) -> Result<Self::Tensor>;
+    /// In place: `x = softmax(scale · x + mask)`, what [`SoftmaxOps::softmax_fwd`] returns but
+    /// without a copy where the backend can avoid one (attention scores are large).
+    fn softmax_assign(
+        &self,
+        x: &mut Self::Tensor,
+        scale: f64,
+        mask: Option<&Self::Tensor>,
+    ) -> Result<()> {
+        *x = self.softmax_fwd(x, scale, mask)?;
+        Ok(())
+    }
 }
 
-/// Layer normalisation over the last axis.
-pub trait NormOps: Storage {
+/// Layer normalisation over the last axis (alone, or after a residual sum).
+pub trait NormOps: ElementwiseOps {
     /// `γ ⊙ (x − μ)/sqrt(σ² + eps) + β` per row; `x` `[.., C]`, `gamma`, `beta` `[C]`.
     fn layer_norm_fwd(
         &self,
@@ -231,6 +242,24 @@ pub trait NormOps: Storage {
         stats: &LayerNormStats<Self::Tensor>,
         dy: &Self::Tensor,
     ) -> Result<(Self::Tensor, Self::Tensor, Self::Tensor)>;
+    /// Inference's residual connection and LayerNorm: the LayerNorm (masked by `keep` when
+    /// given) of `x + residual`, keeping neither the sum nor the statistics. Backends may
+    /// fuse the two passes.
+    fn add_layer_norm_fwd(
+        &self,
+        x: &Self::Tensor,
+        residual: &Self::Tensor,
+        gamma: &Self::Tensor,
+        beta: &Self::Tensor,
+        keep: Option<&Self::Tensor>,
+        eps: f64,
+    ) -> Result<Self::Tensor> {
+        let sum = self.add_fwd(x, residual)?;
+        Ok(match keep {
+            Some(k) => self.masked_layer_norm_fwd(&sum, gamma, beta, k, eps)?.0,
+            None => self.layer_norm_fwd(&sum, gamma, beta, eps)?.0,
+        })
+    }
 }
 
 /// Row gathers (embeddings, picking the [CLS] token) and axis permutations (heads).

@@ -26,9 +26,11 @@ fn keep_or_ones<'a, E: Element>(keep: Option<&'a [E]>, c: usize, ones: &'a mut V
 }
 
 /// LayerNorm forward over the channels where `keep` is 1 (all when `None`); output 0 at the
-/// others.
+/// others. With `residual`, it normalises `x + residual`, summed row by row in a buffer that
+/// stays in cache instead of a tensor of its own.
 fn forward<E: Element>(
     x: &Tensor<E>,
+    residual: Option<&Tensor<E>>,
     gamma: &Tensor<E>,
     beta: &Tensor<E>,
     keep: Option<&[E]>,
@@ -49,8 +51,20 @@ fn forward<E: Element>(
     y.par_chunks_mut(chunk * c)
         .zip(x.data().par_chunks(chunk * c))
         .zip(mean.par_chunks_mut(chunk).zip(rstd.par_chunks_mut(chunk)))
-        .for_each(|((yb, xb), (mb, rb))| {
+        .enumerate()
+        .for_each(|(task, ((yb, xb), (mb, rb)))| {
+            let mut sum = vec![E::zero(); if residual.is_some() { c } else { 0 }];
             for (j, (yr, xr)) in yb.chunks_exact_mut(c).zip(xb.chunks_exact(c)).enumerate() {
+                let xr = match residual {
+                    Some(res) => {
+                        let rr = &res.data()[(task * chunk + j) * c..][..c];
+                        for ((s, &a), &b) in sum.iter_mut().zip(xr).zip(rr) {
+                            *s = a + b;
+                        }
+                        &sum[..]
+                    }
+                    None => xr,
+                };
                 let mu = lanes::dot(k, xr) * inv_n;
                 let var = lanes::sum_zip(k, xr, |k, x| k * (x - mu) * (x - mu)) * inv_n;
                 let r = E::one() / (var + eps).sqrt();
@@ -133,7 +147,7 @@ impl<E: Element> NormOps for CpuBackend<E> {
     ) -> Result<(Tensor<E>, LayerNormStats<Tensor<E>>)> {
         row_vector("layer_norm_fwd", x, gamma)?;
         row_vector("layer_norm_fwd", x, beta)?;
-        forward(x, gamma, beta, None, x.shape().last(), eps)
+        forward(x, None, gamma, beta, None, x.shape().last(), eps)
     }
 
     fn layer_norm_bwd(
@@ -158,7 +172,7 @@ impl<E: Element> NormOps for CpuBackend<E> {
         row_vector("masked_layer_norm_fwd", x, gamma)?;
         row_vector("masked_layer_norm_fwd", x, beta)?;
         let kept = kept_channels("masked_layer_norm_fwd", x, keep)?;
-        forward(x, gamma, beta, Some(keep.data()), kept, eps)
+        forward(x, None, gamma, beta, Some(keep.data()), kept, eps)
     }
 
     fn masked_layer_norm_bwd(
@@ -172,5 +186,24 @@ impl<E: Element> NormOps for CpuBackend<E> {
         row_vector("masked_layer_norm_bwd", x, gamma)?;
         let kept = kept_channels("masked_layer_norm_bwd", x, keep)?;
         backward(x, gamma, Some(keep.data()), kept, stats, dy)
+    }
+
+    fn add_layer_norm_fwd(
+        &self,
+        x: &Tensor<E>,
+        residual: &Tensor<E>,
+        gamma: &Tensor<E>,
+        beta: &Tensor<E>,
+        keep: Option<&Tensor<E>>,
+        eps: f64,
+    ) -> Result<Tensor<E>> {
+        same_shape("add_layer_norm_fwd", x, residual)?;
+        row_vector("add_layer_norm_fwd", x, gamma)?;
+        row_vector("add_layer_norm_fwd", x, beta)?;
+        let (keep, kept) = match keep {
+            Some(k) => (Some(k.data()), kept_channels("add_layer_norm_fwd", x, k)?),
+            None => (None, x.shape().last()),
+        };
+        Ok(forward(x, Some(residual), gamma, beta, keep, kept, eps)?.0)
     }
 }

@@ -28,6 +28,17 @@ impl<E: Element> SoftmaxOps for CpuBackend<E> {
         scale: f64,
         mask: Option<&Tensor<E>>,
     ) -> Result<Tensor<E>> {
+        let mut y = x.clone();
+        self.softmax_assign(&mut y, scale, mask)?;
+        Ok(y)
+    }
+
+    fn softmax_assign(
+        &self,
+        x: &mut Tensor<E>,
+        scale: f64,
+        mask: Option<&Tensor<E>>,
+    ) -> Result<()> {
         let shape = x.shape();
         if shape.rank() == 0 {
             return Err(shape_error("softmax_fwd", &[shape], "x needs a last axis"));
@@ -48,13 +59,12 @@ impl<E: Element> SoftmaxOps for CpuBackend<E> {
                 rows / shape.dims()[0].max(1)
             }
         };
-        let mut y = x.clone();
         if tk == 0 {
-            return Ok(y);
+            return Ok(());
         }
         let scale = E::of(scale);
         let chunk = rows_per_task(rows, tk);
-        y.data_mut()
+        x.data_mut()
             .par_chunks_mut(chunk * tk)
             .enumerate()
             .for_each(|(task, block)| {
@@ -64,7 +74,7 @@ impl<E: Element> SoftmaxOps for CpuBackend<E> {
                     softmax_row(row, scale, m);
                 }
             });
-        Ok(y)
+        Ok(())
     }
 
     fn softmax_bwd(&self, y: &Tensor<E>, dy: &Tensor<E>, scale: f64) -> Result<Tensor<E>> {

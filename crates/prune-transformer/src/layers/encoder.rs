@@ -133,8 +133,8 @@ impl<T: Clone> Layer<T> {
         );
         let scores = b.matmul_fwd(&q, &k, Transpose::NT)?; // [B, H, T, T]
         let scale = 1.0 / (ctx.head_dim as f64).sqrt();
-        let probs = b.softmax_fwd(&scores, scale, Some(ctx.attn_mask))?;
-        drop(scores);
+        let mut probs = scores;
+        b.softmax_assign(&mut probs, scale, Some(ctx.attn_mask))?;
         let p = if train { ctx.attention_dropout } else { 0.0 };
         let (dropped, probs_keep) = if p > 0.0 {
             let (y, keep) = b.dropout_fwd(&probs, p, site_seed(ctx.seed, 0, 0))?;
@@ -171,9 +171,10 @@ impl<T: Clone> Layer<T> {
         let a = self
             .attention_output
             .forward(b, &context, m.map(|m| &m.attention_output))?;
-        let h1 = self.attention_norm.forward(
+        let h1 = self.attention_norm.forward_residual(
             b,
-            &b.add_fwd(&a, x)?,
+            &a,
+            x,
             ctx.norm,
             m.map(|m| &m.attention_norm),
         )?;
@@ -183,7 +184,7 @@ impl<T: Clone> Layer<T> {
         let g = b.gelu_fwd(&u)?;
         let o = self.output.forward(b, &g, m.map(|m| &m.output))?;
         self.output_norm
-            .forward(b, &b.add_fwd(&o, &h1)?, ctx.norm, m.map(|m| &m.output_norm))
+            .forward_residual(b, &o, &h1, ctx.norm, m.map(|m| &m.output_norm))
     }
 
     /// Training: the layer output and a cache; `x` `[B·T, C]` is moved into the cache.

@@ -86,6 +86,21 @@ impl<T: Clone> LayerNorm<T> {
         Ok(self.run(b, x, spec, mask)?.0)
     }
 
+    /// Inference: the LayerNorm of `x + residual` (a residual connection), in one pass where
+    /// the backend fuses the two.
+    pub fn forward_residual<B: Backend<Tensor = T>>(
+        &self,
+        b: &B,
+        x: &T,
+        residual: &T,
+        spec: NormSpec<'_, T>,
+        mask: Option<&LayerNorm<Option<T>>>,
+    ) -> Result<T> {
+        let g = masked(b, &self.weight, mask.and_then(|m| m.weight.as_ref()))?;
+        let beta = masked(b, &self.bias, mask.and_then(|m| m.bias.as_ref()))?;
+        Ok(b.add_layer_norm_fwd(x, residual, &*g, &*beta, spec.keep, spec.eps)?)
+    }
+
     /// Forward keeping the input (moved in), the statistics and the kept channels.
     pub fn forward_t<B: Backend<Tensor = T>>(
         &self,
