@@ -90,7 +90,9 @@ fn permute_rows<E: Element>(x: &Tensor<E>, perm: &[usize]) -> Tensor<E> {
                     offset += (rest % out_dims[i]) * in_strides[perm[i]];
                     rest /= out_dims[i];
                 }
-                d.write_copy_of_slice(&x.data()[offset..offset + inner]);
+                for (o, &v) in d.iter_mut().zip(&x.data()[offset..offset + inner]) {
+                    o.write(v);
+                }
             }
         })
     };
