@@ -5,7 +5,7 @@
 use crate::finetune::{metrics_line, save_model, write_summary};
 use crate::inputs::{Source, evaluator, prepare};
 use crate::training::TrainArgs;
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use prune::pruners::{
     ConfigList, HeadRule, MovementPruner, MovementSettings, kept_heads, modules_of, pruned_heads,
     restore_heads,
@@ -61,7 +61,9 @@ pub struct Args {
 /// `--head-rule` values.
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
 enum Rule {
+    /// Dead if all its rows of Q, K or V, or all its columns of the output, are masked.
     Qkvo,
+    /// Dead if all its rows of V are masked.
     Value,
 }
 
@@ -94,6 +96,9 @@ fn default_config_list(d: usize, sparse_ratio: Option<f64>) -> Result<ConfigList
 
 /// `prune heads`.
 pub fn run(args: &Args) -> Result<()> {
+    if let Some(r) = args.sparse_ratio.filter(|r| !(0.0..1.0).contains(r)) {
+        bail!("--sparse-ratio must be in [0, 1), got {r}");
+    }
     let config = args.train.config()?;
     let p = prepare(&args.source, args.train.max_train, !args.dry_run)?;
     let bert = BertModel::load(CpuBackend::<f32>::new(), &p.model_dir)

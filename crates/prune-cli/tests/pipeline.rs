@@ -157,7 +157,7 @@ fn bad_input_is_one_line_and_exit_code_2() {
     let malformed = root.join("malformed.toml");
     std::fs::write(&malformed, "[heads\n").unwrap();
     let out = root.join("out");
-    let cases: [(Vec<&str>, &str); 5] = [
+    let cases: [(Vec<&str>, &str); 6] = [
         (
             vec!["eval", "--model", "/nonexistent/dir"],
             "/nonexistent/dir",
@@ -193,6 +193,16 @@ fn bad_input_is_one_line_and_exit_code_2() {
             "recipe [heads]",
         ),
         (vec!["eval", "--task", "nosuchtask"], "unknown task"),
+        (
+            vec![
+                "heads",
+                "--sparse-ratio",
+                "1.5",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            "--sparse-ratio must be in [0, 1)",
+        ),
     ];
     for (args, expected) in cases {
         let r = prune(&args);
