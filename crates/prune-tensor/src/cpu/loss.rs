@@ -1,5 +1,6 @@
 //! Cross-entropy, MSE and temperature-scaled KL divergence on the CPU.
 
+use super::softmax::softmax_row;
 use super::{CpuBackend, same_shape};
 use crate::error::{Result, TensorError};
 use crate::{Element, LossOps, Tensor};
@@ -10,15 +11,9 @@ fn softmax_rows<E: Element>(x: &Tensor<E>, temperature: f64) -> Tensor<E> {
     let k = x.shape().last().max(1);
     let inv_t = E::of(1.0 / temperature);
     let mut p = x.clone();
-    p.data_mut().par_chunks_mut(k).for_each(|row| {
-        let max = row.iter().copied().fold(E::neg_infinity(), E::max);
-        let mut sum = E::zero();
-        for v in row.iter_mut() {
-            *v = ((*v - max) * inv_t).exp_fast();
-            sum += *v;
-        }
-        row.iter_mut().for_each(|v| *v /= sum);
-    });
+    p.data_mut()
+        .par_chunks_mut(k)
+        .for_each(|row| softmax_row(row, inv_t, None));
     p
 }
 

@@ -6,7 +6,7 @@ use crate::{Element, SoftmaxOps, Tensor};
 use rayon::prelude::*;
 
 /// In place: `row = softmax(scale · row + mask)`.
-fn softmax_row<E: Element>(row: &mut [E], scale: E, mask: Option<&[E]>) {
+pub(super) fn softmax_row<E: Element>(row: &mut [E], scale: E, mask: Option<&[E]>) {
     if let Some(m) = mask {
         row.iter_mut()
             .zip(m)
