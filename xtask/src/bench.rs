@@ -90,7 +90,7 @@ pub fn report(started: SystemTime, peak_prefix: Option<&str>, file: &str) -> Res
 }
 
 /// Cargo's target directory, as `cargo metadata` reports it.
-fn target_dir() -> Result<PathBuf> {
+pub fn target_dir() -> Result<PathBuf> {
     let out = cargo()
         .args(["metadata", "--format-version", "1", "--no-deps"])
         .output()

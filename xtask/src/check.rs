@@ -2,15 +2,15 @@
 //! lints, tests, and the CUDA checks that need no GPU. Stops at the first failing step and
 //! names it.
 
-use crate::{cargo, fetch, nvrtc, run_status};
+use crate::{cargo, emulator, fetch, run_status};
 use anyhow::{Context, Result, bail};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
 /// Debian packages the build and tests need: OpenBLAS (with LAPACK) for the least-squares
 /// fit of distillation projections (ndarray-linalg). GEMMs do not use it: the CPU backend's
-/// matrix products are the pure-Rust `gemm` crate.
-const SYSTEM_PACKAGES: &[&str] = &["libopenblas-dev"];
+/// matrix products are the pure-Rust `gemm` crate. g++ builds the CUDA emulator (and brings the AddressSanitizer runtime it runs under).
+const SYSTEM_PACKAGES: &[&str] = &["libopenblas-dev", "g++"];
 
 /// The features that turn the CUDA backend on in the crates that have it.
 pub const CUDA_FEATURES: &str = "prune-tensor/cuda,prune-transformer/cuda";
@@ -63,30 +63,10 @@ pub fn run(test_args: &[String]) -> Result<()> {
         &format!("cargo {}", cuda_clippy.join(" ")),
         || run_status(cargo().args(cuda_clippy), "cargo clippy (cuda)"),
     )?;
-    let nvrtc_test = [
-        "test",
-        "-p",
-        "prune-tensor",
-        "--features",
-        "cuda",
-        "--test",
-        "nvrtc",
-    ];
     step(
-        "nvrtc",
-        &format!(
-            "cargo {} (every kernel file to PTX, no GPU)",
-            nvrtc_test.join(" ")
-        ),
-        || {
-            let lib = nvrtc::lib_dir()?;
-            run_status(
-                cargo()
-                    .args(nvrtc_test)
-                    .env("LD_LIBRARY_PATH", nvrtc::library_path_with(&lib)),
-                "the NVRTC test",
-            )
-        },
+        "cuda-emulated",
+        "cargo xtask cuda-emulated (the CUDA tests on the CPU emulator of the driver, no GPU)",
+        || emulator::run(&[]),
     )?;
     let secs = started.elapsed().as_secs_f64();
     eprintln!("\nall checks passed in {secs:.0} s");

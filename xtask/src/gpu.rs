@@ -4,6 +4,7 @@
 //! step benchmark, and prints one table. Sized for a few minutes on an H100.
 
 use crate::check::CUDA_FEATURES;
+use crate::emulator::{CUDA_PACKAGES, DEVICE_TESTS, NVRTC_TEST};
 use crate::{bench, cargo, run_status};
 use anyhow::{Result, bail};
 use std::path::Path;
@@ -28,26 +29,16 @@ pub fn run() -> Result<()> {
         bail!(
             "no NVIDIA driver on this machine (no /proc/driver/nvidia/version, no libcuda.so \
              in the loader cache): `cargo xtask gpu-check` needs an NVIDIA GPU. Without one, \
-             `cargo xtask test` still compiles every kernel with NVRTC and lints the CUDA code."
+             `cargo xtask cuda-emulated` compiles every kernel with NVRTC and runs the CUDA tests \
+             on a CPU emulator of the driver."
         );
     }
     let started = SystemTime::now();
-    let tests = [
-        "test",
-        "--release",
-        "-p",
-        "prune-tensor",
-        "-p",
-        "prune-transformer",
-        "--features",
-        CUDA_FEATURES,
-        "--test",
-        "ops",
-        "--test",
-        "nvrtc",
-        "--test",
-        "cuda_parity",
-    ];
+    let tests = ["test", "--release"]
+        .iter()
+        .chain(CUDA_PACKAGES)
+        .chain(NVRTC_TEST)
+        .chain(DEVICE_TESTS);
     run_status(cargo().args(tests), "the CUDA tests")?;
     for (package, bench) in [
         ("prune-tensor", "cuda_ops"),

@@ -3,6 +3,7 @@
 
 mod bench;
 mod check;
+mod emulator;
 mod fetch;
 mod gpu;
 mod nvrtc;
@@ -59,6 +60,13 @@ enum Task {
         #[arg(long, value_name = "WHL")]
         wheel: Option<PathBuf>,
     },
+    /// Run the CUDA backend's tests without a GPU, on the CPU emulator of the CUDA driver and
+    /// cuBLAS (built with the system C++ compiler, run under AddressSanitizer). Part of `test`.
+    CudaEmulated {
+        /// Extra arguments for `cargo test`.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
     /// Check the CUDA backend on this machine's GPU: CUDA tests, kernel and training-step
     /// benchmarks, one table. Fails with a clear message where there is no NVIDIA driver.
     GpuCheck,
@@ -74,6 +82,7 @@ fn main() -> ExitCode {
         Task::Fetch { wheel } => {
             fetch::run(wheel.as_deref()).map(|dir| println!("{}", dir.display()))
         }
+        Task::CudaEmulated { args } => emulator::run(&args),
         Task::GpuCheck => gpu::run(),
     };
     match result {

@@ -39,11 +39,11 @@ pub fn lib_dir() -> Result<PathBuf> {
     Ok(lib)
 }
 
-/// `dir` prepended to the current `LD_LIBRARY_PATH`.
-pub fn library_path_with(dir: &std::path::Path) -> std::ffi::OsString {
-    let mut paths = vec![dir.to_path_buf()];
+/// `dirs`, in order, ahead of the current `LD_LIBRARY_PATH`.
+pub fn library_path_with(dirs: &[&std::path::Path]) -> std::ffi::OsString {
+    let mut paths: Vec<std::path::PathBuf> = dirs.iter().map(|d| d.to_path_buf()).collect();
     if let Some(old) = std::env::var_os("LD_LIBRARY_PATH") {
         paths.extend(std::env::split_paths(&old));
     }
-    std::env::join_paths(paths).unwrap_or_else(|_| dir.as_os_str().to_owned())
+    std::env::join_paths(paths).unwrap_or_default()
 }
