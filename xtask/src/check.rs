@@ -13,7 +13,7 @@ use std::time::Instant;
 const SYSTEM_PACKAGES: &[&str] = &["libopenblas-dev", "g++"];
 
 /// The features that turn the CUDA backend on in the crates that have it.
-pub const CUDA_FEATURES: &str = "prune-tensor/cuda,prune-transformer/cuda";
+pub const CUDA_FEATURES: &str = "prune-tensor/cuda,prune-transformer/cuda,prune-cli/cuda";
 
 /// Runs every step; `test_args` are passed on to `cargo test`. A checkpoint of one's own
 /// given as `$PRUNE_MODEL_DIR` replaces the fetch of the default one.
@@ -51,6 +51,8 @@ pub fn run(test_args: &[String]) -> Result<()> {
         "prune-tensor",
         "-p",
         "prune-transformer",
+        "-p",
+        "prune-cli",
         "--all-targets",
         "--features",
         CUDA_FEATURES,

@@ -1,4 +1,5 @@
-//! `cargo xtask cuda-emulated`: the CUDA backend's tests (NVRTC, every op, the MiniLM parity)
+//! `cargo xtask cuda-emulated`: the CUDA backend's tests (NVRTC, every op, the MiniLM parity,
+//! `prune finetune --device cuda`)
 //! on a machine without a GPU, against the CPU emulator of libcuda and libcublas in
 //! `crates/prune-kernels/emulator/`. The emulator runs the kernel files themselves, compiled
 //! as C++ with the system compiler, and the tests run under AddressSanitizer, so a kernel that
@@ -19,12 +20,15 @@ pub const CUDA_PACKAGES: &[&str] = &[
     "prune-tensor",
     "-p",
     "prune-transformer",
+    "-p",
+    "prune-cli",
     "--features",
     CUDA_FEATURES,
 ];
 
-/// The CUDA test targets that need a device: every op, and the MiniLM parity.
-pub const DEVICE_TESTS: &[&str] = &["--test", "ops", "--test", "cuda_parity"];
+/// The CUDA test targets that need a device: every op, the MiniLM parity, and fine-tuning
+/// through `prune --device cuda`.
+pub const DEVICE_TESTS: &[&str] = &["--test", "ops", "--test", "cuda_parity", "--test", "cuda"];
 
 /// The CUDA test target that needs only NVRTC (and checks the error without a driver).
 pub const NVRTC_TEST: &[&str] = &["--test", "nvrtc"];
@@ -33,7 +37,7 @@ pub const NVRTC_TEST: &[&str] = &["--test", "nvrtc"];
 /// cuBLAS's entry points exported.
 const CXX_FLAGS: &[&str] = &[
     "-std=c++17",
-    "-O1",
+    "-O2",
     "-g",
     "-fsanitize=address",
     "-fno-omit-frame-pointer",

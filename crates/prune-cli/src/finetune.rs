@@ -1,10 +1,11 @@
 //! `prune finetune` and `prune eval`: load a checkpoint and a GLUE task, train with AdamW
 //! and a linear schedule, evaluate with the task's metrics, save the model.
 
+use crate::device::{DeviceArgs, on_device};
 use crate::inputs::{Source, copy_tokenizer, evaluator, prepare};
 use crate::training::TrainArgs;
 use anyhow::{Context, Result};
-use prune::tensor::CpuBackend;
+use prune::tensor::Backend;
 use prune::train::{Evaluation, TrainSummary, Trainer};
 use prune::transformer::{BertForSequenceClassification, BertModel};
 use std::path::{Path, PathBuf};
@@ -16,6 +17,8 @@ pub struct Args {
     source: Source,
     #[command(flatten)]
     train: TrainArgs,
+    #[command(flatten)]
+    device: DeviceArgs,
     /// Output directory: model/, checkpoints/, metrics.jsonl, summary.json.
     #[arg(long)]
     out: PathBuf,
@@ -30,15 +33,22 @@ pub struct EvalArgs {
     /// The checkpoint and the task.
     #[command(flatten)]
     pub source: Source,
+    #[command(flatten)]
+    device: DeviceArgs,
 }
 
 /// `prune finetune`.
 pub fn run(args: &Args) -> Result<()> {
+    on_device!(args.device.device, b => finetune_on(b, args))
+}
+
+/// `prune finetune` with the model on backend `b`.
+fn finetune_on<B: Backend>(b: B, args: &Args) -> Result<()> {
     let config = args.train.config()?;
     let p = prepare(&args.source, args.train.max_train, true)?;
     let task = args.source.task;
     let mut model = BertForSequenceClassification::from_pretrained(
-        CpuBackend::<f32>::new(),
+        b,
         &p.model_dir,
         task.num_labels(),
         args.train.seed,
@@ -63,8 +73,8 @@ pub fn run(args: &Args) -> Result<()> {
 }
 
 /// Saves `model` as `<out>/model` with the tokenizer of `source_dir`; returns the path.
-pub fn save_model(
-    model: &BertForSequenceClassification<CpuBackend>,
+pub fn save_model<B: Backend>(
+    model: &BertForSequenceClassification<B>,
     source_dir: &Path,
     out: &Path,
 ) -> Result<PathBuf> {
@@ -95,8 +105,13 @@ pub fn metrics_line(e: Option<&Evaluation>) -> String {
 
 /// `prune eval`.
 pub fn eval(args: &EvalArgs) -> Result<()> {
+    on_device!(args.device.device, b => eval_on(b, args))
+}
+
+/// `prune eval` with the model on backend `b`.
+fn eval_on<B: Backend>(b: B, args: &EvalArgs) -> Result<()> {
     let p = prepare(&args.source, None, false)?;
-    let bert = BertModel::load(CpuBackend::<f32>::new(), &p.model_dir)?;
+    let bert = BertModel::load(b, &p.model_dir)?;
     let model = BertForSequenceClassification::new(bert)?;
     let e = evaluator(&args.source, &p)?.evaluate(&model)?;
     println!(

@@ -3,6 +3,7 @@
 //! layout, JSON logs) so they can be run, inspected and resumed separately.
 
 mod allocator;
+mod device;
 mod distill;
 mod ffn;
 mod finetune;
@@ -117,18 +118,24 @@ struct BenchArgs {
     /// Seconds spent timing each batch size.
     #[arg(long, default_value_t = 3.0)]
     seconds: f64,
+    #[command(flatten)]
+    device: device::DeviceArgs,
 }
 
 /// `prune bench`: loads the checkpoint (a classifier is added if it has none) and prints the
 /// median latency per batch size.
 fn bench(args: &BenchArgs) -> anyhow::Result<()> {
+    device::on_device!(args.device.device, b => bench_on(b, args))
+}
+
+/// `prune bench` with the model on backend `backend`.
+fn bench_on<B: prune::tensor::Backend>(backend: B, args: &BenchArgs) -> anyhow::Result<()> {
     use prune::transformer::{BertConfig, BertForSequenceClassification, paths};
     let dir = match &args.model {
         Some(d) => paths::require_checkpoint(d.clone())?,
         None => paths::require_model_dir()?,
     };
     let labels = BertConfig::from_file(&dir.join("config.json"))?.labels();
-    let backend = prune::tensor::CpuBackend::<f32>::new();
     let model = BertForSequenceClassification::from_pretrained(backend, &dir, labels, 0)?;
     println!(
         "{}: {} parameters",

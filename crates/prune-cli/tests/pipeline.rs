@@ -2,36 +2,9 @@
 //! real tokenizer) on a few hundred SST-2 rows; every artifact exists and loads, and the
 //! final model is smaller and evaluates. Bad input gives one line and exit code 2.
 
-use prune::tensor::CpuBackend;
-use prune::transformer::{BertConfig, BertModel, paths};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn prune(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_prune"))
-        .args(args)
-        .output()
-        .expect("the prune binary runs")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("prune-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// A tiny random BERT (2 layers, hidden 32, 4 heads, FFN 64) with MiniLM's vocabulary and
-/// tokenizer, saved as a checkpoint directory.
-fn tiny_checkpoint(dir: &Path) {
-    let tokenizer = paths::require_model_dir()
-        .expect("cargo xtask fetch")
-        .join("tokenizer.json");
-    let config = BertConfig::new(30522, 32, 2, 4, 64).unwrap();
-    let model = BertModel::random(CpuBackend::<f32>::new(), config, true, false, 5).unwrap();
-    model.save(dir).unwrap();
-    std::fs::copy(tokenizer, dir.join("tokenizer.json")).unwrap();
-}
+use common::{prune, scratch, tiny_checkpoint};
 
 #[test]
 fn the_pipeline_runs_end_to_end_on_a_tiny_model() {

@@ -1,0 +1,70 @@
+//! `--device cpu|cuda[:N]`: where a command runs its model, and [`on_device!`], which runs a
+//! generic body with the backend of that device.
+
+use anyhow::Result;
+
+/// Where a model runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Device {
+    /// The CPU backend (f32).
+    Cpu,
+    /// The CUDA backend on GPU `N` (needs a build with the feature `cuda`).
+    Cuda(usize),
+}
+
+impl std::str::FromStr for Device {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "cpu" => Ok(Device::Cpu),
+            "cuda" => Ok(Device::Cuda(0)),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(Device::Cuda)
+                .ok_or_else(|| format!("`{s}` is not a device: use cpu, cuda or cuda:N")),
+        }
+    }
+}
+
+/// The `--device` flag.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct DeviceArgs {
+    /// Where the model runs: cpu, cuda (GPU 0) or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: Device,
+}
+
+/// The CUDA backend on GPU `ordinal`, or an error saying this build has none.
+#[cfg(feature = "cuda")]
+pub fn cuda_backend(ordinal: usize) -> Result<prune::tensor::CudaBackend> {
+    Ok(prune::tensor::CudaBackend::new(ordinal)?)
+}
+
+/// The CUDA backend on GPU `ordinal`, or an error saying this build has none.
+#[cfg(not(feature = "cuda"))]
+pub fn cuda_backend(ordinal: usize) -> Result<prune::tensor::CpuBackend> {
+    anyhow::bail!(
+        "--device cuda:{ordinal}: this `prune` was built without the CUDA backend; rebuild \
+         with `cargo build --release -p prune-cli --features cuda`"
+    )
+}
+
+/// Evaluates `$body` with `$b` bound to the backend of `$device` (a [`Device`]); `$body` is
+/// compiled once per backend, so it may call generic code.
+macro_rules! on_device {
+    ($device:expr, $b:ident => $body:expr) => {
+        match $device {
+            $crate::device::Device::Cpu => {
+                let $b = prune::tensor::CpuBackend::<f32>::new();
+                $body
+            }
+            $crate::device::Device::Cuda(ordinal) => {
+                let $b = $crate::device::cuda_backend(ordinal)?;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use on_device;
