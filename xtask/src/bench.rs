@@ -13,8 +13,21 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-/// Id prefix of the benchmark that measures the machine's sgemm peak.
-const PEAK_PREFIX: &str = "cpu/sgemm_peak/";
+/// The reference benchmarks of the CPU table: the sgemm peak (no bandwidth reference).
+const CPU_PEAKS: Peaks = Peaks {
+    flops: Some("cpu/sgemm_peak/"),
+    bytes: None,
+};
+
+/// Id prefixes of the benchmarks that a table's "% of peak" column divides by: one for the
+/// FLOP rates of GEMMs, one for the byte rates of memory-bound ops.
+#[derive(Clone, Copy, Debug)]
+pub struct Peaks {
+    /// The reference for rows that count FLOPs.
+    pub flops: Option<&'static str>,
+    /// The reference for rows that count bytes.
+    pub bytes: Option<&'static str>,
+}
 
 /// What one iteration of a benchmark processes.
 #[derive(Clone, Copy, Debug)]
@@ -56,24 +69,28 @@ pub fn run(args: &[String]) -> Result<()> {
             .args(args),
         "cargo bench",
     )?;
-    report(started, Some(PEAK_PREFIX), "bench-table.md")
+    report(started, CPU_PEAKS, "bench-table.md")
 }
 
-/// Prints the table of the criterion results written since `started` (with the share of the
-/// peak measured by the benchmarks whose id starts with `peak_prefix`, if given) and writes it
-/// to `target/<file>`.
-pub fn report(started: SystemTime, peak_prefix: Option<&str>, file: &str) -> Result<()> {
+/// Prints the table of the criterion results written since `started`, each rate also as a
+/// share of its reference in `peaks` (the latest result of that reference, from this run or
+/// an earlier one), and writes it to `target/<file>`.
+pub fn report(started: SystemTime, peaks: Peaks, file: &str) -> Result<()> {
     let target = target_dir()?;
     let root = target.join("criterion");
     let mut all = Vec::new();
     collect(&root, &mut all)?;
     all.sort_by_key(|r| r.written);
-    let peak = peak_prefix.map(|prefix| {
-        all.iter()
-            .rev()
-            .find(|r| r.id.starts_with(prefix))
-            .and_then(|r| Some((r.rate()?, r.id.clone(), r.written >= started)))
-    });
+    let reference = |prefix: Option<&str>| {
+        let prefix = prefix?;
+        let r = all.iter().rev().find(|r| r.id.starts_with(prefix))?;
+        Some(Reference {
+            rate: r.rate()?,
+            id: r.id.clone(),
+            this_run: r.written >= started,
+        })
+    };
+    let refs = [reference(peaks.flops), reference(peaks.bytes)];
     let this_run: Vec<&Measurement> = all.iter().filter(|r| r.written >= started).collect();
     if this_run.is_empty() {
         bail!(
@@ -81,12 +98,23 @@ pub fn report(started: SystemTime, peak_prefix: Option<&str>, file: &str) -> Res
             root.display()
         );
     }
-    let table = render(&this_run, peak.as_ref().map(Option::as_ref));
+    let table = render(&this_run, peaks, &refs);
     print!("\n{table}");
     let out = target.join(file);
     fs::write(&out, &table).with_context(|| format!("cannot write {}", out.display()))?;
     eprintln!("table written to {}", out.display());
     Ok(())
+}
+
+/// A reference rate for the "% of peak" column.
+#[derive(Debug)]
+struct Reference {
+    /// GFLOP/s or GB/s.
+    rate: f64,
+    /// The benchmark that measured it.
+    id: String,
+    /// Whether it was measured in this run.
+    this_run: bool,
 }
 
 /// Cargo's target directory, as `cargo metadata` reports it.
@@ -156,26 +184,27 @@ fn read_result(dir: &Path) -> Result<Option<Measurement>> {
     }))
 }
 
-/// The markdown table of `results`. `peak` is `None` for a table without a peak column, and
-/// `Some(p)` for one, `p` being `(GFLOP/s, id, measured in this run)` when known.
-fn render(results: &[&Measurement], peak: Option<Option<&(f64, String, bool)>>) -> String {
+/// The markdown table of `results`, with a "% of peak" column when `peaks` names any
+/// reference; `refs` are the measured references for FLOPs and for bytes, in that order.
+fn render(results: &[&Measurement], peaks: Peaks, refs: &[Option<Reference>; 2]) -> String {
     let mut s = String::new();
-    let with_peak = peak.is_some();
-    let peak = peak.flatten();
+    let with_peak = peaks.flops.is_some() || peaks.bytes.is_some();
     if with_peak {
-        s.push_str("| benchmark | median | throughput | % of sgemm peak |\n");
+        s.push_str("| benchmark | median | throughput | % of peak |\n");
         s.push_str("|---|---:|---:|---:|\n");
     } else {
         s.push_str("| benchmark | median | throughput |\n");
         s.push_str("|---|---:|---:|\n");
     }
+    let share = |reference: &Option<Reference>, rate: f64| {
+        reference
+            .as_ref()
+            .map_or(String::new(), |p| format!("{:.0} %", 100.0 * rate / p.rate))
+    };
     for r in results {
         let (rate, share) = match (r.work, r.rate()) {
-            (Some(Work::Flops(_)), Some(g)) => {
-                let share = peak.map_or(String::new(), |(p, ..)| format!("{:.0} %", 100.0 * g / p));
-                (format!("{g:.1} GFLOP/s"), share)
-            }
-            (Some(Work::Bytes(_)), Some(g)) => (format!("{g:.2} GB/s"), String::new()),
+            (Some(Work::Flops(_)), Some(g)) => (format!("{g:.1} GFLOP/s"), share(&refs[0], g)),
+            (Some(Work::Bytes(_)), Some(g)) => (format!("{g:.2} GB/s"), share(&refs[1], g)),
             _ => (String::new(), String::new()),
         };
         let time = format_ns(r.median_ns);
@@ -185,20 +214,29 @@ fn render(results: &[&Measurement], peak: Option<Option<&(f64, String, bool)>>) 
             let _ = writeln!(s, "| `{}` | {time} | {rate} |", r.id);
         }
     }
-    if !with_peak {
-        return s;
-    }
-    match peak {
-        Some((p, id, true)) => {
-            let _ = writeln!(s, "\nsgemm peak: {p:.1} GFLOP/s (`{id}`, this run).");
-        }
-        Some((p, id, false)) => {
-            let _ = writeln!(
+    let kinds = [
+        (peaks.flops, "FLOP/s", "GFLOP/s"),
+        (peaks.bytes, "bytes/s", "GB/s"),
+    ];
+    for ((prefix, what, unit), reference) in kinds.into_iter().zip(refs) {
+        let Some(prefix) = prefix else { continue };
+        let _ = match reference {
+            Some(p) => writeln!(
                 s,
-                "\nsgemm peak: {p:.1} GFLOP/s (`{id}`, from an earlier run)."
-            );
-        }
-        None => s.push_str("\nsgemm peak: not measured (run the `sgemm_peak` benchmark).\n"),
+                "\n% of peak for {what}: of {:.1} {unit} (`{}`, {}).",
+                p.rate,
+                p.id,
+                if p.this_run {
+                    "this run"
+                } else {
+                    "an earlier run"
+                }
+            ),
+            None => writeln!(
+                s,
+                "\n% of peak for {what}: not measured (no `{prefix}` result)."
+            ),
+        };
     }
     s
 }
@@ -213,5 +251,50 @@ fn format_ns(ns: f64) -> String {
         format!("{:.2} ms", ns / 1e6)
     } else {
         format!("{:.2} s", ns / 1e9)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn measured(id: &str, median_ns: f64, work: Work) -> Measurement {
+        Measurement {
+            id: id.into(),
+            median_ns,
+            work: Some(work),
+            written: SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn each_rate_is_a_share_of_its_own_reference() {
+        let gemm = measured("cuda/matmul/x", 1e6, Work::Flops(5_000_000_000));
+        let norm = measured("cuda/layer_norm/x", 1e6, Work::Bytes(1_500_000_000));
+        let peaks = Peaks {
+            flops: Some("cuda/sgemm_peak/"),
+            bytes: Some("cuda/copy_peak/"),
+        };
+        let reference = |rate: f64, id: &str| {
+            Some(Reference {
+                rate,
+                id: id.into(),
+                this_run: true,
+            })
+        };
+        let refs = [
+            reference(10_000.0, "cuda/sgemm_peak/4096"),
+            reference(3_000.0, "cuda/copy_peak/64Mi"),
+        ];
+        let table = render(&[&gemm, &norm], peaks, &refs);
+        assert!(table.contains("| 5000.0 GFLOP/s | 50 % |"), "{table}");
+        assert!(table.contains("| 1500.00 GB/s | 50 % |"), "{table}");
+        assert!(
+            table.contains("of 3000.0 GB/s (`cuda/copy_peak/64Mi`, this run)"),
+            "{table}"
+        );
+        let none = [None, None];
+        let table = render(&[&norm], peaks, &none);
+        assert!(table.contains("for bytes/s: not measured"), "{table}");
     }
 }

@@ -52,5 +52,9 @@ pub fn run() -> Result<()> {
             "a CUDA benchmark",
         )?;
     }
-    bench::report(started, None, "gpu-check-table.md")
+    let peaks = bench::Peaks {
+        flops: Some("cuda/sgemm_peak/"),
+        bytes: Some("cuda/copy_peak/"),
+    };
+    bench::report(started, peaks, "gpu-check-table.md")
 }

@@ -1,7 +1,9 @@
 //! Criterion benchmarks `cuda/<op>/<shape>` of the CUDA backend with BERT-base shapes
 //! (B=8, T=128, C=768, F=3072, H=12). Every iteration ends with a device synchronisation, so
 //! the clock measures finished work. Throughput: FLOPs for GEMMs, bytes read plus written
-//! for memory-bound kernels.
+//! for memory-bound kernels. Two references give the table its "% of peak" column:
+//! `cuda/copy_peak/…` (the driver's device-to-device copy, what the memory-bound kernels are
+//! held to) and `cuda/sgemm_peak/…` (cuBLAS on a large square SGEMM, what the GEMMs are).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use prune_tensor::rng::Rng;
@@ -32,6 +34,28 @@ fn bench(c: &mut Criterion, b: &CudaBackend, id: &str, work: Throughput, mut f: 
         })
     });
     group.finish();
+}
+
+/// Elements of the copy reference (256 MiB each way: far beyond the L2 cache).
+const COPY_ELEMENTS: usize = 64 << 20;
+/// Side of the square SGEMM reference.
+const PEAK_SIDE: usize = 4096;
+
+fn peaks(c: &mut Criterion) {
+    let b = CudaBackend::new(0).expect("the CUDA benchmarks need a GPU");
+    let mut rng = Rng::new(2);
+    let big = random(&b, &[COPY_ELEMENTS], &mut rng);
+    let bytes = Throughput::Bytes((2 * COPY_ELEMENTS * 4) as u64);
+    // Cloning a device tensor is one device-to-device copy by the driver.
+    bench(c, &b, "copy_peak/64Mi_f32", bytes, || {
+        drop(big.clone());
+    });
+    drop(big);
+    let a = random(&b, &[PEAK_SIDE, PEAK_SIDE], &mut rng);
+    let flops = Throughput::Elements((2 * PEAK_SIDE * PEAK_SIDE * PEAK_SIDE) as u64);
+    bench(c, &b, "sgemm_peak/4096x4096x4096", flops, || {
+        b.matmul_fwd(&a, &a, Transpose::NN).unwrap();
+    });
 }
 
 fn ops(c: &mut Criterion) {
@@ -90,5 +114,5 @@ fn ops(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, ops);
+criterion_group!(benches, peaks, ops);
 criterion_main!(benches);
