@@ -19,6 +19,12 @@ const CPU_PEAKS: Peaks = Peaks {
     bytes: None,
 };
 
+/// The reference benchmarks of the GPU table: cuBLAS's large SGEMM and the driver's copy.
+pub const GPU_PEAKS: Peaks = Peaks {
+    flops: Some("cuda/sgemm_peak/"),
+    bytes: Some("cuda/copy_peak/"),
+};
+
 /// Id prefixes of the benchmarks that a table's "% of peak" column divides by: one for the
 /// FLOP rates of GEMMs, one for the byte rates of memory-bound ops.
 #[derive(Clone, Copy, Debug)]
@@ -76,10 +82,13 @@ pub fn run(args: &[String]) -> Result<()> {
 /// share of its reference in `peaks` (the latest result of that reference, from this run or
 /// an earlier one), and writes it to `target/<file>`.
 pub fn report(started: SystemTime, peaks: Peaks, file: &str) -> Result<()> {
-    let target = target_dir()?;
-    let root = target.join("criterion");
+    report_from(&target_dir()?.join("criterion"), started, peaks, file)
+}
+
+/// [`report`] for the criterion results under `root` (criterion's folder, wherever it is).
+pub fn report_from(root: &Path, started: SystemTime, peaks: Peaks, file: &str) -> Result<()> {
     let mut all = Vec::new();
-    collect(&root, &mut all)?;
+    collect(root, &mut all)?;
     all.sort_by_key(|r| r.written);
     let reference = |prefix: Option<&str>| {
         let prefix = prefix?;
@@ -100,7 +109,7 @@ pub fn report(started: SystemTime, peaks: Peaks, file: &str) -> Result<()> {
     }
     let table = render(&this_run, peaks, &refs);
     print!("\n{table}");
-    let out = target.join(file);
+    let out = target_dir()?.join(file);
     fs::write(&out, &table).with_context(|| format!("cannot write {}", out.display()))?;
     eprintln!("table written to {}", out.display());
     Ok(())

@@ -52,9 +52,5 @@ pub fn run() -> Result<()> {
             "a CUDA benchmark",
         )?;
     }
-    let peaks = bench::Peaks {
-        flops: Some("cuda/sgemm_peak/"),
-        bytes: Some("cuda/copy_peak/"),
-    };
-    bench::report(started, peaks, "gpu-check-table.md")
+    bench::report(started, bench::GPU_PEAKS, "gpu-check-table.md")
 }

@@ -2,6 +2,7 @@
 //! the entry points of the pruning pipeline) in plain Rust, so it runs wherever cargo does.
 
 mod bench;
+mod bundle;
 mod check;
 mod emulator;
 mod fetch;
@@ -67,6 +68,14 @@ enum Task {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Prebuild what `gpu-check` runs, for a GPU machine without Rust: test and benchmark
+    /// executables, the checkpoint in bf16, the fixtures and run.sh, in target/gpu-bundle/.
+    GpuBundle,
+    /// Print gpu-check's table from the criterion results a bundle's run.sh left in DIR.
+    GpuTable {
+        /// The bundle run's output folder (its $OUT), or its criterion/ folder.
+        dir: PathBuf,
+    },
     /// Check the CUDA backend on this machine's GPU: CUDA tests, kernel and training-step
     /// benchmarks, one table. Fails with a clear message where there is no NVIDIA driver.
     GpuCheck,
@@ -83,6 +92,8 @@ fn main() -> ExitCode {
             fetch::run(wheel.as_deref()).map(|dir| println!("{}", dir.display()))
         }
         Task::CudaEmulated { args } => emulator::run(&args),
+        Task::GpuBundle => bundle::run(),
+        Task::GpuTable { dir } => bundle::table(&dir),
         Task::GpuCheck => gpu::run(),
     };
     match result {
