@@ -8,7 +8,7 @@
 //! `cargo xtask gpu-table DIR` then prints gpu-check's table from those results.
 
 use crate::bench::{self, target_dir};
-use crate::emulator::{CUDA_PACKAGES, NVRTC_TEST};
+use crate::emulator::{CUDA_BENCHES, CUDA_PACKAGES, NVRTC_TEST};
 use crate::{cargo, fetch, run_status};
 use anyhow::{Context, Result, bail};
 use safetensors::tensor::{Dtype, TensorView};
@@ -42,7 +42,7 @@ pub fn run() -> Result<()> {
         cargo()
             .args(["bench", "--no-run"])
             .args(CUDA_PACKAGES)
-            .args(["--bench", "cuda_ops", "--bench", "cuda_train_step"]),
+            .args(CUDA_BENCHES),
     )?);
     for (name, path) in &built {
         run_status(

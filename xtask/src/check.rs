@@ -2,6 +2,7 @@
 //! lints, tests, and the CUDA checks that need no GPU. Stops at the first failing step and
 //! names it.
 
+use crate::emulator::CUDA_PACKAGES;
 use crate::{cargo, emulator, fetch, run_status};
 use anyhow::{Context, Result, bail};
 use std::process::{Command, Stdio};
@@ -43,27 +44,16 @@ pub fn run(test_args: &[String]) -> Result<()> {
             "cargo test",
         )
     })?;
-    let cuda_clippy = [
-        "clippy",
-        "-p",
-        "prune-kernels",
-        "-p",
-        "prune-tensor",
-        "-p",
-        "prune-transformer",
-        "-p",
-        "prune-cli",
-        "--all-targets",
-        "--features",
-        CUDA_FEATURES,
-        "--",
-        "-D",
-        "warnings",
-    ];
+    let cuda_clippy: Vec<&str> = ["clippy", "-p", "prune-kernels"]
+        .iter()
+        .chain(CUDA_PACKAGES)
+        .chain(&["--all-targets", "--", "-D", "warnings"])
+        .copied()
+        .collect();
     step(
         "clippy-cuda",
         &format!("cargo {}", cuda_clippy.join(" ")),
-        || run_status(cargo().args(cuda_clippy), "cargo clippy (cuda)"),
+        || run_status(cargo().args(&cuda_clippy), "cargo clippy (cuda)"),
     )?;
     step(
         "cuda-emulated",

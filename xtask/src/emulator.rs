@@ -30,6 +30,9 @@ pub const CUDA_PACKAGES: &[&str] = &[
 /// through `prune --device cuda`.
 pub const DEVICE_TESTS: &[&str] = &["--test", "ops", "--test", "cuda_parity", "--test", "cuda"];
 
+/// The CUDA benchmarks: the kernels (`cuda/<op>/<shape>`) and a BERT-base training step.
+pub const CUDA_BENCHES: &[&str] = &["--bench", "cuda_ops", "--bench", "cuda_train_step"];
+
 /// The CUDA test target that needs only NVRTC (and checks the error without a driver).
 pub const NVRTC_TEST: &[&str] = &["--test", "nvrtc"];
 

@@ -3,8 +3,7 @@
 //! MiniLM parity of logits and gradients), the CUDA kernel benchmarks and a BERT-base training
 //! step benchmark, and prints one table. Sized for a few minutes on an H100.
 
-use crate::check::CUDA_FEATURES;
-use crate::emulator::{CUDA_PACKAGES, DEVICE_TESTS, NVRTC_TEST};
+use crate::emulator::{CUDA_BENCHES, CUDA_PACKAGES, DEVICE_TESTS, NVRTC_TEST};
 use crate::{bench, cargo, run_status};
 use anyhow::{Result, bail};
 use std::path::Path;
@@ -40,17 +39,14 @@ pub fn run() -> Result<()> {
         .chain(NVRTC_TEST)
         .chain(DEVICE_TESTS);
     run_status(cargo().args(tests), "the CUDA tests")?;
-    for (package, bench) in [
-        ("prune-tensor", "cuda_ops"),
-        ("prune-transformer", "cuda_train_step"),
-    ] {
-        run_status(
-            cargo()
-                .args(["bench", "-p", package, "--features", CUDA_FEATURES])
-                .args(["--bench", bench, "--"])
-                .args(QUICK),
-            "a CUDA benchmark",
-        )?;
-    }
+    run_status(
+        cargo()
+            .arg("bench")
+            .args(CUDA_PACKAGES)
+            .args(CUDA_BENCHES)
+            .arg("--")
+            .args(QUICK),
+        "the CUDA benchmarks",
+    )?;
     bench::report(started, bench::GPU_PEAKS, "gpu-check-table.md")
 }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{prune, scratch, tiny_checkpoint};
+use common::{prune_ok, scratch, tiny_checkpoint};
 use prune::data::default_glue_dir;
 use std::path::Path;
 
@@ -20,12 +20,9 @@ fn small_sst2(dir: &Path, train: usize, dev: usize) {
     }
 }
 
-/// `prune finetune` of `model` on the SST-2 rows of `data`, on `device`, into `out`; returns
-/// summary.json.
-fn finetune(model: &Path, data: &Path, device: &str, out: &Path) -> serde_json::Value {
-    let run = prune(&[
-        "finetune",
-        "--quiet",
+/// The flags that put `prune` on `device` with `model` and the SST-2 rows of `data`.
+fn on<'a>(device: &'a str, model: &'a Path, data: &'a Path) -> [&'a str; 8] {
+    [
         "--device",
         device,
         "--model",
@@ -34,42 +31,24 @@ fn finetune(model: &Path, data: &Path, device: &str, out: &Path) -> serde_json::
         data.to_str().unwrap(),
         "--max-len",
         "48",
-        "--batch-size",
-        "16",
-        "--max-steps",
-        "4",
-        "--lr",
-        "1e-3",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(
-        run.status.success(),
-        "{device}: {}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    ]
+}
+
+/// `prune finetune` of `model` on the SST-2 rows of `data`, on `device`, into `out`; returns
+/// summary.json.
+fn finetune(model: &Path, data: &Path, device: &str, out: &Path) -> serde_json::Value {
+    let mut args = vec!["finetune", "--quiet", "--out", out.to_str().unwrap()];
+    args.extend(on(device, model, data));
+    args.extend(["--batch-size", "16", "--max-steps", "4", "--lr", "1e-3"]);
+    prune_ok(&args);
     serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap()
 }
 
 /// The dev loss `prune eval` prints for `model` on the SST-2 rows of `data`, on `device`.
 fn eval_loss(model: &Path, data: &Path, device: &str) -> f64 {
-    let run = prune(&[
-        "eval",
-        "--device",
-        device,
-        "--model",
-        model.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--max-len",
-        "48",
-    ]);
-    let text = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let mut args = vec!["eval"];
+    args.extend(on(device, model, data));
+    let text = prune_ok(&args);
     let loss = text
         .split("loss ")
         .nth(1)

@@ -13,6 +13,18 @@ pub fn prune(args: &[&str]) -> Output {
         .expect("the prune binary runs")
 }
 
+/// Runs the `prune` binary with `args` and asserts that it succeeds; returns its stdout.
+pub fn prune_ok(args: &[&str]) -> String {
+    let run = prune(args);
+    assert!(
+        run.status.success(),
+        "prune {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    String::from_utf8_lossy(&run.stdout).into_owned()
+}
+
 /// A fresh scratch directory for test `name`.
 pub fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("prune-cli-{name}-{}", std::process::id()));
