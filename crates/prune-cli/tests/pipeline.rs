@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{prune, scratch, tiny_checkpoint};
+use common::{prune, prune_ok, scratch, tiny_checkpoint};
 
 #[test]
 fn the_pipeline_runs_end_to_end_on_a_tiny_model() {
@@ -36,28 +36,15 @@ fn the_pipeline_runs_end_to_end_on_a_tiny_model() {
     for s in &sets {
         args.extend(["--set", s]);
     }
-    let run = prune(&args);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    prune_ok(&args);
 
     for file in ["report.json", "report.md", "report.svg", "recipe.toml"] {
         assert!(out.join(file).is_file(), "{file}");
     }
     for stage in ["finetune", "heads", "distill", "ffn"] {
         let dir = out.join(stage).join("model");
-        let eval = prune(&["eval", "--model", dir.to_str().unwrap(), "--max-len", "64"]);
-        assert!(
-            eval.status.success(),
-            "{stage}: {}",
-            String::from_utf8_lossy(&eval.stderr)
-        );
-        assert!(
-            String::from_utf8_lossy(&eval.stdout).contains("accuracy"),
-            "{stage}"
-        );
+        let eval = prune_ok(&["eval", "--model", dir.to_str().unwrap(), "--max-len", "64"]);
+        assert!(eval.contains("accuracy"), "{stage}");
     }
     assert!(out.join("heads/masks.safetensors").is_file());
     assert!(out.join("ffn/plan.json").is_file());
@@ -81,7 +68,7 @@ fn the_pipeline_runs_end_to_end_on_a_tiny_model() {
     // model evaluates.
     let (teacher, student) = (out.join("finetune/model"), out.join("ffn/model"));
     let hidden = root.join("hidden");
-    let run = prune(&[
+    prune_ok(&[
         "hidden",
         "--quiet",
         "--teacher",
@@ -103,22 +90,12 @@ fn the_pipeline_runs_end_to_end_on_a_tiny_model() {
         "--out",
         hidden.to_str().unwrap(),
     ]);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(hidden.join("model/config.json")).unwrap())
             .unwrap();
     assert_eq!(config["prune_hidden_size"], 24, "{config}");
     let dir = hidden.join("model");
-    let eval = prune(&["eval", "--model", dir.to_str().unwrap(), "--max-len", "64"]);
-    assert!(
-        eval.status.success(),
-        "{}",
-        String::from_utf8_lossy(&eval.stderr)
-    );
+    prune_ok(&["eval", "--model", dir.to_str().unwrap(), "--max-len", "64"]);
     let _ = std::fs::remove_dir_all(&root);
 }
 
