@@ -28,6 +28,15 @@ impl std::str::FromStr for Device {
     }
 }
 
+impl std::fmt::Display for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Device::Cpu => f.write_str("cpu"),
+            Device::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
 /// The `--device` flag.
 #[derive(clap::Args, Debug, Clone, Copy)]
 pub struct DeviceArgs {

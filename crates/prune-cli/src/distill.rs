@@ -2,12 +2,13 @@
 //! distillation and hidden-state losses under a dynamic layer mapping (NNI's rule by default,
 //! CoFi's ordered rule by option).
 
+use crate::device::{DeviceArgs, on_device};
 use crate::finetune::{metrics_line, save_model, write_summary};
 use crate::inputs::{Source, evaluator, prepare};
 use crate::training::TrainArgs;
 use anyhow::{Context, Result};
 use prune::distill::{DistillConfig, Distiller, LayerMapping};
-use prune::tensor::CpuBackend;
+use prune::tensor::Backend;
 use prune::train::Trainer;
 use prune::transformer::{BertForSequenceClassification, BertModel};
 use std::path::{Path, PathBuf};
@@ -29,6 +30,8 @@ pub struct Args {
     source: Source,
     #[command(flatten)]
     train: TrainArgs,
+    #[command(flatten)]
+    device: DeviceArgs,
     /// The fine-tuned teacher checkpoint.
     #[arg(long)]
     teacher: PathBuf,
@@ -52,10 +55,9 @@ pub struct Args {
     temperature: f64,
 }
 
-/// Loads a classification checkpoint.
-pub fn load_classifier(dir: &Path) -> Result<BertForSequenceClassification<CpuBackend>> {
-    let bert = BertModel::load(CpuBackend::<f32>::new(), dir)
-        .with_context(|| format!("loading {}", dir.display()))?;
+/// Loads a classification checkpoint onto backend `b`.
+pub fn load_classifier<B: Backend>(b: B, dir: &Path) -> Result<BertForSequenceClassification<B>> {
+    let bert = BertModel::load(b, dir).with_context(|| format!("loading {}", dir.display()))?;
     Ok(BertForSequenceClassification::new(bert)?)
 }
 
@@ -76,10 +78,15 @@ fn config(args: &Args) -> DistillConfig {
 
 /// `prune distill`.
 pub fn run(args: &Args) -> Result<()> {
+    on_device!(args.device.device, b => run_on(b, args))
+}
+
+/// `prune distill` with teacher and student on backend `b`.
+fn run_on<B: Backend>(b: B, args: &Args) -> Result<()> {
     let train_config = args.train.config()?;
     let p = prepare(&args.source, args.train.max_train, true)?;
-    let teacher = load_classifier(&args.teacher)?;
-    let mut student = load_classifier(&p.model_dir)?;
+    let teacher = load_classifier(b.clone(), &args.teacher)?;
+    let mut student = load_classifier(b, &p.model_dir)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let distiller =

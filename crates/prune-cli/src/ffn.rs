@@ -2,6 +2,7 @@
 //! distilling from the teacher: every `interval` steps a round ranks neurons, cuts the live
 //! student (parameters truly removed, optimizer moments sliced) and distillation goes on.
 
+use crate::device::{DeviceArgs, on_device};
 use crate::distill::load_classifier;
 use crate::finetune::{metrics_line, save_model, write_summary};
 use crate::inputs::{Source, evaluator, prepare};
@@ -9,7 +10,7 @@ use crate::training::TrainArgs;
 use anyhow::{Context, Result, bail};
 use prune::distill::{DistillConfig, Distiller, IterativeConfig, IterativePruning};
 use prune::pruners::ffn_sparse_ratios;
-use prune::tensor::CpuBackend;
+use prune::tensor::Backend;
 use prune::train::{Callback, Optimizer, StepInfo, Trainer};
 use prune::transformer::BertForSequenceClassification;
 use std::path::PathBuf;
@@ -23,6 +24,8 @@ pub struct Args {
     source: Source,
     #[command(flatten)]
     train: TrainArgs,
+    #[command(flatten)]
+    device: DeviceArgs,
     /// The fine-tuned teacher checkpoint.
     #[arg(long)]
     teacher: PathBuf,
@@ -53,12 +56,12 @@ struct RoundClock {
     segments: Vec<f64>,
 }
 
-impl Callback<CpuBackend> for RoundClock {
+impl<B: Backend> Callback<B> for RoundClock {
     fn after_step(
         &mut self,
         info: &StepInfo,
-        _: &mut BertForSequenceClassification<CpuBackend>,
-        _: &mut Optimizer<prune::tensor::Tensor<f32>>,
+        _: &mut BertForSequenceClassification<B>,
+        _: &mut Optimizer<B::Tensor>,
     ) -> prune::train::Result<()> {
         let now = Instant::now();
         if let Some(t) = self.last.replace(now) {
@@ -78,13 +81,18 @@ impl Callback<CpuBackend> for RoundClock {
 
 /// `prune ffn`.
 pub fn run(args: &Args) -> Result<()> {
+    on_device!(args.device.device, b => run_on(b, args))
+}
+
+/// `prune ffn` with teacher and student on backend `b`.
+fn run_on<B: Backend>(b: B, args: &Args) -> Result<()> {
     let mut train_config = args.train.config()?;
     if train_config.eval_every.is_none() {
         train_config.eval_every = Some(args.interval);
     }
     let p = prepare(&args.source, args.train.max_train, true)?;
-    let teacher = load_classifier(&args.teacher)?;
-    let mut student = load_classifier(&p.model_dir)?;
+    let teacher = load_classifier(b.clone(), &args.teacher)?;
+    let mut student = load_classifier(b, &p.model_dir)?;
     let ffn = match args.ffn_ratio {
         Some(r) => vec![r],
         None => {

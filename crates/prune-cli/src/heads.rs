@@ -2,6 +2,7 @@
 //! Q/K/V/O in head-sized blocks, soft mode with a regulariser), then speedup surgery that
 //! removes every dead head; the shrunk model is evaluated and saved with its masks and plan.
 
+use crate::device::{DeviceArgs, on_device};
 use crate::finetune::{metrics_line, save_model, write_summary};
 use crate::inputs::{Source, evaluator, prepare};
 use crate::training::TrainArgs;
@@ -11,7 +12,7 @@ use prune::pruners::{
     restore_heads,
 };
 use prune::speedup::{ModelStats, apply, plan_from_masks};
-use prune::tensor::CpuBackend;
+use prune::tensor::Backend;
 use prune::train::Trainer;
 use prune::transformer::{BertForSequenceClassification, BertModel};
 use std::path::PathBuf;
@@ -23,6 +24,8 @@ pub struct Args {
     source: Source,
     #[command(flatten)]
     train: TrainArgs,
+    #[command(flatten)]
+    device: DeviceArgs,
     /// Output directory: model/ (the shrunk model), masks.safetensors, plan.json,
     /// metrics.jsonl, summary.json.
     #[arg(long)]
@@ -99,9 +102,14 @@ pub fn run(args: &Args) -> Result<()> {
     if let Some(r) = args.sparse_ratio.filter(|r| !(0.0..1.0).contains(r)) {
         bail!("--sparse-ratio must be in [0, 1), got {r}");
     }
+    on_device!(args.device.device, b => run_on(b, args))
+}
+
+/// `prune heads` with the model on backend `b`.
+fn run_on<B: Backend>(b: B, args: &Args) -> Result<()> {
     let config = args.train.config()?;
     let p = prepare(&args.source, args.train.max_train, !args.dry_run)?;
-    let bert = BertModel::load(CpuBackend::<f32>::new(), &p.model_dir)
+    let bert = BertModel::load(b, &p.model_dir)
         .with_context(|| format!("loading the fine-tuned model {}", p.model_dir.display()))?;
     let mut model = BertForSequenceClassification::new(bert)?;
     let list = match &args.config_list {

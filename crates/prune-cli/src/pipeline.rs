@@ -3,6 +3,7 @@
 //! own artifacts under the run directory, then the report (teacher vs final: metric,
 //! parameters, FLOPs, latency measured in this process, per-stage wall time and speed).
 
+use crate::device::{DeviceArgs, on_device};
 use crate::distill::load_classifier;
 use crate::inputs::{Source, evaluator, prepare};
 use crate::latency::{self, Latency};
@@ -10,7 +11,7 @@ use crate::report::{FinalSummary, ModelSummary, Report, StageSummary};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use prune::speedup::ModelStats;
-use prune::tensor::CpuBackend;
+use prune::tensor::Backend;
 use prune::transformer::BertForSequenceClassification;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -58,6 +59,9 @@ pub struct Args {
     /// No progress bars.
     #[arg(long)]
     quiet: bool,
+    /// Every stage, the evaluations and the latency figures run here.
+    #[command(flatten)]
+    device: DeviceArgs,
 }
 
 /// A recipe: flags per stage.
@@ -148,6 +152,7 @@ fn stage_argv(
         argv.extend(["--data".into(), path(d)]);
     }
     argv.extend(["--out".into(), path(out)]);
+    argv.extend(["--device".into(), args.device.device.to_string()]);
     if args.quiet {
         argv.push("--quiet".into());
     }
@@ -177,16 +182,17 @@ fn source(args: &Args, r: &Recipe, model: &Path) -> Result<Source> {
 }
 
 /// A stage's model with its metric and statistics.
-struct Measured {
-    model: BertForSequenceClassification<CpuBackend>,
+struct Measured<B: Backend> {
+    model: BertForSequenceClassification<B>,
     metric: f64,
     stats: ModelStats,
 }
 
-fn measure(args: &Args, r: &Recipe, dir: &Path) -> Result<Measured> {
+/// Loads the model saved in `dir` onto backend `b` and evaluates it.
+fn measure<B: Backend>(b: &B, args: &Args, r: &Recipe, dir: &Path) -> Result<Measured<B>> {
     let src = source(args, r, dir)?;
     let p = prepare(&src, None, false)?;
-    let model = load_classifier(dir)?;
+    let model = load_classifier(b.clone(), dir)?;
     let metric = evaluator(&src, &p)?.evaluate(&model)?.main();
     let b = &model.bert;
     let stats = ModelStats::of(
@@ -213,6 +219,11 @@ fn examples_per_second(dir: &Path) -> f64 {
 
 /// `prune pipeline`.
 pub fn run(args: &Args) -> Result<()> {
+    on_device!(args.device.device, b => run_on(&b, args))
+}
+
+/// `prune pipeline` with every model on backend `b`.
+fn run_on<B: Backend>(b: &B, args: &Args) -> Result<()> {
     let r = recipe(args)?;
     let out = args.out.clone().unwrap_or_else(|| {
         let secs = std::time::SystemTime::now()
@@ -254,7 +265,7 @@ pub fn run(args: &Args) -> Result<()> {
         crate::run(crate::Cli::try_parse_from(&argv)?).with_context(|| format!("stage {stage}"))?;
         let seconds = stage_start.elapsed().as_secs_f64();
         let saved = dir.join("model");
-        let m = measure(args, &r, &saved)?;
+        let m = measure(b, args, &r, &saved)?;
         stages.push(StageSummary {
             name: stage.to_string(),
             metric: m.metric,
@@ -275,8 +286,8 @@ pub fn run(args: &Args) -> Result<()> {
         model.context("no final model")?,
     );
     let (t, f) = (
-        measure(args, &r, &teacher_dir)?,
-        measure(args, &r, &final_dir)?,
+        measure(b, args, &r, &teacher_dir)?,
+        measure(b, args, &r, &final_dir)?,
     );
     let budget = Duration::from_secs_f64(args.latency_seconds.max(0.0));
     // Teacher and final model are timed alternately, so that load hits both alike.

@@ -1,6 +1,7 @@
 //! `--device cuda` through the `prune` binary (feature `cuda`; a missing GPU is a failure):
-//! fine-tuning a tiny BERT on the first SST-2 rows on the GPU follows the same run on the CPU,
-//! and the GPU's checkpoint evaluates on either device to the same figures.
+//! fine-tuning a tiny BERT on the first SST-2 rows on the GPU follows the same run on the CPU;
+//! pruning it on the GPU (heads, then the FFN while distilling) removes what it should; and
+//! every checkpoint the GPU writes evaluates on either device to the same figures.
 #![cfg(feature = "cuda")]
 
 mod common;
@@ -57,35 +58,104 @@ fn eval_loss(model: &Path, data: &Path, device: &str) -> f64 {
         .unwrap_or_else(|| panic!("no loss in `{text}`"))
 }
 
+/// Asserts that `model` evaluates to the same dev loss on the CPU and on the GPU.
+fn evaluates_alike(model: &Path, data: &Path) {
+    let (on_cpu, on_gpu) = (
+        eval_loss(model, data, "cpu"),
+        eval_loss(model, data, "cuda"),
+    );
+    let rel = (on_cpu - on_gpu).abs() / on_cpu.abs().max(1e-6);
+    assert!(rel <= 1e-3, "{}: {on_cpu} vs {on_gpu}", model.display());
+}
+
+/// The JSON config of the checkpoint in `dir`.
+fn config(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap()
+}
+
 #[test]
-fn finetuning_on_the_gpu_follows_the_cpu() {
+fn finetuning_and_pruning_on_the_gpu() {
     let root = scratch("cuda");
     let model = root.join("tiny");
     tiny_checkpoint(&model);
     let data = root.join("glue");
     small_sst2(&data, 96, 64);
+
+    // Fine-tuning follows the CPU run.
     let cpu = finetune(&model, &data, "cpu", &root.join("cpu"));
     let gpu = finetune(&model, &data, "cuda", &root.join("gpu"));
     assert_eq!(cpu["steps"], gpu["steps"]);
     assert_eq!(cpu["examples"], gpu["examples"]);
-    let rel = |a: f64, b: f64| (a - b).abs() / a.abs().max(1e-6);
-    let (c, g) = (&cpu["final_loss"], &gpu["final_loss"]);
-    let train = rel(c.as_f64().unwrap(), g.as_f64().unwrap());
+    let rel = |a: &serde_json::Value, b: &serde_json::Value| {
+        let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
+        (a - b).abs() / a.abs().max(1e-6)
+    };
+    let train = rel(&cpu["final_loss"], &gpu["final_loss"]);
     assert!(
         train <= 1e-3,
-        "training loss differs by {train:e} (relative): {c} vs {g}"
+        "training loss differs by {train:e} (relative)"
     );
-    let (c, g) = (&cpu["evaluation"], &gpu["evaluation"]);
-    let loss = rel(c["loss"].as_f64().unwrap(), g["loss"].as_f64().unwrap());
-    assert!(
-        loss <= 1e-3,
-        "dev loss differs by {loss:e} (relative): {c} vs {g}"
+    let dev = rel(&cpu["evaluation"]["loss"], &gpu["evaluation"]["loss"]);
+    assert!(dev <= 1e-3, "dev loss differs by {dev:e} (relative)");
+    let teacher = root.join("gpu").join("model");
+    evaluates_alike(&teacher, &data);
+
+    // Half the heads of every layer, then three quarters of the FFN in two rounds.
+    let heads = root.join("heads");
+    let mut args = vec!["heads", "--quiet", "--out", heads.to_str().unwrap()];
+    args.extend(on("cuda", &teacher, &data));
+    args.extend([
+        "--sparse-ratio",
+        "0.5",
+        "--max-steps",
+        "6",
+        "--warmup-steps",
+        "1",
+    ]);
+    args.extend([
+        "--cooldown-step",
+        "4",
+        "--score-lr",
+        "0.5",
+        "--batch-size",
+        "16",
+    ]);
+    prune_ok(&args);
+    let ffn = root.join("ffn");
+    let student = heads.join("model");
+    let mut args = vec!["ffn", "--quiet", "--out", ffn.to_str().unwrap()];
+    args.extend(on("cuda", &student, &data));
+    args.extend([
+        "--teacher",
+        teacher.to_str().unwrap(),
+        "--ffn-ratio",
+        "0.75",
+    ]);
+    args.extend([
+        "--max-steps",
+        "4",
+        "--interval",
+        "2",
+        "--rounds",
+        "2",
+        "--batch-size",
+        "16",
+    ]);
+    prune_ok(&args);
+    let pruned = ffn.join("model");
+    let c = config(&pruned);
+    assert_eq!(
+        c["prune_layer_intermediate"],
+        serde_json::json!([16, 16]),
+        "{c}"
     );
-    let trained = root.join("gpu").join("model");
-    let (on_cpu, on_gpu) = (
-        eval_loss(&trained, &data, "cpu"),
-        eval_loss(&trained, &data, "cuda"),
-    );
-    assert!(rel(on_cpu, on_gpu) <= 1e-3, "{on_cpu} vs {on_gpu}");
+    for layer in ["0", "1"] {
+        assert_eq!(
+            c["pruned_heads"][layer].as_array().map(Vec::len),
+            Some(2),
+            "{c}"
+        );
+    }
+    evaluates_alike(&pruned, &data);
     let _ = std::fs::remove_dir_all(&root);
 }
