@@ -10,7 +10,7 @@ use crate::bench::target_dir;
 use crate::check::CUDA_FEATURES;
 use crate::{cargo, nvrtc, run_status, workspace_root};
 use anyhow::{Context, Result, bail};
-use prune_kernels::{ALL, COL_SUM_ROWS, KernelFile};
+use prune_kernels::{ALL, KernelFile};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -119,10 +119,11 @@ fn translation_unit(file: &KernelFile, kernels_dir: &Path) -> String {
         .map(|k| format!("    {{\"{k}\", &emu::entry<&{k}>}},\n"))
         .collect();
     format!(
-        "#include \"device.h\"\n#define COL_SUM_ROWS {COL_SUM_ROWS}\n#line 1 \"{common}\"\n{}\n\
+        "#include \"device.h\"\n{}#line 1 \"{common}\"\n{}\n\
          #line 1 \"{source}\"\n{}\n\
          static const emu::Kernel kernels[] = {{\n{entries}}};\n\
          static emu::Registration registration(kernels, {count});\n",
+        prune_kernels::constants(),
         prune_kernels::COMMON,
         file.source,
         common = kernels_dir.join("common.cuh").display(),

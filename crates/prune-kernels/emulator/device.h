@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stddef.h>
 #include <string.h>
+#include <algorithm>
 #include <utility>
 
 struct dim3 {
@@ -60,6 +61,10 @@ void entry(void** params) {
 #define __device__
 #define __forceinline__ inline
 #define __shared__ static
+
+// CUDA's integer min and max.
+using std::max;
+using std::min;
 
 inline void __syncthreads() { emu::sync_block(); }
 

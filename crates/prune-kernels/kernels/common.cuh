@@ -36,14 +36,19 @@ template <typename T, typename Op> __device__ T block_reduce(T v, Op op, T ident
 template <typename T> __device__ __forceinline__ T block_sum(T v) { return block_reduce(v, SumOp(), T(0)); }
 __device__ __forceinline__ float block_max(float v) { return block_reduce(v, MaxOp(), NEG_INF_F); }
 
-// Σ_r term(r) over `rows` rows for the column of this thread (block (32, COL_SUM_ROWS), one
-// block per 32 columns; COL_SUM_ROWS is defined by the loader). Thread row y adds rows y, y + COL_SUM_ROWS, ... in order, then the
-// partials are added in a fixed order: no atomics, reproducible. The total is valid in the
-// threads with threadIdx.y == 0.
+// Σ_r term(r) for the column of this thread over this block's chunk of rows: block
+// (32, COL_SUM_ROWS) covers 32 columns (blockIdx.x) and rows [blockIdx.y · COL_SUM_CHUNK,
+// + COL_SUM_CHUNK) ∩ [0, rows); both constants are defined by the loader. Thread row y adds
+// the chunk's rows y, y + COL_SUM_ROWS, ... in order, then the partials are added in a fixed
+// order: no atomics, reproducible. The total is valid in the threads with threadIdx.y == 0;
+// each block writes it to its row of a [gridDim.y, c] partials array, which
+// `column_totals_f32` (reduce.cu) folds in chunk order.
 template <typename F> __device__ float column_sum(int rows, F term) {
     __shared__ float part[COL_SUM_ROWS][33];
+    const int start = blockIdx.y * COL_SUM_CHUNK;
+    const int end = min(rows, start + COL_SUM_CHUNK);
     float acc = 0.f;
-    for (int r = threadIdx.y; r < rows; r += COL_SUM_ROWS) acc += term(r);
+    for (int r = start + threadIdx.y; r < end; r += COL_SUM_ROWS) acc += term(r);
     __syncthreads();
     part[threadIdx.y][threadIdx.x] = acc;
     __syncthreads();

@@ -37,11 +37,12 @@ extern "C" __global__ void add_bias_fwd_f32(const float* x, const float* bias, f
     FOR_EACH(i, n) y[i] = x[i] + bias[i % c];
 }
 
-// db[j] = Σ_r dy[r, j]. Launch: block (32, COL_SUM_ROWS), grid ceil(c / 32); `=` into db.
-extern "C" __global__ void add_bias_bwd_f32(const float* dy, float* db, int rows, int c) {
+// Partials of db[j] = Σ_r dy[r, j], one row of `partial` [chunks, c] per chunk of rows.
+// Launch: block (32, COL_SUM_ROWS), grid (ceil(c / 32), chunks); `=` into partial.
+extern "C" __global__ void add_bias_bwd_f32(const float* dy, float* partial, int rows, int c) {
     const int col = blockIdx.x * 32 + threadIdx.x;
     const float total = column_sum(rows, [&](int r) { return col < c ? dy[(size_t)r * c + col] : 0.f; });
-    if (threadIdx.y == 0 && col < c) db[col] = total;
+    if (threadIdx.y == 0 && col < c) partial[(size_t)blockIdx.y * c + col] = total;
 }
 
 // y = x ⊙ s[i / group]: each contiguous group of `group` elements scaled by one factor.

@@ -1,7 +1,8 @@
 // norm.cu: LayerNorm over the last axis, optionally over the kept channels only (keep [c] of
 // 0/1, read when has_keep; inv_n = 1 / kept count). Contiguous f32 x [rows, c]; outputs `=`.
 // Forward and dx: one block per row (blockDim a multiple of 32, ≤ 1024, threads stride over c),
-// two-pass statistics. dγ, dβ: column sums, block (32, COL_SUM_ROWS), grid ceil(c / 32).
+// two-pass statistics. dγ, dβ: column sums by chunks of rows (common.cuh's column_sum),
+// folded after by `column_totals_f32`.
 
 #define KEEP(i) (has_keep ? keep[i] : 1.f)
 
@@ -48,7 +49,8 @@ extern "C" __global__ void layer_norm_bwd_dx_f32(const float* x, const float* ga
     }
 }
 
-// dγ[j] = Σ_r dyk[r, j] · x̂[r, j], dβ[j] = Σ_r dyk[r, j].
+// Partials, per chunk of rows, of dγ[j] = Σ_r dyk[r, j] · x̂[r, j] and dβ[j] = Σ_r dyk[r, j]
+// ([chunks, c] each). Launch: block (32, COL_SUM_ROWS), grid (ceil(c / 32), chunks).
 extern "C" __global__ void layer_norm_bwd_params_f32(const float* x, const float* keep, int has_keep,
                                                      const float* mean, const float* rstd, const float* dy,
                                                      float* dgamma, float* dbeta, int rows, int c) {
@@ -61,7 +63,7 @@ extern "C" __global__ void layer_norm_bwd_params_f32(const float* x, const float
     });
     const float db = column_sum(rows, [&](int r) { return in ? dy[(size_t)r * c + col] * k : 0.f; });
     if (threadIdx.y == 0 && in) {
-        dgamma[col] = dg;
-        dbeta[col] = db;
+        dgamma[(size_t)blockIdx.y * c + col] = dg;
+        dbeta[(size_t)blockIdx.y * c + col] = db;
     }
 }

@@ -13,6 +13,11 @@ pub const COMMON: &str = include_str!("../kernels/common.cuh");
 /// with blocks of `(32, COL_SUM_ROWS)` threads. Defined for the kernels by [`KernelFile::full_source`].
 pub const COL_SUM_ROWS: u32 = 16;
 
+/// Rows per block of a column sum: column kernels are launched with a grid of
+/// `(ceil(c / 32), ceil(rows / COL_SUM_CHUNK))` blocks, each writing one row of partials,
+/// so that tall inputs spread over many blocks. Defined like [`COL_SUM_ROWS`].
+pub const COL_SUM_CHUNK: u32 = 64;
+
 /// One kernel file: its name, its CUDA C text and the kernels it defines.
 #[derive(Clone, Copy, Debug)]
 pub struct KernelFile {
@@ -24,13 +29,15 @@ pub struct KernelFile {
     pub kernels: &'static [&'static str],
 }
 
+/// The `#define`s of the constants shared with the host ([`COL_SUM_ROWS`], [`COL_SUM_CHUNK`]).
+pub fn constants() -> String {
+    format!("#define COL_SUM_ROWS {COL_SUM_ROWS}\n#define COL_SUM_CHUNK {COL_SUM_CHUNK}\n")
+}
+
 impl KernelFile {
-    /// The text NVRTC compiles: the shared constants, [`COMMON`], then the file's source.
+    /// The text NVRTC compiles: the shared [`constants`], [`COMMON`], then the file's source.
     pub fn full_source(&self) -> String {
-        format!(
-            "#define COL_SUM_ROWS {COL_SUM_ROWS}\n{COMMON}\n{}",
-            self.source
-        )
+        format!("{}{COMMON}\n{}", constants(), self.source)
     }
 }
 
@@ -54,11 +61,12 @@ pub const ELEMENTWISE: KernelFile = KernelFile {
     ],
 };
 
-/// Deterministic whole-tensor sums (sum, sum of squares, squared difference).
+/// Deterministic whole-tensor sums (sum, sum of squares, squared difference) and the fold
+/// of column-sum partials.
 pub const REDUCE: KernelFile = KernelFile {
     name: "reduce.cu",
     source: include_str!("../kernels/reduce.cu"),
-    kernels: &["sum_partials_f32"],
+    kernels: &["sum_partials_f32", "column_totals_f32"],
 };
 
 /// GELU and tanh, forward and backward.

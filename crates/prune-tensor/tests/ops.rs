@@ -390,6 +390,17 @@ fn multi_task_shapes<B: Backend>(b: &B) {
         &r::sum_rows(&x),
         TOL,
     );
+    // dγ and dβ are column sums over all 3500 rows.
+    let dy = rand([5, 700, 24], &mut rng);
+    let cpu = CpuBackend::<f64>::new();
+    let (_, cpu_stats) = cpu.layer_norm_fwd(&x, &g, &be, 1e-5).unwrap();
+    let want = cpu.layer_norm_bwd(&x, &g, &cpu_stats, &dy).unwrap();
+    let got = b
+        .layer_norm_bwd(&up(b, &x), &up(b, &g), &stats, &up(b, &dy))
+        .unwrap();
+    close("large layer_norm_bwd dx", &down(b, &got.0), &want.0, TOL);
+    close("large layer_norm_bwd dgamma", &down(b, &got.1), &want.1, TOL);
+    close("large layer_norm_bwd dbeta", &down(b, &got.2), &want.2, TOL);
 }
 
 /// Every backward of `b` against `CpuBackend<f64>` on the same inputs.

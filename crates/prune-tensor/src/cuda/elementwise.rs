@@ -87,6 +87,33 @@ impl CudaBackend {
     }
 }
 
+impl CudaBackend {
+    /// An uninitialised `[chunks, c]` buffer for the partials of a column sum over `rows`
+    /// rows (one row per chunk of rows, written by the column kernel).
+    pub(super) fn column_partials(
+        &self,
+        op: &'static str,
+        rows: usize,
+        c: usize,
+    ) -> Result<CudaTensor> {
+        self.alloc(op, Shape::from([launch::column_chunks(rows), c]))
+    }
+
+    /// The `[c]` column totals of `partial` (`[chunks, c]`), added in chunk order.
+    pub(super) fn column_totals(
+        &self,
+        op: &'static str,
+        partial: &CudaTensor,
+    ) -> Result<CudaTensor> {
+        let (chunks, c) = (partial.shape.rows(), partial.shape.last());
+        let mut out = self.alloc(op, Shape::from([c]))?;
+        let (chunks_i, c_i) = (int(op, chunks)?, int(op, c)?);
+        launch!(self, op, REDUCE, "column_totals_f32", launch::elementwise(c);
+            &partial.data, &mut out.data, &chunks_i, &c_i)?;
+        Ok(out)
+    }
+}
+
 impl ElementwiseOps for CudaBackend {
     fn add_fwd(&self, a: &CudaTensor, b: &CudaTensor) -> Result<CudaTensor> {
         self.binary("add_fwd", ELEMENTWISE, "add_fwd_f32", a, b)
@@ -133,11 +160,12 @@ impl ElementwiseOps for CudaBackend {
         if dy.shape.rank() == 0 {
             return Err(shape_error(OP, &[&dy.shape], "dy needs a last axis"));
         }
-        let (rows, c) = (int(OP, dy.shape.rows())?, int(OP, dy.shape.last())?);
-        let mut db = self.zeroed(OP, Shape::from([c as usize]))?;
-        launch!(self, OP, ELEMENTWISE, "add_bias_bwd_f32", launch::per_columns(c as usize);
-            &dy.data, &mut db.data, &rows, &c)?;
-        Ok(db)
+        let (rows, c) = (dy.shape.rows(), dy.shape.last());
+        let mut partial = self.column_partials(OP, rows, c)?;
+        let (rows_i, c_i) = (int(OP, rows)?, int(OP, c)?);
+        launch!(self, OP, ELEMENTWISE, "add_bias_bwd_f32", launch::per_columns(rows, c);
+            &dy.data, &mut partial.data, &rows_i, &c_i)?;
+        self.column_totals(OP, &partial)
     }
 
     fn scale_rows_fwd(

@@ -50,10 +50,16 @@ pub(super) fn per_row(rows: usize, row_len: usize) -> LaunchConfig {
     }
 }
 
-/// Column sums over `c` columns: blocks of `(32, COL_SUM_ROWS)`, one per 32 columns.
-pub(super) fn per_columns(c: usize) -> LaunchConfig {
+/// The number of row chunks (rows of partials) of a column sum over `rows` rows.
+pub(super) fn column_chunks(rows: usize) -> usize {
+    rows.div_ceil(prune_kernels::COL_SUM_CHUNK as usize).max(1)
+}
+
+/// Column sums over `rows` × `c`: blocks of `(32, COL_SUM_ROWS)`, one per 32 columns and
+/// chunk of rows.
+pub(super) fn per_columns(rows: usize, c: usize) -> LaunchConfig {
     LaunchConfig {
-        grid_dim: (c.div_ceil(32) as u32, 1, 1),
+        grid_dim: (c.div_ceil(32) as u32, column_chunks(rows) as u32, 1),
         block_dim: (32, prune_kernels::COL_SUM_ROWS, 1),
         shared_mem_bytes: 0,
     }

@@ -57,8 +57,8 @@ impl CudaBackend {
         let (rows, c) = (x.shape.rows(), x.shape.last());
         let (rows_i, c_i) = (int(OP, rows)?, int(OP, c)?);
         let mut dx = self.alloc(OP, x.shape.clone())?;
-        let mut dgamma = self.zeroed(OP, Shape::from([c]))?;
-        let mut dbeta = self.zeroed(OP, Shape::from([c]))?;
+        let mut dgamma = self.column_partials(OP, rows, c)?;
+        let mut dbeta = self.column_partials(OP, rows, c)?;
         let has_keep = i32::from(keep.is_some());
         let keep = keep.map_or(&gamma.data, |k| &k.data);
         let inv_n = (1.0 / kept.max(1) as f64) as f32;
@@ -66,10 +66,14 @@ impl CudaBackend {
         launch!(self, OP, NORM, "layer_norm_bwd_dx_f32", launch::per_row(rows, c);
             &x.data, &gamma.data, keep, &has_keep, &inv_n, mean, rstd, &dy.data,
             &mut dx.data, &c_i)?;
-        launch!(self, OP, NORM, "layer_norm_bwd_params_f32", launch::per_columns(c);
+        launch!(self, OP, NORM, "layer_norm_bwd_params_f32", launch::per_columns(rows, c);
             &x.data, keep, &has_keep, mean, rstd, &dy.data, &mut dgamma.data,
             &mut dbeta.data, &rows_i, &c_i)?;
-        Ok((dx, dgamma, dbeta))
+        Ok((
+            dx,
+            self.column_totals(OP, &dgamma)?,
+            self.column_totals(OP, &dbeta)?,
+        ))
     }
 }
 
