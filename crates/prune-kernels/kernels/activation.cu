@@ -1,10 +1,19 @@
 // activation.cu: GELU (erf form) and tanh, forward and backward. Parallelised over elements
 // (grid-stride, any 1-D launch); contiguous f32; outputs written with `=`.
 
+__device__ __forceinline__ float gelu(float v) { return 0.5f * v * (1.f + erff(v * 0.70710678118654752f)); }
+
 extern "C" __global__ void gelu_fwd_f32(const float* x, float* y, int n) {
+    FOR_EACH(i, n) y[i] = gelu(x[i]);
+}
+
+// The bias add fused with GELU: u = x + bias (x viewed [n / c, c]) is written back into x
+// (GELU's backward needs it) and y = gelu(u).
+extern "C" __global__ void bias_gelu_fwd_f32(float* x, const float* bias, float* y, int n, int c) {
     FOR_EACH(i, n) {
-        const float v = x[i];
-        y[i] = 0.5f * v * (1.f + erff(v * 0.70710678118654752f));
+        const float u = x[i] + bias[i % c];
+        x[i] = u;
+        y[i] = gelu(u);
     }
 }
 

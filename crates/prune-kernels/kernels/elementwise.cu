@@ -67,14 +67,30 @@ __device__ __forceinline__ unsigned long long mix64(unsigned long long x) {
     return x ^ (x >> 31);
 }
 
-// Inverted dropout with the host's counter-based draw: u = (mix64(mixed_seed ^ i) >> 11) · 2⁻⁵³
-// (mixed_seed = mix64(seed), computed on the host); dropped when u < p. keep = 0 or `kept`.
+// Inverted dropout's factor for element i with the host's counter-based draw:
+// u = (mix64(mixed_seed ^ i) >> 11) · 2⁻⁵³ (mixed_seed = mix64(seed), computed on the host);
+// 0 when u < p, else `kept`.
+__device__ __forceinline__ float dropout_factor(unsigned long long mixed_seed, int i, double p, float kept) {
+    const double u = (double)(mix64(mixed_seed ^ (unsigned long long)i) >> 11) * (1.0 / 9007199254740992.0);
+    return u < p ? 0.f : kept;
+}
+
+// y = x ⊙ keep, keep = 0 or `kept` per element.
 extern "C" __global__ void dropout_fwd_f32(const float* x, float* y, float* keep, int n,
                                            unsigned long long mixed_seed, double p, float kept) {
     FOR_EACH(i, n) {
-        const double u = (double)(mix64(mixed_seed ^ (unsigned long long)i) >> 11) * (1.0 / 9007199254740992.0);
-        const float k = u < p ? 0.f : kept;
+        const float k = dropout_factor(mixed_seed, i, p, kept);
         keep[i] = k;
         y[i] = x[i] * k;
+    }
+}
+
+// Dropout fused with the residual sum that follows it: y = x ⊙ keep + residual.
+extern "C" __global__ void dropout_add_fwd_f32(const float* x, const float* residual, float* y, float* keep,
+                                               int n, unsigned long long mixed_seed, double p, float kept) {
+    FOR_EACH(i, n) {
+        const float k = dropout_factor(mixed_seed, i, p, kept);
+        keep[i] = k;
+        y[i] = x[i] * k + residual[i];
     }
 }

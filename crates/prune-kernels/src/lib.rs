@@ -41,7 +41,8 @@ impl KernelFile {
     }
 }
 
-/// Pointwise arithmetic, row-broadcast bias and row-group scales, dropout.
+/// Pointwise arithmetic, row-broadcast bias and row-group scales, dropout (alone and fused
+/// with a residual sum).
 pub const ELEMENTWISE: KernelFile = KernelFile {
     name: "elementwise.cu",
     source: include_str!("../kernels/elementwise.cu"),
@@ -58,6 +59,7 @@ pub const ELEMENTWISE: KernelFile = KernelFile {
         "scale_rows_fwd_f32",
         "scale_rows_bwd_ds_f32",
         "dropout_fwd_f32",
+        "dropout_add_fwd_f32",
     ],
 };
 
@@ -69,12 +71,13 @@ pub const REDUCE: KernelFile = KernelFile {
     kernels: &["sum_partials_f32", "column_totals_f32"],
 };
 
-/// GELU and tanh, forward and backward.
+/// GELU (alone and fused with a bias add) and tanh, forward and backward.
 pub const ACTIVATION: KernelFile = KernelFile {
     name: "activation.cu",
     source: include_str!("../kernels/activation.cu"),
     kernels: &[
         "gelu_fwd_f32",
+        "bias_gelu_fwd_f32",
         "gelu_bwd_f32",
         "tanh_fwd_f32",
         "tanh_bwd_f32",

@@ -164,14 +164,34 @@ pub trait ElementwiseOps: Storage {
         p: f64,
         seed: u64,
     ) -> Result<(Self::Tensor, Self::Tensor)>;
+    /// `dropout(x) + residual` in one pass where the backend can fuse them: `(y, keep)` with
+    /// the draw of [`ElementwiseOps::dropout_fwd`] (same `keep`, same `y`). `residual` has
+    /// the shape of `x`; its gradient is `dy`, and that of `x` is `dy ⊙ keep`.
+    fn dropout_add_fwd(
+        &self,
+        x: &Self::Tensor,
+        residual: &Self::Tensor,
+        p: f64,
+        seed: u64,
+    ) -> Result<(Self::Tensor, Self::Tensor)> {
+        let (dropped, keep) = self.dropout_fwd(x, p, seed)?;
+        Ok((self.add_fwd(&dropped, residual)?, keep))
+    }
 }
 
 /// Pointwise non-linearities.
-pub trait ActivationOps: Storage {
+pub trait ActivationOps: ElementwiseOps {
     /// GELU in BERT's erf form: `x · Φ(x)`.
     fn gelu_fwd(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
     /// `dx` of GELU given its input `x`.
     fn gelu_bwd(&self, x: &Self::Tensor, dy: &Self::Tensor) -> Result<Self::Tensor>;
+    /// A bias add fused with GELU where the backend can: `x += bias` in place (`x` `[.., C]`,
+    /// `bias` `[C]`; `x` then holds GELU's input, which its backward needs) and returns
+    /// `gelu(x)`.
+    fn bias_gelu_fwd(&self, x: &mut Self::Tensor, bias: &Self::Tensor) -> Result<Self::Tensor> {
+        self.add_bias_assign(x, bias)?;
+        self.gelu_fwd(x)
+    }
     /// `tanh(x)`.
     fn tanh_fwd(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
     /// `dx = dy ⊙ (1 − y²)` of tanh given its output `y`.

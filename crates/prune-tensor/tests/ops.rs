@@ -153,6 +153,35 @@ fn elementwise<B: Backend>(b: &B) {
     );
 }
 
+/// The fused ops against the ops they fuse: bias add + GELU, dropout + residual sum.
+fn fused<B: Backend>(b: &B) {
+    let mut rng = Rng::new(13);
+    let (x, bias) = (rand([3, 5, 8], &mut rng), rand([8], &mut rng));
+    let mut u = up(b, &x);
+    let g = b.bias_gelu_fwd(&mut u, &up(b, &bias)).unwrap();
+    let want_u = r::add_bias(&x, &bias);
+    close("bias_gelu u", &down(b, &u), &want_u, TOL);
+    close("bias_gelu y", &down(b, &g), &r::gelu(&want_u), TOL);
+    let residual = rand([3, 5, 8], &mut rng);
+    let (y, keep) = b
+        .dropout_add_fwd(&up(b, &x), &up(b, &residual), 0.3, 7)
+        .unwrap();
+    let (_, keep_alone) = b.dropout_fwd(&up(b, &x), 0.3, 7).unwrap();
+    assert_eq!(
+        down(b, &keep).data(),
+        down(b, &keep_alone).data(),
+        "dropout_add draws what dropout draws"
+    );
+    let dropped = r::dropout(&x, 0.3, 7);
+    let want = Tensor::from_fn([3, 5, 8], |i| dropped.data()[i] + residual.data()[i]);
+    close("dropout_add", &down(b, &y), &want, TOL);
+    assert!(
+        b.dropout_add_fwd(&up(b, &x), &up(b, &bias), 0.3, 7)
+            .is_err(),
+        "a residual of another shape is refused"
+    );
+}
+
 fn dropout<B: Backend>(b: &B) {
     let mut rng = Rng::new(4);
     let x = rand([64, 33], &mut rng);
@@ -399,7 +428,12 @@ fn multi_task_shapes<B: Backend>(b: &B) {
         .layer_norm_bwd(&up(b, &x), &up(b, &g), &stats, &up(b, &dy))
         .unwrap();
     close("large layer_norm_bwd dx", &down(b, &got.0), &want.0, TOL);
-    close("large layer_norm_bwd dgamma", &down(b, &got.1), &want.1, TOL);
+    close(
+        "large layer_norm_bwd dgamma",
+        &down(b, &got.1),
+        &want.1,
+        TOL,
+    );
     close("large layer_norm_bwd dbeta", &down(b, &got.2), &want.2, TOL);
 }
 
@@ -524,6 +558,7 @@ macro_rules! backends {
             #[test] fn matmul_backward() { super::matmul_backward_matches_reference(&$make) }
             #[test] fn elementwise() { super::elementwise(&$make) }
             #[test] fn dropout() { super::dropout(&$make) }
+            #[test] fn fused() { super::fused(&$make) }
             #[test] fn activations() { super::activations(&$make) }
             #[test] fn softmax() { super::softmax(&$make) }
             #[test] fn layer_norm() { super::layer_norm(&$make) }

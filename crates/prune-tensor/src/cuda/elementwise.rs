@@ -87,7 +87,33 @@ impl CudaBackend {
     }
 }
 
+/// The kernel arguments of a dropout draw over a tensor.
+struct DropoutDraw {
+    /// Elements.
+    n: i32,
+    /// `mix64(seed)`, as the host's draw starts.
+    mixed_seed: u64,
+    /// The factor of a kept element, `1 / (1 − p)`.
+    kept: f32,
+}
+
 impl CudaBackend {
+    /// Checks `p` and sizes the dropout draw over `x` with `seed`.
+    fn dropout_draw(
+        &self,
+        op: &'static str,
+        x: &CudaTensor,
+        p: f64,
+        seed: u64,
+    ) -> Result<DropoutDraw> {
+        checks::drop_probability(op, p)?;
+        Ok(DropoutDraw {
+            n: int(op, x.shape.numel())?,
+            mixed_seed: mix64(seed),
+            kept: (1.0 / (1.0 - p)) as f32,
+        })
+    }
+
     /// An uninitialised `[chunks, c]` buffer for the partials of a column sum over `rows`
     /// rows (one row per chunk of rows, written by the column kernel).
     pub(super) fn column_partials(
@@ -250,14 +276,33 @@ impl ElementwiseOps for CudaBackend {
 
     fn dropout_fwd(&self, x: &CudaTensor, p: f64, seed: u64) -> Result<(CudaTensor, CudaTensor)> {
         const OP: &str = "dropout_fwd";
-        checks::drop_probability(OP, p)?;
-        let n = int(OP, x.shape.numel())?;
-        let kept = (1.0 / (1.0 - p)) as f32;
-        let mixed = mix64(seed);
-        let mut y = self.alloc(OP, x.shape.clone())?;
-        let mut keep = self.alloc(OP, x.shape.clone())?;
-        launch!(self, OP, ELEMENTWISE, "dropout_fwd_f32", launch::elementwise(n as usize);
-            &x.data, &mut y.data, &mut keep.data, &n, &mixed, &p, &kept)?;
+        let d = self.dropout_draw(OP, x, p, seed)?;
+        let (mut y, mut keep) = (
+            self.alloc(OP, x.shape.clone())?,
+            self.alloc(OP, x.shape.clone())?,
+        );
+        launch!(self, OP, ELEMENTWISE, "dropout_fwd_f32", launch::elementwise(d.n as usize);
+            &x.data, &mut y.data, &mut keep.data, &d.n, &d.mixed_seed, &p, &d.kept)?;
+        Ok((y, keep))
+    }
+
+    fn dropout_add_fwd(
+        &self,
+        x: &CudaTensor,
+        residual: &CudaTensor,
+        p: f64,
+        seed: u64,
+    ) -> Result<(CudaTensor, CudaTensor)> {
+        const OP: &str = "dropout_add_fwd";
+        checks::same_shape(OP, &x.shape, &residual.shape)?;
+        let d = self.dropout_draw(OP, x, p, seed)?;
+        let (mut y, mut keep) = (
+            self.alloc(OP, x.shape.clone())?,
+            self.alloc(OP, x.shape.clone())?,
+        );
+        launch!(self, OP, ELEMENTWISE, "dropout_add_fwd_f32", launch::elementwise(d.n as usize);
+            &x.data, &residual.data, &mut y.data, &mut keep.data, &d.n, &d.mixed_seed, &p,
+            &d.kept)?;
         Ok((y, keep))
     }
 }

@@ -7,7 +7,7 @@
 //! Backward derivation: `docs/bert-backward.md`, §Encoder layer.
 
 use super::linear::{LayerNormCache, NormSpec};
-use super::{dropout, dropout_bwd, dropout_bwd_ref, site_seed};
+use super::{dropout_add, dropout_bwd, dropout_bwd_ref, site_seed};
 use crate::error::Result;
 use crate::params::Layer;
 use prune_tensor::{Backend, Shape, Transpose};
@@ -178,10 +178,9 @@ impl<T: Clone> Layer<T> {
             ctx.norm,
             m.map(|m| &m.attention_norm),
         )?;
-        let u = self
+        let (_, g) = self
             .intermediate
-            .forward(b, &h1, m.map(|m| &m.intermediate))?;
-        let g = b.gelu_fwd(&u)?;
+            .forward_gelu(b, &h1, m.map(|m| &m.intermediate))?;
         let o = self.output.forward(b, &g, m.map(|m| &m.output))?;
         self.output_norm
             .forward_residual(b, &o, &h1, ctx.norm, m.map(|m| &m.output_norm))
@@ -201,18 +200,17 @@ impl<T: Clone> Layer<T> {
         let a = self
             .attention_output
             .forward(b, &context, m.map(|m| &m.attention_output))?;
-        let (a, attention_keep) = dropout(b, a, ctx.hidden_dropout, site_seed(ctx.seed, 0, 1))?;
-        let s1 = b.add_fwd(&a, &x)?;
+        let (s1, attention_keep) =
+            dropout_add(b, &a, &x, ctx.hidden_dropout, site_seed(ctx.seed, 0, 1))?;
         let (h1, attention_norm) =
             self.attention_norm
                 .forward_t(b, s1, ctx.norm, m.map(|m| &m.attention_norm))?;
-        let u = self
+        let (u, g) = self
             .intermediate
-            .forward(b, &h1, m.map(|m| &m.intermediate))?;
-        let g = b.gelu_fwd(&u)?;
+            .forward_gelu(b, &h1, m.map(|m| &m.intermediate))?;
         let o = self.output.forward(b, &g, m.map(|m| &m.output))?;
-        let (o, output_keep) = dropout(b, o, ctx.hidden_dropout, site_seed(ctx.seed, 0, 2))?;
-        let s2 = b.add_fwd(&o, &h1)?;
+        let (s2, output_keep) =
+            dropout_add(b, &o, &h1, ctx.hidden_dropout, site_seed(ctx.seed, 0, 2))?;
         let (y, output_norm) =
             self.output_norm
                 .forward_t(b, s2, ctx.norm, m.map(|m| &m.output_norm))?;

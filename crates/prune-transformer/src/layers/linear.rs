@@ -24,6 +24,21 @@ impl<T: Clone> Linear<T> {
         Ok(y)
     }
 
+    /// `(u, gelu(u))` with `u` what [`Linear::forward`] returns, its bias add fused with the
+    /// GELU where the backend can (`u` is what GELU's backward needs).
+    pub fn forward_gelu<B: Backend<Tensor = T>>(
+        &self,
+        b: &B,
+        x: &T,
+        mask: Option<&Linear<Option<T>>>,
+    ) -> Result<(T, T)> {
+        let w = masked(b, &self.weight, mask.and_then(|m| m.weight.as_ref()))?;
+        let bias = masked(b, &self.bias, mask.and_then(|m| m.bias.as_ref()))?;
+        let mut u = b.matmul_fwd(x, &*w, Transpose::NT)?;
+        let g = b.bias_gelu_fwd(&mut u, &*bias)?;
+        Ok((u, g))
+    }
+
     /// Backward given the forward input `x` `[N, I]` and `dy` `[N, O]`: accumulates
     /// `dW += dyᵀ · x` and `db += Σ_rows dy` into `grads`, returns `dx = dy · (W ⊙ m)`.
     pub fn backward<B: Backend<Tensor = T>>(

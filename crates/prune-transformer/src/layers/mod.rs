@@ -40,6 +40,22 @@ pub fn dropout<B: Backend>(
     Ok((y, Some(keep)))
 }
 
+/// `dropout(x) + residual` with [`dropout`]'s draw, fused where the backend can:
+/// `(y, Some(keep))`, or `(x + residual, None)` when `p == 0`.
+pub fn dropout_add<B: Backend>(
+    b: &B,
+    x: &B::Tensor,
+    residual: &B::Tensor,
+    p: f64,
+    seed: u64,
+) -> Result<(B::Tensor, Option<B::Tensor>)> {
+    if p == 0.0 {
+        return Ok((b.add_fwd(x, residual)?, None));
+    }
+    let (y, keep) = b.dropout_add_fwd(x, residual, p, seed)?;
+    Ok((y, Some(keep)))
+}
+
 /// Backward of [`dropout`]: `dy ⊙ keep`, or `dy` unchanged when nothing was dropped.
 pub fn dropout_bwd<B: Backend>(
     b: &B,
