@@ -32,6 +32,18 @@ fn close(what: &str, got: &Tensor<f64>, want: &Tensor<f64>, tol: f64) {
 
 const TOL: f64 = 1e-5;
 
+/// Asserts LayerNorm gradients `(dx, dγ, dβ)` of `b` match the f64 CPU's.
+fn close_norm_grads<B: Backend>(
+    what: &str,
+    b: &B,
+    got: &(B::Tensor, B::Tensor, B::Tensor),
+    want: &(Tensor<f64>, Tensor<f64>, Tensor<f64>),
+) {
+    close(&format!("{what} dx"), &down(b, &got.0), &want.0, TOL);
+    close(&format!("{what} dgamma"), &down(b, &got.1), &want.1, TOL);
+    close(&format!("{what} dbeta"), &down(b, &got.2), &want.2, TOL);
+}
+
 fn matmul_all_layouts<B: Backend>(b: &B) {
     let mut rng = Rng::new(1);
     for t in [Transpose::NN, Transpose::NT, Transpose::TN, Transpose::TT] {
@@ -427,14 +439,7 @@ fn multi_task_shapes<B: Backend>(b: &B) {
     let got = b
         .layer_norm_bwd(&up(b, &x), &up(b, &g), &stats, &up(b, &dy))
         .unwrap();
-    close("large layer_norm_bwd dx", &down(b, &got.0), &want.0, TOL);
-    close(
-        "large layer_norm_bwd dgamma",
-        &down(b, &got.1),
-        &want.1,
-        TOL,
-    );
-    close("large layer_norm_bwd dbeta", &down(b, &got.2), &want.2, TOL);
+    close_norm_grads("large layer_norm_bwd", b, &got, &want);
 }
 
 /// Every backward of `b` against `CpuBackend<f64>` on the same inputs.
@@ -480,9 +485,7 @@ fn backwards_match_cpu_f64<B: Backend>(b: &B) {
     let (_, gs) = b.layer_norm_fwd(&ux, &up(b, &g), &up(b, &g), 1e-5).unwrap();
     let got = b.layer_norm_bwd(&ux, &up(b, &g), &gs, &udy).unwrap();
     let want = cpu.layer_norm_bwd(&x, &g, &stats, &dy).unwrap();
-    close("layer_norm_bwd dx", &down(b, &got.0), &want.0, TOL);
-    close("layer_norm_bwd dgamma", &down(b, &got.1), &want.1, TOL);
-    close("layer_norm_bwd dbeta", &down(b, &got.2), &want.2, TOL);
+    close_norm_grads("layer_norm_bwd", b, &got, &want);
     let (_, stats) = cpu.masked_layer_norm_fwd(&x, &g, &g, &keep, 1e-5).unwrap();
     let uk = up(b, &keep);
     let (_, gs) = b
@@ -494,19 +497,7 @@ fn backwards_match_cpu_f64<B: Backend>(b: &B) {
     let want = cpu
         .masked_layer_norm_bwd(&x, &g, &keep, &stats, &dy)
         .unwrap();
-    close("masked_layer_norm_bwd dx", &down(b, &got.0), &want.0, TOL);
-    close(
-        "masked_layer_norm_bwd dgamma",
-        &down(b, &got.1),
-        &want.1,
-        TOL,
-    );
-    close(
-        "masked_layer_norm_bwd dbeta",
-        &down(b, &got.2),
-        &want.2,
-        TOL,
-    );
+    close_norm_grads("masked_layer_norm_bwd", b, &got, &want);
     let labels = [3, -100, 0, 19, 7, 7];
     let (_, probs) = cpu.cross_entropy_fwd(&x, &labels, -100).unwrap();
     let want = cpu.cross_entropy_bwd(&probs, &labels, -100, 1.5).unwrap();
