@@ -10,7 +10,8 @@ use std::time::Instant;
 
 /// Debian packages the build and tests need: OpenBLAS (with LAPACK) for the least-squares
 /// fit of distillation projections (ndarray-linalg). GEMMs do not use it: the CPU backend's
-/// matrix products are the pure-Rust `gemm` crate. g++ builds the CUDA emulator (and brings the AddressSanitizer runtime it runs under).
+/// matrix products are the pure-Rust `gemm` crate. g++ builds the CUDA emulator and brings
+/// the AddressSanitizer runtime it runs under.
 const SYSTEM_PACKAGES: &[&str] = &["libopenblas-dev", "g++"];
 
 /// The features that turn the CUDA backend on in the crates that have it.

@@ -1,6 +1,5 @@
 //! `cargo xtask cuda-emulated`: the CUDA backend's tests (NVRTC, every op, the MiniLM parity,
-//! `prune finetune --device cuda`)
-//! on a machine without a GPU, against the CPU emulator of libcuda and libcublas in
+//! `prune --device cuda`) on a machine without a GPU, against the CPU emulator of libcuda and libcublas in
 //! `crates/prune-kernels/emulator/`. The emulator runs the kernel files themselves, compiled
 //! as C++ with the system compiler, and the tests run under AddressSanitizer, so a kernel that
 //! reads or writes outside its buffers fails the step. What it cannot show (timing, races
@@ -27,7 +26,7 @@ pub const CUDA_PACKAGES: &[&str] = &[
 ];
 
 /// The CUDA test targets that need a device: every op, the MiniLM parity, and fine-tuning
-/// through `prune --device cuda`.
+/// and pruning through `prune --device cuda`.
 pub const DEVICE_TESTS: &[&str] = &["--test", "ops", "--test", "cuda_parity", "--test", "cuda"];
 
 /// The CUDA benchmarks: the kernels (`cuda/<op>/<shape>`) and a BERT-base training step.

@@ -112,10 +112,32 @@ struct Fiber {
     unsigned wait_generation = 0;
 };
 
-struct Warp {
+// A barrier over the `live` threads of a block or a warp: once every live thread has arrived
+// (or exited), the generation advances and the threads that waited on it may go on.
+struct Barrier {
     int live = 0;
     int arrived = 0;
     unsigned generation = 0;
+
+    void release_if_complete() {
+        if (arrived > 0 && arrived == live) {
+            arrived = 0;
+            ++generation;
+        }
+    }
+    void arrive() {
+        ++arrived;
+        release_if_complete();
+    }
+    // A thread that exits no longer holds the barrier up.
+    void leave() {
+        --live;
+        release_if_complete();
+    }
+};
+
+struct Warp {
+    Barrier barrier;
     // Values published for the shuffle of generation g live in slot g % 2.
     uint64_t published[2][32] = {};
 };
@@ -127,9 +149,7 @@ struct Block {
     std::vector<char> stacks;
     emu::Entry entry = nullptr;
     void** params = nullptr;
-    int live = 0;
-    int arrived = 0;
-    unsigned generation = 0;
+    Barrier barrier;
     Fiber* running = nullptr;
     std::string error;
 };
@@ -144,45 +164,21 @@ void fail(const std::string& why) {
 // Returns control to the scheduler; the fiber resumes when its wait is over.
 void suspend() { fiber::swap(block.running->context, block.scheduler); }
 
-void arrive_block() {
-    if (++block.arrived == block.live) {
-        block.arrived = 0;
-        ++block.generation;
-    }
-}
-
-void arrive_warp(Warp& w) {
-    if (++w.arrived == w.live) {
-        w.arrived = 0;
-        ++w.generation;
-    }
-}
-
 // The body of every fiber: runs the kernel for the thread, then leaves for good.
 void run_thread() {
     Fiber& f = *block.running;
     block.entry(block.params);
     f.wait = Wait::Done;
-    // A thread that exits no longer holds up its block's or its warp's barrier.
-    --block.live;
-    if (block.arrived > 0 && block.arrived == block.live) {
-        block.arrived = 0;
-        ++block.generation;
-    }
-    Warp& w = block.warps[f.linear / 32];
-    --w.live;
-    if (w.arrived > 0 && w.arrived == w.live) {
-        w.arrived = 0;
-        ++w.generation;
-    }
+    block.barrier.leave();
+    block.warps[f.linear / 32].barrier.leave();
     suspend();
 }
 
 bool runnable(const Fiber& f) {
     switch (f.wait) {
         case Wait::None: return true;
-        case Wait::Block: return f.wait_generation != block.generation;
-        case Wait::Warp: return f.wait_generation != block.warps[f.linear / 32].generation;
+        case Wait::Block: return f.wait_generation != block.barrier.generation;
+        case Wait::Warp: return f.wait_generation != block.warps[f.linear / 32].barrier.generation;
         case Wait::Done: return false;
     }
     return false;
@@ -194,17 +190,15 @@ bool run_block(dim3 dim) {
     block.fibers.assign(n, Fiber{});
     block.warps.assign((n + 31) / 32, Warp{});
     if (block.stacks.size() < n * FIBER_STACK_BYTES) block.stacks.resize(n * FIBER_STACK_BYTES);
-    block.live = n;
-    block.arrived = 0;
-    block.generation = 0;
+    block.barrier = Barrier{n, 0, 0};
     for (int i = 0; i < n; ++i) {
         Fiber& f = block.fibers[i];
         f.linear = i;
         f.index = dim3{i % dim.x, (i / dim.x) % dim.y, i / (dim.x * dim.y)};
-        ++block.warps[i / 32].live;
+        ++block.warps[i / 32].barrier.live;
         fiber::prepare(f.context, block.stacks.data() + i * FIBER_STACK_BYTES, FIBER_STACK_BYTES, run_thread);
     }
-    while (block.live > 0) {
+    while (block.barrier.live > 0) {
         bool progressed = false;
         for (Fiber& f : block.fibers) {
             if (!runnable(f)) continue;
@@ -226,8 +220,8 @@ bool run_block(dim3 dim) {
 void emu::sync_block() {
     Fiber& f = *block.running;
     f.wait = Wait::Block;
-    f.wait_generation = block.generation;
-    arrive_block();
+    f.wait_generation = block.barrier.generation;
+    block.barrier.arrive();
     suspend();
 }
 
@@ -239,11 +233,11 @@ void emu::warp_exchange(unsigned mask, const void* mine, void* out, unsigned siz
     const int first = (f.linear / 32) * 32;
     if (mask != 0xffffffffu || first + 32 > static_cast<int>(block.fibers.size()))
         fail("a warp shuffle needs the full mask and a whole warp (blockDim a multiple of 32)");
-    const unsigned slot = w.generation % 2;
+    const unsigned slot = w.barrier.generation % 2;
     memcpy(&w.published[slot][f.linear % 32], mine, size);
     f.wait = Wait::Warp;
-    f.wait_generation = w.generation;
-    arrive_warp(w);
+    f.wait_generation = w.barrier.generation;
+    w.barrier.arrive();
     suspend();
     if (src_lane < 0 || src_lane >= 32) {
         fail("a warp shuffle reads a lane outside the warp");

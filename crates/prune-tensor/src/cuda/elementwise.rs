@@ -21,6 +21,16 @@ pub(super) enum Reduction {
     SquaredDifference = 2,
 }
 
+/// The kernel arguments of a dropout draw over a tensor.
+struct DropoutDraw {
+    /// Elements.
+    n: i32,
+    /// `mix64(seed)`, as the host's draw starts.
+    mixed_seed: u64,
+    /// The factor of a kept element, `1 / (1 − p)`.
+    kept: f32,
+}
+
 impl CudaBackend {
     /// `y = kernel(x)` for a kernel `(const float* x, float* y, int n)` of `file`.
     pub(super) fn unary(
@@ -85,19 +95,7 @@ impl CudaBackend {
             &x.data, &y.data, &mode, &n, &mut partials)?;
         Ok(self.to_host(op, &partials, blocks)?.iter().sum())
     }
-}
 
-/// The kernel arguments of a dropout draw over a tensor.
-struct DropoutDraw {
-    /// Elements.
-    n: i32,
-    /// `mix64(seed)`, as the host's draw starts.
-    mixed_seed: u64,
-    /// The factor of a kept element, `1 / (1 − p)`.
-    kept: f32,
-}
-
-impl CudaBackend {
     /// Checks `p` and sizes the dropout draw over `x` with `seed`.
     fn dropout_draw(
         &self,

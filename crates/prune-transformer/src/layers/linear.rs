@@ -8,6 +8,7 @@ use super::{accumulate, masked};
 use crate::error::Result;
 use crate::params::{LayerNorm, Linear};
 use prune_tensor::{Backend, LayerNormStats, Transpose};
+use std::borrow::Cow;
 
 impl<T: Clone> Linear<T> {
     /// `y = x · (W ⊙ m_W)ᵀ + b ⊙ m_b`; `x` `[N, I]`, `y` `[N, O]`.
@@ -17,9 +18,7 @@ impl<T: Clone> Linear<T> {
         x: &T,
         mask: Option<&Linear<Option<T>>>,
     ) -> Result<T> {
-        let w = masked(b, &self.weight, mask.and_then(|m| m.weight.as_ref()))?;
-        let bias = masked(b, &self.bias, mask.and_then(|m| m.bias.as_ref()))?;
-        let mut y = b.matmul_fwd(x, &*w, Transpose::NT)?;
+        let (mut y, bias) = self.product_and_bias(b, x, mask)?;
         b.add_bias_assign(&mut y, &*bias)?;
         Ok(y)
     }
@@ -32,11 +31,21 @@ impl<T: Clone> Linear<T> {
         x: &T,
         mask: Option<&Linear<Option<T>>>,
     ) -> Result<(T, T)> {
-        let w = masked(b, &self.weight, mask.and_then(|m| m.weight.as_ref()))?;
-        let bias = masked(b, &self.bias, mask.and_then(|m| m.bias.as_ref()))?;
-        let mut u = b.matmul_fwd(x, &*w, Transpose::NT)?;
+        let (mut u, bias) = self.product_and_bias(b, x, mask)?;
         let g = b.bias_gelu_fwd(&mut u, &*bias)?;
         Ok((u, g))
+    }
+
+    /// The two halves of the forward: `x · (W ⊙ m_W)ᵀ` and the bias `b ⊙ m_b` to add to it.
+    fn product_and_bias<'a, B: Backend<Tensor = T>>(
+        &'a self,
+        b: &B,
+        x: &T,
+        mask: Option<&Linear<Option<T>>>,
+    ) -> Result<(T, Cow<'a, T>)> {
+        let w = masked(b, &self.weight, mask.and_then(|m| m.weight.as_ref()))?;
+        let bias = masked(b, &self.bias, mask.and_then(|m| m.bias.as_ref()))?;
+        Ok((b.matmul_fwd(x, &*w, Transpose::NT)?, bias))
     }
 
     /// Backward given the forward input `x` `[N, I]` and `dy` `[N, O]`: accumulates
