@@ -4,17 +4,19 @@
 
 use crate::device::{DeviceArgs, on_device};
 use crate::finetune::{metrics_line, save_model, write_summary};
-use crate::inputs::{Source, evaluator, prepare};
+use crate::inputs::{Source, evaluator, prepare, run_identity};
+use crate::output::{claim, finish};
 use crate::training::TrainArgs;
 use anyhow::{Context, Result};
 use prune::distill::{DistillConfig, Distiller, LayerMapping};
 use prune::tensor::Backend;
 use prune::train::Trainer;
 use prune::transformer::{BertForSequenceClassification, BertModel};
+use serde::Serialize;
 use std::path::{Path, PathBuf};
 
 /// Which layer mapping to use.
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Serialize)]
 pub enum Mapping {
     /// NNI: each student layer picks, every step, the teacher layer j ≥ i with the smallest loss.
     Dynamic,
@@ -22,22 +24,33 @@ pub enum Mapping {
     Ordered,
 }
 
-/// `prune distill` options.
-#[derive(clap::Args, Debug)]
+/// `prune distill` options. Serialised, the stage's own settings (its run identity).
+#[derive(clap::Args, Debug, Serialize)]
 pub struct Args {
     /// The student checkpoint (`--model`) and the task.
     #[command(flatten)]
+    #[serde(skip)]
     source: Source,
     #[command(flatten)]
+    #[serde(skip)]
     train: TrainArgs,
     #[command(flatten)]
+    #[serde(skip)]
     device: DeviceArgs,
     /// The fine-tuned teacher checkpoint.
     #[arg(long)]
+    #[serde(skip)]
     teacher: PathBuf,
-    /// Output directory: model/, metrics.jsonl (with distillation statistics), summary.json.
+    /// Output directory: model/, metrics.jsonl (with distillation statistics),
+    /// summary.json, run.json (written as <out>.partial and renamed when complete).
     #[arg(long)]
+    #[serde(skip)]
     out: PathBuf,
+    /// Continue the interrupted run in <out>.partial from its newest checkpoint (it must be
+    /// the same run: same inputs and settings).
+    #[arg(long)]
+    #[serde(skip)]
+    resume: bool,
     /// Layer mapping.
     #[arg(long, value_enum, default_value = "dynamic")]
     mapping: Mapping,
@@ -76,8 +89,19 @@ fn config(args: &Args) -> DistillConfig {
     }
 }
 
+impl Args {
+    /// Checks the options (before anything is read).
+    pub fn check(&self) -> Result<()> {
+        self.source.check()?;
+        self.train.config()?;
+        config(self).validate()?;
+        Ok(())
+    }
+}
+
 /// `prune distill`.
 pub fn run(args: &Args) -> Result<()> {
+    args.check()?;
     on_device!(args.device.device, b => run_on(b, args))
 }
 
@@ -87,19 +111,31 @@ fn run_on<B: Backend>(b: B, args: &Args) -> Result<()> {
     let p = prepare(&args.source, args.train.max_train, true)?;
     let teacher = load_classifier(b.clone(), &args.teacher)?;
     let mut student = load_classifier(b, &p.model_dir)?;
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    let distiller =
-        Distiller::new(teacher, config(args))?.with_log(&args.out.join("metrics.jsonl"), 10)?;
+    let identity = run_identity("distill", &args.source, &p, &args.train)?
+        .with_fields("distill", args)
+        .with_checkpoint("teacher", &args.teacher)?;
+    let inputs = [
+        ("--model", p.model_dir.as_path()),
+        ("--teacher", &args.teacher),
+        ("--data", &p.data_dir),
+    ];
+    let out = claim(&args.out, &inputs, &identity, args.resume)?;
+    let distiller = Distiller::new(teacher, config(args))?
+        .with_log(&out.path().join("metrics.jsonl"), 10)?
+        .with_checkpoints(out.path(), train_config.checkpoint_every)?;
+    if args.resume {
+        distiller.resume()?;
+    }
     let eval = evaluator(&args.source, &p)?;
     let mut trainer = distiller.attach(
         Trainer::new(train_config, &p.train, p.pad)?
             .with_evaluator(&eval)
-            .with_output_dir(&args.out),
+            .with_output_dir(out.path()),
     );
-    let summary = trainer.run(&mut student, false)?;
-    write_summary(&args.out, &summary)?;
-    let dir = save_model(&student, &p.model_dir, &args.out)?;
+    let summary = trainer.run(&mut student, args.resume)?;
+    write_summary(out.path(), &summary)?;
+    save_model(&student, &p.model_dir, out.path())?;
+    let dir = finish(out)?.join("model");
     println!(
         "distilled: {} | layer mapping counts {:?} | {} steps in {:.1}s ({:.1} ex/s); model saved to {}",
         metrics_line(summary.evaluation.as_ref()),

@@ -4,8 +4,9 @@
 
 use crate::device::{DeviceArgs, on_device};
 use crate::distill::load_classifier;
-use crate::finetune::{metrics_line, save_model, write_summary};
-use crate::inputs::{Source, evaluator, prepare};
+use crate::finetune::{metrics_line, save_model, write_json, write_summary};
+use crate::inputs::{Source, evaluator, prepare, run_identity};
+use crate::output::{claim, finish};
 use crate::training::TrainArgs;
 use anyhow::{Context, Result, bail};
 use prune::distill::{DistillConfig, Distiller, IterativeConfig, IterativePruning};
@@ -13,25 +14,38 @@ use prune::pruners::ffn_sparse_ratios;
 use prune::tensor::Backend;
 use prune::train::{Callback, Optimizer, StepInfo, Trainer};
 use prune::transformer::BertForSequenceClassification;
+use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// `prune ffn` (and `prune hidden`) options.
-#[derive(clap::Args, Debug, Clone)]
+/// `prune ffn` (and `prune hidden`) options. Serialised, the stage's own settings (its run
+/// identity).
+#[derive(clap::Args, Debug, Clone, Serialize)]
 pub struct Args {
     /// The student checkpoint (`--model`, e.g. the output of `prune heads`) and the task.
     #[command(flatten)]
+    #[serde(skip)]
     source: Source,
     #[command(flatten)]
+    #[serde(skip)]
     train: TrainArgs,
     #[command(flatten)]
+    #[serde(skip)]
     device: DeviceArgs,
     /// The fine-tuned teacher checkpoint.
     #[arg(long)]
+    #[serde(skip)]
     teacher: PathBuf,
-    /// Output directory: model/, plan.json (rounds composed), rounds.json, metrics.jsonl.
+    /// Output directory: model/, plan.json (rounds composed), rounds.json, metrics.jsonl,
+    /// summary.json, run.json (written as <out>.partial and renamed when complete).
     #[arg(long)]
+    #[serde(skip)]
     out: PathBuf,
+    /// Continue the interrupted run in <out>.partial from its newest checkpoint (it must be
+    /// the same run: same inputs and settings).
+    #[arg(long)]
+    #[serde(skip)]
+    resume: bool,
     /// Optimizer steps between pruning rounds.
     #[arg(long, default_value_t = 100)]
     interval: u64,
@@ -79,13 +93,40 @@ impl<B: Backend> Callback<B> for RoundClock {
     }
 }
 
-/// `prune ffn`.
-pub fn run(args: &Args) -> Result<()> {
-    on_device!(args.device.device, b => run_on(b, args))
+impl Args {
+    /// Checks the options (before anything is read).
+    pub fn check(&self) -> Result<()> {
+        self.source.check()?;
+        self.train.config()?;
+        if self.interval == 0 || self.rounds == 0 {
+            bail!("--interval and --rounds must be at least 1");
+        }
+        if let Some(r) = self.ffn_ratio.filter(|r| !(0.0..=1.0).contains(r)) {
+            bail!("--ffn-ratio must be in [0, 1], got {r}");
+        }
+        if let Some(r) = self.hidden_ratio.filter(|r| !(0.0..1.0).contains(r)) {
+            bail!("--hidden-ratio must be in [0, 1), got {r}");
+        }
+        let steps = self.interval.saturating_mul(self.rounds);
+        if let Some(max) = self.train.max_steps.filter(|&m| m < steps) {
+            bail!(
+                "--max-steps {max} ends before the last of {} rounds {} steps apart (step {steps})",
+                self.rounds,
+                self.interval
+            );
+        }
+        Ok(())
+    }
 }
 
-/// `prune ffn` with teacher and student on backend `b`.
-fn run_on<B: Backend>(b: B, args: &Args) -> Result<()> {
+/// `prune ffn`.
+pub fn run(args: &Args) -> Result<()> {
+    args.check()?;
+    on_device!(args.device.device, b => run_on(b, args, "ffn"))
+}
+
+/// `prune ffn` (or `hidden`, named by `command`) with teacher and student on backend `b`.
+fn run_on<B: Backend>(b: B, args: &Args, command: &str) -> Result<()> {
     let mut train_config = args.train.config()?;
     if train_config.eval_every.is_none() {
         train_config.eval_every = Some(args.interval);
@@ -103,13 +144,19 @@ fn run_on<B: Backend>(b: B, args: &Args) -> Result<()> {
             ffn_sparse_ratios(&kept, heads)
         }
     };
-    if ffn.iter().any(|r| !(0.0..=1.0).contains(r)) {
-        bail!("--ffn-ratio must be in [0, 1]");
-    }
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
+    let identity = run_identity(command, &args.source, &p, &args.train)?
+        .with_fields(command, args)
+        .with_checkpoint("teacher", &args.teacher)?;
+    let inputs = [
+        ("--model", p.model_dir.as_path()),
+        ("--teacher", &args.teacher),
+        ("--data", &p.data_dir),
+    ];
+    let out = claim(&args.out, &inputs, &identity, args.resume)?;
+    let every = train_config.checkpoint_every;
     let distiller = Distiller::new(teacher, DistillConfig::default())?
-        .with_log(&args.out.join("metrics.jsonl"), 10)?;
+        .with_log(&out.path().join("metrics.jsonl"), 10)?
+        .with_checkpoints(out.path(), every)?;
     let config = IterativeConfig {
         interval: args.interval,
         rounds: args.rounds,
@@ -117,7 +164,11 @@ fn run_on<B: Backend>(b: B, args: &Args) -> Result<()> {
         hidden: args.hidden_ratio,
         ..IterativeConfig::default()
     };
-    let mut looped = IterativePruning::new(distiller, config, &student)?;
+    let mut looped =
+        IterativePruning::new(distiller, config, &student)?.with_checkpoints(out.path(), every)?;
+    if args.resume {
+        looped.resume()?;
+    }
     let eval = evaluator(&args.source, &p)?;
     let mut clock = RoundClock {
         interval: args.interval,
@@ -130,23 +181,17 @@ fn run_on<B: Backend>(b: B, args: &Args) -> Result<()> {
     let summary = {
         let trainer = Trainer::new(train_config, &p.train, p.pad)?
             .with_evaluator(&eval)
-            .with_output_dir(&args.out)
+            .with_output_dir(out.path())
             .with_callback(prune::pruners::ByRef(&mut clock));
-        looped.attach(trainer).run(&mut student, false)?
+        looped.attach(trainer).run(&mut student, args.resume)?
     };
     let rounds = looped.rounds().to_vec();
-    let plan = looped.plan()?;
-    std::fs::write(
-        args.out.join("plan.json"),
-        serde_json::to_string_pretty(&plan)?,
-    )?;
-    std::fs::write(
-        args.out.join("rounds.json"),
-        serde_json::to_string_pretty(&rounds)?,
-    )?;
-    write_summary(&args.out, &summary)?;
-    let dir = save_model(&student, &p.model_dir, &args.out)?;
-    let evals = read_evals(&args.out.join("metrics.jsonl"))?;
+    write_json(&out.path().join("plan.json"), &looped.plan()?)?;
+    write_json(&out.path().join("rounds.json"), &rounds)?;
+    write_summary(out.path(), &summary)?;
+    save_model(&student, &p.model_dir, out.path())?;
+    let evals = read_evals(&out.path().join("metrics.jsonl"))?;
+    let dir = finish(out)?.join("model");
     for (i, r) in rounds.iter().enumerate() {
         let acc = evals
             .iter()
@@ -175,16 +220,23 @@ fn run_on<B: Backend>(b: B, args: &Args) -> Result<()> {
     Ok(())
 }
 
-/// `prune hidden`: the same loop over the hidden width, leaving the FFN alone unless
-/// `--ffn-ratio` is given too.
-pub fn run_hidden(args: &Args) -> Result<()> {
+/// `prune hidden`'s options: those of `prune ffn` with `--hidden-ratio` required and the
+/// FFN left alone unless `--ffn-ratio` is given too.
+pub fn hidden_args(args: &Args) -> Result<Args> {
     if args.hidden_ratio.is_none() {
         bail!("prune hidden needs --hidden-ratio (the fraction of hidden channels to remove)");
     }
-    run(&Args {
+    Ok(Args {
         ffn_ratio: args.ffn_ratio.or(Some(0.0)),
         ..args.clone()
     })
+}
+
+/// `prune hidden`: the same loop over the hidden width.
+pub fn run_hidden(args: &Args) -> Result<()> {
+    let args = hidden_args(args)?;
+    args.check()?;
+    on_device!(args.device.device, b => run_on(b, &args, "hidden"))
 }
 
 /// `(step, main metric)` of every evaluation in a `metrics.jsonl`.

@@ -2,7 +2,8 @@
 //! and a linear schedule, evaluate with the task's metrics, save the model.
 
 use crate::device::{DeviceArgs, on_device};
-use crate::inputs::{Source, copy_tokenizer, evaluator, prepare};
+use crate::inputs::{Source, copy_tokenizer, evaluator, prepare, run_identity};
+use crate::output::{claim, finish};
 use crate::training::TrainArgs;
 use anyhow::{Context, Result};
 use prune::tensor::Backend;
@@ -19,12 +20,23 @@ pub struct Args {
     train: TrainArgs,
     #[command(flatten)]
     device: DeviceArgs,
-    /// Output directory: model/, checkpoints/, metrics.jsonl, summary.json.
+    /// Output directory: model/, metrics.jsonl, summary.json, run.json (written as
+    /// <out>.partial and renamed when complete).
     #[arg(long)]
     out: PathBuf,
-    /// Continue from the newest checkpoint in --out.
+    /// Continue the interrupted run in <out>.partial from its newest checkpoint (it must be
+    /// the same run: same inputs and settings).
     #[arg(long)]
     resume: bool,
+}
+
+impl Args {
+    /// Checks the options (before anything is read).
+    pub fn check(&self) -> Result<()> {
+        self.source.check()?;
+        self.train.config()?;
+        Ok(())
+    }
 }
 
 /// `prune eval` options.
@@ -39,6 +51,7 @@ pub struct EvalArgs {
 
 /// `prune finetune`.
 pub fn run(args: &Args) -> Result<()> {
+    args.check()?;
     on_device!(args.device.device, b => finetune_on(b, args))
 }
 
@@ -46,6 +59,7 @@ pub fn run(args: &Args) -> Result<()> {
 fn finetune_on<B: Backend>(b: B, args: &Args) -> Result<()> {
     let config = args.train.config()?;
     let p = prepare(&args.source, args.train.max_train, true)?;
+    let identity = run_identity("finetune", &args.source, &p, &args.train)?;
     let task = args.source.task;
     let mut model = BertForSequenceClassification::from_pretrained(
         b,
@@ -54,12 +68,15 @@ fn finetune_on<B: Backend>(b: B, args: &Args) -> Result<()> {
         args.train.seed,
     )?;
     let eval = evaluator(&args.source, &p)?;
+    let inputs = [("--model", p.model_dir.as_path()), ("--data", &p.data_dir)];
+    let out = claim(&args.out, &inputs, &identity, args.resume)?;
     let mut trainer = Trainer::new(config, &p.train, p.pad)?
         .with_evaluator(&eval)
-        .with_output_dir(&args.out);
+        .with_output_dir(out.path());
     let summary = trainer.run(&mut model, args.resume)?;
-    let model_out = save_model(&model, &p.model_dir, &args.out)?;
-    write_summary(&args.out, &summary)?;
+    save_model(&model, &p.model_dir, out.path())?;
+    write_summary(out.path(), &summary)?;
+    let model_out = finish(out)?.join("model");
     println!(
         "{task}: {} | {} steps, {} examples in {:.1}s ({:.1} ex/s) | model saved to {}",
         metrics_line(summary.evaluation.as_ref()),
@@ -86,8 +103,12 @@ pub fn save_model<B: Backend>(
 
 /// Writes `summary.json` under `out`.
 pub fn write_summary(out: &Path, summary: &TrainSummary) -> Result<()> {
-    let path = out.join("summary.json");
-    std::fs::write(&path, serde_json::to_string_pretty(summary)?)
+    write_json(&out.join("summary.json"), summary)
+}
+
+/// Writes `value` as pretty JSON to `path`.
+pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
+    std::fs::write(path, serde_json::to_string_pretty(value)?)
         .with_context(|| format!("writing {}", path.display()))
 }
 
@@ -105,6 +126,7 @@ pub fn metrics_line(e: Option<&Evaluation>) -> String {
 
 /// `prune eval`.
 pub fn eval(args: &EvalArgs) -> Result<()> {
+    args.source.check()?;
     on_device!(args.device.device, b => eval_on(b, args))
 }
 

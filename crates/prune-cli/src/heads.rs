@@ -3,8 +3,9 @@
 //! removes every dead head; the shrunk model is evaluated and saved with its masks and plan.
 
 use crate::device::{DeviceArgs, on_device};
-use crate::finetune::{metrics_line, save_model, write_summary};
-use crate::inputs::{Source, evaluator, prepare};
+use crate::finetune::{metrics_line, save_model, write_json, write_summary};
+use crate::inputs::{Source, evaluator, prepare, run_identity};
+use crate::output::{claim, finish};
 use crate::training::TrainArgs;
 use anyhow::{Context, Result, bail};
 use prune::pruners::{
@@ -14,25 +15,33 @@ use prune::pruners::{
 use prune::speedup::{ModelStats, apply, plan_from_masks};
 use prune::tensor::Backend;
 use prune::train::Trainer;
+use prune::train::run_dir::sha256_file;
 use prune::transformer::{BertForSequenceClassification, BertModel};
+use serde::Serialize;
 use std::path::PathBuf;
 
-/// `prune heads` options.
-#[derive(clap::Args, Debug)]
+/// `prune heads` options. Serialised, the stage's own settings (its run identity).
+#[derive(clap::Args, Debug, Serialize)]
 pub struct Args {
     #[command(flatten)]
+    #[serde(skip)]
     source: Source,
     #[command(flatten)]
+    #[serde(skip)]
     train: TrainArgs,
     #[command(flatten)]
+    #[serde(skip)]
     device: DeviceArgs,
     /// Output directory: model/ (the shrunk model), masks.safetensors, plan.json,
-    /// metrics.jsonl, summary.json.
+    /// metrics.jsonl, summary.json, run.json (written as <out>.partial and renamed when
+    /// complete).
     #[arg(long)]
+    #[serde(skip)]
     out: PathBuf,
     /// NNI-style config_list (JSON or TOML); default: every attention Linear
     /// (Q/K/V/output) in head-sized blocks with sparse_threshold 0.1.
     #[arg(long)]
+    #[serde(skip)]
     config_list: Option<PathBuf>,
     /// Steps before pruning starts (masks stay all ones).
     #[arg(long, default_value_t = 100)]
@@ -58,11 +67,36 @@ pub struct Args {
     head_rule: Option<Rule>,
     /// Print which parameters the config_list selects and stop.
     #[arg(long)]
+    #[serde(skip)]
     dry_run: bool,
 }
 
+impl Args {
+    /// The movement pruner's settings these flags describe.
+    fn settings(&self) -> MovementSettings {
+        MovementSettings {
+            score_lr: self.score_lr,
+            ..MovementSettings::new(self.warmup_steps, self.cooldown_step, self.regular_scale)
+        }
+    }
+
+    /// Checks the options (before anything is read but the config_list).
+    pub fn check(&self) -> Result<()> {
+        self.source.check()?;
+        self.train.config()?;
+        if let Some(r) = self.sparse_ratio.filter(|r| !(0.0..1.0).contains(r)) {
+            bail!("--sparse-ratio must be in [0, 1), got {r}");
+        }
+        self.settings().validate()?;
+        if let Some(path) = &self.config_list {
+            ConfigList::from_path(path)?;
+        }
+        Ok(())
+    }
+}
+
 /// `--head-rule` values.
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Serialize)]
 enum Rule {
     /// Dead if all its rows of Q, K or V, or all its columns of the output, are masked.
     Qkvo,
@@ -99,9 +133,7 @@ fn default_config_list(d: usize, sparse_ratio: Option<f64>) -> Result<ConfigList
 
 /// `prune heads`.
 pub fn run(args: &Args) -> Result<()> {
-    if let Some(r) = args.sparse_ratio.filter(|r| !(0.0..1.0).contains(r)) {
-        bail!("--sparse-ratio must be in [0, 1), got {r}");
-    }
+    args.check()?;
     on_device!(args.device.device, b => run_on(b, args))
 }
 
@@ -120,20 +152,22 @@ fn run_on<B: Backend>(b: B, args: &Args) -> Result<()> {
     if args.dry_run {
         return Ok(());
     }
-    let settings = MovementSettings {
-        score_lr: args.score_lr,
-        ..MovementSettings::new(args.warmup_steps, args.cooldown_step, args.regular_scale)
-    };
-    let mut movement = MovementPruner::from_config(&list, &model.bert, settings)?;
+    let mut movement = MovementPruner::from_config(&list, &model.bert, args.settings())?;
     let eval = evaluator(&args.source, &p)?;
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
+    let mut identity =
+        run_identity("heads", &args.source, &p, &args.train)?.with_fields("heads", args);
+    let mut inputs = vec![("--model", p.model_dir.as_path()), ("--data", &p.data_dir)];
+    if let Some(path) = &args.config_list {
+        inputs.push(("--config-list", path));
+        identity = identity.with("heads.config_list", sha256_file(path)?);
+    }
+    let out = claim(&args.out, &inputs, &identity, false)?;
     let trainer = Trainer::new(config, &p.train, p.pad)?
         .with_evaluator(&eval)
-        .with_output_dir(&args.out);
+        .with_output_dir(out.path());
     let (masks, summary) = movement.compress(trainer, &mut model)?;
-    masks.save(&args.out.join("masks.safetensors"))?;
-    write_summary(&args.out, &summary)?;
+    masks.save(&out.path().join("masks.safetensors"))?;
+    write_summary(out.path(), &summary)?;
     let before = ModelStats::of(&model.bert.config, true, true, 128);
 
     // Dead heads by the chosen rule; surviving heads are restored whole, then cut.
@@ -152,12 +186,11 @@ fn run_on<B: Backend>(b: B, args: &Args) -> Result<()> {
     let plan = plan_from_masks(&model.bert, &weight_masks)?;
     apply(&mut model.bert, &plan, &mut [])?;
     model.bert.set_masks(None)?;
-    let plan_path = args.out.join("plan.json");
-    std::fs::write(&plan_path, serde_json::to_string_pretty(&plan)?)
-        .with_context(|| format!("writing {}", plan_path.display()))?;
+    write_json(&out.path().join("plan.json"), &plan)?;
     let after = ModelStats::of(&model.bert.config, true, true, 128);
     let pruned_eval = eval.evaluate(&model)?;
-    let dir = save_model(&model, &p.model_dir, &args.out)?;
+    save_model(&model, &p.model_dir, out.path())?;
+    let dir = finish(out)?.join("model");
     let kept = kept_heads(&model.bert.config, &Default::default());
     println!(
         "heads kept per layer: {kept:?} (removed {:?})\n\

@@ -1,38 +1,68 @@
 //! What every stage reads: a checkpoint directory and a GLUE task, tokenized once; the
-//! evaluator of the task's dev split; and copying the tokenizer next to a saved model.
+//! evaluator of the task's dev split; the identity of a run over them; and copying the
+//! tokenizer next to a saved model.
 
-use anyhow::{Context, Result};
+use crate::training::TrainArgs;
+use anyhow::{Context, Result, bail};
+use prune::data::dataset::glue_path;
 use prune::data::{
     BadRows, Dataset, Encoded, Split, Task, default_glue_dir, encode_examples, load_glue,
 };
-use prune::train::Evaluator;
+use prune::train::{Evaluator, RunIdentity};
 use prune::transformer::{Padding, Tokenizer, paths};
+use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// Where the model and the data come from.
-#[derive(clap::Args, Debug, Clone)]
+/// Where the model and the data come from. Serialised, the settings that decide what the
+/// examples are (the task, the model and the data files are recorded as such elsewhere).
+#[derive(clap::Args, Debug, Clone, Serialize)]
 pub struct Source {
     /// GLUE task: cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli.
     #[arg(long, default_value = "sst2")]
+    #[serde(skip)]
     pub task: Task,
     /// Checkpoint directory (config.json, model.safetensors, tokenizer.json); default: the
     /// fetched all-MiniLM-L6-v2 (`cargo xtask fetch`).
     #[arg(long)]
+    #[serde(skip)]
     pub model: Option<PathBuf>,
     /// The glue_data directory; default: $GLUE_DIR, else ../shared/data/glue beside the
     /// workspace.
     #[arg(long)]
+    #[serde(skip)]
     pub data: Option<PathBuf>,
     /// Longest sequence in tokens (longer inputs are truncated, longest-first for pairs).
     #[arg(long, default_value_t = 128)]
     pub max_len: usize,
     /// Examples per evaluation batch.
     #[arg(long, default_value_t = 64)]
+    #[serde(skip)]
     pub eval_batch_size: usize,
     /// Skip malformed data rows (with a warning count) instead of failing.
     #[arg(long)]
     pub skip_bad_rows: bool,
+}
+
+impl Source {
+    /// Checks the values (before anything is read).
+    pub fn check(&self) -> Result<()> {
+        if self.max_len < 2 {
+            bail!(
+                "--max-len must be at least 2 tokens ([CLS] and [SEP]), got {}",
+                self.max_len
+            );
+        }
+        if self.eval_batch_size == 0 {
+            bail!("--eval-batch-size must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The glue_data directory the task is read from.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data.clone().unwrap_or_else(default_glue_dir)
+    }
 }
 
 /// A task's data, tokenized.
@@ -45,11 +75,13 @@ pub struct Prepared {
     pub dev: Vec<Encoded>,
     /// The checkpoint directory.
     pub model_dir: PathBuf,
+    /// The glue_data directory.
+    pub data_dir: PathBuf,
 }
 
 /// Loads one split, warning about skipped rows.
 fn load(source: &Source, split: Split) -> Result<Dataset> {
-    let dir = source.data.clone().unwrap_or_else(default_glue_dir);
+    let dir = source.data_dir();
     let bad = if source.skip_bad_rows {
         BadRows::Skip
     } else {
@@ -100,7 +132,26 @@ pub fn prepare(source: &Source, max_train: Option<usize>, with_train: bool) -> R
         train,
         dev,
         model_dir,
+        data_dir: source.data_dir(),
     })
+}
+
+/// The identity of a training run of `command` over `source` as prepared in `p` with the
+/// training options `train`: the options, the task, and hashes of the input model and the
+/// training file. Stages add their own settings.
+pub fn run_identity(
+    command: &str,
+    source: &Source,
+    p: &Prepared,
+    train: &TrainArgs,
+) -> Result<RunIdentity> {
+    let train_file = glue_path(&p.data_dir, source.task, Split::Train)?;
+    Ok(RunIdentity::new(command)
+        .with("task", source.task.to_string())
+        .with_fields("source", source)
+        .with_fields("train", train)
+        .with_checkpoint("model", &p.model_dir)?
+        .with_file("data.train", &train_file)?)
 }
 
 /// The evaluator of the dev split with the task's metrics.

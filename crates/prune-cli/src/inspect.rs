@@ -2,12 +2,15 @@
 //! dependency groups) and `prune speedup` (masks saved by a pruning stage → a smaller
 //! checkpoint).
 
+use crate::finetune::write_json;
 use crate::inputs::copy_tokenizer;
-use anyhow::{Context, Result};
+use crate::output::{claim, finish};
+use anyhow::{Context, Result, bail};
 use prune::graph::model_groups;
 use prune::pruners::Masks;
-use prune::speedup::{ModelStats, PruningReport, apply, plan_from_masks};
+use prune::speedup::{ModelStats, PruningReport, apply, masked_but_kept, plan_from_masks};
 use prune::tensor::CpuBackend;
+use prune::train::RunIdentity;
 use prune::transformer::{BertModel, paths};
 use std::path::PathBuf;
 
@@ -34,7 +37,8 @@ pub struct SpeedupArgs {
     /// Masks written by a pruning stage (`masks.safetensors`).
     #[arg(long)]
     masks: PathBuf,
-    /// Output directory: model/ (the shrunk checkpoint) and plan.json.
+    /// Output directory: model/ (the shrunk checkpoint), plan.json and run.json (written
+    /// as <out>.partial and renamed when complete).
     #[arg(long)]
     out: PathBuf,
 }
@@ -51,6 +55,9 @@ fn load(model: Option<&PathBuf>) -> Result<(PathBuf, BertModel<CpuBackend>)> {
 
 /// `prune inspect`.
 pub fn inspect(args: &InspectArgs) -> Result<()> {
+    if args.seq == 0 {
+        bail!("--seq must be at least 1");
+    }
     let (dir, bert) = load(args.model.as_ref())?;
     let c = &bert.config;
     let stats = ModelStats::of(
@@ -110,6 +117,25 @@ pub fn speedup(args: &SpeedupArgs) -> Result<()> {
     masks.apply(&mut bert)?;
     let weight_masks = bert.masks().cloned().unwrap_or_else(|| bert.empty_masks());
     let plan = plan_from_masks(&bert, &weight_masks)?;
+    let left = masked_but_kept(&bert, &weight_masks, &plan)?;
+    if plan.is_identity() {
+        bail!(
+            "{}: the masks zero {left} weights but no whole head, FFN neuron or hidden channel, \
+             so surgery has nothing to remove (it only cuts whole structures)",
+            args.masks.display()
+        );
+    }
+    if left > 0 {
+        eprintln!(
+            "warning: {left} masked weights are not part of a removed head, neuron or channel; \
+             they stay in the model with their trained values"
+        );
+    }
+    let identity = RunIdentity::new("speedup")
+        .with_checkpoint("model", &dir)?
+        .with_file("masks", &args.masks)?;
+    let inputs = [("--model", dir.as_path()), ("--masks", &args.masks)];
+    let out = claim(&args.out, &inputs, &identity, false)?;
     let (pooler, classifier) = (
         bert.params.pooler.is_some(),
         bert.params.classifier.is_some(),
@@ -117,12 +143,11 @@ pub fn speedup(args: &SpeedupArgs) -> Result<()> {
     let report = PruningReport::new(&bert.config, pooler, classifier, &plan, 128)?;
     apply(&mut bert, &plan, &mut [])?;
     bert.set_masks(None)?;
-    let out = args.out.join("model");
-    bert.save(&out)?;
-    copy_tokenizer(&dir, &out)?;
-    let plan_path = args.out.join("plan.json");
-    std::fs::write(&plan_path, serde_json::to_string_pretty(&plan)?)
-        .with_context(|| format!("writing {}", plan_path.display()))?;
+    let model_dir = out.path().join("model");
+    bert.save(&model_dir)?;
+    copy_tokenizer(&dir, &model_dir)?;
+    write_json(&out.path().join("plan.json"), &plan)?;
+    let saved = finish(out)?.join("model");
     println!(
         "heads {:?}, FFN {:?}, hidden {}; parameters {:.1}% of the original, FLOPs {:.2}x fewer; saved to {}",
         report.after.heads,
@@ -130,7 +155,7 @@ pub fn speedup(args: &SpeedupArgs) -> Result<()> {
         report.after.hidden,
         100.0 * report.parameter_ratio(),
         1.0 / report.flops_ratio().max(1e-12),
-        out.display()
+        saved.display()
     );
     Ok(())
 }

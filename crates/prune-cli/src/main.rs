@@ -11,7 +11,9 @@ mod heads;
 mod inputs;
 mod inspect;
 mod latency;
+mod output;
 mod pipeline;
+mod recipe;
 mod report;
 mod training;
 
@@ -75,10 +77,39 @@ pub(crate) enum Command {
     Pipeline(pipeline::Args),
 }
 
+impl Command {
+    /// Checks the options of the command that can be checked before anything is read
+    /// (the pipeline checks each stage's this way before the first one runs).
+    pub(crate) fn check(&self) -> anyhow::Result<()> {
+        match self {
+            Command::Finetune(a) => a.check(),
+            Command::Heads(a) => a.check(),
+            Command::Distill(a) => a.check(),
+            Command::Ffn(a) => a.check(),
+            Command::Hidden(a) => ffn::hidden_args(a)?.check(),
+            Command::Bench(a) => a.check(),
+            Command::Eval(_) | Command::Inspect(_) | Command::Speedup(_) | Command::Pipeline(_) => {
+                Ok(())
+            }
+        }
+    }
+}
+
 /// Runs the command; an error is one line on stderr and exit code 2.
 fn main() -> std::process::ExitCode {
     allocator::keep_large_buffers();
-    match run(Cli::parse()) {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if e.use_stderr() => {
+            // clap's first line names the problem; its usage block follows on more lines.
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("error: bad arguments");
+            eprintln!("{first} (see --help)");
+            return std::process::ExitCode::from(2);
+        }
+        Err(e) => e.exit(),
+    };
+    match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -122,9 +153,26 @@ struct BenchArgs {
     device: device::DeviceArgs,
 }
 
+impl BenchArgs {
+    /// Checks the options (before anything is read).
+    fn check(&self) -> anyhow::Result<()> {
+        if !(self.seconds.is_finite() && (0.0..=3600.0).contains(&self.seconds)) {
+            anyhow::bail!(
+                "--seconds must be a number of seconds in [0, 3600], got {}",
+                self.seconds
+            );
+        }
+        if self.batches.iter().any(|b| !(1..=4096).contains(b)) || self.seq == 0 {
+            anyhow::bail!("--batch must be in [1, 4096] and --seq at least 1");
+        }
+        Ok(())
+    }
+}
+
 /// `prune bench`: loads the checkpoint (a classifier is added if it has none) and prints the
 /// median latency per batch size.
 fn bench(args: &BenchArgs) -> anyhow::Result<()> {
+    args.check()?;
     device::on_device!(args.device.device, b => bench_on(b, args))
 }
 
@@ -137,6 +185,13 @@ fn bench_on<B: prune::tensor::Backend>(backend: B, args: &BenchArgs) -> anyhow::
     };
     let labels = BertConfig::from_file(&dir.join("config.json"))?.labels();
     let model = BertForSequenceClassification::from_pretrained(backend, &dir, labels, 0)?;
+    let positions = model.bert.config.max_position_embeddings;
+    if args.seq > positions {
+        anyhow::bail!(
+            "--seq {} exceeds the model's {positions} positions",
+            args.seq
+        );
+    }
     println!(
         "{}: {} parameters",
         dir.display(),

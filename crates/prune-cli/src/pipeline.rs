@@ -5,29 +5,21 @@
 
 use crate::device::{DeviceArgs, on_device};
 use crate::distill::load_classifier;
+use crate::finetune::write_json;
 use crate::inputs::{Source, evaluator, prepare};
 use crate::latency::{self, Latency};
+use crate::output::claim;
+use crate::recipe::{self, Recipe, STAGES, StageIo, preset};
 use crate::report::{FinalSummary, ModelSummary, Report, StageSummary};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use prune::speedup::ModelStats;
 use prune::tensor::Backend;
-use prune::transformer::BertForSequenceClassification;
+use prune::train::RunIdentity;
+use prune::transformer::{BertForSequenceClassification, paths};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-/// The stages a recipe may configure, in the order they run.
-const STAGES: [&str; 4] = ["finetune", "heads", "distill", "ffn"];
-
-/// Recipes built into the binary.
-const PRESETS: [(&str, &str); 2] = [
-    ("default", include_str!("../recipes/default.toml")),
-    (
-        "nni-bert-base-mnli",
-        include_str!("../recipes/nni-bert-base-mnli.toml"),
-    ),
-];
 
 /// `prune pipeline` options.
 #[derive(clap::Args, Debug)]
@@ -49,9 +41,15 @@ pub struct Args {
     /// The glue_data directory; default: $GLUE_DIR, else ../shared/data/glue.
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Run directory; default: runs/<unix time>.
+    /// Run directory; default: runs/<unix time>. Written as <out>.partial and renamed
+    /// when the report is written.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Continue the interrupted run in <out>.partial: completed stages are kept, the
+    /// interrupted one resumes from its newest checkpoint (heads restarts). The recipe and
+    /// the input model must be the same.
+    #[arg(long, requires = "out")]
+    resume: bool,
     /// Seconds spent timing each latency figure of the report (teacher and final model
     /// alternately).
     #[arg(long, default_value_t = 10.0)]
@@ -64,70 +62,23 @@ pub struct Args {
     device: DeviceArgs,
 }
 
-/// A recipe: flags per stage.
-type Recipe = BTreeMap<String, toml::Table>;
-
-/// Reads the recipe, applies the overrides and checks the stage names.
+/// Reads the recipe and applies the overrides.
 fn recipe(args: &Args) -> Result<Recipe> {
     let text = match &args.recipe {
         Some(path) => std::fs::read_to_string(path)
             .with_context(|| format!("reading recipe {}", path.display()))?,
-        None => PRESETS
-            .iter()
-            .find(|(n, _)| *n == args.preset)
-            .map(|(_, t)| t.to_string())
-            .with_context(|| {
-                format!(
-                    "unknown preset {:?} (known: default, nni-bert-base-mnli)",
-                    args.preset
-                )
-            })?,
+        None => preset(&args.preset)?.to_string(),
     };
-    let mut r: Recipe = toml::from_str(&text).context("malformed recipe")?;
-    for o in &args.overrides {
-        let (key, value) = o
-            .split_once('=')
-            .with_context(|| format!("--set {o:?}: expected STAGE.KEY=VALUE"))?;
-        let (stage, flag) = key
-            .split_once('.')
-            .with_context(|| format!("--set {o:?}: expected STAGE.KEY=VALUE"))?;
-        let value = toml::from_str::<toml::Table>(&format!("v = {value}"))
-            .map(|mut t| {
-                t.remove("v")
-                    .unwrap_or(toml::Value::String(value.to_string()))
-            })
-            .unwrap_or_else(|_| toml::Value::String(value.to_string()));
-        r.entry(stage.to_string())
-            .or_default()
-            .insert(flag.to_string(), value);
-    }
-    if let Some(bad) = r
-        .keys()
-        .find(|k| *k != "common" && !STAGES.contains(&k.as_str()))
-    {
-        bail!(
-            "recipe: unknown stage [{bad}] (stages: common, {})",
-            STAGES.join(", ")
-        );
-    }
-    Ok(r)
+    recipe::parse(&text, &args.overrides)
 }
 
-/// `--key value` flags of a recipe table.
-fn flags(table: Option<&toml::Table>) -> Vec<String> {
-    let mut out = Vec::new();
-    for (k, v) in table.into_iter().flatten() {
-        match v {
-            toml::Value::Boolean(true) => out.push(format!("--{k}")),
-            toml::Value::Boolean(false) => {}
-            toml::Value::String(s) => out.extend([format!("--{k}"), s.clone()]),
-            other => out.extend([format!("--{k}"), other.to_string()]),
-        }
-    }
-    out
+/// Whether a stage can continue from its checkpoint (heads restarts instead: its scores
+/// are not checkpointed).
+fn resumable(stage: &str) -> bool {
+    stage != "heads"
 }
 
-/// The command line of `stage`, reading `model` (and `teacher`), writing `out`.
+/// The command line of `stage` reading `model` (and `teacher`), writing `out`.
 fn stage_argv(
     args: &Args,
     r: &Recipe,
@@ -136,49 +87,41 @@ fn stage_argv(
     teacher: Option<&Path>,
     out: &Path,
 ) -> Vec<String> {
-    let mut argv = vec!["prune".to_string(), stage.to_string()];
-    // The stage's own values override the common ones.
-    let mut table = r.get("common").cloned().unwrap_or_default();
-    table.extend(r.get(stage).cloned().unwrap_or_default());
-    argv.extend(flags(Some(&table)));
-    let path = |p: &Path| p.to_string_lossy().into_owned();
-    if let Some(m) = model {
-        argv.extend(["--model".into(), path(m)]);
-    }
-    if let Some(t) = teacher {
-        argv.extend(["--teacher".into(), path(t)]);
-    }
-    if let Some(d) = &args.data {
-        argv.extend(["--data".into(), path(d)]);
-    }
-    argv.extend(["--out".into(), path(out)]);
-    argv.extend(["--device".into(), args.device.device.to_string()]);
+    let mut extra = vec!["--device".to_string(), args.device.device.to_string()];
     if args.quiet {
-        argv.push("--quiet".into());
+        extra.push("--quiet".into());
     }
-    argv
+    if args.resume && resumable(stage) {
+        extra.push("--resume".into());
+    }
+    let io = StageIo {
+        model,
+        teacher: teacher.filter(|_| stage != "finetune" && stage != "heads"),
+        data: args.data.as_deref(),
+        out,
+        extra,
+    };
+    recipe::stage_argv(r, stage, &io)
 }
 
 /// The task's source options as the recipe's common table sets them, for evaluation.
 fn source(args: &Args, r: &Recipe, model: &Path) -> Result<Source> {
-    let mut argv = vec!["prune".to_string(), "eval".to_string()];
-    let common = r.get("common");
-    for key in ["task", "max-len", "eval-batch-size", "skip-bad-rows"] {
-        let one: toml::Table = common
-            .and_then(|c| c.get(key))
-            .map(|v| (key.to_string(), v.clone()))
-            .into_iter()
-            .collect();
-        argv.extend(flags(Some(&one)));
-    }
-    argv.extend(["--model".into(), model.to_string_lossy().into_owned()]);
-    if let Some(d) = &args.data {
-        argv.extend(["--data".into(), d.to_string_lossy().into_owned()]);
-    }
+    let argv = recipe::eval_argv(r, model, args.data.as_deref());
     match crate::Cli::try_parse_from(&argv)?.command {
         crate::Command::Eval(e) => Ok(e.source),
         _ => unreachable!("the argv names the eval command"),
     }
+}
+
+/// Parses a stage's command line and checks its options; errors name the stage.
+fn parsed_stage(stage: &str, argv: &[String]) -> Result<crate::Command> {
+    let first_line = |e: String| e.lines().next().unwrap_or("").to_string();
+    let cli = crate::Cli::try_parse_from(argv)
+        .map_err(|e| anyhow::anyhow!("recipe [{stage}]: {}", first_line(e.to_string())))?;
+    cli.command
+        .check()
+        .map_err(|e| anyhow::anyhow!("recipe [{stage}]: {e:#}"))?;
+    Ok(cli.command)
 }
 
 /// A stage's model with its metric and statistics.
@@ -219,8 +162,29 @@ fn examples_per_second(dir: &Path) -> f64 {
 
 /// `prune pipeline`.
 pub fn run(args: &Args) -> Result<()> {
+    if !(args.latency_seconds.is_finite() && (0.0..=3600.0).contains(&args.latency_seconds)) {
+        bail!(
+            "--latency-seconds must be a number of seconds in [0, 3600], got {}",
+            args.latency_seconds
+        );
+    }
     on_device!(args.device.device, b => run_on(&b, args))
 }
+
+/// The stage folder `dir` holds a completed stage: its model, summary and run record.
+fn is_complete(dir: &Path) -> bool {
+    [
+        "model/config.json",
+        "model/model.safetensors",
+        "summary.json",
+        "run.json",
+    ]
+    .iter()
+    .all(|f| dir.join(f).is_file())
+}
+
+/// Wall seconds of the stages completed so far, kept in the run folder for a resumed run.
+const STAGE_SECONDS: &str = "stage-seconds.json";
 
 /// `prune pipeline` with every model on backend `b`.
 fn run_on<B: Backend>(b: &B, args: &Args) -> Result<()> {
@@ -231,39 +195,55 @@ fn run_on<B: Backend>(b: &B, args: &Args) -> Result<()> {
             .map_or(0, |d| d.as_secs());
         PathBuf::from("runs").join(secs.to_string())
     });
-    // Check every stage's command line before any work starts.
+    // Every stage's options are checked before any work starts.
+    let placeholder = Path::new(".");
     for stage in STAGES {
-        let argv = stage_argv(
-            args,
-            &r,
-            stage,
-            Some(Path::new(".")),
-            (stage != "finetune" && stage != "heads").then_some(Path::new(".")),
-            &out,
-        );
-        crate::Cli::try_parse_from(&argv).map_err(|e| {
-            anyhow::anyhow!(
-                "recipe [{stage}]: {}",
-                e.to_string().lines().next().unwrap_or("")
-            )
-        })?;
+        let argv = stage_argv(args, &r, stage, Some(placeholder), Some(placeholder), &out);
+        parsed_stage(stage, &argv)?;
     }
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    std::fs::write(out.join("recipe.toml"), toml::to_string(&r)?)?;
-    let started = Instant::now();
+    let model_dir = match &args.model {
+        Some(d) => paths::require_checkpoint(d.clone())?,
+        None => paths::require_model_dir()?,
+    };
+    let identity = RunIdentity::new("pipeline")
+        .with("recipe", serde_json::to_value(&r)?)
+        .with_checkpoint("model", &model_dir)?;
+    let mut inputs = vec![("--model", model_dir.as_path())];
+    if let Some(d) = &args.data {
+        inputs.push(("--data", d));
+    }
+    let run = claim(&out, &inputs, &identity, args.resume)?;
+    let work = run.path().to_path_buf();
+    std::fs::write(work.join("recipe.toml"), toml::to_string(&r)?)?;
+    let seconds_path = work.join(STAGE_SECONDS);
+    let mut seconds: BTreeMap<String, f64> = std::fs::read_to_string(&seconds_path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    let (started, mut earlier) = (Instant::now(), 0.0);
     let mut stages = Vec::new();
     let mut model = args.model.clone();
     let mut teacher: Option<PathBuf> = None;
     for stage in STAGES {
-        let dir = out.join(stage);
-        let t = (stage != "finetune" && stage != "heads")
-            .then(|| teacher.clone())
-            .flatten();
-        let argv = stage_argv(args, &r, stage, model.as_deref(), t.as_deref(), &dir);
-        eprintln!("== {stage}: {}", argv[1..].join(" "));
-        let stage_start = Instant::now();
-        crate::run(crate::Cli::try_parse_from(&argv)?).with_context(|| format!("stage {stage}"))?;
-        let seconds = stage_start.elapsed().as_secs_f64();
+        let dir = work.join(stage);
+        if is_complete(&dir) {
+            eprintln!("== {stage}: complete, kept");
+            earlier += seconds.get(stage).copied().unwrap_or(0.0);
+        } else {
+            let partial = prune::train::run_dir::work_dir_of(&dir);
+            if partial.exists() && !resumable(stage) {
+                eprintln!("== {stage}: interrupted, restarting");
+                std::fs::remove_dir_all(&partial)
+                    .with_context(|| format!("removing {}", partial.display()))?;
+            }
+            let argv = stage_argv(args, &r, stage, model.as_deref(), teacher.as_deref(), &dir);
+            eprintln!("== {stage}: {}", argv[1..].join(" "));
+            let stage_start = Instant::now();
+            crate::run(crate::Cli::try_parse_from(&argv)?)
+                .with_context(|| format!("stage {stage}"))?;
+            seconds.insert(stage.to_string(), stage_start.elapsed().as_secs_f64());
+            write_json(&seconds_path, &seconds)?;
+        }
         let saved = dir.join("model");
         let m = measure(b, args, &r, &saved)?;
         stages.push(StageSummary {
@@ -274,7 +254,7 @@ fn run_on<B: Backend>(b: &B, args: &Args) -> Result<()> {
             heads: m.stats.heads.clone(),
             intermediate: m.stats.intermediate.clone(),
             examples_per_second: examples_per_second(&dir),
-            seconds,
+            seconds: seconds.get(stage).copied().unwrap_or(f64::NAN),
         });
         if stage == "finetune" {
             teacher = Some(saved.clone());
@@ -289,7 +269,7 @@ fn run_on<B: Backend>(b: &B, args: &Args) -> Result<()> {
         measure(b, args, &r, &teacher_dir)?,
         measure(b, args, &r, &final_dir)?,
     );
-    let budget = Duration::from_secs_f64(args.latency_seconds.max(0.0));
+    let budget = Duration::from_secs_f64(args.latency_seconds);
     // Teacher and final model are timed alternately, so that load hits both alike.
     let lat = |b: usize| -> Result<(Latency, Latency)> {
         let mut l = latency::measure_alternating(&[&t.model, &f.model], b, 128, budget)?;
@@ -306,9 +286,11 @@ fn run_on<B: Backend>(b: &B, args: &Args) -> Result<()> {
         },
         stages,
         recipe: serde_json::to_value(&r)?,
-        total_seconds: started.elapsed().as_secs_f64(),
+        total_seconds: earlier + started.elapsed().as_secs_f64(),
     };
-    report.write(&out)?;
+    report.write(&work)?;
+    // The stages dropped their own resume state; the run folder holds only stage folders.
+    let out = run.commit()?;
     println!("{}", report.markdown());
     println!("report: {}", out.join("report.md").display());
     Ok(())

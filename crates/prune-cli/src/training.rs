@@ -3,9 +3,11 @@
 
 use anyhow::{Result, bail};
 use prune::train::{AdamWConfig, TrainConfig};
+use serde::Serialize;
 
-/// Training options.
-#[derive(clap::Args, Debug, Clone)]
+/// Training options. Serialised, they are the part of a run's identity that decides its
+/// result (how often it evaluates, checkpoints or draws a progress bar does not).
+#[derive(clap::Args, Debug, Clone, Serialize)]
 pub struct TrainArgs {
     /// Use only the first N training rows.
     #[arg(long)]
@@ -42,20 +44,33 @@ pub struct TrainArgs {
     pub no_bucketing: bool,
     /// Evaluate every N steps (and at the end).
     #[arg(long)]
+    #[serde(skip)]
     pub eval_every: Option<u64>,
-    /// Checkpoint every N steps (and at the end).
-    #[arg(long)]
-    pub checkpoint_every: Option<u64>,
+    /// Checkpoint every N steps (and at the end), so that --resume can continue a run
+    /// that was stopped.
+    #[arg(long, default_value_t = 250)]
+    #[serde(skip)]
+    pub checkpoint_every: u64,
     /// No progress bar.
     #[arg(long)]
+    #[serde(skip)]
     pub quiet: bool,
 }
 
 impl TrainArgs {
     /// The trainer settings these flags describe.
     pub fn config(&self) -> Result<TrainConfig> {
-        if self.clip_norm.is_nan() || self.clip_norm < 0.0 {
-            bail!("--clip-norm must be >= 0");
+        if !(self.clip_norm.is_finite() && self.clip_norm >= 0.0) {
+            bail!(
+                "--clip-norm must be a finite number >= 0, got {}",
+                self.clip_norm
+            );
+        }
+        if self.max_train == Some(0) {
+            bail!("--max-train must be at least 1 row");
+        }
+        if self.max_steps == Some(0) {
+            bail!("--max-steps must be at least 1");
         }
         let config = TrainConfig {
             epochs: self.epochs,
@@ -71,7 +86,7 @@ impl TrainArgs {
             clip_norm: (self.clip_norm > 0.0).then_some(self.clip_norm),
             seed: self.seed,
             bucket_by_length: !self.no_bucketing,
-            checkpoint_every: self.checkpoint_every,
+            checkpoint_every: Some(self.checkpoint_every),
             eval_every: self.eval_every,
             log_every: 10,
             progress_bar: !self.quiet,

@@ -6,20 +6,8 @@
 
 mod common;
 
-use common::{prune_ok, scratch, tiny_checkpoint};
-use prune::data::default_glue_dir;
+use common::{prune_ok, scratch, small_sst2, tiny_checkpoint};
 use std::path::Path;
-
-/// A GLUE directory holding the header and the first `train` / `dev` rows of SST-2.
-fn small_sst2(dir: &Path, train: usize, dev: usize) {
-    let task = dir.join("SST-2");
-    std::fs::create_dir_all(&task).unwrap();
-    for (file, rows) in [("train.tsv", train), ("dev.tsv", dev)] {
-        let text = std::fs::read_to_string(default_glue_dir().join("SST-2").join(file)).unwrap();
-        let head: Vec<&str> = text.lines().take(rows + 1).collect();
-        std::fs::write(task.join(file), head.join("\n") + "\n").unwrap();
-    }
-}
 
 /// The flags that put `prune` on `device` with `model` and the SST-2 rows of `data`.
 fn on<'a>(device: &'a str, model: &'a Path, data: &'a Path) -> [&'a str; 8] {

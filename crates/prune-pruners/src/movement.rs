@@ -52,6 +52,25 @@ impl MovementSettings {
             score_lr: 1e-2,
         }
     }
+
+    /// Checks the settings can work: warm-up before cool-down, a finite regulariser
+    /// weight >= 0 and a score learning rate > 0.
+    pub fn validate(&self) -> Result<()> {
+        Cubic::new(self.warmup_step, self.cooldown_begin_step)?;
+        if !(self.regular_scale.is_finite() && self.regular_scale >= 0.0) {
+            return Err(PrunerError::Settings(format!(
+                "regular_scale must be a finite number >= 0, got {}",
+                self.regular_scale
+            )));
+        }
+        if !(self.score_lr.is_finite() && self.score_lr > 0.0) {
+            return Err(PrunerError::Settings(format!(
+                "the score learning rate must be a finite number > 0, got {}",
+                self.score_lr
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// `dS_b = Σ_{e ∈ b} dW_eff[e] · W[e]`: the straight-through gradient of the block scores
@@ -83,19 +102,8 @@ impl MovementPruner {
     /// A pruner of `selection`'s targets: soft where the entry sets `sparse_threshold`,
     /// hard where it sets `sparse_ratio`.
     pub fn new(selection: &Selection, settings: MovementSettings) -> Result<Self> {
+        settings.validate()?;
         let schedule = Cubic::new(settings.warmup_step, settings.cooldown_begin_step)?;
-        if !(settings.regular_scale.is_finite() && settings.regular_scale >= 0.0) {
-            return Err(PrunerError::Settings(format!(
-                "regular_scale must be a finite number >= 0, got {}",
-                settings.regular_scale
-            )));
-        }
-        if !(settings.score_lr.is_finite() && settings.score_lr > 0.0) {
-            return Err(PrunerError::Settings(format!(
-                "the score learning rate must be > 0, got {}",
-                settings.score_lr
-            )));
-        }
         let targets = selection.targets.clone();
         if targets.is_empty() {
             return Err(PrunerError::Settings(

@@ -217,6 +217,30 @@ pub fn plan_masks<B: Backend>(
     Ok((masks, hidden))
 }
 
+/// How many weights `masks` zero that `plan` keeps: what surgery cannot remove because it
+/// is not a whole head, neuron or hidden channel (surgery leaves those weights dense).
+pub fn masked_but_kept<B: Backend>(
+    model: &BertModel<B>,
+    masks: &WeightMasks<B::Tensor>,
+    plan: &PruningPlan,
+) -> Result<usize> {
+    let b = model.backend();
+    let (planned, _) = plan_masks(model, plan)?;
+    let mut count = 0;
+    for ((_, mask), (_, cut)) in masks.named().into_iter().zip(planned.named()) {
+        let Some(mask) = mask else { continue };
+        let mask = b.download(mask)?;
+        let cut = cut.as_ref().map(|c| b.download(c)).transpose()?;
+        count += mask
+            .data()
+            .iter()
+            .enumerate()
+            .filter(|&(i, &m)| m == 0.0 && cut.as_ref().is_none_or(|c| c.data()[i] != 0.0))
+            .count();
+    }
+    Ok(count)
+}
+
 /// Puts `plan` on `model` as masks: [`plan_masks`] multiplied into the model's own weight
 /// and hidden-channel masks. The model keeps its shapes and computes what the cut model
 /// would.

@@ -19,6 +19,9 @@ pub struct Progress {
     pub epoch: u64,
     /// Micro-batches of the current epoch already consumed.
     pub batch_in_epoch: usize,
+    /// Training examples consumed so far.
+    #[serde(default)]
+    pub examples: u64,
 }
 
 /// The name of the pointer file naming the newest checkpoint directory.

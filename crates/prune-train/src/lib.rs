@@ -7,11 +7,13 @@ mod error;
 mod evaluator;
 mod log;
 pub mod optimizer;
+pub mod run_dir;
 pub mod schedule;
 mod trainer;
 
 pub use error::{Result, TrainError};
 pub use evaluator::{Evaluation, Evaluator};
 pub use optimizer::{AdamWConfig, Optimizer, clip_grad_norm, clip_to_norm, grad_norm};
+pub use run_dir::{RunDir, RunIdentity};
 pub use schedule::LinearSchedule;
 pub use trainer::{Callback, Objective, StepInfo, TaskLoss, TrainConfig, TrainSummary, Trainer};

@@ -8,6 +8,20 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// The lines of a `metrics.jsonl` text whose `step` is at most `step` (and complete lines
+/// without one).
+fn lines_up_to(text: &str, step: u64) -> String {
+    text.lines()
+        .filter_map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).ok()?;
+            v["step"]
+                .as_u64()
+                .is_none_or(|s| s <= step)
+                .then(|| format!("{line}\n"))
+        })
+        .collect()
+}
+
 /// The progress bar and `metrics.jsonl` of one run.
 pub struct RunLog {
     bar: Option<ProgressBar>,
@@ -17,7 +31,9 @@ pub struct RunLog {
 
 impl RunLog {
     /// A log of `total` steps resuming at `step`, a line every `log_every` steps;
-    /// `metrics.jsonl` is appended under `dir`.
+    /// `metrics.jsonl` is written under `dir`: started afresh at step 0, and when resuming,
+    /// cut back to the lines of steps up to `step` (a killed run may have logged beyond its
+    /// last checkpoint) and continued.
     pub fn new(
         dir: Option<&Path>,
         total: u64,
@@ -29,8 +45,13 @@ impl RunLog {
             Some(d) => {
                 std::fs::create_dir_all(d).map_err(|e| TrainError::file(d, e))?;
                 let path = d.join("metrics.jsonl");
+                let kept = match std::fs::read_to_string(&path) {
+                    Ok(text) if step > 0 => lines_up_to(&text, step),
+                    _ => String::new(),
+                };
+                std::fs::write(&path, kept).map_err(|e| TrainError::file(&path, e))?;
+                // Appending, as the distiller's statistics share the file.
                 let f = File::options()
-                    .create(true)
                     .append(true)
                     .open(&path)
                     .map_err(|e| TrainError::file(&path, e))?;

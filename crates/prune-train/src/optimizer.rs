@@ -31,6 +31,32 @@ impl Default for AdamWConfig {
     }
 }
 
+impl AdamWConfig {
+    /// Checks the hyper-parameters can work: decays in [0, 1), eps > 0, weight decay >= 0,
+    /// every value finite.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |why: String| Err(TrainError::Config(why));
+        for (name, beta) in [("beta1", self.beta1), ("beta2", self.beta2)] {
+            if !(0.0..1.0).contains(&beta) {
+                return bad(format!("AdamW {name} must be in [0, 1), got {beta}"));
+            }
+        }
+        if !(self.eps.is_finite() && self.eps > 0.0) {
+            return bad(format!(
+                "AdamW eps must be a finite number > 0, got {}",
+                self.eps
+            ));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return bad(format!(
+                "weight decay must be a finite number >= 0, got {}",
+                self.weight_decay
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Whether weight decay applies to the parameter `name` (not to biases or LayerNorm).
 pub fn decays(name: &str) -> bool {
     !(name.ends_with("bias") || name.contains("LayerNorm"))

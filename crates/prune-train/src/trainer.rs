@@ -93,7 +93,13 @@ impl TrainConfig {
         if self.log_every == 0 {
             return bad("log_every must be at least 1");
         }
-        Ok(())
+        if self.checkpoint_every == Some(0) {
+            return bad("checkpoint_every must be at least 1 step");
+        }
+        if self.eval_every == Some(0) {
+            return bad("eval_every must be at least 1 step");
+        }
+        self.adamw.validate()
     }
 }
 
@@ -179,18 +185,36 @@ pub trait Callback<B: Backend> {
 /// What a finished run reports.
 #[derive(Clone, Debug, Serialize)]
 pub struct TrainSummary {
-    /// Optimizer steps taken in this invocation.
+    /// Optimizer steps of the whole run (before a resume included).
     pub steps: u64,
-    /// Training examples processed in this invocation.
-    pub examples: usize,
-    /// Wall time of the training loop (evaluations excluded), seconds.
+    /// Training examples of the whole run (before a resume included).
+    pub examples: u64,
+    /// The step this invocation resumed from, when it did.
+    pub resumed_from_step: Option<u64>,
+    /// Wall time of this invocation's training loop (evaluations excluded), seconds.
     pub train_seconds: f64,
-    /// Training examples per second.
+    /// Training examples per second in this invocation.
     pub examples_per_second: f64,
     /// Loss of the last step.
     pub final_loss: f64,
     /// The last evaluation, if an evaluator was set.
     pub evaluation: Option<Evaluation>,
+}
+
+/// Fails unless a checkpoint's position `p` (read from `dir`) exists in this run: at most
+/// `total` steps, and a batch index within the `batches` of its epoch.
+fn check_position(dir: &std::path::Path, p: Progress, total: u64, batches: usize) -> Result<()> {
+    if p.step > total || p.batch_in_epoch > batches {
+        return Err(TrainError::Config(format!(
+            "checkpoint {} is at step {} (batch {} of epoch {}) but this run has {total} steps \
+             and {batches} batches per epoch: it was made with other data or settings",
+            dir.display(),
+            p.step,
+            p.batch_in_epoch,
+            p.epoch
+        )));
+    }
+    Ok(())
 }
 
 /// The training loop over a tokenized training set.
@@ -270,36 +294,43 @@ impl<'a, B: Backend> Trainer<'a, B> {
             total_steps: total,
         };
         let checkpoints = self.out_dir.as_ref().map(|d| d.join("checkpoints"));
-        let (mut optimizer, mut progress) = match (resume, &checkpoints) {
-            (true, Some(root)) => match checkpoint::latest(root)? {
-                Some(dir) => {
-                    let restored = checkpoint::load(model.bert.backend().clone(), &dir)?;
-                    *model = restored.model;
-                    (restored.optimizer, restored.progress)
-                }
-                None => (
-                    Optimizer::new(model.bert.backend(), &model.bert.params, cfg.adamw)?,
-                    Progress {
-                        step: 0,
-                        epoch: 0,
-                        batch_in_epoch: 0,
-                    },
-                ),
-            },
+        let fresh = Progress {
+            step: 0,
+            epoch: 0,
+            batch_in_epoch: 0,
+            examples: 0,
+        };
+        let restored = match (resume, &checkpoints) {
+            (true, Some(root)) => checkpoint::latest(root)?
+                .map(|dir| checkpoint::load(model.bert.backend().clone(), &dir).map(|r| (dir, r)))
+                .transpose()?,
             (true, None) => {
                 return Err(TrainError::Config(
                     "resume needs an output directory".into(),
                 ));
             }
-            (false, _) => (
+            (false, _) => None,
+        };
+        let lengths: Vec<usize> = self.train.iter().map(|e| e.ids.len()).collect();
+        let order = BatchOrder {
+            batch_size: cfg.batch_size,
+            shuffle: Some(cfg.seed),
+            bucket_by_length: cfg.bucket_by_length,
+        };
+        let (mut optimizer, mut progress, mut batches) = match restored {
+            Some((dir, r)) => {
+                let batches = order.batches(&lengths, r.progress.epoch)?;
+                check_position(&dir, r.progress, total, batches.len())?;
+                *model = r.model;
+                (r.optimizer, r.progress, batches)
+            }
+            None => (
                 Optimizer::new(model.bert.backend(), &model.bert.params, cfg.adamw)?,
-                Progress {
-                    step: 0,
-                    epoch: 0,
-                    batch_in_epoch: 0,
-                },
+                fresh,
+                order.batches(&lengths, 0)?,
             ),
         };
+        let resumed_from_step = resume.then_some(progress.step).filter(|&s| s > 0);
         let mut log = RunLog::new(
             self.out_dir.as_deref(),
             total,
@@ -307,16 +338,9 @@ impl<'a, B: Backend> Trainer<'a, B> {
             progress.step,
             cfg.log_every,
         )?;
-        let lengths: Vec<usize> = self.train.iter().map(|e| e.ids.len()).collect();
-        let order = BatchOrder {
-            batch_size: cfg.batch_size,
-            shuffle: Some(cfg.seed),
-            bucket_by_length: cfg.bucket_by_length,
-        };
-        let mut batches = order.batches(&lengths, progress.epoch)?;
-        let (start, first_step) = (Instant::now(), progress.step);
+        let start = Instant::now();
         let (mut eval_time, mut examples, mut last_loss, mut evaluation) =
-            (0.0, 0usize, f64::NAN, None);
+            (0.0, 0u64, f64::NAN, None);
         while progress.step < total {
             let mut grads = model.bert.zero_grads()?;
             let mut loss = 0.0;
@@ -348,7 +372,8 @@ impl<'a, B: Backend> Trainer<'a, B> {
                     )));
                 }
                 loss += l / cfg.grad_accum as f64;
-                examples += members.len();
+                examples += members.len() as u64;
+                progress.examples += members.len() as u64;
             }
             let b = model.bert.backend().clone();
             let grad_norm = grad_norm(&b, &grads)?;
@@ -400,8 +425,9 @@ impl<'a, B: Backend> Trainer<'a, B> {
         log.finish();
         let train_seconds = start.elapsed().as_secs_f64() - eval_time;
         Ok(TrainSummary {
-            steps: progress.step - first_step,
-            examples,
+            steps: progress.step,
+            examples: progress.examples,
+            resumed_from_step,
             train_seconds,
             examples_per_second: examples as f64 / train_seconds.max(1e-9),
             final_loss: last_loss,

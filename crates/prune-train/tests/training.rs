@@ -115,13 +115,24 @@ fn a_killed_run_resumes_to_the_same_parameters_as_an_uninterrupted_one() {
         .with_output_dir(&root)
         .run(&mut resumed, true)
         .unwrap();
-    assert_eq!(s.steps, 4, "resumed after the step-3 checkpoint");
+    assert_eq!(s.resumed_from_step, Some(3), "the step-3 checkpoint");
+    assert_eq!(
+        (s.steps, s.examples),
+        (7, 7 * 2 * 8),
+        "the whole run is reported"
+    );
     assert_eq!(
         resumed.bert.to_host().unwrap(),
         straight.bert.to_host().unwrap()
     );
     let log = std::fs::read_to_string(root.join("metrics.jsonl")).unwrap();
-    assert!(log.lines().count() >= 7, "one log line per step");
+    let steps: Vec<u64> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["kind"] == "train")
+        .map(|v| v["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, (1..=7).collect::<Vec<_>>(), "each step logged once");
     let _ = std::fs::remove_dir_all(&root);
 }
 
@@ -206,4 +217,82 @@ fn bad_settings_are_refused() {
         ));
     }
     assert!(Trainer::<CpuBackend>::new(TrainConfig::default(), &[], 0).is_err());
+}
+
+#[test]
+fn a_checkpoint_from_elsewhere_is_refused_before_training() {
+    let data = toy_data(40, 2);
+    let root = std::env::temp_dir().join(format!("prune-train-bogus-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let cfg = TrainConfig {
+        checkpoint_every: Some(2),
+        ..config(2)
+    };
+    let mut model = tiny(0.1);
+    Trainer::new(cfg.clone(), &data, 0)
+        .unwrap()
+        .with_output_dir(&root)
+        .run(&mut model, false)
+        .unwrap();
+    let state = root.join("checkpoints/step-2/state.json");
+    let text = std::fs::read_to_string(&state).unwrap();
+    std::fs::write(
+        &state,
+        text.replace("\"batch_in_epoch\":2", "\"batch_in_epoch\":999"),
+    )
+    .unwrap();
+    let e = Trainer::new(config(4), &data, 0)
+        .unwrap()
+        .with_output_dir(&root)
+        .run(&mut tiny(0.1), true)
+        .expect_err("a bogus position is an error")
+        .to_string();
+    assert!(
+        e.contains("batch 999 of epoch 0") && e.contains("other data"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn settings_that_cannot_work_are_refused() {
+    for (cfg, why) in [
+        (
+            TrainConfig {
+                checkpoint_every: Some(0),
+                ..config(2)
+            },
+            "checkpoint_every",
+        ),
+        (
+            TrainConfig {
+                eval_every: Some(0),
+                ..config(2)
+            },
+            "eval_every",
+        ),
+        (
+            TrainConfig {
+                adamw: AdamWConfig {
+                    weight_decay: f64::NAN,
+                    ..AdamWConfig::default()
+                },
+                ..config(2)
+            },
+            "weight decay",
+        ),
+        (
+            TrainConfig {
+                adamw: AdamWConfig {
+                    weight_decay: -0.1,
+                    ..AdamWConfig::default()
+                },
+                ..config(2)
+            },
+            "weight decay",
+        ),
+    ] {
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.contains(why), "{e}");
+    }
 }

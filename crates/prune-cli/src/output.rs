@@ -1,0 +1,31 @@
+//! A stage's output folder: claimed once the inputs are read (apart from them, locked, the
+//! same run when resumed; see [`RunDir`]), and finished by dropping what only a resume
+//! needs and renaming the folder into place.
+
+use anyhow::{Context, Result};
+use prune::train::{RunDir, RunIdentity};
+use std::path::{Path, PathBuf};
+
+/// What only a resumed run reads: the trainer's checkpoints and the distiller's state.
+const RESUME_STATE: [&str; 2] = ["checkpoints", "distill"];
+
+/// Claims `out` for the run `identity` reading `inputs` (`(flag, path)` pairs).
+pub fn claim(
+    out: &Path,
+    inputs: &[(&str, &Path)],
+    identity: &RunIdentity,
+    resume: bool,
+) -> Result<RunDir> {
+    Ok(RunDir::claim(out, inputs, identity, resume)?)
+}
+
+/// The run is complete: removes its resume state and renames its folder into place.
+pub fn finish(run: RunDir) -> Result<PathBuf> {
+    for name in RESUME_STATE {
+        let dir = run.path().join(name);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        }
+    }
+    Ok(run.commit()?)
+}
