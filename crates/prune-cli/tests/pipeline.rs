@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{prune, prune_ok, scratch, tiny_checkpoint};
+use common::{prune, prune_ok, prune_refuses, scratch, tiny_checkpoint};
 
 #[test]
 fn the_pipeline_runs_end_to_end_on_a_tiny_model() {
@@ -63,6 +63,32 @@ fn the_pipeline_runs_end_to_end_on_a_tiny_model() {
     }
     assert!(f["speedup_b32"].as_f64().unwrap() > 0.0);
     assert_eq!(report["stages"].as_array().unwrap().len(), 4);
+
+    // An interrupted run (the folder as a run killed during the FFN stage leaves it) is
+    // continued: the finished stages are kept, the rest runs, and only the same recipe
+    // may continue it.
+    let partial = root.join("run.partial");
+    std::fs::rename(&out, &partial).unwrap();
+    std::fs::remove_dir_all(partial.join("ffn")).unwrap();
+    std::fs::remove_file(partial.join("report.json")).unwrap();
+    let kept = std::fs::read(partial.join("distill/model/model.safetensors")).unwrap();
+    let mut changed = args.clone();
+    changed.extend(["--resume", "--set", "distill.lr=1e-4"]);
+    prune_refuses(&changed, "cannot resume");
+    let mut resume = args.clone();
+    resume.push("--resume");
+    let r = prune(&resume);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(r.status.success(), "{err}");
+    for stage in ["finetune", "heads", "distill"] {
+        assert!(err.contains(&format!("== {stage}: complete, kept")), "{err}");
+    }
+    assert!(err.contains("== ffn: ffn"), "{err}");
+    assert!(out.join("report.json").is_file() && !partial.exists());
+    assert_eq!(
+        std::fs::read(out.join("distill/model/model.safetensors")).unwrap(),
+        kept
+    );
 
     // `prune hidden` goes on from the final model: the hidden width shrinks and the cut
     // model evaluates.
