@@ -69,6 +69,11 @@ pub struct Args {
     #[arg(long)]
     #[serde(skip)]
     dry_run: bool,
+    /// Continue the interrupted run in <out>.partial from its newest checkpoint (it must be
+    /// the same run: same inputs and settings).
+    #[arg(long)]
+    #[serde(skip)]
+    resume: bool,
 }
 
 impl Args {
@@ -89,7 +94,7 @@ impl Args {
         }
         self.settings().validate()?;
         if let Some(path) = &self.config_list {
-            ConfigList::from_path(path)?;
+            ConfigList::from_path(path).context("--config-list")?;
         }
         Ok(())
     }
@@ -145,14 +150,14 @@ fn run_on<B: Backend>(b: B, args: &Args) -> Result<()> {
         .with_context(|| format!("loading the fine-tuned model {}", p.model_dir.display()))?;
     let mut model = BertForSequenceClassification::new(bert)?;
     let list = match &args.config_list {
-        Some(path) => ConfigList::from_path(path)?,
+        Some(path) => ConfigList::from_path(path).context("--config-list")?,
         None => default_config_list(model.bert.config.head_dim(), args.sparse_ratio)?,
     };
     println!("{}", list.dry_run(&modules_of(&model.bert))?);
     if args.dry_run {
         return Ok(());
     }
-    let mut movement = MovementPruner::from_config(&list, &model.bert, args.settings())?;
+    let movement = MovementPruner::from_config(&list, &model.bert, args.settings())?;
     let eval = evaluator(&args.source, &p)?;
     let mut identity =
         run_identity("heads", &args.source, &p, &args.train)?.with_fields("heads", args);
@@ -161,11 +166,15 @@ fn run_on<B: Backend>(b: B, args: &Args) -> Result<()> {
         inputs.push(("--config-list", path));
         identity = identity.with("heads.config_list", sha256_file(path)?);
     }
-    let out = claim(&args.out, &inputs, &identity, false)?;
+    let out = claim(&args.out, &inputs, &identity, args.resume)?;
+    let mut movement = movement.with_checkpoints(out.path(), config.checkpoint_every)?;
+    if args.resume {
+        movement.resume()?;
+    }
     let trainer = Trainer::new(config, &p.train, p.pad)?
         .with_evaluator(&eval)
         .with_output_dir(out.path());
-    let (masks, summary) = movement.compress(trainer, &mut model)?;
+    let (masks, summary) = movement.compress(trainer, &mut model, args.resume)?;
     masks.save(&out.path().join("masks.safetensors"))?;
     write_summary(out.path(), &summary)?;
     let before = ModelStats::of(&model.bert.config, true, true, 128);

@@ -113,7 +113,7 @@ pub fn inspect(args: &InspectArgs) -> Result<()> {
 /// `prune speedup`.
 pub fn speedup(args: &SpeedupArgs) -> Result<()> {
     let (dir, mut bert) = load(Some(&args.model))?;
-    let masks = Masks::load(&args.masks)?;
+    let masks = Masks::load(&args.masks).context("--masks")?;
     masks.apply(&mut bert)?;
     let weight_masks = bert.masks().cloned().unwrap_or_else(|| bert.empty_masks());
     let plan = plan_from_masks(&bert, &weight_masks)?;

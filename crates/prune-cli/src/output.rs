@@ -6,8 +6,9 @@ use anyhow::{Context, Result};
 use prune::train::{RunDir, RunIdentity};
 use std::path::{Path, PathBuf};
 
-/// What only a resumed run reads: the trainer's checkpoints and the distiller's state.
-const RESUME_STATE: [&str; 2] = ["checkpoints", "distill"];
+/// What only a resumed run reads: the trainer's checkpoints, the distiller's and the
+/// movement pruner's state.
+const RESUME_STATE: [&str; 3] = ["checkpoints", "distill", "movement"];
 
 /// Claims `out` for the run `identity` reading `inputs` (`(flag, path)` pairs).
 pub fn claim(

@@ -46,8 +46,8 @@ pub struct Args {
     #[arg(long)]
     out: Option<PathBuf>,
     /// Continue the interrupted run in <out>.partial: completed stages are kept, the
-    /// interrupted one resumes from its newest checkpoint (heads restarts). The recipe and
-    /// the input model must be the same.
+    /// interrupted one resumes from its newest checkpoint. The recipe and the input model
+    /// must be the same.
     #[arg(long, requires = "out")]
     resume: bool,
     /// Seconds spent timing each latency figure of the report (teacher and final model
@@ -72,12 +72,6 @@ fn recipe(args: &Args) -> Result<Recipe> {
     recipe::parse(&text, &args.overrides)
 }
 
-/// Whether a stage can continue from its checkpoint (heads restarts instead: its scores
-/// are not checkpointed).
-fn resumable(stage: &str) -> bool {
-    stage != "heads"
-}
-
 /// The command line of `stage` reading `model` (and `teacher`), writing `out`.
 fn stage_argv(
     args: &Args,
@@ -91,7 +85,7 @@ fn stage_argv(
     if args.quiet {
         extra.push("--quiet".into());
     }
-    if args.resume && resumable(stage) {
+    if args.resume {
         extra.push("--resume".into());
     }
     let io = StageIo {
@@ -230,12 +224,6 @@ fn run_on<B: Backend>(b: &B, args: &Args) -> Result<()> {
             eprintln!("== {stage}: complete, kept");
             earlier += seconds.get(stage).copied().unwrap_or(0.0);
         } else {
-            let partial = prune::train::run_dir::work_dir_of(&dir);
-            if partial.exists() && !resumable(stage) {
-                eprintln!("== {stage}: interrupted, restarting");
-                std::fs::remove_dir_all(&partial)
-                    .with_context(|| format!("removing {}", partial.display()))?;
-            }
             let argv = stage_argv(args, &r, stage, model.as_deref(), teacher.as_deref(), &dir);
             eprintln!("== {stage}: {}", argv[1..].join(" "));
             let stage_start = Instant::now();

@@ -81,7 +81,10 @@ fn the_pipeline_runs_end_to_end_on_a_tiny_model() {
     let err = String::from_utf8_lossy(&r.stderr);
     assert!(r.status.success(), "{err}");
     for stage in ["finetune", "heads", "distill"] {
-        assert!(err.contains(&format!("== {stage}: complete, kept")), "{err}");
+        assert!(
+            err.contains(&format!("== {stage}: complete, kept")),
+            "{err}"
+        );
     }
     assert!(err.contains("== ffn: ffn"), "{err}");
     assert!(out.join("report.json").is_file() && !partial.exists());

@@ -18,10 +18,10 @@ use crate::hidden::TokenRows;
 use crate::logits::LogitLoss;
 use crate::mapping::{LayerPair, LossTable};
 use crate::projection_set::ProjectionSet;
-use crate::state::StateDir;
 use crate::stats::{DistillStats, MappingHistogram, StatsLog};
 use prune_data::LabelledBatch;
 use prune_tensor::{Backend, Shape, Tensor};
+use prune_train::state::{StateDir, read_json, write_json};
 use prune_train::{Callback, Objective, Optimizer, StepInfo, Trainer};
 use prune_transformer::{
     BertForSequenceClassification, BertParams, ForwardOptions, IGNORE_INDEX, OutputGrads, Targets,
@@ -141,7 +141,7 @@ impl<B: Backend> Distiller<B> {
     /// at the steps the trainer checkpoints: pass the trainer's output directory and its
     /// `checkpoint_every`.
     pub fn with_checkpoints(self, out_dir: &Path, every: Option<u64>) -> Result<Self> {
-        self.inner.borrow_mut().state = Some(StateDir::new(out_dir, every)?);
+        self.inner.borrow_mut().state = Some(StateDir::new(out_dir, "distill", every)?);
         Ok(self)
     }
 
@@ -177,7 +177,7 @@ impl<B: Backend> Distiller<B> {
         }
         let b = inner.teacher.bert.backend().clone();
         inner.projections.load(&b, &dir)?;
-        let saved: BTreeMap<String, u64> = crate::state::read_json(&dir.join(STATE))?;
+        let saved: BTreeMap<String, u64> = read_json(&dir.join(STATE))?;
         inner.updated = saved.get("step").copied().unwrap_or(step);
         inner.logged = inner.updated;
         inner.saved = inner.updated;
@@ -449,7 +449,7 @@ impl<B: Backend> Inner<B> {
                 let dir = state.create(info.step)?;
                 self.projections.save(&b, &dir)?;
                 let saved = BTreeMap::from([("step".to_string(), info.step)]);
-                crate::state::write_json(&dir.join(STATE), &saved)?;
+                write_json(&dir.join(STATE), &saved)?;
             }
             self.saved = info.step;
         }

@@ -17,10 +17,10 @@
 
 use crate::distiller::Distiller;
 use crate::error::{DistillError, Result};
-use crate::state::{StateDir, read_json, write_json};
 use prune_pruners::{ByRef, ConfigEntry, ConfigList, Growth, Iterative, TaylorPruner};
 use prune_speedup::{GroupKind, PruningPlan};
 use prune_tensor::Backend;
+use prune_train::state::{StateDir, read_json, write_json};
 use prune_train::{Callback, Optimizer, StepInfo, Trainer};
 use prune_transformer::{BertConfig, BertForSequenceClassification, BertParams};
 use serde::{Deserialize, Serialize};
@@ -246,7 +246,7 @@ impl<B: Backend> IterativePruning<B> {
     /// (pass its output directory and `checkpoint_every`). The distiller's own state needs
     /// `Distiller::with_checkpoints` with the same arguments.
     pub fn with_checkpoints(mut self, out_dir: &Path, every: Option<u64>) -> Result<Self> {
-        self.state = Some(StateDir::new(out_dir, every)?);
+        self.state = Some(StateDir::new(out_dir, "distill", every)?);
         Ok(self)
     }
 
@@ -482,7 +482,7 @@ impl<B: Backend> IterativePruning<B> {
             original_hidden: self.original_hidden,
             rounds: self.rounds.clone(),
         };
-        write_json(&dir.join(PLANS), &saved)
+        Ok(write_json(&dir.join(PLANS), &saved)?)
     }
 }
 

@@ -17,7 +17,6 @@ pub mod lstsq;
 pub mod mapping;
 pub mod projection;
 pub mod projection_set;
-pub mod state;
 pub mod stats;
 
 pub use config::{DistillConfig, ProjectionConfig, ProjectionInit, ProjectionMode, TokenSelection};

@@ -8,9 +8,9 @@ use crate::config::{ProjectionConfig, ProjectionInit, ProjectionMode, TokenSelec
 use crate::error::{DistillError, Result};
 use crate::lstsq::{AffineFit, fit_affine};
 use crate::projection::Projection;
-use crate::state::{read_json, read_tensors, write_json, write_tensors};
 use prune_tensor::rng::mix64;
 use prune_tensor::{Backend, Tensor};
+use prune_train::state::{read_json, read_tensors, write_json, write_tensors};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -227,7 +227,7 @@ impl<T: Clone> ProjectionSet<T> {
                 .map(|(s, p)| (*s, p.steps()))
                 .collect(),
         };
-        write_json(&dir.join(META), &meta)
+        Ok(write_json(&dir.join(META), &meta)?)
     }
 
     /// Replaces the projections by those saved in `dir`.

@@ -1,8 +1,8 @@
 //! `ScoreAdam`: the separate Adam of movement scores (PyTorch's `Adam`: bias-corrected
 //! moments, no weight decay), on host vectors of f64.
 
-/// Adam state over a list of score vectors.
-#[derive(Clone, Debug, PartialEq)]
+/// Adam state over a list of score vectors (serialised in a resumable run's state).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ScoreAdam {
     /// Learning rate (NNI: 1e-2).
     pub lr: f64,

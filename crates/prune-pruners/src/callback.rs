@@ -26,4 +26,12 @@ impl<B: Backend, C: Callback<B>> Callback<B> for ByRef<'_, C> {
     ) -> prune_train::Result<()> {
         self.0.after_step(info, model, optimizer)
     }
+
+    fn resumed(
+        &mut self,
+        step: u64,
+        model: &mut BertForSequenceClassification<B>,
+    ) -> prune_train::Result<()> {
+        self.0.resumed(step, model)
+    }
 }

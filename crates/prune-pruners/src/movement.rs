@@ -26,8 +26,11 @@ use crate::ops::modules_of;
 use crate::schedule::Cubic;
 use crate::select::{Selection, Target};
 use prune_tensor::Backend;
+use prune_train::state::{StateDir, read_json, write_json};
 use prune_train::{Callback, Optimizer, StepInfo, TrainSummary, Trainer};
 use prune_transformer::{BertForSequenceClassification, BertModel, BertParams};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
 
 /// Settings of movement pruning (NNI's `MovementPruner` arguments).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -96,6 +99,18 @@ pub struct MovementPruner {
     /// Whether `masks` is what the model carries (re-uploading unchanged masks is skipped).
     applied: bool,
     regularisation: f64,
+    /// Where scores are saved at the trainer's checkpoint steps, when resumable.
+    state: Option<StateDir>,
+}
+
+/// The file of a state directory holding the scores and their optimizer.
+const STATE: &str = "movement.json";
+
+/// What a resumed run needs to go on scoring exactly where it stopped.
+#[derive(Serialize, Deserialize)]
+struct Saved {
+    scores: Vec<Vec<f64>>,
+    adam: ScoreAdam,
 }
 
 impl MovementPruner {
@@ -124,7 +139,31 @@ impl MovementPruner {
             masks,
             applied: false,
             regularisation: 0.0,
+            state: None,
         })
+    }
+
+    /// Saves the scores and their optimizer into `<out_dir>/movement/` at the steps the
+    /// trainer checkpoints: pass the trainer's output directory and its `checkpoint_every`.
+    pub fn with_checkpoints(mut self, out_dir: &Path, every: Option<u64>) -> Result<Self> {
+        self.state = Some(StateDir::new(out_dir, "movement", every)?);
+        Ok(self)
+    }
+
+    /// Restores the scores saved for the trainer checkpoint a resumed run starts from
+    /// (before `compress(.., true)`); returns that step, or `None` for a fresh start.
+    /// Needs [`MovementPruner::with_checkpoints`].
+    pub fn resume(&mut self) -> Result<Option<u64>> {
+        let state = self.state.as_ref().ok_or_else(|| {
+            PrunerError::Settings("resume needs with_checkpoints(out_dir, every)".into())
+        })?;
+        let Some(step) = state.trainer_step()? else {
+            return Ok(None);
+        };
+        let saved: Saved = read_json(&state.step_dir(step).join(STATE))?;
+        self.set_scores(saved.scores)?;
+        self.adam = saved.adam;
+        Ok(Some(step))
     }
 
     /// A pruner of the weights `config` selects in `model`.
@@ -225,16 +264,31 @@ impl MovementPruner {
         generate(&self.targets, &metrics, self.ratio(step))
     }
 
-    /// Trains `model` with `trainer`, this pruner riding along as a step callback, and
+    /// Trains `model` with `trainer` (continuing its newest checkpoint with `resume`, after
+    /// [`MovementPruner::resume`]), this pruner riding along as a step callback, and
     /// returns the final masks (also left set on the model) with the run's summary.
     pub fn compress<B: Backend>(
         &mut self,
         trainer: Trainer<'_, B>,
         model: &mut BertForSequenceClassification<B>,
+        resume: bool,
     ) -> Result<(Masks, TrainSummary)> {
         self.applied = false;
-        let summary = trainer.with_callback(ByRef(self)).run(model, false)?;
+        let summary = trainer.with_callback(ByRef(self)).run(model, resume)?;
         Ok((self.masks.clone(), summary))
+    }
+
+    /// Regenerates the masks of step `step` and sets them on `model` (past warm-up).
+    fn refresh<B: Backend>(&mut self, step: u64, model: &mut BertModel<B>) -> Result<()> {
+        if step > self.schedule.warmup {
+            let masks = self.masks_at(step)?;
+            if !(self.applied && masks == self.masks) {
+                masks.apply(model)?;
+                self.masks = masks;
+                self.applied = true;
+            }
+        }
+        Ok(())
     }
 
     /// Score gradients of one step: straight-through from the model's gradients, plus the
@@ -285,14 +339,29 @@ impl<B: Backend> Callback<B> for MovementPruner {
         model: &mut BertForSequenceClassification<B>,
         _optimizer: &mut Optimizer<B::Tensor>,
     ) -> prune_train::Result<()> {
-        if info.step > self.schedule.warmup {
-            let masks = self.masks_at(info.step)?;
-            if !(self.applied && masks == self.masks) {
-                masks.apply(&mut model.bert)?;
-                self.masks = masks;
-                self.applied = true;
-            }
+        self.refresh(info.step, &mut model.bert)?;
+        if let Some(state) = self
+            .state
+            .as_ref()
+            .filter(|s| s.due(info.step, info.total_steps))
+        {
+            let dir = state.create(info.step)?;
+            let saved = Saved {
+                scores: self.scores.clone(),
+                adam: self.adam.clone(),
+            };
+            write_json(&dir.join(STATE), &saved)?;
         }
         Ok(())
+    }
+
+    /// Puts back the masks of the checkpoint's step (the checkpoint holds the raw weights).
+    fn resumed(
+        &mut self,
+        step: u64,
+        model: &mut BertForSequenceClassification<B>,
+    ) -> prune_train::Result<()> {
+        self.applied = false;
+        Ok(self.refresh(step, &mut model.bert)?)
     }
 }

@@ -12,7 +12,7 @@ use prune_pruners::{
 };
 use prune_tensor::rng::Rng;
 use prune_tensor::{Backend, CpuBackend, Tensor};
-use prune_train::Trainer;
+use prune_train::{Callback, Optimizer, StepInfo, TrainConfig, TrainError, Trainer};
 use prune_transformer::{BertForSequenceClassification, ForwardOptions};
 
 /// Q, K, V and O of every layer in [8, 8] blocks (one block per head pair, as [64, 64] for
@@ -149,7 +149,7 @@ fn run(
     let mut model = tiny(4);
     let mut pruner = MovementPruner::new(&selection(&model, soft, goal), settings).unwrap();
     let trainer = Trainer::new(train_config(steps), &data, 0).unwrap();
-    let (masks, summary) = pruner.compress(trainer, &mut model).unwrap();
+    let (masks, summary) = pruner.compress(trainer, &mut model, false).unwrap();
     assert_eq!(summary.steps, steps);
     assert_eq!(&masks, pruner.masks());
     (pruner, model)
@@ -231,4 +231,74 @@ fn hard_mode_follows_the_cubic_ramp_every_step_and_reaches_its_ratio_exactly() {
         }
     }
     assert_eq!(pruner.masks().sparsity(), 0.5);
+}
+
+/// Stops training with an error after optimizer step `.0` (a killed run).
+struct StopAt(u64);
+
+impl<B: Backend> Callback<B> for StopAt {
+    fn after_step(
+        &mut self,
+        info: &StepInfo,
+        _: &mut BertForSequenceClassification<B>,
+        _: &mut Optimizer<B::Tensor>,
+    ) -> prune_train::Result<()> {
+        if info.step == self.0 {
+            return Err(TrainError::Config("stopped".into()));
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_stopped_run_resumes_to_the_same_scores_masks_and_weights() {
+    let data = toy_data(48, 2);
+    let root = std::env::temp_dir().join(format!("prune-movement-resume-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let settings = MovementSettings {
+        score_lr: 0.05,
+        ..MovementSettings::new(3, 12, 0.0)
+    };
+    let cfg = TrainConfig {
+        checkpoint_every: Some(4),
+        ..train_config(16)
+    };
+    let pruner = |model: &BertForSequenceClassification<CpuBackend>, out: &std::path::Path| {
+        MovementPruner::new(&selection(model, false, 0.5), settings)
+            .unwrap()
+            .with_checkpoints(out, Some(4))
+            .unwrap()
+    };
+    let trainer = |out: &std::path::Path| {
+        Trainer::new(cfg.clone(), &data, 0)
+            .unwrap()
+            .with_output_dir(out)
+    };
+    let (a, b) = (root.join("straight"), root.join("stopped"));
+    let mut straight = tiny(4);
+    let mut p = pruner(&straight, &a);
+    let (masks, _) = p.compress(trainer(&a), &mut straight, false).unwrap();
+    assert!(
+        masks.sparsity() > 0.0,
+        "the goal is in force when the run ends"
+    );
+
+    let mut stopped = tiny(4);
+    let mut q = pruner(&stopped, &b);
+    assert!(
+        q.compress(trainer(&b).with_callback(StopAt(10)), &mut stopped, false)
+            .is_err()
+    );
+    let mut resumed = tiny(4);
+    let mut r = pruner(&resumed, &b);
+    assert_eq!(r.resume().unwrap(), Some(8));
+    let (again, summary) = r.compress(trainer(&b), &mut resumed, true).unwrap();
+    assert_eq!(summary.resumed_from_step, Some(8));
+    assert_eq!(again, masks);
+    assert_eq!(r.scores(), p.scores());
+    assert_eq!(
+        resumed.bert.to_host().unwrap(),
+        straight.bert.to_host().unwrap()
+    );
+    let _ = std::fs::remove_dir_all(&root);
 }

@@ -39,7 +39,7 @@ fn movement_heads_then_taylor_ffn() {
     let trainer = Trainer::new(train_config(30), &train, 0)
         .unwrap()
         .with_evaluator(&eval);
-    let (masks, summary) = movement.compress(trainer, &mut model).unwrap();
+    let (masks, summary) = movement.compress(trainer, &mut model, false).unwrap();
     assert!(summary.evaluation.is_some());
     assert!(masks.sparsity() > 0.0, "something was pruned");
 

@@ -9,6 +9,7 @@ mod log;
 pub mod optimizer;
 pub mod run_dir;
 pub mod schedule;
+pub mod state;
 mod trainer;
 
 pub use error::{Result, TrainError};

@@ -180,6 +180,13 @@ pub trait Callback<B: Backend> {
     ) -> Result<()> {
         Ok(())
     }
+
+    /// After a resumed run restored the model of its checkpoint at step `step`, before the
+    /// next step: where a callback puts back what the checkpoint's model does not hold
+    /// (masks).
+    fn resumed(&mut self, _step: u64, _model: &mut BertForSequenceClassification<B>) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// What a finished run reports.
@@ -322,6 +329,9 @@ impl<'a, B: Backend> Trainer<'a, B> {
                 let batches = order.batches(&lengths, r.progress.epoch)?;
                 check_position(&dir, r.progress, total, batches.len())?;
                 *model = r.model;
+                for cb in &mut self.callbacks {
+                    cb.resumed(r.progress.step, model)?;
+                }
                 (r.optimizer, r.progress, batches)
             }
             None => (

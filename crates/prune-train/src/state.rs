@@ -1,13 +1,13 @@
-//! Where the distiller and the iterative loop keep the state the trainer's checkpoints do
-//! not hold (projections and their moments, the history of pruning plans): one directory
-//! per trainer checkpoint step, `<out>/distill/step-<N>/`, written at the steps the trainer
-//! checkpoints, so that a resumed run finds the state that matches the restored model.
-//! The two newest directories are kept: if a run dies after this state is written but
-//! before the trainer's checkpoint of the same step, the previous one still matches.
+//! Where step callbacks keep the state the trainer's checkpoints do not hold (movement
+//! scores, distillation projections and their moments, the history of pruning plans): one
+//! directory per trainer checkpoint step, `<out>/<name>/step-<N>/`, written at the steps
+//! the trainer checkpoints, so that a resumed run finds the state that matches the restored
+//! model. The two newest directories are kept: if a run dies after this state is written
+//! but before the trainer's checkpoint of the same step, the previous one still matches.
 
-use crate::error::{DistillError, Result};
+use crate::checkpoint::{self, Progress};
+use crate::error::{Result, TrainError};
 use prune_tensor::Tensor;
-use prune_train::checkpoint::{self, Progress};
 use prune_transformer::weights::{read_float_tensors, write_atomic};
 use safetensors::{Dtype, tensor::TensorView};
 use serde::Serialize;
@@ -21,23 +21,23 @@ const KEEP: usize = 2;
 /// The state directories of one run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StateDir {
-    /// `<out>/distill`
+    /// `<out>/<name>`
     root: PathBuf,
     /// Save every this many steps (the trainer's `checkpoint_every`), and at the last step.
     every: Option<u64>,
 }
 
 impl StateDir {
-    /// The state of the run writing its trainer output to `out_dir`, saved every `every`
-    /// steps (pass the trainer's `checkpoint_every`) and at the last step.
-    pub fn new(out_dir: &Path, every: Option<u64>) -> Result<Self> {
+    /// The state `name` of the run writing its trainer output to `out_dir`, saved every
+    /// `every` steps (pass the trainer's `checkpoint_every`) and at the last step.
+    pub fn new(out_dir: &Path, name: &str, every: Option<u64>) -> Result<Self> {
         if every == Some(0) {
-            return Err(DistillError::Config(
+            return Err(TrainError::Config(
                 "state checkpoints need an interval of at least 1 step".into(),
             ));
         }
         Ok(StateDir {
-            root: out_dir.join("distill"),
+            root: out_dir.join(name),
             every,
         })
     }
@@ -61,10 +61,10 @@ impl StateDir {
     /// run that was resumed from an earlier checkpoint) and all but the newest earlier ones.
     pub fn create(&self, step: u64) -> Result<PathBuf> {
         let dir = self.step_dir(step);
-        std::fs::create_dir_all(&dir).map_err(|e| DistillError::file(&dir, e))?;
+        std::fs::create_dir_all(&dir).map_err(|e| TrainError::file(&dir, e))?;
         let mut older = Vec::new();
         for entry in std::fs::read_dir(&self.root)
-            .map_err(|e| DistillError::file(&self.root, e))?
+            .map_err(|e| TrainError::file(&self.root, e))?
             .flatten()
         {
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -104,19 +104,19 @@ impl StateDir {
 }
 
 fn remove(dir: &Path) -> Result<()> {
-    std::fs::remove_dir_all(dir).map_err(|e| DistillError::file(dir, e))
+    std::fs::remove_dir_all(dir).map_err(|e| TrainError::file(dir, e))
 }
 
 /// Writes `value` as pretty JSON to `path`, atomically.
 pub fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| DistillError::file(path, e))?;
+    let text = serde_json::to_string_pretty(value).map_err(|e| TrainError::file(path, e))?;
     Ok(write_atomic(path, text.as_bytes())?)
 }
 
 /// Reads JSON from `path`.
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|e| DistillError::file(path, e))?;
-    serde_json::from_str(&text).map_err(|e| DistillError::file(path, e))
+    let text = std::fs::read_to_string(path).map_err(|e| TrainError::file(path, e))?;
+    serde_json::from_str(&text).map_err(|e| TrainError::file(path, e))
 }
 
 /// Writes named f32 tensors to a safetensors file, atomically.
@@ -131,10 +131,10 @@ pub fn write_tensors(path: &Path, tensors: &[(String, Tensor<f32>)]) -> Result<(
         .map(|((name, t), b)| {
             TensorView::new(Dtype::F32, t.dims().to_vec(), b)
                 .map(|v| (name.as_str(), v))
-                .map_err(|e| DistillError::file(path, e))
+                .map_err(|e| TrainError::file(path, e))
         })
         .collect::<Result<Vec<_>>>()?;
-    let data = safetensors::serialize(views, None).map_err(|e| DistillError::file(path, e))?;
+    let data = safetensors::serialize(views, None).map_err(|e| TrainError::file(path, e))?;
     Ok(write_atomic(path, &data)?)
 }
 
@@ -149,9 +149,9 @@ mod tests {
 
     #[test]
     fn keeps_the_two_newest_steps_and_drops_later_ones() {
-        let tmp = std::env::temp_dir().join(format!("prune-distill-state-{}", std::process::id()));
+        let tmp = std::env::temp_dir().join(format!("prune-train-state-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
-        let s = StateDir::new(&tmp, Some(10)).unwrap();
+        let s = StateDir::new(&tmp, "distill", Some(10)).unwrap();
         assert!(s.due(20, 35) && s.due(35, 35) && !s.due(21, 35));
         for step in [10, 20, 30] {
             s.create(step).unwrap();
@@ -175,7 +175,7 @@ mod tests {
         write_tensors(&path, &t).unwrap();
         assert_eq!(read_tensors(&path).unwrap()["a.weight"], t[0].1);
         assert_eq!(s.trainer_step().unwrap(), None);
-        assert!(StateDir::new(&tmp, Some(0)).is_err());
+        assert!(StateDir::new(&tmp, "distill", Some(0)).is_err());
         std::fs::remove_dir_all(&tmp).unwrap();
     }
 }
