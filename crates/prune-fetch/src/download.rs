@@ -103,38 +103,21 @@ fn agent() -> ureq::Agent {
     ureq::Agent::new_with_config(config)
 }
 
-/// Sorts a failed request into no network, an HTTP status, or another failure.
+/// Sorts a failed request into an HTTP status, no network (the name did not resolve, the
+/// connection was refused or timed out, the socket failed before a response came), or another
+/// failure (TLS, protocol).
 fn request_error(url: &str, err: ureq::Error) -> FetchError {
-    use io::ErrorKind as K;
     let url = url.to_string();
     match err {
         ureq::Error::StatusCode(status) => FetchError::Http { url, status },
-        ureq::Error::HostNotFound
+        ureq::Error::Io(_)
+        | ureq::Error::HostNotFound
         | ureq::Error::ConnectionFailed
         | ureq::Error::Timeout(_)
         | ureq::Error::ConnectProxyFailed(_) => FetchError::NoNetwork {
             url,
             reason: err.to_string(),
         },
-        ureq::Error::Io(ref e)
-            if matches!(
-                e.kind(),
-                K::ConnectionRefused
-                    | K::ConnectionReset
-                    | K::ConnectionAborted
-                    | K::NotConnected
-                    | K::AddrNotAvailable
-                    | K::TimedOut
-                    | K::HostUnreachable
-                    | K::NetworkUnreachable
-                    | K::NetworkDown
-            ) =>
-        {
-            FetchError::NoNetwork {
-                url,
-                reason: err.to_string(),
-            }
-        }
         other => FetchError::Transfer {
             url,
             reason: other.to_string(),

@@ -218,9 +218,9 @@ fn fetch_task(task: &GlueTask<'_>, root: &Path, mirror: Option<&str>) -> Result<
     for remote in task.remotes() {
         let url = remote.url_on(mirror);
         eprintln!(
-            "downloading GLUE {}: {url} ({:.1} MiB)",
+            "downloading GLUE {}: {url} ({})",
             task.dir,
-            remote.size as f64 / f64::from(1 << 20)
+            human_size(remote.size)
         );
         download(
             &Remote {
@@ -249,4 +249,14 @@ fn fetch_task(task: &GlueTask<'_>, root: &Path, mirror: Option<&str>) -> Result<
     }
     eprintln!("GLUE {} is in {}", task.dir, dest.display());
     Ok(dest)
+}
+
+/// `bytes` in MiB, or KiB below one MiB.
+fn human_size(bytes: u64) -> String {
+    const MIB: f64 = (1 << 20) as f64;
+    if bytes >= 1 << 20 {
+        format!("{:.1} MiB", bytes as f64 / MIB)
+    } else {
+        format!("{} KiB", bytes.div_ceil(1 << 10))
+    }
 }
