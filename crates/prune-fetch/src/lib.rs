@@ -5,6 +5,8 @@
 //!   the expected size and sha256, then renamed into place;
 //! - [`unpack_zip`]: a zip archive unpacked into a temporary sibling folder and renamed into
 //!   place when complete, refusing absolute paths, `..` and symbolic links;
+//! - [`Scratch`]: a temporary file or folder beside its destination, removed unless moved
+//!   into place (what makes the above atomic);
 //! - [`glue`]: where each GLUE task is published, and [`fetch_glue`] to put tasks into a
 //!   `glue_data/`-style folder.
 //!
@@ -23,4 +25,5 @@ pub use cache::cache_dir;
 pub use download::{Remote, download, sha256_file};
 pub use error::{FetchError, Result};
 pub use glue::{GlueTask, fetch_glue};
+pub use scratch::Scratch;
 pub use unzip::unpack_zip;

@@ -12,14 +12,14 @@ static NEXT: AtomicU64 = AtomicU64::new(0);
 
 /// A temporary path in the folder of its destination, removed (file or folder, with whatever
 /// is in it) when dropped unless [`Scratch::finish`] moved it into place.
-pub(crate) struct Scratch {
+pub struct Scratch {
     /// The temporary path: `.<destination name>.<tag>-<pid>-<n>`.
     path: PathBuf,
 }
 
 impl Scratch {
     /// A temporary path beside `dest`, nothing created yet (its folder is).
-    pub(crate) fn beside(dest: &Path, tag: &str) -> Result<Self> {
+    pub fn beside(dest: &Path, tag: &str) -> Result<Self> {
         let parent = match dest.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
@@ -34,20 +34,20 @@ impl Scratch {
     }
 
     /// An empty temporary folder beside `dest`.
-    pub(crate) fn dir_beside(dest: &Path, tag: &str) -> Result<Self> {
+    pub fn dir_beside(dest: &Path, tag: &str) -> Result<Self> {
         let scratch = Scratch::beside(dest, tag)?;
         fs::create_dir(&scratch.path).map_err(|e| FetchError::io("create", &scratch.path, e))?;
         Ok(scratch)
     }
 
     /// The temporary path.
-    pub(crate) fn path(&self) -> &Path {
+    pub fn path(&self) -> &Path {
         &self.path
     }
 
     /// Moves the finished file or folder to `dest`. An existing folder there is moved aside
     /// first and removed afterwards (put back if the move fails); a file is replaced.
-    pub(crate) fn finish(self, dest: &Path) -> Result<()> {
+    pub fn finish(self, dest: &Path) -> Result<()> {
         let aside = dest
             .is_dir()
             .then(|| Scratch::beside(dest, "old"))
