@@ -164,7 +164,7 @@ pub fn cache_root() -> Result<PathBuf> {
 }
 
 /// The mirror named by `$PRUNE_GLUE_MIRROR`, if set and not empty.
-pub fn mirror_from_env() -> Option<String> {
+fn mirror_from_env() -> Option<String> {
     std::env::var(MIRROR_VAR).ok().filter(|v| !v.is_empty())
 }
 
