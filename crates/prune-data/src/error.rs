@@ -1,5 +1,6 @@
 //! `DataError`: what went wrong reading a dataset, with file and line.
 
+use crate::task::Task;
 use std::path::PathBuf;
 
 /// Errors of dataset loading and batching.
@@ -44,6 +45,36 @@ pub enum DataError {
     /// Arguments that cannot work together (empty dataset, zero batch size...).
     #[error("{0}")]
     Invalid(String),
+    /// A GLUE folder given explicitly lacks one of the task's train and dev files.
+    #[error("GLUE {task}: {path} does not exist")]
+    MissingGlueFile {
+        /// The task.
+        task: Task,
+        /// The missing file.
+        path: PathBuf,
+    },
+    /// A GLUE task is in none of the folders searched and cannot be downloaded.
+    #[error(
+        "GLUE {task} is not in {searched} and cannot be downloaded ({reason}): pass `--data DIR` \
+         or set GLUE_DIR to a folder in the glue_data layout (or set PRUNE_GLUE_MIRROR to a \
+         mirror of the GLUE files)"
+    )]
+    GlueUnavailable {
+        /// The task.
+        task: Task,
+        /// The folders searched, comma-separated.
+        searched: String,
+        /// Why it cannot be downloaded.
+        reason: String,
+    },
+    /// Downloading a GLUE task failed (bad checksum, HTTP error, disk...).
+    #[error("downloading GLUE {task}: {source}")]
+    Fetch {
+        /// The task.
+        task: Task,
+        /// What went wrong.
+        source: prune_fetch::FetchError,
+    },
 }
 
 /// Result of data operations.

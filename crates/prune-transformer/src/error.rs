@@ -92,6 +92,9 @@ pub enum Error {
         /// How to get it.
         hint: String,
     },
+    /// prune's cache folder cannot be placed (no `PRUNE_CACHE_DIR`, `XDG_CACHE_HOME` or `HOME`).
+    #[error(transparent)]
+    Cache(prune_fetch::FetchError),
 }
 
 /// Result of this crate's functions.

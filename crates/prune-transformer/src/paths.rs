@@ -1,7 +1,8 @@
 //! Where the default checkpoint and the reference fixtures live on disk, shared by every
 //! crate's tests and tools.
 //!
-//! - cache dir: `$PRUNE_CACHE_DIR`, else `$XDG_CACHE_HOME/prune`, else `$HOME/.cache/prune`;
+//! - cache dir: [`cache_dir`], defined once in `prune-fetch` (`$PRUNE_CACHE_DIR`, else
+//!   `$XDG_CACHE_HOME/prune`, else `$HOME/.cache/prune`, else an error);
 //! - default checkpoint: `$PRUNE_MODEL_DIR`, else `<cache>/models/all-MiniLM-L6-v2/`
 //!   (written by `cargo xtask fetch`);
 //! - fixtures: `$PRUNE_FIXTURES`, else `<workspace root>/../shared/fixtures`.
@@ -22,25 +23,18 @@ fn env_dir(key: &str) -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
-/// The cache directory: `$PRUNE_CACHE_DIR`, else `$XDG_CACHE_HOME/prune`, else
-/// `$HOME/.cache/prune` (relative `.cache/prune` when no home is known).
-pub fn cache_dir() -> PathBuf {
-    if let Some(d) = env_dir("PRUNE_CACHE_DIR") {
-        return d;
-    }
-    if let Some(d) = env_dir("XDG_CACHE_HOME") {
-        return d.join("prune");
-    }
-    env_dir("HOME")
-        .unwrap_or_default()
-        .join(".cache")
-        .join("prune")
-}
+pub use prune_fetch::cache_dir;
 
 /// The default checkpoint directory: `$PRUNE_MODEL_DIR`, else
-/// `<cache>/models/all-MiniLM-L6-v2`.
-pub fn model_dir() -> PathBuf {
-    env_dir("PRUNE_MODEL_DIR").unwrap_or_else(|| cache_dir().join("models").join(DEFAULT_MODEL))
+/// `<cache>/models/all-MiniLM-L6-v2` (an error when the cache cannot be placed).
+pub fn model_dir() -> Result<PathBuf> {
+    match env_dir("PRUNE_MODEL_DIR") {
+        Some(dir) => Ok(dir),
+        None => Ok(cache_dir()
+            .map_err(Error::Cache)?
+            .join("models")
+            .join(DEFAULT_MODEL)),
+    }
 }
 
 /// The workspace root (two levels above this crate's manifest, fixed at compile time).
@@ -61,7 +55,7 @@ pub fn fixtures_dir() -> PathBuf {
 /// The default checkpoint directory, or an error saying how to fetch it when its
 /// `config.json`, `model.safetensors` or `tokenizer.json` is missing.
 pub fn require_model_dir() -> Result<PathBuf> {
-    require_checkpoint(model_dir())
+    require_checkpoint(model_dir()?)
 }
 
 /// `dir`, or an error saying how to fetch the checkpoint when its `config.json`,
