@@ -6,7 +6,7 @@ use crate::training::TrainArgs;
 use anyhow::{Context, Result, bail};
 use prune::data::dataset::glue_path;
 use prune::data::{
-    BadRows, Dataset, Encoded, Split, Task, default_glue_dir, encode_examples, load_glue,
+    BadRows, Dataset, Encoded, Split, Task, encode_examples, glue_dir_for, load_glue,
 };
 use prune::train::{Evaluator, RunIdentity};
 use prune::transformer::{Padding, Tokenizer, paths};
@@ -59,9 +59,11 @@ impl Source {
         Ok(())
     }
 
-    /// The glue_data directory the task is read from.
-    pub fn data_dir(&self) -> PathBuf {
-        self.data.clone().unwrap_or_else(default_glue_dir)
+    /// The glue_data directory the task is read from: `--data`, else the first folder
+    /// that has the task (`$GLUE_DIR`, `../shared/data/glue`, the cache), else the cache
+    /// after downloading the task into it.
+    pub fn data_dir(&self) -> Result<PathBuf> {
+        Ok(glue_dir_for(self.task, self.data.as_deref())?)
     }
 }
 
@@ -79,16 +81,15 @@ pub struct Prepared {
     pub data_dir: PathBuf,
 }
 
-/// Loads one split, warning about skipped rows.
-fn load(source: &Source, split: Split) -> Result<Dataset> {
-    let dir = source.data_dir();
+/// Loads one split from the glue_data directory `dir`, warning about skipped rows.
+fn load(source: &Source, dir: &Path, split: Split) -> Result<Dataset> {
     let bad = if source.skip_bad_rows {
         BadRows::Skip
     } else {
         BadRows::Fail
     };
-    let d = load_glue(&dir, source.task, split, bad)
-        .with_context(|| format!("loading {} {split:?} (set --data or GLUE_DIR)", source.task))?;
+    let d = load_glue(dir, source.task, split, bad)
+        .with_context(|| format!("loading {} {split:?}", source.task))?;
     if !d.skipped.is_empty() {
         eprintln!(
             "warning: skipped {} malformed rows, first: {}",
@@ -112,15 +113,16 @@ pub fn prepare(source: &Source, max_train: Option<usize>, with_train: bool) -> R
         Padding::Longest,
     )?;
     let pad = tok.token_id("[PAD]").unwrap_or(0);
+    let data_dir = source.data_dir()?;
     let start = Instant::now();
     let train = if with_train {
-        let mut t = load(source, Split::Train)?.examples;
+        let mut t = load(source, &data_dir, Split::Train)?.examples;
         t.truncate(max_train.unwrap_or(usize::MAX));
         encode_examples(&tok, &t)?
     } else {
         Vec::new()
     };
-    let dev = encode_examples(&tok, &load(source, Split::Dev)?.examples)?;
+    let dev = encode_examples(&tok, &load(source, &data_dir, Split::Dev)?.examples)?;
     eprintln!(
         "tokenized {} train and {} dev examples in {:.1}s",
         train.len(),
@@ -132,7 +134,7 @@ pub fn prepare(source: &Source, max_train: Option<usize>, with_train: bool) -> R
         train,
         dev,
         model_dir,
-        data_dir: source.data_dir(),
+        data_dir,
     })
 }
 

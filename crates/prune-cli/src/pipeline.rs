@@ -72,13 +72,14 @@ fn recipe(args: &Args) -> Result<Recipe> {
     recipe::parse(&text, &args.overrides)
 }
 
-/// The command line of `stage` reading `model` (and `teacher`), writing `out`.
+/// The command line of `stage` reading `model` (and `teacher`) and the data in `data`,
+/// writing `out`.
 fn stage_argv(
     args: &Args,
     r: &Recipe,
     stage: &str,
-    model: Option<&Path>,
-    teacher: Option<&Path>,
+    (model, teacher): (Option<&Path>, Option<&Path>),
+    data: Option<&Path>,
     out: &Path,
 ) -> Vec<String> {
     let mut extra = vec!["--device".to_string(), args.device.device.to_string()];
@@ -91,16 +92,17 @@ fn stage_argv(
     let io = StageIo {
         model,
         teacher: teacher.filter(|_| stage != "finetune" && stage != "heads"),
-        data: args.data.as_deref(),
+        data,
         out,
         extra,
     };
     recipe::stage_argv(r, stage, &io)
 }
 
-/// The task's source options as the recipe's common table sets them, for evaluation.
-fn source(args: &Args, r: &Recipe, model: &Path) -> Result<Source> {
-    let argv = recipe::eval_argv(r, model, args.data.as_deref());
+/// The task's source options as the recipe's common table sets them, for evaluating
+/// `model` on the data in `data`.
+fn source(r: &Recipe, model: &Path, data: Option<&Path>) -> Result<Source> {
+    let argv = recipe::eval_argv(r, model, data);
     match crate::Cli::try_parse_from(&argv)?.command {
         crate::Command::Eval(e) => Ok(e.source),
         _ => unreachable!("the argv names the eval command"),
@@ -125,9 +127,9 @@ struct Measured<B: Backend> {
     stats: ModelStats,
 }
 
-/// Loads the model saved in `dir` onto backend `b` and evaluates it.
-fn measure<B: Backend>(b: &B, args: &Args, r: &Recipe, dir: &Path) -> Result<Measured<B>> {
-    let src = source(args, r, dir)?;
+/// Loads the model saved in `dir` onto backend `b` and evaluates it on the data in `data`.
+fn measure<B: Backend>(b: &B, r: &Recipe, dir: &Path, data: &Path) -> Result<Measured<B>> {
+    let src = source(r, dir, Some(data))?;
     let p = prepare(&src, None, false)?;
     let model = load_classifier(b.clone(), dir)?;
     let metric = evaluator(&src, &p)?.evaluate(&model)?.main();
@@ -192,20 +194,20 @@ fn run_on<B: Backend>(b: &B, args: &Args) -> Result<()> {
     // Every stage's options are checked before any work starts.
     let placeholder = Path::new(".");
     for stage in STAGES {
-        let argv = stage_argv(args, &r, stage, Some(placeholder), Some(placeholder), &out);
+        let io = (Some(placeholder), Some(placeholder));
+        let argv = stage_argv(args, &r, stage, io, args.data.as_deref(), &out);
         parsed_stage(stage, &argv)?;
     }
     let model_dir = match &args.model {
         Some(d) => paths::require_checkpoint(d.clone())?,
         None => paths::require_model_dir()?,
     };
+    // The data is found (or downloaded) once, before the first stage.
+    let data = source(&r, &model_dir, args.data.as_deref())?.data_dir()?;
     let identity = RunIdentity::new("pipeline")
         .with("recipe", serde_json::to_value(&r)?)
         .with_checkpoint("model", &model_dir)?;
-    let mut inputs = vec![("--model", model_dir.as_path())];
-    if let Some(d) = &args.data {
-        inputs.push(("--data", d));
-    }
+    let inputs = [("--model", model_dir.as_path()), ("--data", &data)];
     let run = claim(&out, &inputs, &identity, args.resume)?;
     let work = run.path().to_path_buf();
     std::fs::write(work.join("recipe.toml"), toml::to_string(&r)?)?;
@@ -224,7 +226,8 @@ fn run_on<B: Backend>(b: &B, args: &Args) -> Result<()> {
             eprintln!("== {stage}: complete, kept");
             earlier += seconds.get(stage).copied().unwrap_or(0.0);
         } else {
-            let argv = stage_argv(args, &r, stage, model.as_deref(), teacher.as_deref(), &dir);
+            let io = (model.as_deref(), teacher.as_deref());
+            let argv = stage_argv(args, &r, stage, io, Some(&data), &dir);
             eprintln!("== {stage}: {}", argv[1..].join(" "));
             let stage_start = Instant::now();
             crate::run(crate::Cli::try_parse_from(&argv)?)
@@ -233,7 +236,7 @@ fn run_on<B: Backend>(b: &B, args: &Args) -> Result<()> {
             write_json(&seconds_path, &seconds)?;
         }
         let saved = dir.join("model");
-        let m = measure(b, args, &r, &saved)?;
+        let m = measure(b, &r, &saved, &data)?;
         stages.push(StageSummary {
             name: stage.to_string(),
             metric: m.metric,
@@ -254,8 +257,8 @@ fn run_on<B: Backend>(b: &B, args: &Args) -> Result<()> {
         model.context("no final model")?,
     );
     let (t, f) = (
-        measure(b, args, &r, &teacher_dir)?,
-        measure(b, args, &r, &final_dir)?,
+        measure(b, &r, &teacher_dir, &data)?,
+        measure(b, &r, &final_dir, &data)?,
     );
     let budget = Duration::from_secs_f64(args.latency_seconds);
     // Teacher and final model are timed alternately, so that load hits both alike.
