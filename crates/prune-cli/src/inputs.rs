@@ -9,7 +9,7 @@ use prune::data::{
     BadRows, Dataset, Encoded, Split, Task, encode_examples, glue_dir_for, load_glue,
 };
 use prune::train::{Evaluator, RunIdentity};
-use prune::transformer::{Padding, Tokenizer, paths};
+use prune::transformer::{BertConfig, Padding, Tokenizer, paths};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -27,8 +27,9 @@ pub struct Source {
     #[arg(long)]
     #[serde(skip)]
     pub model: Option<PathBuf>,
-    /// The glue_data directory; default: $GLUE_DIR, else ../shared/data/glue beside the
-    /// workspace.
+    /// The glue_data directory; default: the first of $GLUE_DIR, ../shared/data/glue
+    /// beside the workspace and <cache>/glue that holds the task, else the task is
+    /// downloaded into <cache>/glue.
     #[arg(long)]
     #[serde(skip)]
     pub data: Option<PathBuf>,
@@ -107,6 +108,13 @@ pub fn prepare(source: &Source, max_train: Option<usize>, with_train: bool) -> R
         Some(d) => paths::require_checkpoint(d.clone())?,
         None => paths::require_model_dir()?,
     };
+    let positions = BertConfig::from_file(&model_dir.join("config.json"))?.max_position_embeddings;
+    if source.max_len > positions {
+        bail!(
+            "--max-len {} exceeds the model's {positions} positions",
+            source.max_len
+        );
+    }
     let tok = Tokenizer::from_file(
         &model_dir.join("tokenizer.json"),
         source.max_len,

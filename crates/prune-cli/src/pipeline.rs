@@ -38,7 +38,8 @@ pub struct Args {
     /// Checkpoint to start from; default: the fetched all-MiniLM-L6-v2.
     #[arg(long)]
     model: Option<PathBuf>,
-    /// The glue_data directory; default: $GLUE_DIR, else ../shared/data/glue.
+    /// The glue_data directory; default: the first of $GLUE_DIR, ../shared/data/glue and
+    /// <cache>/glue that holds the task, else the task is downloaded into <cache>/glue.
     #[arg(long)]
     data: Option<PathBuf>,
     /// Run directory; default: runs/<unix time>. Written as <out>.partial and renamed

@@ -20,6 +20,10 @@ pub enum TrainError {
     /// Settings that cannot work.
     #[error("invalid training settings: {0}")]
     Config(String),
+    /// An output folder that a run may not use (it overlaps an input, holds a finished or
+    /// another run, or belongs to a different run than the one resuming it).
+    #[error("{0}")]
+    Output(String),
     /// A file could not be read or written.
     #[error("{path}: {message}")]
     File {

@@ -166,7 +166,7 @@ pub fn check_apart(out: &Path, inputs: &[(&str, &Path)]) -> Result<()> {
         } else {
             continue;
         };
-        return Err(TrainError::Config(format!(
+        return Err(TrainError::Output(format!(
             "the output folder {} {relation} the input {what} {}: choose an output folder \
              apart from every input",
             out.display(),
@@ -241,23 +241,24 @@ impl RunDir {
         check_apart(out, inputs)?;
         check_apart(&work, inputs)?;
         if out.exists() && !is_empty_dir(out) {
-            return Err(TrainError::Config(format!(
+            return Err(TrainError::Output(format!(
                 "{} already exists: a finished run's output is never overwritten; choose \
                  another output folder or delete that one",
                 out.display()
             )));
         }
+        let cannot_create = |p: &Path, e| TrainError::file(p, format!("cannot create: {e}"));
         if let Some(parent) = work.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| TrainError::file(parent, e))?;
+            std::fs::create_dir_all(parent).map_err(|e| cannot_create(parent, e))?;
         }
         let created = match std::fs::create_dir(&work) {
             Ok(()) => true,
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
-            Err(e) => return Err(TrainError::file(&work, e)),
+            Err(e) => return Err(cannot_create(&work, e)),
         };
         let lock = File::open(&work).map_err(|e| TrainError::file(&work, e))?;
         if !try_lock(&lock).map_err(|e| TrainError::file(&work, e))? {
-            return Err(TrainError::Config(format!(
+            return Err(TrainError::Output(format!(
                 "another run is writing {} (its work folder {} is locked)",
                 out.display(),
                 work.display()
@@ -281,14 +282,14 @@ impl RunDir {
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok())
             .ok_or_else(|| {
-                TrainError::Config(format!(
+                TrainError::Output(format!(
                     "{} exists but is not a prune run folder (no readable {RUN_FILE}); \
                      delete it or choose another output folder",
                     dir.work.display()
                 ))
             })?;
         if !resume {
-            return Err(TrainError::Config(format!(
+            return Err(TrainError::Output(format!(
                 "{} holds an interrupted run of `prune {}`: pass --resume to continue it, or \
                  delete that folder to start over",
                 dir.work.display(),
@@ -297,7 +298,7 @@ impl RunDir {
         }
         let diff = identity.differences(&earlier);
         if !diff.is_empty() {
-            return Err(TrainError::Config(format!(
+            return Err(TrainError::Output(format!(
                 "cannot resume {}: it is a different run ({}); resume with the same inputs \
                  and settings, or delete that folder to start over",
                 dir.work.display(),
