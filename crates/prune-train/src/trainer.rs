@@ -387,6 +387,12 @@ impl<'a, B: Backend> Trainer<'a, B> {
             }
             let b = model.bert.backend().clone();
             let grad_norm = grad_norm(&b, &grads)?;
+            if !grad_norm.is_finite() {
+                return Err(TrainError::NonFinite(format!(
+                    "gradient norm {grad_norm} at step {}",
+                    progress.step + 1
+                )));
+            }
             let info = StepInfo {
                 step: progress.step + 1,
                 total_steps: total,

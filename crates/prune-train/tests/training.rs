@@ -296,3 +296,24 @@ fn settings_that_cannot_work_are_refused() {
         assert!(e.contains(why), "{e}");
     }
 }
+
+#[test]
+fn a_non_finite_loss_stops_training_naming_the_step_and_saves_nothing() {
+    let data = toy_data(16, 3);
+    let root = std::env::temp_dir().join(format!("prune-train-nan-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let mut model = tiny(0.0);
+    model.bert.params.embeddings.word.data_mut().fill(f32::NAN);
+    let e = Trainer::new(config(3), &data, 0)
+        .unwrap()
+        .with_output_dir(&root)
+        .run(&mut model, false)
+        .expect_err("NaN weights give a NaN loss");
+    assert!(matches!(e, TrainError::NonFinite(_)), "{e}");
+    assert!(e.to_string().contains("at step 1"), "{e}");
+    assert!(
+        !root.join("checkpoints").exists(),
+        "no checkpoint of a NaN model"
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}
