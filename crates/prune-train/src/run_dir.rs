@@ -216,8 +216,9 @@ fn try_lock(_file: &File) -> std::io::Result<bool> {
 }
 
 /// A run's claim on its output folder: the locked work folder, renamed into place by
-/// [`RunDir::commit`]. Dropped without committing, a work folder this run created is
-/// removed again unless it holds a training checkpoint (which `resume` can continue from).
+/// [`RunDir::commit`]. Dropped without committing (the run failed), a work folder this run
+/// created is removed again unless it holds something `resume` continues from: a training
+/// checkpoint, or the folder of a run inside it.
 #[derive(Debug)]
 pub struct RunDir {
     out: PathBuf,
@@ -335,10 +336,20 @@ impl RunDir {
     }
 }
 
+/// Whether a work folder holds something a resumed run continues from: a training
+/// checkpoint, or the folder of a run inside it (a pipeline's stage, finished or kept
+/// because it was interrupted after a checkpoint).
+fn worth_keeping(work: &Path) -> bool {
+    if work.join("checkpoints").join("latest").exists() {
+        return true;
+    }
+    std::fs::read_dir(work)
+        .is_ok_and(|entries| entries.flatten().any(|e| e.path().join(RUN_FILE).is_file()))
+}
+
 impl Drop for RunDir {
     fn drop(&mut self) {
-        let resumable = self.work.join("checkpoints").join("latest").exists();
-        if self.created && !self.committed && !resumable {
+        if self.created && !self.committed && !worth_keeping(&self.work) {
             let _ = std::fs::remove_dir_all(&self.work);
         }
     }
