@@ -416,6 +416,16 @@ mod tests {
             !work_dir_of(&out).exists(),
             "no checkpoint: nothing is left"
         );
+        let pipeline = root.join("pipeline");
+        {
+            let run = RunDir::claim(&pipeline, &[], &id, false).unwrap();
+            std::fs::create_dir_all(run.path().join("finetune")).unwrap();
+            std::fs::write(run.path().join("finetune").join(RUN_FILE), "{}").unwrap();
+        }
+        assert!(
+            work_dir_of(&pipeline).exists(),
+            "a finished stage inside is kept"
+        );
         {
             let run = RunDir::claim(&out, &[], &id, false).unwrap();
             std::fs::create_dir_all(run.path().join("checkpoints")).unwrap();
