@@ -1,10 +1,13 @@
 //! `Tokenizer`: a wrapper around the `tokenizers` library's `tokenizer.json` (WordPiece for
 //! BERT) producing padded [`Batch`]es of single sentences or pairs, with the same ids as
 //! transformers' fast tokenizer. The file's own truncation and padding are replaced by the
-//! wrapper's settings.
+//! wrapper's settings. Every call into the `tokenizers` library is guarded: a panic inside it
+//! (some malformed files make it panic) becomes an error naming the file.
 
 use crate::batch::Batch;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, one_line};
+use serde_json::Value;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use tokenizers::{
     EncodeInput, PaddingDirection, PaddingParams, PaddingStrategy, TruncationDirection,
@@ -41,19 +44,22 @@ impl std::fmt::Debug for Tokenizer {
 }
 
 impl Tokenizer {
-    /// Loads `tokenizer.json`; truncates to `max_len` tokens (special tokens included) and
-    /// pads as `padding` says.
+    /// Loads `tokenizer.json` (a UTF-8 byte-order mark is allowed); truncates to `max_len`
+    /// tokens (special tokens included) and pads as `padding` says.
     pub fn from_file(path: &Path, max_len: usize, padding: Padding) -> Result<Self> {
-        if !path.is_file() {
-            return Err(Error::io(
-                path,
-                std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
-            ));
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let json = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+        // The JSON syntax is checked first: the library panics on some syntax errors.
+        let value: Value = serde_json::from_slice(json)
+            .map_err(|e| tokenizer_error(path, format!("invalid JSON: {e}")))?;
+        if let Some(p) = value.get("post_processor") {
+            check_templates(p)
+                .map_err(|e| tokenizer_error(path, format!("post_processor: {e}")))?;
         }
-        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| Error::Tokenizer {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        let inner = guarded(path, "reading the file", || {
+            serde_json::from_value::<tokenizers::Tokenizer>(value)
+        })?
+        .map_err(|e| tokenizer_error(path, e.to_string()))?;
         let mut t = Tokenizer {
             inner,
             path: path.to_path_buf(),
@@ -92,10 +98,7 @@ impl Tokenizer {
     }
 
     fn err(&self, message: impl Into<String>) -> Error {
-        Error::Tokenizer {
-            path: self.path.clone(),
-            message: message.into(),
-        }
+        tokenizer_error(&self.path, message)
     }
 
     /// Replaces the file's truncation and padding with ours.
@@ -129,21 +132,25 @@ impl Tokenizer {
             Padding::Longest => PaddingStrategy::BatchLongest,
             Padding::Fixed(n) => PaddingStrategy::Fixed(n),
         };
-        self.inner.with_padding(Some(PaddingParams {
+        let padding = PaddingParams {
             strategy,
             direction: PaddingDirection::Right,
             pad_to_multiple_of: None,
             pad_id,
             pad_type_id,
             pad_token,
-        }));
+        };
         let trunc = TruncationParams {
             direction: TruncationDirection::Right,
             max_length: self.max_len,
             strategy: TruncationStrategy::LongestFirst,
             stride: 0,
         };
-        let result = self.inner.with_truncation(Some(trunc)).map(|_| ());
+        let inner = &mut self.inner;
+        let result = guarded(&self.path, "setting padding and truncation", || {
+            inner.with_padding(Some(padding));
+            inner.with_truncation(Some(trunc)).map(|_| ())
+        })?;
         result.map_err(|e| self.err(e.to_string()))
     }
 
@@ -160,10 +167,10 @@ impl Tokenizer {
                 Some(b) => EncodeInput::Dual(a.into(), b.into()),
             })
             .collect();
-        let encodings = self
-            .inner
-            .encode_batch(inputs, true)
-            .map_err(|e| self.err(e.to_string()))?;
+        let encodings = guarded(&self.path, "encoding", || {
+            self.inner.encode_batch(inputs, true)
+        })?
+        .map_err(|e| self.err(e.to_string()))?;
         let seq = encodings.first().map_or(0, |e| e.get_ids().len());
         let mut batch = Batch {
             batch: encodings.len(),
@@ -190,5 +197,67 @@ impl Tokenizer {
     pub fn encode_single(&self, texts: &[&str]) -> Result<Batch> {
         let pairs: Vec<(&str, Option<&str>)> = texts.iter().map(|&t| (t, None)).collect();
         self.encode(&pairs)
+    }
+}
+
+/// An [`Error::Tokenizer`] for the file at `path`.
+fn tokenizer_error(path: &Path, message: impl Into<String>) -> Error {
+    Error::Tokenizer {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+/// Runs `f` (a call into the `tokenizers` library), turning a panic inside it into an error
+/// naming the tokenizer file and what was being done.
+fn guarded<T>(path: &Path, doing: &str, f: impl FnOnce() -> T) -> Result<T> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
+        let why = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown cause".into());
+        tokenizer_error(
+            path,
+            format!("the tokenizers library failed while {doing}: {why}"),
+        )
+    })
+}
+
+/// Checks a `TemplateProcessing` post-processor (or those of a `Sequence` of them) for what
+/// the library trusts without checking: every special token a template uses is defined
+/// (encoding would panic otherwise).
+fn check_templates(processor: &Value) -> std::result::Result<(), String> {
+    match processor.get("type").and_then(Value::as_str) {
+        Some("Sequence") => processor
+            .get("processors")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .try_for_each(check_templates),
+        Some("TemplateProcessing") => {
+            let defined = processor.get("special_tokens").and_then(Value::as_object);
+            let pieces = ["single", "pair"]
+                .into_iter()
+                .filter_map(|key| processor.get(key).and_then(Value::as_array))
+                .flatten();
+            for piece in pieces {
+                let id = piece
+                    .get("SpecialToken")
+                    .and_then(|t| t.get("id"))
+                    .and_then(Value::as_str);
+                if let Some(id) = id
+                    && !defined.is_some_and(|d| d.contains_key(id))
+                {
+                    return Err(format!(
+                        "the template uses special token `{}`, which special_tokens does not \
+                         define",
+                        one_line(id)
+                    ));
+                }
+            }
+            Ok(())
+        }
+        _ => Ok(()),
     }
 }
