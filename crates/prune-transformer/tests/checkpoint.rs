@@ -462,6 +462,17 @@ fn non_finite_weights_are_refused_when_loading_and_when_saving() -> Result<()> {
         assert_eq!(read_float_tensors(&path).unwrap_err().to_string(), expected);
     }
 
+    // A name read from the file is shown on one line.
+    let nan = f32::NAN.to_le_bytes().to_vec();
+    write_raw(&path, &[("odd\nname".into(), Dtype::F32, vec![1], nan)]);
+    assert_eq!(
+        read_float_tensors(&path).unwrap_err().to_string(),
+        format!(
+            "{}: tensor `odd\\nname` holds NaN at index 0: weights must be finite",
+            path.display()
+        )
+    );
+
     let mut host = tiny(true).to_host()?;
     host.layers[1].value.weight.data_mut()[5] = f32::NEG_INFINITY;
     let saved = dir.join("saved.safetensors");
