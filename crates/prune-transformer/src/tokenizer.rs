@@ -4,8 +4,10 @@
 //! wrapper's settings. Every call into the `tokenizers` library is guarded: a panic inside it
 //! (some malformed files make it panic) becomes an error naming the file.
 
+mod checks;
+
 use crate::batch::Batch;
-use crate::error::{Error, Result, one_line};
+use crate::error::{Error, Result};
 use serde_json::Value;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -49,13 +51,11 @@ impl Tokenizer {
     pub fn from_file(path: &Path, max_len: usize, padding: Padding) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         let json = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
-        // The JSON syntax is checked first: the library panics on some syntax errors.
+        // The JSON syntax is checked first (the library panics on some syntax errors), then
+        // what the library trusts (see `checks`).
         let value: Value = serde_json::from_slice(json)
             .map_err(|e| tokenizer_error(path, format!("invalid JSON: {e}")))?;
-        if let Some(p) = value.get("post_processor") {
-            check_templates(p)
-                .map_err(|e| tokenizer_error(path, format!("post_processor: {e}")))?;
-        }
+        checks::check(&value).map_err(|e| tokenizer_error(path, e))?;
         let inner = guarded(path, "reading the file", || {
             serde_json::from_value::<tokenizers::Tokenizer>(value)
         })?
@@ -222,42 +222,4 @@ fn guarded<T>(path: &Path, doing: &str, f: impl FnOnce() -> T) -> Result<T> {
             format!("the tokenizers library failed while {doing}: {why}"),
         )
     })
-}
-
-/// Checks a `TemplateProcessing` post-processor (or those of a `Sequence` of them) for what
-/// the library trusts without checking: every special token a template uses is defined
-/// (encoding would panic otherwise).
-fn check_templates(processor: &Value) -> std::result::Result<(), String> {
-    match processor.get("type").and_then(Value::as_str) {
-        Some("Sequence") => processor
-            .get("processors")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .try_for_each(check_templates),
-        Some("TemplateProcessing") => {
-            let defined = processor.get("special_tokens").and_then(Value::as_object);
-            let pieces = ["single", "pair"]
-                .into_iter()
-                .filter_map(|key| processor.get(key).and_then(Value::as_array))
-                .flatten();
-            for piece in pieces {
-                let id = piece
-                    .get("SpecialToken")
-                    .and_then(|t| t.get("id"))
-                    .and_then(Value::as_str);
-                if let Some(id) = id
-                    && !defined.is_some_and(|d| d.contains_key(id))
-                {
-                    return Err(format!(
-                        "the template uses special token `{}`, which special_tokens does not \
-                         define",
-                        one_line(id)
-                    ));
-                }
-            }
-            Ok(())
-        }
-        _ => Ok(()),
-    }
 }

@@ -1,5 +1,6 @@
 //! `tokenizer.json` loading: a byte-order mark is allowed, and malformed files give a clear
-//! error naming the file, never a panic (some of them make the `tokenizers` library panic).
+//! error naming the file, never a panic or a stack overflow (some of them make the
+//! `tokenizers` library panic or recurse without bound).
 
 use prune_transformer::{Padding, Tokenizer};
 use serde_json::{Value, json};
@@ -103,6 +104,20 @@ fn malformed_files_are_clear_errors_not_panics() {
         format!(
             "tokenizer {}: post_processor: the template uses special token `[SEP]`, which \
              special_tokens does not define",
+            path.display()
+        )
+    );
+
+    // A Unigram piece long enough to overflow the stack in the library's recursive trie.
+    let mut v = tiny();
+    let long = format!("x{}", "a".repeat(20_000));
+    v["model"] = json!({"type": "Unigram", "unk_id": 1,
+                        "vocab": [["[PAD]", 0.0], ["[UNK]", 0.0], [long, -1.0]]});
+    let (e, path) = load("unigram", v.to_string().as_bytes());
+    assert_eq!(
+        e.unwrap_err().to_string(),
+        format!(
+            "tokenizer {}: model: vocabulary piece 2 is 20001 bytes long, more than 1024",
             path.display()
         )
     );
