@@ -129,23 +129,62 @@ pub fn load_glue(dir: &Path, task: Task, split: Split, bad: BadRows) -> Result<D
 
 /// Reads a file, mapping the error to one that names it.
 fn read(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|source| DataError::Io {
+    std::fs::read(path).map_err(|cause| DataError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     })
 }
 
-/// Lines of a file as `(1-based line number, bytes)`, without a UTF-8 BOM, trailing `\r`, or
-/// the empty piece after a final newline.
+/// Non-empty lines of a file as `(1-based line number, bytes)`, without a UTF-8 BOM or a
+/// trailing `\r`: blank lines (a final newline, a blank last line) are skipped.
 fn lines(bytes: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    let bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
     bytes
         .split(|&b| b == b'\n')
         .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
         .enumerate()
         .map(|(i, l)| (i + 1, l))
-        .filter(|(_, l)| !bytes.is_empty() || !l.is_empty())
+        .filter(|(_, l)| !l.is_empty())
+}
+
+/// Checks that `line` (number `n`) is the header row `layout` expects.
+fn check_header(path: &Path, layout: &Layout, n: usize, line: &[u8]) -> Result<()> {
+    let Some(header) = layout.header else {
+        return Ok(());
+    };
+    let text = String::from_utf8_lossy(line);
+    let cols: Vec<&str> = text.split('\t').map(str::trim).collect();
+    let label_col = layout.label.unwrap_or(cols.len() - 1);
+    let mut wanted = vec![(Some(layout.text_a), header.text_a)];
+    wanted.extend(
+        layout
+            .text_b
+            .zip(header.text_b)
+            .map(|(i, name)| (Some(i), name)),
+    );
+    wanted.push((layout.label, header.label));
+    let fits = wanted
+        .iter()
+        .all(|&(i, name)| cols.get(i.unwrap_or(label_col)) == Some(&name));
+    if fits {
+        return Ok(());
+    }
+    let expected: Vec<String> = wanted
+        .iter()
+        .map(|&(i, name)| match i {
+            Some(i) => format!("`{name}` in column {}", i + 1),
+            None => format!("`{name}` in the last column"),
+        })
+        .collect();
+    let found: String = text.chars().take(120).collect();
+    Err(DataError::BadRow {
+        path: path.to_path_buf(),
+        line: n,
+        why: format!(
+            "expected the header row ({}), found {found:?}: is the header missing?",
+            expected.join(", ")
+        ),
+    })
 }
 
 /// Collects parsed rows under the bad-row policy.
@@ -180,33 +219,47 @@ fn collect(
     })
 }
 
-/// Loads a TSV file with the given column layout and label set.
+/// Loads a TSV file with the given column layout and label set. The header row, when the
+/// layout has one, must name the columns the layout reads; blank lines are skipped; a file
+/// without examples is an error naming it.
 pub fn load_tsv(path: &Path, layout: Layout, labels: Labels, bad: BadRows) -> Result<Dataset> {
     let bytes = read(path)?;
-    let rows = lines(&bytes)
-        .skip(usize::from(layout.header))
-        .map(|(n, raw)| {
-            let parsed = std::str::from_utf8(raw)
-                .map_err(|e| format!("invalid UTF-8 at byte {}", e.valid_up_to()))
-                .and_then(|line| {
-                    let cols: Vec<&str> = line.split('\t').collect();
-                    if cols.len() < layout.min_columns {
-                        return Err(format!(
-                            "{} columns, expected at least {}",
-                            cols.len(),
-                            layout.min_columns
-                        ));
-                    }
-                    let label_col = layout.label.unwrap_or(cols.len() - 1);
-                    let col = |i: usize| cols.get(i).copied().ok_or(format!("no column {i}"));
-                    Ok(Example {
-                        text_a: col(layout.text_a)?.to_string(),
-                        text_b: layout.text_b.map(col).transpose()?.map(str::to_string),
-                        label: labels.parse(col(label_col)?)?,
-                    })
-                });
-            (n, parsed)
-        });
+    let mut lines = lines(&bytes).peekable();
+    let empty = |why: &str| DataError::File {
+        path: path.to_path_buf(),
+        why: why.to_string(),
+    };
+    if layout.header.is_some() {
+        let (n, line) = lines
+            .next()
+            .ok_or_else(|| empty("empty file, expected a header row"))?;
+        check_header(path, &layout, n, line)?;
+    }
+    if lines.peek().is_none() {
+        return Err(empty("no examples"));
+    }
+    let rows = lines.map(|(n, raw)| {
+        let parsed = std::str::from_utf8(raw)
+            .map_err(|e| format!("invalid UTF-8 at byte {}", e.valid_up_to()))
+            .and_then(|line| {
+                let cols: Vec<&str> = line.split('\t').collect();
+                if cols.len() < layout.min_columns {
+                    return Err(format!(
+                        "{} columns, expected at least {}",
+                        cols.len(),
+                        layout.min_columns
+                    ));
+                }
+                let label_col = layout.label.unwrap_or(cols.len() - 1);
+                let col = |i: usize| cols.get(i).copied().ok_or(format!("no column {i}"));
+                Ok(Example {
+                    text_a: col(layout.text_a)?.to_string(),
+                    text_b: layout.text_b.map(col).transpose()?.map(str::to_string),
+                    label: labels.parse(col(label_col)?)?,
+                })
+            });
+        (n, parsed)
+    });
     collect(path, labels.clone(), bad, rows)
 }
 

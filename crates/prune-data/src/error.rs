@@ -6,13 +6,22 @@ use std::path::PathBuf;
 /// Errors of dataset loading and batching.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    /// A file could not be read.
-    #[error("cannot read {path}: {source}")]
+    /// A file could not be read. (The message includes the underlying error's, so that
+    /// error is not also given as the source: chains would print it twice.)
+    #[error("cannot read {path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The underlying error.
-        source: std::io::Error,
+        cause: std::io::Error,
+    },
+    /// A file as a whole is unusable (empty, or no examples).
+    #[error("{path}: {why}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: String,
     },
     /// A row is malformed.
     #[error("{path}:{line}: {why}")]

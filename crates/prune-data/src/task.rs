@@ -32,8 +32,8 @@ pub enum Task {
 /// Which column of a TSV row holds what (0-based), for the labelled splits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Layout {
-    /// Whether the first line is a header to skip.
-    pub header: bool,
+    /// The header row the files start with (checked, then skipped); `None`: no header row.
+    pub header: Option<Header>,
     /// Column of the first text.
     pub text_a: usize,
     /// Column of the second text, for pair tasks.
@@ -42,6 +42,17 @@ pub struct Layout {
     pub label: Option<usize>,
     /// Smallest number of columns a row must have.
     pub min_columns: usize,
+}
+
+/// The names a task's header row gives the columns a [`Layout`] reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// Name of the first text's column.
+    pub text_a: &'static str,
+    /// Name of the second text's column, for pair tasks.
+    pub text_b: Option<&'static str>,
+    /// Name of the label's column.
+    pub label: &'static str,
 }
 
 /// What a task predicts.
@@ -92,6 +103,13 @@ impl Task {
 
     /// Column layout of `train.tsv` and the dev files.
     pub fn layout(self) -> Layout {
+        let header = |text_a, text_b, label| {
+            Some(Header {
+                text_a,
+                text_b,
+                label,
+            })
+        };
         let l = |header, text_a, text_b, label, min_columns| Layout {
             header,
             text_a,
@@ -99,14 +117,52 @@ impl Task {
             label,
             min_columns,
         };
+        let pair = |a, b, label| header(a, Some(b), label);
         match self {
-            Task::Cola => l(false, 3, None, Some(1), 4),
-            Task::Sst2 => l(true, 0, None, Some(1), 2),
-            Task::Mrpc => l(true, 3, Some(4), Some(0), 5),
-            Task::Stsb => l(true, 7, Some(8), Some(9), 10),
-            Task::Qqp => l(true, 3, Some(4), Some(5), 6),
-            Task::Mnli => l(true, 8, Some(9), None, 11),
-            Task::Qnli | Task::Rte | Task::Wnli => l(true, 1, Some(2), Some(3), 4),
+            Task::Cola => l(None, 3, None, Some(1), 4),
+            Task::Sst2 => l(header("sentence", None, "label"), 0, None, Some(1), 2),
+            Task::Mrpc => l(
+                pair("#1 String", "#2 String", "Quality"),
+                3,
+                Some(4),
+                Some(0),
+                5,
+            ),
+            Task::Stsb => l(
+                pair("sentence1", "sentence2", "score"),
+                7,
+                Some(8),
+                Some(9),
+                10,
+            ),
+            Task::Qqp => l(
+                pair("question1", "question2", "is_duplicate"),
+                3,
+                Some(4),
+                Some(5),
+                6,
+            ),
+            Task::Mnli => l(
+                pair("sentence1", "sentence2", "gold_label"),
+                8,
+                Some(9),
+                None,
+                11,
+            ),
+            Task::Qnli => l(
+                pair("question", "sentence", "label"),
+                1,
+                Some(2),
+                Some(3),
+                4,
+            ),
+            Task::Rte | Task::Wnli => l(
+                pair("sentence1", "sentence2", "label"),
+                1,
+                Some(2),
+                Some(3),
+                4,
+            ),
         }
     }
 

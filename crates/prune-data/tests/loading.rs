@@ -75,19 +75,19 @@ fn malformed_rows_name_file_and_line_or_are_skipped() {
     let cases: [(&str, &[u8], usize, &str); 3] = [
         (
             "cols.tsv",
-            b"index\ts1\ts2\tlabel\n0\ta\tb\tentailment\n1\tonly two\n",
+            b"index\tsentence1\tsentence2\tlabel\n0\ta\tb\tentailment\n1\tonly two\n",
             3,
             "2 columns",
         ),
         (
             "label.tsv",
-            b"index\ts1\ts2\tlabel\n0\ta\tb\tmaybe\n",
+            b"index\tsentence1\tsentence2\tlabel\n0\ta\tb\tmaybe\n",
             2,
             "unknown label \"maybe\"",
         ),
         (
             "utf8.tsv",
-            b"index\ts1\ts2\tlabel\n0\ta\tb\tentailment\n1\t\xff\tb\tentailment\n",
+            b"index\tsentence1\tsentence2\tlabel\n0\ta\tb\tentailment\n1\t\xff\tb\tentailment\n",
             3,
             "invalid UTF-8",
         ),
@@ -110,12 +110,75 @@ fn malformed_rows_name_file_and_line_or_are_skipped() {
         labels,
         BadRows::Fail,
     );
-    assert!(
-        missing
-            .unwrap_err()
-            .to_string()
-            .contains("/nonexistent/x.tsv")
+    let missing = missing.unwrap_err();
+    assert!(missing.to_string().contains("/nonexistent/x.tsv"));
+    // The message holds the cause's text, so the cause is not repeated as the source.
+    assert!(std::error::Error::source(&missing).is_none());
+}
+
+#[test]
+fn headers_are_checked_and_blank_lines_skipped() {
+    let sst = |content: &[u8], name: &str| {
+        let path = write(name, content);
+        let labels: Labels = Task::Sst2.labels().into();
+        (
+            load_tsv(&path, Task::Sst2.layout(), labels, BadRows::Fail),
+            path,
+        )
+    };
+    // CRLF line ends, a blank line, a line holding only `\r`, a trailing blank line.
+    let (d, _) = sst(
+        b"sentence\tlabel\r\ngood film\t1\r\n\r\nbad film\t0\n\r\n\n",
+        "crlf.tsv",
     );
+    let d = d.unwrap();
+    assert_eq!(d.examples.len(), 2);
+    assert_eq!(d.examples[1].text_a, "bad film");
+    assert_eq!(d.examples[1].label, Label::Class(0));
+
+    // No header row: the first example is not silently dropped.
+    let (e, path) = sst(b"good film\t1\nbad film\t0\n", "noheader.tsv");
+    assert_eq!(
+        e.unwrap_err().to_string(),
+        format!(
+            "{}:1: expected the header row (`sentence` in column 1, `label` in column 2), \
+             found \"good film\\t1\": is the header missing?",
+            path.display()
+        )
+    );
+    let mnli = write("mnli.tsv", b"index\tpromptID\tpairID\tgenre\ts1bp\ts2bp\ts1p\ts2p\tsentence1\tsentence2\tlabel1\tlabel\n");
+    let msg = load_tsv(
+        &mnli,
+        Task::Mnli.layout(),
+        Task::Mnli.labels().into(),
+        BadRows::Skip,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(msg.contains("`gold_label` in the last column"), "{msg}");
+
+    // Empty files and files without examples name the file.
+    for (content, why) in [
+        (&b""[..], "empty file, expected a header row"),
+        (b"\n\r\n", "empty file, expected a header row"),
+        (b"sentence\tlabel\n\n", "no examples"),
+    ] {
+        let (e, path) = sst(content, "empty.tsv");
+        assert_eq!(
+            e.unwrap_err().to_string(),
+            format!("{}: {why}", path.display())
+        );
+    }
+    let cola = write("cola.tsv", b"\n");
+    let msg = load_tsv(
+        &cola,
+        Task::Cola.layout(),
+        Task::Cola.labels().into(),
+        BadRows::Fail,
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(msg, format!("{}: no examples", cola.display()));
 }
 
 #[test]

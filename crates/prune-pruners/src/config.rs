@@ -7,6 +7,7 @@
 use crate::error::{PrunerError, Result, did_you_mean};
 use crate::granularity::Granularity;
 use crate::ops::OpType;
+use prune_transformer::one_line;
 use regex::Regex;
 use serde_json::{Map, Value};
 use std::path::Path;
@@ -214,8 +215,17 @@ impl ConfigEntry {
 }
 
 /// `pattern` compiled to match at the start of a name, as Python's `re.match`.
+/// An invalid pattern's error is one line: the regex crate's message without its snippet.
 pub(crate) fn anchored(pattern: &str) -> std::result::Result<Regex, String> {
-    Regex::new(&format!("^(?:{pattern})")).map_err(|e| format!("invalid regex `{pattern}`: {e}"))
+    Regex::new(&format!("^(?:{pattern})")).map_err(|e| {
+        let text = e.to_string();
+        let why = text
+            .lines()
+            .rev()
+            .find_map(|l| l.trim().strip_prefix("error: "))
+            .unwrap_or(text.trim());
+        format!("invalid regex `{}`: {}", one_line(pattern), one_line(why))
+    })
 }
 
 /// A `config_list`: entries applied in order.
@@ -234,20 +244,22 @@ impl ConfigList {
         Ok(ConfigList { entries })
     }
 
-    /// Parses JSON: a list of entries, or an object whose `config_list` is one.
+    /// Parses JSON: a list of entries, or an object whose `config_list` is one (a leading
+    /// UTF-8 byte-order mark is allowed).
     pub fn from_json_str(text: &str) -> Result<Self> {
-        let v: Value = serde_json::from_str(text).map_err(|e| PrunerError::Parse {
+        let v: Value = serde_json::from_str(without_bom(text)).map_err(|e| PrunerError::Parse {
             format: "JSON",
             why: e.to_string(),
         })?;
         Self::from_value(&v, "JSON")
     }
 
-    /// Parses TOML: `[[config_list]]` tables.
+    /// Parses TOML: `[[config_list]]` tables (a leading UTF-8 byte-order mark is allowed).
     pub fn from_toml_str(text: &str) -> Result<Self> {
+        let text = without_bom(text);
         let v: Value = toml::from_str(text).map_err(|e| PrunerError::Parse {
             format: "TOML",
-            why: e.to_string(),
+            why: toml_error(text, &e),
         })?;
         Self::from_value(&v, "TOML")
     }
@@ -300,6 +312,36 @@ impl ConfigList {
             .collect::<Result<Vec<_>>>()?;
         Self::new(entries)
     }
+}
+
+/// `text` without a leading UTF-8 byte-order mark.
+fn without_bom(text: &str) -> &str {
+    text.strip_prefix('\u{feff}').unwrap_or(text)
+}
+
+/// A TOML parse error of `text` on one line: where, then what (the parser's own message
+/// spans several lines, with a snippet of the text).
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let what = e
+        .message()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    let Some(start) = e.span().map(|s| s.start.min(text.len())) else {
+        return what;
+    };
+    let before = &text.as_bytes()[..start];
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |p| p + 1);
+    let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
+    let column = 1 + String::from_utf8_lossy(&before[line_start..])
+        .chars()
+        .count();
+    format!("line {line}, column {column}: {what}")
 }
 
 /// Strings from a list of strings (or one string).
@@ -411,8 +453,9 @@ fn parse_entry(i: usize, m: &Map<String, Value>) -> Result<ConfigEntry> {
                         i,
                         key,
                         format!(
-                            "only `weight` targets are pruned here (got `{other}`); biases follow \
-                             their weight rows and hidden states follow dependency groups"
+                            "only `weight` targets are pruned here (got `{}`); biases follow \
+                             their weight rows and hidden states follow dependency groups",
+                            one_line(other)
                         ),
                     ));
                 }
@@ -420,7 +463,7 @@ fn parse_entry(i: usize, m: &Map<String, Value>) -> Result<ConfigEntry> {
             _ => {
                 return Err(PrunerError::UnknownKey {
                     entry: i,
-                    key: key.clone(),
+                    key: one_line(key).into_owned(),
                     suggestion: did_you_mean(key, KEYS.iter().copied()),
                 });
             }
@@ -461,5 +504,25 @@ mod tests {
         .unwrap();
         assert_eq!(c.entries[0].sparse_ratio, Some(0.5));
         assert_eq!(c.entries[0].granularity, Granularity::Default);
+    }
+
+    #[test]
+    fn toml_errors_are_one_line_with_the_position() {
+        let e =
+            ConfigList::from_toml_str("[[config_list]]\n op_types = [\"Linear\"\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "config_list (TOML): line 2, column 22: unclosed array, expected `]`"
+        );
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_allowed() {
+        let json =
+            ConfigList::from_json_str("\u{feff}[{\"op_names\": [\"x\"], \"sparsity\": 0.5}]");
+        let toml = ConfigList::from_toml_str(
+            "\u{feff}[[config_list]]\nop_names = [\"x\"]\nsparsity = 0.5\n",
+        );
+        assert_eq!(json.unwrap(), toml.unwrap());
     }
 }

@@ -49,7 +49,8 @@ impl FromStr for OpType {
             .find(|t| t.name() == short)
             .ok_or_else(|| {
                 format!(
-                    "unknown op type `{s}` (BERT has {})",
+                    "unknown op type `{}` (BERT has {})",
+                    prune_transformer::one_line(s),
                     OpType::ALL.map(OpType::name).join(", ")
                 )
             })

@@ -172,7 +172,7 @@ fn check_names_exist(i: usize, e: &ConfigEntry, c: &Compiled, modules: &[Module]
     let no_match = |key: &'static str, pattern: &str| PrunerError::NoMatch {
         entry: i,
         key,
-        pattern: pattern.to_string(),
+        pattern: prune_transformer::one_line(pattern).into_owned(),
         suggestion: did_you_mean(pattern, full.iter().map(String::as_str)),
     };
     for (key, list) in [

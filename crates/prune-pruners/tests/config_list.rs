@@ -40,6 +40,16 @@ fn unknown_key_suggests_the_known_one() {
 }
 
 #[test]
+fn names_read_from_the_file_are_shown_on_one_line() {
+    let (_, msg) = err(r#"[{"op_types": ["Linear"], "sparse_ratio": 0.5, "a\nb": 1}]"#);
+    assert_eq!(msg, "config_list entry 0: unknown key `a\\nb`");
+    let (_, msg) = err(r#"[{"op_types": ["Lin\tear"], "sparse_ratio": 0.5}]"#);
+    assert!(msg.starts_with("config_list entry 0, key `op_types`: unknown op type `Lin\\tear`"));
+    let (_, msg) = err(r#"[{"op_names": ["x\ny"], "sparse_ratio": 0.5}]"#);
+    assert!(msg.contains("op_names `x\\ny` matches no module"), "{msg}");
+}
+
+#[test]
 fn sparsity_outside_zero_one_is_refused() {
     for bad in ["1.0", "-0.1", "1.5"] {
         let (e, msg) = err(&format!(
@@ -80,7 +90,10 @@ fn a_regex_or_name_that_matches_nothing_is_refused() {
     );
     assert!(msg.contains("matches no module"), "{msg}");
     let (_, msg) = err(r#"[{"op_names_re": ["(unclosed"], "sparse_ratio": 0.5}]"#);
-    assert!(msg.contains("invalid regex"), "{msg}");
+    assert_eq!(
+        msg,
+        "config_list entry 0, key `op_names_re`: invalid regex `(unclosed`: unclosed group"
+    );
     let (_, msg) =
         err(r#"[{"op_names": ["bert.encoder.layer.0.attention.self.quer"], "sparse_ratio": 0.5}]"#);
     assert!(

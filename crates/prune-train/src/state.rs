@@ -8,8 +8,7 @@
 use crate::checkpoint::{self, Progress};
 use crate::error::{Result, TrainError};
 use prune_tensor::Tensor;
-use prune_transformer::weights::{read_float_tensors, write_atomic};
-use safetensors::{Dtype, tensor::TensorView};
+use prune_transformer::weights::{read_float_tensors, save_tensors, write_atomic};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
@@ -119,23 +118,10 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
     serde_json::from_str(&text).map_err(|e| TrainError::file(path, e))
 }
 
-/// Writes named f32 tensors to a safetensors file, atomically.
+/// Writes named f32 tensors to a safetensors file, atomically; NaN or infinity is refused.
 pub fn write_tensors(path: &Path, tensors: &[(String, Tensor<f32>)]) -> Result<()> {
-    let bytes: Vec<Vec<u8>> = tensors
-        .iter()
-        .map(|(_, t)| t.data().iter().flat_map(|v| v.to_le_bytes()).collect())
-        .collect();
-    let views = tensors
-        .iter()
-        .zip(&bytes)
-        .map(|((name, t), b)| {
-            TensorView::new(Dtype::F32, t.dims().to_vec(), b)
-                .map(|v| (name.as_str(), v))
-                .map_err(|e| TrainError::file(path, e))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let data = safetensors::serialize(views, None).map_err(|e| TrainError::file(path, e))?;
-    Ok(write_atomic(path, &data)?)
+    let named: Vec<(String, &Tensor<f32>)> = tensors.iter().map(|(n, t)| (n.clone(), t)).collect();
+    Ok(save_tensors(path, &named)?)
 }
 
 /// Reads every f32 tensor of a safetensors file.

@@ -7,10 +7,15 @@
 //! `attention_head_size` (the head dim D, fixed at `hidden_size / num_attention_heads`).
 //! Transformers' own `pruned_heads` (`{"layer": [original head indices]}`) is honoured too.
 
+mod validate;
+
+pub use validate::{MAX_LAYERS, MAX_PARAMETERS, MAX_WIDTH};
+
 use crate::error::{Error, Result};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use validate::check_limit;
 
 /// What the classification head is trained for (transformers' `problem_type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -172,12 +177,13 @@ fn usize_list(m: &Map<String, Value>, key: &str) -> Result<Option<Vec<usize>>> {
 }
 
 impl BertConfig {
-    /// Reads and validates `config.json`.
+    /// Reads and validates `config.json` (a UTF-8 byte-order mark is allowed).
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let value: Value = serde_json::from_str(&text).map_err(|source| Error::Json {
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+        let value: Value = serde_json::from_str(text).map_err(|cause| Error::Json {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
         Self::from_json(&value).map_err(|e| match e {
             Error::Config { key, why } => Error::Config {
@@ -195,6 +201,8 @@ impl BertConfig {
             .ok_or_else(|| Error::config("<root>", "config.json must be a JSON object"))?;
         let hidden_size = usize_key(m, "hidden_size")?;
         let num_hidden_layers = usize_key(m, "num_hidden_layers")?;
+        // Per-layer lists are built below: bound their length first.
+        check_limit("num_hidden_layers", num_hidden_layers, MAX_LAYERS)?;
         let num_attention_heads = usize_key(m, "num_attention_heads")?;
         let intermediate_size = usize_key(m, "intermediate_size")?;
         let vocab_size = usize_key(m, "vocab_size")?;
@@ -395,94 +403,6 @@ impl BertConfig {
         Self::from_json(&v)
     }
 
-    /// Checks that every size is usable and that the surgery fields agree with each other.
-    pub fn validate(&self) -> Result<()> {
-        let l = self.num_hidden_layers;
-        let positive = [
-            ("hidden_size", self.hidden_size),
-            ("num_hidden_layers", l),
-            ("num_attention_heads", self.num_attention_heads),
-            ("vocab_size", self.vocab_size),
-            ("max_position_embeddings", self.max_position_embeddings),
-            ("type_vocab_size", self.type_vocab_size),
-            ("attention_head_size", self.attention_head_size),
-            ("prune_hidden_size", self.pruned_hidden_size),
-        ];
-        for (key, v) in positive {
-            if v == 0 {
-                return Err(Error::config(key, "must be at least 1"));
-            }
-        }
-        if self.layer_norm_eps.is_nan() || self.layer_norm_eps < 0.0 {
-            return Err(Error::config("layer_norm_eps", "must be >= 0"));
-        }
-        if self.pruned_hidden_size > self.hidden_size {
-            return Err(Error::config(
-                "prune_hidden_size",
-                format!(
-                    "{} exceeds hidden_size = {}",
-                    self.pruned_hidden_size, self.hidden_size
-                ),
-            ));
-        }
-        if self.layer_heads.len() != l {
-            return Err(Error::config(
-                "prune_layer_heads",
-                format!("has {} entries for {l} layers", self.layer_heads.len()),
-            ));
-        }
-        if self.layer_intermediate.len() != l {
-            return Err(Error::config(
-                "prune_layer_intermediate",
-                format!(
-                    "has {} entries for {l} layers",
-                    self.layer_intermediate.len()
-                ),
-            ));
-        }
-        for (layer, heads) in &self.pruned_heads {
-            if *layer >= l {
-                return Err(Error::config(
-                    "pruned_heads",
-                    format!("layer {layer} does not exist ({l} layers)"),
-                ));
-            }
-            if let Some(h) = heads.iter().find(|&&h| h >= self.num_attention_heads) {
-                return Err(Error::config(
-                    "pruned_heads",
-                    format!(
-                        "layer {layer}: head {h} out of range (num_attention_heads = {})",
-                        self.num_attention_heads
-                    ),
-                ));
-            }
-        }
-        for (layer, &h) in self.layer_heads.iter().enumerate() {
-            let removed = self.pruned_heads.get(&layer).map_or(0, BTreeSet::len);
-            if h > self.num_attention_heads || h + removed > self.num_attention_heads {
-                return Err(Error::config(
-                    "prune_layer_heads",
-                    format!(
-                        "layer {layer} keeps {h} heads but {removed} of num_attention_heads = {} are pruned",
-                        self.num_attention_heads
-                    ),
-                ));
-            }
-        }
-        if let (Some(n), Some(names)) = (self.num_labels, &self.id2label)
-            && names.len() != n
-        {
-            return Err(Error::config(
-                "num_labels",
-                format!("{n} but id2label names {} labels", names.len()),
-            ));
-        }
-        if self.labels() == 0 {
-            return Err(Error::config("num_labels", "must be at least 1"));
-        }
-        Ok(())
-    }
-
     /// Current hidden width C.
     pub fn hidden(&self) -> usize {
         self.pruned_hidden_size
@@ -605,77 +525,4 @@ impl BertConfig {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn base() -> Value {
-        json!({
-            "hidden_size": 384, "num_hidden_layers": 6, "num_attention_heads": 12,
-            "intermediate_size": 1536, "hidden_act": "gelu", "layer_norm_eps": 1e-12,
-            "max_position_embeddings": 512, "type_vocab_size": 2, "vocab_size": 30522,
-            "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,
-            "some_unknown_key": [1, 2, 3]
-        })
-    }
-
-    fn err_of(v: Value) -> String {
-        BertConfig::from_json(&v).unwrap_err().to_string()
-    }
-
-    #[test]
-    fn reads_minilm_shape_and_defaults() {
-        let c = BertConfig::from_json(&base()).unwrap();
-        assert_eq!(
-            (c.hidden(), c.head_dim(), c.heads(3), c.intermediate(5)),
-            (384, 32, 12, 1536)
-        );
-        assert_eq!(c.labels(), 2);
-        assert_eq!(c.problem(), ProblemType::SingleLabel);
-        assert!(c.extra.contains_key("some_unknown_key"));
-    }
-
-    #[test]
-    fn honours_pruned_heads_and_surgery_keys() {
-        let mut v = base();
-        v["pruned_heads"] = json!({"0": [0, 3, 7], "4": [0,1,2,3,4,5,6,7,8,9,10,11]});
-        v["prune_layer_intermediate"] = json!([1536, 100, 0, 1536, 1536, 7]);
-        v["prune_hidden_size"] = json!(320);
-        v["num_labels"] = json!(1);
-        let c = BertConfig::from_json(&v).unwrap();
-        assert_eq!(c.layer_heads, vec![9, 12, 12, 12, 0, 12]);
-        assert_eq!(c.intermediate(1), 100);
-        assert_eq!(c.hidden(), 320);
-        assert_eq!(c.problem(), ProblemType::Regression);
-        let back = BertConfig::from_json(&c.to_json()).unwrap();
-        assert_eq!(back, c);
-    }
-
-    #[test]
-    fn errors_name_the_key() {
-        let mut v = base();
-        v.as_object_mut().unwrap().remove("vocab_size");
-        assert!(err_of(v).contains("`vocab_size`: missing"));
-        let mut v = base();
-        v["hidden_size"] = json!(100);
-        assert!(err_of(v).contains("`hidden_size`: 100 is not divisible"));
-        let mut v = base();
-        v["num_hidden_layers"] = json!(0);
-        assert!(err_of(v).contains("`num_hidden_layers`"));
-        let mut v = base();
-        v["hidden_act"] = json!("relu");
-        assert!(err_of(v).contains("`hidden_act`"));
-        let mut v = base();
-        v["num_attention_heads"] = json!("twelve");
-        assert!(err_of(v).contains("`num_attention_heads`: expected a non-negative integer"));
-        let mut v = base();
-        v["prune_layer_heads"] = json!([12, 12]);
-        assert!(err_of(v).contains("`prune_layer_heads`: has 2 entries for 6 layers"));
-        let mut v = base();
-        v["pruned_heads"] = json!({"9": [1]});
-        assert!(err_of(v).contains("`pruned_heads`"));
-        let mut v = base();
-        v["hidden_dropout_prob"] = json!(1.5);
-        assert!(err_of(v).contains("`hidden_dropout_prob`"));
-    }
-}
+mod tests;

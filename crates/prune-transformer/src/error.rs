@@ -1,7 +1,27 @@
 //! `Error`: everything that can go wrong in this crate, with the path, key or tensor involved.
 
 use prune_tensor::{Shape, TensorError};
+use std::borrow::Cow;
 use std::path::PathBuf;
+
+/// `text` read from an input file (a name, a key, a pattern), fit for a one-line error
+/// message: control characters (line breaks, tabs, NUL...) escaped, everything else as is.
+pub fn one_line(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    Cow::Owned(
+        text.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
+}
 
 /// Errors of configuration, checkpoint I/O, tokenization and the model's forward/backward.
 #[derive(Debug, thiserror::Error)]
@@ -9,29 +29,39 @@ pub enum Error {
     /// A tensor op failed (shapes, indices, arguments).
     #[error(transparent)]
     Tensor(#[from] TensorError),
-    /// Reading or writing a file failed.
-    #[error("{path}: {source}")]
+    /// Reading or writing a file failed. (The message includes the underlying error's, so
+    /// that error is not also given as the source: chains would print it twice.)
+    #[error("{path}: {cause}")]
     Io {
         /// The file or directory.
         path: PathBuf,
         /// The underlying error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A JSON file could not be parsed or written.
-    #[error("{path}: invalid JSON: {source}")]
+    #[error("{path}: invalid JSON: {cause}")]
     Json {
         /// The file.
         path: PathBuf,
         /// The underlying error.
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
     /// A safetensors file is truncated or corrupt, or could not be serialised.
-    #[error("{path}: not a valid safetensors file: {source}")]
+    #[error("{path}: not a valid safetensors file: {why}")]
     Safetensors {
         /// The file.
         path: PathBuf,
-        /// The underlying error.
-        source: safetensors::SafeTensorError,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// A checkpoint does not fit the configuration (too few values, a tensor stored under
+    /// two names) or holds NaN or infinity, or such a model was about to be saved.
+    #[error("{path}: {why}")]
+    Checkpoint {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
     },
     /// The tokenizer could not be loaded or failed to encode.
     #[error("tokenizer {path}: {message}")]
@@ -110,10 +140,18 @@ impl Error {
     }
 
     /// An [`Error::Io`] for `path`.
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: impl Into<PathBuf>, cause: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            cause,
+        }
+    }
+
+    /// An [`Error::Checkpoint`] for `path`.
+    pub(crate) fn checkpoint(path: &std::path::Path, why: impl Into<String>) -> Self {
+        Error::Checkpoint {
+            path: path.to_path_buf(),
+            why: why.into(),
         }
     }
 }

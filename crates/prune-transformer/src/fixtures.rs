@@ -22,7 +22,7 @@ pub fn fixture(file: &str) -> Result<PathBuf> {
 pub fn fixture_json(file: &str) -> Result<Value> {
     let path = fixture(file)?;
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    serde_json::from_str(&text).map_err(|source| Error::Json { path, source })
+    serde_json::from_str(&text).map_err(|cause| Error::Json { path, cause })
 }
 
 /// The default checkpoint with the fixture's 2-label head and dropout 0: the model the

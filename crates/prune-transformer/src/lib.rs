@@ -13,12 +13,13 @@ pub mod layers;
 pub mod model;
 pub mod params;
 pub mod paths;
+mod tensor_file;
 pub mod tokenizer;
 pub mod weights;
 
 pub use batch::Batch;
 pub use config::{BertConfig, ProblemType};
-pub use error::{Error, Result};
+pub use error::{Error, Result, one_line};
 pub use model::{
     BertCache, BertForSequenceClassification, BertModel, BertOutput, ClassificationCache,
     ForwardOptions, IGNORE_INDEX, LossForward, MASK_VALUE, OutputGrads, Targets, TrainForward,

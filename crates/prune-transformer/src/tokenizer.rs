@@ -1,10 +1,15 @@
 //! `Tokenizer`: a wrapper around the `tokenizers` library's `tokenizer.json` (WordPiece for
 //! BERT) producing padded [`Batch`]es of single sentences or pairs, with the same ids as
 //! transformers' fast tokenizer. The file's own truncation and padding are replaced by the
-//! wrapper's settings.
+//! wrapper's settings. Every call into the `tokenizers` library is guarded: a panic inside it
+//! (some malformed files make it panic) becomes an error naming the file.
+
+mod checks;
 
 use crate::batch::Batch;
 use crate::error::{Error, Result};
+use serde_json::Value;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use tokenizers::{
     EncodeInput, PaddingDirection, PaddingParams, PaddingStrategy, TruncationDirection,
@@ -41,19 +46,20 @@ impl std::fmt::Debug for Tokenizer {
 }
 
 impl Tokenizer {
-    /// Loads `tokenizer.json`; truncates to `max_len` tokens (special tokens included) and
-    /// pads as `padding` says.
+    /// Loads `tokenizer.json` (a UTF-8 byte-order mark is allowed); truncates to `max_len`
+    /// tokens (special tokens included) and pads as `padding` says.
     pub fn from_file(path: &Path, max_len: usize, padding: Padding) -> Result<Self> {
-        if !path.is_file() {
-            return Err(Error::io(
-                path,
-                std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
-            ));
-        }
-        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| Error::Tokenizer {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let json = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+        // The JSON syntax is checked first (the library panics on some syntax errors), then
+        // what the library trusts (see `checks`).
+        let value: Value = serde_json::from_slice(json)
+            .map_err(|e| tokenizer_error(path, format!("invalid JSON: {e}")))?;
+        checks::check(&value).map_err(|e| tokenizer_error(path, e))?;
+        let inner = guarded(path, "reading the file", || {
+            serde_json::from_value::<tokenizers::Tokenizer>(value)
+        })?
+        .map_err(|e| tokenizer_error(path, e.to_string()))?;
         let mut t = Tokenizer {
             inner,
             path: path.to_path_buf(),
@@ -92,10 +98,7 @@ impl Tokenizer {
     }
 
     fn err(&self, message: impl Into<String>) -> Error {
-        Error::Tokenizer {
-            path: self.path.clone(),
-            message: message.into(),
-        }
+        tokenizer_error(&self.path, message)
     }
 
     /// Replaces the file's truncation and padding with ours.
@@ -129,21 +132,25 @@ impl Tokenizer {
             Padding::Longest => PaddingStrategy::BatchLongest,
             Padding::Fixed(n) => PaddingStrategy::Fixed(n),
         };
-        self.inner.with_padding(Some(PaddingParams {
+        let padding = PaddingParams {
             strategy,
             direction: PaddingDirection::Right,
             pad_to_multiple_of: None,
             pad_id,
             pad_type_id,
             pad_token,
-        }));
+        };
         let trunc = TruncationParams {
             direction: TruncationDirection::Right,
             max_length: self.max_len,
             strategy: TruncationStrategy::LongestFirst,
             stride: 0,
         };
-        let result = self.inner.with_truncation(Some(trunc)).map(|_| ());
+        let inner = &mut self.inner;
+        let result = guarded(&self.path, "setting padding and truncation", || {
+            inner.with_padding(Some(padding));
+            inner.with_truncation(Some(trunc)).map(|_| ())
+        })?;
         result.map_err(|e| self.err(e.to_string()))
     }
 
@@ -160,10 +167,10 @@ impl Tokenizer {
                 Some(b) => EncodeInput::Dual(a.into(), b.into()),
             })
             .collect();
-        let encodings = self
-            .inner
-            .encode_batch(inputs, true)
-            .map_err(|e| self.err(e.to_string()))?;
+        let encodings = guarded(&self.path, "encoding", || {
+            self.inner.encode_batch(inputs, true)
+        })?
+        .map_err(|e| self.err(e.to_string()))?;
         let seq = encodings.first().map_or(0, |e| e.get_ids().len());
         let mut batch = Batch {
             batch: encodings.len(),
@@ -191,4 +198,28 @@ impl Tokenizer {
         let pairs: Vec<(&str, Option<&str>)> = texts.iter().map(|&t| (t, None)).collect();
         self.encode(&pairs)
     }
+}
+
+/// An [`Error::Tokenizer`] for the file at `path`.
+fn tokenizer_error(path: &Path, message: impl Into<String>) -> Error {
+    Error::Tokenizer {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+/// Runs `f` (a call into the `tokenizers` library), turning a panic inside it into an error
+/// naming the tokenizer file and what was being done.
+fn guarded<T>(path: &Path, doing: &str, f: impl FnOnce() -> T) -> Result<T> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
+        let why = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown cause".into());
+        tokenizer_error(
+            path,
+            format!("the tokenizers library failed while {doing}: {why}"),
+        )
+    })
 }

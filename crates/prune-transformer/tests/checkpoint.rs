@@ -1,10 +1,13 @@
 //! Checkpoint I/O: save → load round trips, f16/bf16 and prefixed files, clear errors for
-//! truncated files, wrong or missing tensors and bad configs. (Head pruning against
+//! truncated files, wrong or missing tensors, parameters stored twice, non-finite values,
+//! configs that describe another checkpoint and bad configs. (Head pruning against
 //! transformers' reference is tested with the surgery, in `prune-speedup`.)
 
 use anyhow::Result;
 use prune_tensor::{CpuBackend, Tensor};
-use prune_transformer::{BertConfig, BertModel, Error, ForwardOptions, load_params, save_params};
+use prune_transformer::{
+    BertConfig, BertModel, Error, ForwardOptions, load_params, read_float_tensors, save_params,
+};
 use safetensors::tensor::{Dtype, TensorView};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -189,14 +192,18 @@ fn errors_name_the_file_tensor_shapes_and_keys() -> Result<()> {
         "tensor `encoder.layer.1.intermediate.dense.weight`: expected shape [10, 16], found [16, 10]"
     );
 
-    // A missing tensor.
-    write_raw(
-        &path,
-        &raw_with(|n, t| {
-            (n != "encoder.layer.0.attention.output.LayerNorm.bias")
-                .then(|| (n.to_string(), Dtype::F32, t.dims().to_vec(), f32_bytes(t)))
-        }),
-    );
+    // A missing tensor (in a file with a masked-LM bias, so that it holds enough values).
+    let mut raw = raw_with(|n, t| {
+        (n != "encoder.layer.0.attention.output.LayerNorm.bias")
+            .then(|| (n.to_string(), Dtype::F32, t.dims().to_vec(), f32_bytes(t)))
+    });
+    raw.push((
+        "cls.predictions.bias".into(),
+        Dtype::F32,
+        vec![30],
+        vec![0; 120],
+    ));
+    write_raw(&path, &raw);
     let msg = load_params(&path, &cfg).unwrap_err().to_string();
     assert!(
         msg.contains(
@@ -265,6 +272,237 @@ fn errors_name_the_file_tensor_shapes_and_keys() -> Result<()> {
             .to_string()
             .contains("max_position_embeddings")
     );
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+/// The tiny model saved as a checkpoint directory, its config rewritten by `edit`.
+fn saved_with_config(name: &str, edit: impl Fn(&mut serde_json::Value)) -> Result<PathBuf> {
+    let dir = scratch(name);
+    tiny(false).save(&dir)?;
+    let mut cfg = tiny_config().to_json();
+    edit(&mut cfg);
+    std::fs::write(dir.join("config.json"), cfg.to_string())?;
+    Ok(dir)
+}
+
+#[test]
+fn a_config_with_a_byte_order_mark_loads() -> Result<()> {
+    let dir = scratch("bom");
+    tiny(false).save(&dir)?;
+    let text = std::fs::read(dir.join("config.json"))?;
+    std::fs::write(
+        dir.join("config.json"),
+        [b"\xEF\xBB\xBF".as_slice(), &text].concat(),
+    )?;
+    let model = BertModel::load(CpuBackend::<f32>::new(), &dir)?;
+    assert_eq!(model.config, tiny_config());
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+#[test]
+fn absurd_sizes_are_refused_before_anything_is_allocated() -> Result<()> {
+    let cases: [(&[(&str, serde_json::Value)], &str); 4] = [
+        (
+            &[("num_hidden_layers", json!(1_000_000_000u64))],
+            "config key `num_hidden_layers`: 1000000000 is above the limit of 1024",
+        ),
+        (
+            &[("num_hidden_layers", json!(1u64 << 62))],
+            "config key `num_hidden_layers`: 4611686018427387904 is above the limit of 1024",
+        ),
+        (
+            &[("intermediate_size", json!(1u64 << 62))],
+            "config key `intermediate_size`: 4611686018427387904 is above the limit of 16777216",
+        ),
+        // Within every per-key limit, but 2^24 · 2^24 values in one table.
+        (
+            &[
+                ("vocab_size", json!(1u64 << 24)),
+                ("hidden_size", json!(1u64 << 24)),
+                ("num_attention_heads", json!(1)),
+                ("pruned_heads", json!({})),
+            ],
+            "config key `vocab_size`: `embeddings.word_embeddings.weight` of shape \
+             [16777216, 16777216] takes the model above 17179869184 parameters",
+        ),
+    ];
+    for (i, (edits, expected)) in cases.into_iter().enumerate() {
+        let dir = saved_with_config(&format!("absurd-{i}"), |v| {
+            for (key, value) in edits {
+                v[*key] = value.clone();
+            }
+        })?;
+        let msg = BertModel::load(CpuBackend::<f32>::new(), &dir)
+            .unwrap_err()
+            .to_string();
+        let file = dir.join("config.json").display().to_string();
+        assert_eq!(msg, format!("{expected} (in {file})"));
+        std::fs::remove_dir_all(&dir)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn a_config_describing_another_checkpoint_says_how_many_values_each_has() -> Result<()> {
+    // The tiny model's two layers (1960 + 962 values), then 998 more full ones.
+    let dir = saved_with_config("other", |v| {
+        v["num_hidden_layers"] = json!(1000);
+        let widths: Vec<usize> = [24, 10].into_iter().chain([24; 998]).collect();
+        v["prune_layer_intermediate"] = json!(widths);
+    })?;
+    let msg = BertModel::load(CpuBackend::<f32>::new(), &dir)
+        .unwrap_err()
+        .to_string();
+    let file = dir.join("model.safetensors").display().to_string();
+    assert_eq!(
+        msg,
+        format!(
+            "{file}: the config describes 1959946 parameter values (1000 layers, hidden size 16, \
+             vocabulary 30) but the file's float tensors hold only 3866: the config does not describe \
+             this checkpoint (first difference: missing tensor \
+             `encoder.layer.2.attention.self.query.weight` of shape [16, 16])"
+        )
+    );
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+#[test]
+fn a_parameter_stored_under_two_names_is_an_error_naming_both() -> Result<()> {
+    let dir = scratch("twice");
+    let path = dir.join("model.safetensors");
+    let cfg = tiny_config();
+    for (twin, message) in [
+        (
+            "bert.encoder.layer.1.output.dense.bias",
+            "parameter `encoder.layer.1.output.dense.bias` is stored twice, as \
+             `bert.encoder.layer.1.output.dense.bias` and as `encoder.layer.1.output.dense.bias`",
+        ),
+        (
+            "embeddings.LayerNorm.gamma",
+            "parameter `embeddings.LayerNorm.weight` is stored twice, as \
+             `embeddings.LayerNorm.gamma` and as `embeddings.LayerNorm.weight`",
+        ),
+    ] {
+        let mut raw =
+            raw_with(|n, t| Some((n.to_string(), Dtype::F32, t.dims().to_vec(), f32_bytes(t))));
+        let canonical = twin
+            .trim_start_matches("bert.")
+            .replace("LayerNorm.gamma", "LayerNorm.weight");
+        let original = raw_with(|n, t| {
+            (n == canonical).then(|| {
+                (
+                    twin.to_string(),
+                    Dtype::F32,
+                    t.dims().to_vec(),
+                    f32_bytes(t),
+                )
+            })
+        });
+        raw.extend(original);
+        write_raw(&path, &raw);
+        let msg = load_params(&path, &cfg).unwrap_err().to_string();
+        assert_eq!(msg, format!("{}: {message}", path.display()));
+    }
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+#[test]
+fn non_finite_weights_are_refused_when_loading_and_when_saving() -> Result<()> {
+    let dir = scratch("nonfinite");
+    let path = dir.join("model.safetensors");
+    let cfg = tiny_config();
+    let target = "encoder.layer.0.intermediate.dense.bias";
+    let cases: [(Dtype, Vec<u8>, &str); 3] = [
+        (
+            Dtype::F32,
+            [1.0f32, 2.0, f32::NAN]
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect(),
+            "NaN at index 2",
+        ),
+        (
+            Dtype::F16,
+            [0x3c00u16, 0x7c00]
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect(),
+            "inf at index 1",
+        ),
+        (
+            Dtype::F64,
+            [0.5f64, 1e300]
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect(),
+            "1e300, beyond the range of f32, at index 1",
+        ),
+    ];
+    for (dtype, head, what) in cases {
+        let raw = raw_with(|n, t| {
+            let (dtype, bytes) = if n == target {
+                let mut bytes = head.clone();
+                bytes.resize(t.data().len() * dtype.bitsize() / 8, 0);
+                (dtype, bytes)
+            } else {
+                (Dtype::F32, f32_bytes(t))
+            };
+            Some((n.to_string(), dtype, t.dims().to_vec(), bytes))
+        });
+        write_raw(&path, &raw);
+        let expected = format!(
+            "{}: tensor `{target}` holds {what}: weights must be finite",
+            path.display()
+        );
+        assert_eq!(load_params(&path, &cfg).unwrap_err().to_string(), expected);
+        assert_eq!(read_float_tensors(&path).unwrap_err().to_string(), expected);
+    }
+
+    // A name read from the file is shown on one line.
+    let nan = f32::NAN.to_le_bytes().to_vec();
+    write_raw(&path, &[("odd\nname".into(), Dtype::F32, vec![1], nan)]);
+    assert_eq!(
+        read_float_tensors(&path).unwrap_err().to_string(),
+        format!(
+            "{}: tensor `odd\\nname` holds NaN at index 0: weights must be finite",
+            path.display()
+        )
+    );
+
+    let mut host = tiny(true).to_host()?;
+    host.layers[1].value.weight.data_mut()[5] = f32::NEG_INFINITY;
+    let saved = dir.join("saved.safetensors");
+    let msg = save_params(&saved, &host).unwrap_err().to_string();
+    assert_eq!(
+        msg,
+        format!(
+            "{}: not saved: tensor `bert.encoder.layer.1.attention.self.value.weight` holds -inf \
+             at index 5",
+            saved.display()
+        )
+    );
+    assert!(!saved.exists());
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+#[test]
+fn error_chains_do_not_repeat_the_cause() -> Result<()> {
+    let dir = scratch("chains");
+    std::fs::write(dir.join("config.json"), "{ \"hidden_size\": 16,")?;
+    let errors = [
+        BertModel::load(CpuBackend::<f32>::new(), &dir).unwrap_err(),
+        load_params(&dir.join("absent.safetensors"), &tiny_config()).unwrap_err(),
+    ];
+    for e in errors {
+        let chain = format!("{:#}", anyhow::Error::from(e));
+        let last = chain.rsplit(": ").next().unwrap();
+        assert_eq!(chain.matches(last).count(), 1, "{chain}");
+    }
     std::fs::remove_dir_all(&dir)?;
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Cross-entropy, MSE and temperature-scaled KL divergence on the CPU.
 
 use super::softmax::softmax_row;
-use super::{CpuBackend, same_shape};
+use super::{CpuBackend, ordered_sum_ranges, same_shape};
 use crate::error::{Result, TensorError};
 use crate::{Element, LossOps, Tensor};
 use rayon::prelude::*;
@@ -92,12 +92,14 @@ impl<E: Element> LossOps for CpuBackend<E> {
                 what: "empty tensors".into(),
             });
         }
-        let sum: f64 = pred
-            .data()
-            .par_iter()
-            .zip(target.data().par_iter())
-            .map(|(&p, &t)| (p.f64() - t.f64()).powi(2))
-            .sum();
+        let (p, t) = (pred.data(), target.data());
+        let sum = ordered_sum_ranges(n, |r| {
+            p[r.clone()]
+                .iter()
+                .zip(&t[r])
+                .map(|(&p, &t)| (p.f64() - t.f64()).powi(2))
+                .sum()
+        });
         Ok(sum / n as f64)
     }
 

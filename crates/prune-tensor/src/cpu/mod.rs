@@ -19,6 +19,7 @@ use crate::error::Result;
 use crate::{Element, Shape, Storage, Tensor};
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
+use std::ops::Range;
 
 /// Rows per rayon task below which row-parallel ops run serially.
 const PAR_MIN_ELEMENTS: usize = 1 << 14;
@@ -70,12 +71,21 @@ fn row_vector<E: Element>(op: &'static str, x: &Tensor<E>, v: &Tensor<E>) -> Res
     crate::checks::row_vector(op, x.shape(), v.shape())
 }
 
-/// `Σ f(chunk)` over fixed-size chunks of `data`, computed in parallel but added in chunk
-/// order, so that the result never depends on thread scheduling (runs are reproducible).
-fn ordered_sum<T: Sync>(data: &[T], f: impl Fn(&[T]) -> f64 + Sync + Send) -> f64 {
+/// `Σ f(range)` over the fixed-size ranges that split `0..len`, computed in parallel but
+/// added in range order, so that the result depends neither on the number of threads nor
+/// on their scheduling (runs are reproducible).
+fn ordered_sum_ranges(len: usize, f: impl Fn(Range<usize>) -> f64 + Sync + Send) -> f64 {
     use rayon::prelude::*;
-    let partial: Vec<f64> = data.par_chunks(PAR_MIN_ELEMENTS).map(f).collect();
+    let partial: Vec<f64> = (0..len.div_ceil(PAR_MIN_ELEMENTS))
+        .into_par_iter()
+        .map(|i| f(i * PAR_MIN_ELEMENTS..((i + 1) * PAR_MIN_ELEMENTS).min(len)))
+        .collect();
     partial.iter().sum()
+}
+
+/// `Σ f(chunk)` over fixed-size chunks of `data`, as [`ordered_sum_ranges`].
+fn ordered_sum<T: Sync>(data: &[T], f: impl Fn(&[T]) -> f64 + Sync + Send) -> f64 {
+    ordered_sum_ranges(data.len(), |r| f(&data[r]))
 }
 
 /// Element-wise sum of per-task partial vectors, added in task order (reproducible).
