@@ -13,7 +13,6 @@ mod inspect;
 mod latency;
 mod output;
 mod pipeline;
-mod recipe;
 mod report;
 mod training;
 
