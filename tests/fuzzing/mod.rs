@@ -61,6 +61,8 @@ fn run_one(input: &[u8], target: &mut dyn FnMut(&[u8]) -> Result<(), String>) ->
 fn save(dir: &str, file: &str, input: &[u8]) -> String {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(dir);
     let path = dir.join(file);
+    // A new file each time: ext4 flushes a file rewritten in place when it is closed.
+    let _ = std::fs::remove_file(&path);
     std::fs::create_dir_all(&dir)
         .and_then(|_| std::fs::write(&path, input))
         .map_or_else(

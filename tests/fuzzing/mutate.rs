@@ -8,6 +8,10 @@ use serde_json::Value;
 /// Most inputs kept in a target's pool of accepted mutants.
 const POOL: usize = 256;
 
+/// Longest input, in bytes: long enough for long lines and strings, short enough that
+/// mutants of mutants do not grow without bound and slow the run down.
+const MAX_INPUT: usize = 1 << 16;
+
 /// Integers worth trying wherever a number is read: limits of the integer types, powers
 /// of two near allocation sizes, and values that overflow products.
 const INTERESTING_INTS: [i128; 22] = [
@@ -124,12 +128,14 @@ impl Mutator {
         }
     }
 
-    /// The next input: a seed or pooled input with one to four mutations.
+    /// The next input: a seed or pooled input with one to four mutations, at most
+    /// [`MAX_INPUT`] bytes long.
     pub fn next_input(&mut self) -> Vec<u8> {
         let mut data = self.pick();
         for _ in 0..1 + self.rng.below(4) {
             self.mutate(&mut data);
         }
+        data.truncate(MAX_INPUT);
         data
     }
 

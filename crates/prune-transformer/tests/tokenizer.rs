@@ -122,6 +122,21 @@ fn malformed_files_are_clear_errors_not_panics() {
         )
     );
 
+    // A BPE merge whose second token is shorter than the continuing-subword prefix.
+    let mut v = tiny();
+    v["model"] = json!({"type": "BPE", "continuing_subword_prefix": "##",
+                        "vocab": {"[PAD]": 0, "[UNK]": 1, "a": 2, "b": 3, "ab": 4},
+                        "merges": [["a", "b"]]});
+    let (e, path) = load("merges", v.to_string().as_bytes());
+    assert_eq!(
+        e.unwrap_err().to_string(),
+        format!(
+            "tokenizer {}: model: the continuing_subword_prefix `##` (2 bytes) cannot be \
+             stripped from `b`, the second token of merge 0",
+            path.display()
+        )
+    );
+
     let (e, path) = load("empty", b"");
     let msg = e.unwrap_err().to_string();
     assert!(

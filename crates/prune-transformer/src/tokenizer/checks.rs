@@ -1,7 +1,8 @@
 //! Checks of a `tokenizer.json` document for what the `tokenizers` library trusts without
 //! checking and would panic or overflow the stack on: special tokens a template uses but does
-//! not define, and Unigram pieces so long that the library's recursive trie overflows the
-//! stack when it is dropped or cloned.
+//! not define, BPE merges whose second token is shorter than the continuing-subword prefix
+//! the library strips from it, and Unigram pieces so long that the library's recursive trie
+//! overflows the stack when it is dropped or cloned.
 
 use crate::error::one_line;
 use serde_json::Value;
@@ -17,7 +18,41 @@ pub(super) fn check(doc: &Value) -> Result<(), String> {
         check_templates(p).map_err(|e| format!("post_processor: {e}"))?;
     }
     if let Some(m) = doc.get("model") {
-        check_pieces(m).map_err(|e| format!("model: {e}"))?;
+        check_pieces(m)
+            .and_then(|()| check_merges(m))
+            .map_err(|e| format!("model: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Checks that the continuing-subword prefix's length in bytes can be sliced off the second
+/// token of every BPE merge (`["a", "b"]` or `"a b"`), as the library does unchecked.
+fn check_merges(model: &Value) -> Result<(), String> {
+    let prefix = model
+        .get("continuing_subword_prefix")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if model.get("type").and_then(Value::as_str) != Some("BPE") || prefix.is_empty() {
+        return Ok(());
+    }
+    let merges = model.get("merges").and_then(Value::as_array);
+    for (i, merge) in merges.into_iter().flatten().enumerate() {
+        let second = match merge {
+            Value::Array(pair) => pair.get(1).and_then(Value::as_str),
+            Value::String(s) => s.split_once(' ').map(|(_, b)| b),
+            _ => None,
+        };
+        if let Some(b) = second
+            && b.get(prefix.len()..).is_none()
+        {
+            return Err(format!(
+                "the continuing_subword_prefix `{}` ({} bytes) cannot be stripped from `{}`, \
+                 the second token of merge {i}",
+                one_line(prefix),
+                prefix.len(),
+                one_line(b)
+            ));
+        }
     }
     Ok(())
 }
