@@ -1,11 +1,20 @@
 //! `cargo xtask test` (and `ci`): the project's full check, step by step: set-up (the
-//! checkpoint), format, lints, tests, and the CUDA checks that need no GPU. Stops at the first
-//! failing step and names it.
+//! checkpoint), format, lints, tests, a bounded run of every loader's fuzz target, and the
+//! CUDA checks that need no GPU. Stops at the first failing step and names it.
 
 use crate::emulator::CUDA_PACKAGES;
 use crate::{cargo, emulator, fetch, run_status};
 use anyhow::{Context, Result};
 use std::time::Instant;
+
+/// Seconds each fuzz target runs in the check (two at a time, one per core).
+const FUZZ_SECONDS: &str = "30";
+
+/// The fuzz test files: the loaders' (workspace root) and the recipes' (prune-cli).
+const FUZZ_TESTS: [&[&str]; 2] = [
+    &["--test", "fuzz_loaders"],
+    &["-p", "prune-cli", "--test", "fuzz_recipe"],
+];
 
 /// The features that turn the CUDA backend on in the crates that have it.
 pub const CUDA_FEATURES: &str = "prune-tensor/cuda,prune-transformer/cuda,prune-cli/cuda";
@@ -39,6 +48,22 @@ pub fn run(test_args: &[String]) -> Result<()> {
             "cargo test",
         )
     })?;
+    step(
+        "fuzz",
+        &format!("PRUNE_FUZZ_SECONDS={FUZZ_SECONDS} for every fuzz target"),
+        || {
+            FUZZ_TESTS.iter().try_for_each(|which| {
+                run_status(
+                    cargo()
+                        .arg("test")
+                        .args(*which)
+                        .args(["--", "--nocapture"])
+                        .env("PRUNE_FUZZ_SECONDS", FUZZ_SECONDS),
+                    "fuzzing",
+                )
+            })
+        },
+    )?;
     let cuda_clippy: Vec<&str> = ["clippy", "-p", "prune-kernels"]
         .iter()
         .chain(CUDA_PACKAGES)
