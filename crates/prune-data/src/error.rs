@@ -77,12 +77,12 @@ pub enum DataError {
         reason: String,
     },
     /// Downloading a GLUE task failed (bad checksum, HTTP error, disk...).
-    #[error("downloading GLUE {task}: {source}")]
+    #[error("downloading GLUE {task}: {cause}")]
     Fetch {
         /// The task.
         task: Task,
         /// What went wrong.
-        source: prune_fetch::FetchError,
+        cause: prune_fetch::FetchError,
     },
 }
 

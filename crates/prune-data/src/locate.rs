@@ -76,7 +76,7 @@ fn download(
     mirror: Option<&str>,
     searched: &[PathBuf],
 ) -> Result<PathBuf> {
-    let fetch_error = |source| DataError::Fetch { task, source };
+    let fetch_error = |cause| DataError::Fetch { task, cause };
     let published = glue::task(task.dir_name()).map_err(fetch_error)?;
     eprintln!(
         "GLUE {task} is not in {}: downloading it into {}",

@@ -54,32 +54,32 @@ pub enum FetchError {
         found: String,
     },
     /// A file or folder could not be read, written, created or renamed.
-    #[error("cannot {action} {path}: {source}")]
+    #[error("cannot {action} {path}: {cause}")]
     Io {
         /// What was being done ("create", "write", ...).
         action: &'static str,
         /// The file or folder.
         path: PathBuf,
         /// The underlying error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// An archive is not a readable zip file.
-    #[error("{path}: bad zip archive: {source}")]
+    #[error("{path}: bad zip archive: {cause}")]
     Zip {
         /// The archive.
         path: PathBuf,
         /// What the zip reader said.
-        source: zip::result::ZipError,
+        cause: zip::result::ZipError,
     },
     /// An entry could not be extracted: corrupt data, or the file could not be written.
-    #[error("{archive}: cannot extract {entry:?}: {source}")]
+    #[error("{archive}: cannot extract {entry:?}: {cause}")]
     Extract {
         /// The archive.
         archive: PathBuf,
         /// The entry's name as stored.
         entry: String,
         /// The underlying error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// An archive entry would land outside the destination, or is a symbolic link.
     #[error("{archive}: refusing entry {entry:?}: {why}")]
@@ -126,12 +126,12 @@ impl FetchError {
     pub(crate) fn io(
         action: &'static str,
         path: impl Into<PathBuf>,
-        source: std::io::Error,
+        cause: std::io::Error,
     ) -> Self {
         FetchError::Io {
             action,
             path: path.into(),
-            source,
+            cause,
         }
     }
 }

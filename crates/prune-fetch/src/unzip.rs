@@ -16,9 +16,9 @@ use zip::ZipArchive;
 /// unpacked. The files go to a temporary folder beside `dest` that replaces `dest` only once
 /// every entry is out, so an interrupted or failed unpack leaves nothing new under `dest`.
 pub fn unpack_zip(archive: &Path, prefix: &str, dest: &Path, required: &[&str]) -> Result<()> {
-    let zip_error = |source| FetchError::Zip {
+    let zip_error = |cause| FetchError::Zip {
         path: archive.to_path_buf(),
-        source,
+        cause,
     };
     let file = File::open(archive).map_err(|e| FetchError::io("open", archive, e))?;
     let mut zip = ZipArchive::new(BufReader::new(file)).map_err(zip_error)?;
@@ -48,10 +48,10 @@ pub fn unpack_zip(archive: &Path, prefix: &str, dest: &Path, required: &[&str]) 
             fs::create_dir_all(parent).map_err(|e| FetchError::io("create", parent, e))?;
         }
         let mut writer = File::create(&out).map_err(|e| FetchError::io("create", &out, e))?;
-        io::copy(&mut entry, &mut writer).map_err(|source| FetchError::Extract {
+        io::copy(&mut entry, &mut writer).map_err(|cause| FetchError::Extract {
             archive: archive.to_path_buf(),
             entry: entry.name().to_string(),
-            source,
+            cause,
         })?;
     }
     if let Some(file) = required.iter().find(|f| !staging.path().join(f).is_file()) {

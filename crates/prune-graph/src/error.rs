@@ -7,7 +7,7 @@ use crate::group::GroupKind;
 pub enum GraphError {
     /// A tensor op failed while tracing (shapes that do not fit the op).
     #[error("trace: {0}")]
-    Tensor(#[from] prune_tensor::TensorError),
+    Tensor(prune_tensor::TensorError),
     /// A plan names a group twice.
     #[error("plan: group {kind} appears twice")]
     DuplicateGroup {
@@ -16,7 +16,7 @@ pub enum GraphError {
     },
     /// The model could not be built or run on the tracing backend.
     #[error("tracing the model: {0}")]
-    Model(#[from] prune_transformer::Error),
+    Model(prune_transformer::Error),
     /// A plan's kept channels are not strictly ascending or exceed the group's width.
     #[error("plan: group {kind} keeps {keep:?} of {channels} channels: {why}")]
     BadKeep {
@@ -38,19 +38,39 @@ pub enum GraphError {
         why: String,
     },
     /// A plan file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The file.
         path: std::path::PathBuf,
         /// The underlying error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A plan could not be read or written as JSON.
     #[error("plan JSON: {0}")]
-    Json(#[from] serde_json::Error),
+    Json(serde_json::Error),
     /// The traced graph does not have the structure the analysis needs.
     #[error("dependency analysis: {0}")]
     Analysis(String),
+}
+
+// The variants that wrap another error show its text in their own message, so they do not
+// also return it as their source (a `{:#}` chain would print it twice).
+impl From<prune_tensor::TensorError> for GraphError {
+    fn from(e: prune_tensor::TensorError) -> Self {
+        GraphError::Tensor(e)
+    }
+}
+
+impl From<prune_transformer::Error> for GraphError {
+    fn from(e: prune_transformer::Error) -> Self {
+        GraphError::Model(e)
+    }
+}
+
+impl From<serde_json::Error> for GraphError {
+    fn from(e: serde_json::Error) -> Self {
+        GraphError::Json(e)
+    }
 }
 
 /// Result with [`GraphError`].

@@ -170,7 +170,7 @@ impl PruningPlan {
     pub fn save(&self, path: &Path) -> Result<()> {
         std::fs::write(path, self.to_json()?).map_err(|e| GraphError::Io {
             path: path.to_path_buf(),
-            source: e,
+            cause: e,
         })
     }
 
@@ -178,7 +178,7 @@ impl PruningPlan {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| GraphError::Io {
             path: path.to_path_buf(),
-            source: e,
+            cause: e,
         })?;
         Self::from_json(&text)
     }

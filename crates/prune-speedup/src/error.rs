@@ -13,7 +13,7 @@ pub enum SpeedupError {
     Model(#[from] prune_transformer::Error),
     /// A tensor op failed while slicing.
     #[error("slicing: {0}")]
-    Tensor(#[from] prune_tensor::TensorError),
+    Tensor(prune_tensor::TensorError),
     /// The masks of one group disagree on which channels are dead.
     #[error(
         "masks of the {kind} group disagree on channel {channel}: it is fully masked in \
@@ -40,6 +40,13 @@ pub enum SpeedupError {
     /// Invalid input (mask shapes, a parameter tree that does not mirror the model).
     #[error("invalid input: {0}")]
     Input(String),
+}
+
+// Shown in the message, so not also returned as the source (see `GraphError`).
+impl From<prune_tensor::TensorError> for SpeedupError {
+    fn from(e: prune_tensor::TensorError) -> Self {
+        SpeedupError::Tensor(e)
+    }
 }
 
 /// Result with [`SpeedupError`].
