@@ -306,3 +306,18 @@ fn options_are_checked_before_anything_is_written() {
     assert_eq!(r.status.code(), Some(2), "--resume needs --out");
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[test]
+fn broken_inputs_are_named_once() {
+    let root = scratch("broken");
+    let model = root.join("model");
+    tiny_checkpoint(&model);
+    let (m, missing) = (model.to_str().unwrap(), root.join("nowhere"));
+    let nowhere = missing.to_str().unwrap();
+    prune_refuses(&["eval", "--model", m, "--data", nowhere], "nowhere");
+    std::fs::write(model.join("model.safetensors"), "garbage").unwrap();
+    prune_refuses(&["inspect", "--model", m], "model.safetensors");
+    std::fs::write(model.join("config.json"), "{").unwrap();
+    prune_refuses(&["inspect", "--model", m], "config.json: invalid JSON");
+    let _ = std::fs::remove_dir_all(&root);
+}

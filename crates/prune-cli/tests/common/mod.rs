@@ -72,6 +72,11 @@ pub fn prune_refuses(args: &[&str], expected: &str) -> String {
         "prune {}: {err}",
         args.join(" ")
     );
+    let parts: Vec<&str> = last.split(": ").collect();
+    assert!(
+        parts.windows(2).all(|w| w[0] != w[1]),
+        "the cause is repeated: {last}"
+    );
     last
 }
 
