@@ -6,6 +6,7 @@ use crate::inputs::{Source, copy_tokenizer, evaluator, prepare, run_identity};
 use crate::output::{claim, finish};
 use crate::training::TrainArgs;
 use anyhow::{Context, Result};
+use prune::data::task::LabelKind;
 use prune::tensor::Backend;
 use prune::train::{Evaluation, TrainSummary, Trainer};
 use prune::transformer::{BertForSequenceClassification, BertModel};
@@ -67,6 +68,11 @@ fn finetune_on<B: Backend>(b: B, args: &Args) -> Result<()> {
         task.num_labels(),
         args.train.seed,
     )?;
+    if let LabelKind::Classes(names) = task.labels() {
+        // Saved as id2label, so the checkpoint names its classes as the task does.
+        let names = names.iter().enumerate().map(|(i, n)| (i, n.to_string()));
+        model.bert.config.id2label = Some(names.collect());
+    }
     let eval = evaluator(&args.source, &p)?;
     let inputs = [("--model", p.model_dir.as_path()), ("--data", &p.data_dir)];
     let out = claim(&args.out, &inputs, &identity, args.resume)?;

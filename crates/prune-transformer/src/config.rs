@@ -456,7 +456,21 @@ impl BertConfig {
         put("hidden_size", self.hidden_size.into());
         put("num_hidden_layers", self.num_hidden_layers.into());
         put("num_attention_heads", self.num_attention_heads.into());
-        put("intermediate_size", self.intermediate_size.into());
+        // transformers holds one FFN width for every layer: when the layers agree, that
+        // width is `intermediate_size`; otherwise the original width stays and the layers'
+        // widths go to a key of ours.
+        let first = self.layer_intermediate.first().copied();
+        let uniform = first.filter(|&f| self.layer_intermediate.iter().all(|&g| g == f));
+        put(
+            "intermediate_size",
+            uniform.unwrap_or(self.intermediate_size).into(),
+        );
+        if uniform.is_none() {
+            put(
+                "prune_layer_intermediate",
+                self.layer_intermediate.clone().into(),
+            );
+        }
         put("hidden_act", "gelu".into());
         put("vocab_size", self.vocab_size.into());
         put(
@@ -494,16 +508,6 @@ impl BertConfig {
         if self.layer_heads != default_heads {
             put("prune_layer_heads", self.layer_heads.clone().into());
         }
-        if self
-            .layer_intermediate
-            .iter()
-            .any(|&f| f != self.intermediate_size)
-        {
-            put(
-                "prune_layer_intermediate",
-                self.layer_intermediate.clone().into(),
-            );
-        }
         if self.pruned_hidden_size != self.hidden_size {
             put("prune_hidden_size", self.pruned_hidden_size.into());
         }
@@ -521,6 +525,45 @@ impl BertConfig {
             put("problem_type", p.key().into());
         }
         Value::Object(m)
+    }
+
+    /// The `config.json` of a checkpoint, as transformers reads it: [`BertConfig::to_json`]
+    /// with `model_type` (when unset), `architectures` naming the class saved (`BertForSequenceClassification` when
+    /// the parameters include a `classifier`, else `BertModel`) and, with a classifier,
+    /// `id2label` and `label2id` for each of its outputs, so that transformers builds a
+    /// head of the same size.
+    pub fn checkpoint_json(&self, classifier: bool) -> Value {
+        let mut v = self.to_json();
+        let class = if classifier {
+            "BertForSequenceClassification"
+        } else {
+            "BertModel"
+        };
+        v["architectures"] = Value::from(vec![class]);
+        if v.get("model_type").is_none() {
+            v["model_type"] = "bert".into();
+        }
+        if classifier {
+            let names: Vec<String> = (0..self.labels())
+                .map(|i| {
+                    let given = self.id2label.as_ref().and_then(|n| n.get(&i));
+                    given.cloned().unwrap_or_else(|| format!("LABEL_{i}"))
+                })
+                .collect();
+            let id2label: Map<String, Value> = names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (i.to_string(), Value::from(n.as_str())))
+                .collect();
+            let label2id: Map<String, Value> = names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.clone(), Value::from(i)))
+                .collect();
+            v["id2label"] = Value::Object(id2label);
+            v["label2id"] = Value::Object(label2id);
+        }
+        v
     }
 }
 

@@ -262,7 +262,8 @@ impl<B: Backend> BertModel<B> {
     pub fn save(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         save_params(&dir.join("model.safetensors"), &self.to_host()?)?;
-        save_config(&dir.join("config.json"), &self.config)
+        let classifier = self.params.classifier.is_some();
+        save_config(&dir.join("config.json"), &self.config, classifier)
     }
 
     /// A zero gradient tree mirroring the parameters.

@@ -191,9 +191,11 @@ pub fn save_params(path: &Path, params: &HostParams) -> Result<()> {
     save_tensors(path, &named)
 }
 
-/// Writes `config` as pretty JSON, atomically.
-pub fn save_config(path: &Path, config: &BertConfig) -> Result<()> {
-    let text = serde_json::to_string_pretty(&config.to_json()).map_err(|cause| Error::Json {
+/// Writes `config` as the pretty JSON of a checkpoint with a classification head when
+/// `classifier` ([`BertConfig::checkpoint_json`]), atomically.
+pub fn save_config(path: &Path, config: &BertConfig, classifier: bool) -> Result<()> {
+    let json = config.checkpoint_json(classifier);
+    let text = serde_json::to_string_pretty(&json).map_err(|cause| Error::Json {
         path: path.to_path_buf(),
         cause,
     })?;

@@ -46,6 +46,38 @@ fn honours_pruned_heads_and_surgery_keys() {
 }
 
 #[test]
+fn checkpoints_use_transformers_keys_where_they_can() {
+    let mut v = base();
+    v["pruned_heads"] = json!({"0": [0, 3]});
+    v["prune_layer_intermediate"] = json!([384, 384, 384, 384, 384, 384]);
+    let c = BertConfig::from_json(&v).unwrap();
+    let saved = c.checkpoint_json(true);
+    assert_eq!(saved["intermediate_size"], 384, "one width for every layer");
+    assert!(saved.get("prune_layer_intermediate").is_none());
+    assert!(
+        saved.get("prune_layer_heads").is_none(),
+        "pruned_heads says it"
+    );
+    assert_eq!(
+        saved["architectures"],
+        json!(["BertForSequenceClassification"])
+    );
+    assert_eq!(saved["model_type"], "bert");
+    assert_eq!(saved["id2label"], json!({"0": "LABEL_0", "1": "LABEL_1"}));
+    assert_eq!(saved["label2id"], json!({"LABEL_0": 0, "LABEL_1": 1}));
+    let back = BertConfig::from_json(&saved).unwrap();
+    assert_eq!(
+        (back.layer_intermediate.clone(), back.layer_heads.clone()),
+        (c.layer_intermediate.clone(), c.layer_heads.clone())
+    );
+    assert_eq!(
+        c.checkpoint_json(false)["architectures"],
+        json!(["BertModel"])
+    );
+    assert!(c.checkpoint_json(false).get("id2label").is_none());
+}
+
+#[test]
 fn errors_name_the_key() {
     let mut v = base();
     v.as_object_mut().unwrap().remove("vocab_size");
