@@ -5,6 +5,7 @@
 mod allocator;
 mod device;
 mod distill;
+mod export;
 mod ffn;
 mod finetune;
 mod heads;
@@ -65,6 +66,11 @@ pub(crate) enum Command {
     ///
     /// Example: prune speedup --model runs/teacher/model --masks runs/heads/masks.safetensors --out runs/cut
     Speedup(inspect::SpeedupArgs),
+    /// Export a checkpoint as an ONNX model for ONNX Runtime, or as a transformers
+    /// checkpoint when its FFN widths differ between layers.
+    ///
+    /// Example: prune export --model runs/demo/ffn/model --format onnx --out runs/demo/model.onnx
+    Export(export::Args),
     /// Measure inference latency of a checkpoint at given batch sizes and sequence length.
     ///
     /// Example: prune bench --model runs/teacher/model --batch 1 --batch 32 --seq 128
@@ -87,9 +93,11 @@ impl Command {
             Command::Ffn(a) => a.check(),
             Command::Hidden(a) => ffn::hidden_args(a)?.check(),
             Command::Bench(a) => a.check(),
-            Command::Eval(_) | Command::Inspect(_) | Command::Speedup(_) | Command::Pipeline(_) => {
-                Ok(())
-            }
+            Command::Eval(_)
+            | Command::Inspect(_)
+            | Command::Speedup(_)
+            | Command::Export(_)
+            | Command::Pipeline(_) => Ok(()),
         }
     }
 }
@@ -129,6 +137,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Hidden(args) => ffn::run_hidden(&args),
         Command::Inspect(args) => inspect::inspect(&args),
         Command::Speedup(args) => inspect::speedup(&args),
+        Command::Export(args) => export::run(&args),
         Command::Pipeline(args) => pipeline::run(&args),
     }
 }
