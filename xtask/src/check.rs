@@ -3,7 +3,7 @@
 //! CUDA checks that need no GPU. Stops at the first failing step and names it.
 
 use crate::emulator::CUDA_PACKAGES;
-use crate::{cargo, emulator, fetch, run_status};
+use crate::{cargo, emulator, fetch, onnx, run_status};
 use anyhow::{Context, Result};
 use std::time::Instant;
 
@@ -63,6 +63,11 @@ pub fn run(test_args: &[String]) -> Result<()> {
                 )
             })
         },
+    )?;
+    step(
+        "onnx",
+        "cargo xtask onnx-check (the ONNX exports in ONNX Runtime)",
+        onnx::run,
     )?;
     let cuda_clippy: Vec<&str> = ["clippy", "-p", "prune-kernels"]
         .iter()

@@ -8,7 +8,9 @@ mod emulator;
 mod fetch;
 mod gpu;
 mod nvrtc;
+mod onnx;
 mod setup;
+mod wheels;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -73,6 +75,9 @@ enum Task {
         #[arg(long, value_name = "URL")]
         mirror: Option<String>,
     },
+    /// Run prune's ONNX exports in ONNX Runtime (the PyPI wheel, installed once into the
+    /// cache) and compare their logits with prune's. Part of `test`.
+    OnnxCheck,
     /// Run the CUDA backend's tests without a GPU, on the CPU emulator of the CUDA driver and
     /// cuBLAS (built with the system C++ compiler, run under AddressSanitizer). Part of `test`.
     CudaEmulated {
@@ -102,6 +107,7 @@ impl Task {
                 setup::BUILD
             }
             Task::Test { .. } | Task::Ci { .. } | Task::CudaEmulated { .. } => setup::EMULATOR,
+            Task::OnnxCheck => setup::BUILD,
             Task::Fetch { .. } | Task::FetchGlue { .. } | Task::GpuTable { .. } => &[],
         }
     }
@@ -118,6 +124,7 @@ impl Task {
             }
             Task::FetchGlue { tasks, mirror } => fetch_glue(&tasks, mirror.as_deref()),
             Task::CudaEmulated { args } => emulator::run(&args),
+            Task::OnnxCheck => onnx::run(),
             Task::GpuBundle => bundle::run(),
             Task::GpuTable { dir } => bundle::table(&dir),
             Task::GpuCheck => gpu::run(),

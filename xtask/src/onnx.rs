@@ -1,0 +1,28 @@
+//! `cargo xtask onnx-check`: ONNX Runtime (the PyPI wheel, installed once into the cache)
+//! runs prune's ONNX exports, and their logits must be prune's: the ignored tests of
+//! `prune-export` (`tests/onnxruntime.rs`), run with that Python.
+
+use crate::wheels::Wheels;
+use crate::{cargo, run_status};
+use anyhow::Result;
+
+/// ONNX Runtime, and onnx to read back the graph it optimizes.
+const ORT: Wheels = Wheels {
+    folder: "onnxruntime",
+    packages: &["onnxruntime==1.23.2", "onnx==1.23.2", "numpy==2.4.6"],
+    no_deps: false,
+    marker: "onnxruntime/__init__.py",
+};
+
+/// Runs the ONNX Runtime tests of the exports (installing the wheels first when needed).
+pub fn run() -> Result<()> {
+    let site = ORT.installed()?;
+    run_status(
+        cargo()
+            .args(["test", "-p", "prune-export", "--test", "onnxruntime"])
+            .args(["--", "--ignored", "--nocapture"])
+            .env("PRUNE_ORT_PYTHON", "python3")
+            .env("PYTHONPATH", &site),
+        "the ONNX Runtime tests",
+    )
+}
