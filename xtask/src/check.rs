@@ -11,10 +11,9 @@ use std::time::Instant;
 const FUZZ_SECONDS: &str = "30";
 
 /// The fuzz test files: the loaders' (workspace root) and the recipes' (prune-cli).
-const FUZZ_TESTS: [&[&str]; 2] = [
-    &["--test", "fuzz_loaders"],
-    &["-p", "prune-cli", "--test", "fuzz_recipe"],
-];
+/// Selected with `--workspace`, so that cargo reuses the test step's build (selecting one
+/// package unifies features differently and rebuilds dependencies).
+const FUZZ_TESTS: [&str; 4] = ["--test", "fuzz_loaders", "--test", "fuzz_recipe"];
 
 /// The features that turn the CUDA backend on in the crates that have it.
 pub const CUDA_FEATURES: &str = "prune-tensor/cuda,prune-transformer/cuda,prune-cli/cuda";
@@ -52,16 +51,14 @@ pub fn run(test_args: &[String]) -> Result<()> {
         "fuzz",
         &format!("PRUNE_FUZZ_SECONDS={FUZZ_SECONDS} for every fuzz target"),
         || {
-            FUZZ_TESTS.iter().try_for_each(|which| {
-                run_status(
-                    cargo()
-                        .arg("test")
-                        .args(*which)
-                        .args(["--", "--nocapture"])
-                        .env("PRUNE_FUZZ_SECONDS", FUZZ_SECONDS),
-                    "fuzzing",
-                )
-            })
+            run_status(
+                cargo()
+                    .args(["test", "--workspace"])
+                    .args(FUZZ_TESTS)
+                    .args(["--", "--nocapture"])
+                    .env("PRUNE_FUZZ_SECONDS", FUZZ_SECONDS),
+                "fuzzing",
+            )
         },
     )?;
     step(
