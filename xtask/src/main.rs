@@ -165,6 +165,10 @@ fn prune(args: &[String]) -> Result<()> {
         .join(format!("prune{}", std::env::consts::EXE_SUFFIX));
     let mut cmd = Command::new(&binary);
     cmd.current_dir(workspace_root()).arg("pipeline");
+    // ONNX Runtime times the exported models for the report, when pip can install it.
+    if let Err(e) = onnx::with_onnxruntime(&mut cmd) {
+        eprintln!("warning: the report will have no ONNX Runtime latency: {e:#}");
+    }
     if !args.iter().any(|a| a == "--model") {
         cmd.arg("--model").arg(&model);
     }

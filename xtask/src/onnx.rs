@@ -5,6 +5,7 @@
 use crate::wheels::Wheels;
 use crate::{cargo, run_status};
 use anyhow::Result;
+use std::process::Command;
 
 /// ONNX Runtime, and onnx to read back the graph it optimizes.
 const ORT: Wheels = Wheels {
@@ -14,16 +15,22 @@ const ORT: Wheels = Wheels {
     marker: "onnxruntime/__init__.py",
 };
 
+/// `cmd` with a Python that has ONNX Runtime (`PRUNE_ORT_PYTHON`, `PYTHONPATH`), installing
+/// the wheels into the cache first when needed.
+pub fn with_onnxruntime(cmd: &mut Command) -> Result<&mut Command> {
+    let site = ORT.installed()?;
+    Ok(cmd
+        .env("PRUNE_ORT_PYTHON", "python3")
+        .env("PYTHONPATH", site))
+}
+
 /// Runs the ONNX Runtime tests of the exports (installing the wheels first when needed).
 pub fn run() -> Result<()> {
-    let site = ORT.installed()?;
     run_status(
-        cargo()
+        with_onnxruntime(&mut cargo())?
             // --workspace: the features of the test step's build, so nothing is rebuilt.
             .args(["test", "--workspace", "--test", "onnxruntime"])
-            .args(["--", "--ignored", "--nocapture"])
-            .env("PRUNE_ORT_PYTHON", "python3")
-            .env("PYTHONPATH", &site),
+            .args(["--", "--ignored", "--nocapture"]),
         "the ONNX Runtime tests",
     )
 }

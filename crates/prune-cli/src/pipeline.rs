@@ -10,6 +10,7 @@ use crate::inputs::{Source, evaluator, prepare};
 use crate::latency::{self, Latency};
 use crate::output::claim;
 use crate::report::{FinalSummary, ModelSummary, Report, StageSummary};
+use crate::{exports, ort};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use prune::speedup::ModelStats;
@@ -269,15 +270,39 @@ fn run_on<B: Backend>(b: &B, args: &Args) -> Result<()> {
         Ok((l.pop().context("teacher latency")?, f))
     };
     let ((t1, f1), (t32, f32_)) = (lat(1)?, lat(32)?);
+    let exports = exports::write(&work, &teacher_dir, &final_dir)?;
+    let onnx = [
+        &work.join(&exports.teacher_onnx),
+        &work.join(&exports.final_onnx),
+    ];
+    let vocab = t.model.bert.config.vocab_size;
+    let ort = ort::latency(
+        &onnx.map(|p| p.as_path()),
+        vocab,
+        &[1, 32],
+        128,
+        args.latency_seconds,
+    );
+    let ort_ms = |i: usize| {
+        ort.as_ref()
+            .ok()
+            .and_then(|o| o.median_ms.get(i))
+            .map(|m| [m[0], m[1]])
+    };
     let report = Report {
-        teacher: ModelSummary::new(&t.stats, t.metric, &t1, &t32),
+        teacher: ModelSummary::new(&t.stats, t.metric, (&t1, &t32), ort_ms(0)),
         final_model: FinalSummary {
-            model: ModelSummary::new(&f.stats, f.metric, &f1, &f32_),
+            model: ModelSummary::new(&f.stats, f.metric, (&f1, &f32_), ort_ms(1)),
             speedup_b32: t32.median_ms / f32_.median_ms,
             speedup_b1: t1.median_ms / f1.median_ms,
         },
         stages,
         recipe: serde_json::to_value(&r)?,
+        exports,
+        onnxruntime: match &ort {
+            Ok(o) => format!("onnxruntime {} (CPU, 2 threads)", o.version),
+            Err(why) => format!("latency not measured: {why}"),
+        },
         total_seconds: earlier + started.elapsed().as_secs_f64(),
     };
     report.write(&work)?;

@@ -2,6 +2,7 @@
 //! latency and wall time; written as `report.json`, `report.md` and an SVG figure (per-layer
 //! kept heads and FFN width, and metric against parameters across stages).
 
+use crate::exports::Exports;
 use crate::latency::Latency;
 use anyhow::{Context, Result};
 use prune::speedup::ModelStats;
@@ -24,6 +25,9 @@ pub struct ModelSummary {
     pub latency_ms_b1: f64,
     /// Median latency at B = 32, T = 128, milliseconds.
     pub latency_ms_b32: f64,
+    /// Median latency of its ONNX export in ONNX Runtime at B = 1 and 32, T = 128,
+    /// milliseconds (none when ONNX Runtime was not available).
+    pub ort_latency_ms: Option<[f64; 2]>,
     /// Heads kept per layer.
     pub heads: Vec<usize>,
     /// FFN width per layer.
@@ -34,7 +38,12 @@ pub struct ModelSummary {
 
 impl ModelSummary {
     /// A summary from the model's statistics (at T = 128), its metric and two latencies.
-    pub fn new(stats: &ModelStats, metric: f64, b1: &Latency, b32: &Latency) -> Self {
+    pub fn new(
+        stats: &ModelStats,
+        metric: f64,
+        (b1, b32): (&Latency, &Latency),
+        ort_latency_ms: Option<[f64; 2]>,
+    ) -> Self {
         ModelSummary {
             metric,
             params_total: stats.parameters,
@@ -42,6 +51,7 @@ impl ModelSummary {
             flops_per_token: stats.flops_per_sequence as f64 / 128.0,
             latency_ms_b1: b1.median_ms,
             latency_ms_b32: b32.median_ms,
+            ort_latency_ms,
             heads: stats.heads.clone(),
             intermediate: stats.intermediate.clone(),
             hidden: stats.hidden,
@@ -82,6 +92,10 @@ pub struct Report {
     pub stages: Vec<StageSummary>,
     /// The recipe used.
     pub recipe: serde_json::Value,
+    /// The exports of the teacher and the final model, relative to the run folder.
+    pub exports: Exports,
+    /// ONNX Runtime's version, or why its latency is missing.
+    pub onnxruntime: String,
     /// Wall time of the whole run, seconds.
     pub total_seconds: f64,
 }
@@ -114,7 +128,11 @@ impl Report {
     pub fn markdown(&self) -> String {
         let (t, f) = (&self.teacher, &self.final_model.model);
         let mut md = String::from("# Pruning report\n\n| | teacher | final |\n|---|---:|---:|\n");
-        let rows: [(&str, String, String); 7] = [
+        let ort = |m: &ModelSummary, i: usize| {
+            m.ort_latency_ms
+                .map_or("n/a".to_string(), |l| format!("{:.1}", l[i]))
+        };
+        let rows: [(&str, String, String); 9] = [
             (
                 "dev metric",
                 format!("{:.4}", t.metric),
@@ -145,6 +163,8 @@ impl Report {
                 format!("{:.1}", t.latency_ms_b32),
                 format!("{:.1}", f.latency_ms_b32),
             ),
+            ("ONNX Runtime latency B=1 (ms)", ort(t, 0), ort(f, 0)),
+            ("ONNX Runtime latency B=32 (ms)", ort(t, 1), ort(f, 1)),
             (
                 "heads / FFN per layer",
                 format!("{:?} / {:?}", t.heads, t.intermediate),
@@ -177,6 +197,28 @@ impl Report {
                 s.seconds
             );
         }
+        let e = &self.exports;
+        let _ = write!(
+            md,
+            "\n## Exports\n\n- ONNX (opset {}): `{}` (teacher), `{}` (final)\n",
+            prune::export::OPSET,
+            e.teacher_onnx.display(),
+            e.final_onnx.display()
+        );
+        match (&e.final_hf, &e.final_hf_missing) {
+            (Some(hf), _) => {
+                let _ = writeln!(
+                    md,
+                    "- transformers checkpoint of the final model: `{}`",
+                    hf.display()
+                );
+            }
+            (None, why) => {
+                let why = why.as_deref().unwrap_or("unknown");
+                let _ = writeln!(md, "- no transformers checkpoint of the final model: {why}");
+            }
+        }
+        let _ = writeln!(md, "- ONNX Runtime: {}", self.onnxruntime);
         md.push_str("\n![per-layer widths and metric vs parameters](report.svg)\n");
         md
     }

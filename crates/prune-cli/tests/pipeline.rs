@@ -47,6 +47,13 @@ fn the_pipeline_runs_end_to_end_on_a_tiny_model() {
         assert!(eval.contains("accuracy"), "{stage}");
     }
     assert!(out.join("heads/masks.safetensors").is_file());
+    for export in [
+        "export/teacher.onnx",
+        "export/final.onnx",
+        "export/final-hf/config.json",
+    ] {
+        assert!(out.join(export).is_file(), "{export}");
+    }
     assert!(out.join("ffn/plan.json").is_file());
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
@@ -63,6 +70,20 @@ fn the_pipeline_runs_end_to_end_on_a_tiny_model() {
     }
     assert!(f["speedup_b32"].as_f64().unwrap() > 0.0);
     assert_eq!(report["stages"].as_array().unwrap().len(), 4);
+    assert_eq!(report["exports"]["final_onnx"], "export/final.onnx");
+    let ort = report["onnxruntime"].as_str().unwrap();
+    assert!(
+        ort.starts_with("onnxruntime ") || ort.starts_with("latency not measured: "),
+        "{ort}"
+    );
+    let hf = prune_ok(&[
+        "eval",
+        "--model",
+        out.join("export/final-hf").to_str().unwrap(),
+        "--max-len",
+        "64",
+    ]);
+    assert!(hf.contains("accuracy"), "{hf}");
 
     // An interrupted run (the folder as a run killed during the FFN stage leaves it) is
     // continued: the finished stages are kept, the rest runs, and only the same recipe

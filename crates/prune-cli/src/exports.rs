@@ -1,0 +1,67 @@
+//! The pipeline's exports of its models into the run folder: the teacher and the final
+//! model as ONNX (`export/teacher.onnx`, `export/final.onnx`), and the final model as a
+//! transformers checkpoint with any uneven FFN widths padded (`export/final-hf/`), or why
+//! transformers cannot hold it.
+
+use crate::inputs::copy_tokenizer;
+use anyhow::{Context, Result};
+use prune::export::{ExportError, to_onnx, to_transformers};
+use prune::transformer::weights::{save_config, save_params, write_atomic};
+use prune::transformer::{BertConfig, load_params};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// What was exported, relative to the run folder.
+#[derive(Clone, Debug, Serialize)]
+pub struct Exports {
+    /// The teacher as ONNX.
+    pub teacher_onnx: PathBuf,
+    /// The final model as ONNX.
+    pub final_onnx: PathBuf,
+    /// The final model as a transformers checkpoint, when transformers can hold it.
+    pub final_hf: Option<PathBuf>,
+    /// Why there is no transformers checkpoint of the final model.
+    pub final_hf_missing: Option<String>,
+}
+
+/// A checkpoint's configuration and parameters.
+fn read(dir: &Path) -> Result<(BertConfig, prune::transformer::HostParams)> {
+    let config = BertConfig::from_file(&dir.join("config.json"))?;
+    let params = load_params(&dir.join("model.safetensors"), &config)?;
+    Ok((config, params))
+}
+
+/// Writes the checkpoint in `dir` as ONNX to `path`.
+fn onnx(dir: &Path, path: &Path) -> Result<()> {
+    let (config, params) = read(dir)?;
+    Ok(write_atomic(path, &to_onnx(&config, &params)?)?)
+}
+
+/// Exports `teacher` and `final_model` into `<run>/export/`.
+pub fn write(run: &Path, teacher: &Path, final_model: &Path) -> Result<Exports> {
+    let dir = run.join("export");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let rel = |name: &str| PathBuf::from("export").join(name);
+    let (teacher_onnx, final_onnx) = (rel("teacher.onnx"), rel("final.onnx"));
+    onnx(teacher, &run.join(&teacher_onnx))?;
+    onnx(final_model, &run.join(&final_onnx))?;
+    let (config, params) = read(final_model)?;
+    let (final_hf, final_hf_missing) = match to_transformers(&config, &params) {
+        Ok((cfg, padded)) => {
+            let hf = run.join(rel("final-hf"));
+            std::fs::create_dir_all(&hf).with_context(|| format!("creating {}", hf.display()))?;
+            save_params(&hf.join("model.safetensors"), &padded)?;
+            save_config(&hf.join("config.json"), &cfg, padded.classifier.is_some())?;
+            copy_tokenizer(final_model, &hf)?;
+            (Some(rel("final-hf")), None)
+        }
+        Err(ExportError::Unsupported(why)) => (None, Some(why)),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(Exports {
+        teacher_onnx,
+        final_onnx,
+        final_hf,
+        final_hf_missing,
+    })
+}
