@@ -4,8 +4,8 @@
 
 use crate::device::{DeviceArgs, on_device};
 use crate::finetune::{metrics_line, save_model, write_summary};
-use crate::inputs::{Source, evaluator, prepare, run_identity};
-use crate::output::{claim, finish};
+use crate::inputs::{Source, claim_distilling, evaluator, prepare};
+use crate::output::finish;
 use crate::training::TrainArgs;
 use anyhow::{Context, Result};
 use prune::distill::{DistillConfig, Distiller, LayerMapping};
@@ -111,15 +111,14 @@ fn run_on<B: Backend>(b: B, args: &Args) -> Result<()> {
     let p = prepare(&args.source, args.train.max_train, true)?;
     let teacher = load_classifier(b.clone(), &args.teacher)?;
     let mut student = load_classifier(b, &p.model_dir)?;
-    let identity = run_identity("distill", &args.source, &p, &args.train)?
-        .with_fields("distill", args)
-        .with_checkpoint("teacher", &args.teacher)?;
-    let inputs = [
-        ("--model", p.model_dir.as_path()),
-        ("--teacher", &args.teacher),
-        ("--data", &p.data_dir),
-    ];
-    let out = claim(&args.out, &inputs, &identity, args.resume)?;
+    let base = (&args.source, &p, &args.train);
+    let out = claim_distilling(
+        "distill",
+        base,
+        args,
+        &args.teacher,
+        (&args.out, args.resume),
+    )?;
     let distiller = Distiller::new(teacher, config(args))?
         .with_log(&out.path().join("metrics.jsonl"), 10)?
         .with_checkpoints(out.path(), train_config.checkpoint_every)?;

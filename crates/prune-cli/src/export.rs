@@ -4,11 +4,11 @@
 //! checkpoints whenever transformers can express their shapes.
 
 use crate::inputs::copy_tokenizer;
-use crate::output::{claim, finish};
+use crate::output::finish;
 use anyhow::{Context, Result, bail};
 use prune::export::{OPSET, to_onnx, to_transformers};
-use prune::train::RunIdentity;
 use prune::train::run_dir::check_apart;
+use prune::train::{RunDir, RunIdentity};
 use prune::transformer::weights::{save_config, save_params, write_atomic};
 use prune::transformer::{BertConfig, load_params, paths};
 use std::path::PathBuf;
@@ -67,7 +67,7 @@ pub fn run(args: &Args) -> Result<()> {
         Format::Hf => {
             let (cfg, padded) = to_transformers(&config, &params)?;
             let identity = RunIdentity::new("export-hf").with_checkpoint("model", &dir)?;
-            let out = claim(&args.out, &[("--model", &dir)], &identity, false)?;
+            let out = RunDir::claim(&args.out, &[("--model", &dir)], &identity, false)?;
             save_params(&out.path().join("model.safetensors"), &padded)?;
             let classifier = padded.classifier.is_some();
             save_config(&out.path().join("config.json"), &cfg, classifier)?;

@@ -5,8 +5,8 @@
 use crate::device::{DeviceArgs, on_device};
 use crate::distill::load_classifier;
 use crate::finetune::{metrics_line, save_model, write_json, write_summary};
-use crate::inputs::{Source, evaluator, prepare, run_identity};
-use crate::output::{claim, finish};
+use crate::inputs::{Source, claim_distilling, evaluator, prepare};
+use crate::output::finish;
 use crate::training::TrainArgs;
 use anyhow::{Context, Result, bail};
 use prune::distill::{DistillConfig, Distiller, IterativeConfig, IterativePruning};
@@ -144,15 +144,8 @@ fn run_on<B: Backend>(b: B, args: &Args, command: &str) -> Result<()> {
             ffn_sparse_ratios(&kept, heads)
         }
     };
-    let identity = run_identity(command, &args.source, &p, &args.train)?
-        .with_fields(command, args)
-        .with_checkpoint("teacher", &args.teacher)?;
-    let inputs = [
-        ("--model", p.model_dir.as_path()),
-        ("--teacher", &args.teacher),
-        ("--data", &p.data_dir),
-    ];
-    let out = claim(&args.out, &inputs, &identity, args.resume)?;
+    let base = (&args.source, &p, &args.train);
+    let out = claim_distilling(command, base, args, &args.teacher, (&args.out, args.resume))?;
     let every = train_config.checkpoint_every;
     let distiller = Distiller::new(teacher, DistillConfig::default())?
         .with_log(&out.path().join("metrics.jsonl"), 10)?

@@ -3,12 +3,12 @@
 
 use crate::device::{DeviceArgs, on_device};
 use crate::inputs::{Source, copy_tokenizer, evaluator, prepare, run_identity};
-use crate::output::{claim, finish};
+use crate::output::finish;
 use crate::training::TrainArgs;
 use anyhow::{Context, Result};
 use prune::data::task::LabelKind;
 use prune::tensor::Backend;
-use prune::train::{Evaluation, TrainSummary, Trainer};
+use prune::train::{Evaluation, RunDir, TrainSummary, Trainer};
 use prune::transformer::{BertForSequenceClassification, BertModel};
 use std::path::{Path, PathBuf};
 
@@ -75,7 +75,7 @@ fn finetune_on<B: Backend>(b: B, args: &Args) -> Result<()> {
     }
     let eval = evaluator(&args.source, &p)?;
     let inputs = [("--model", p.model_dir.as_path()), ("--data", &p.data_dir)];
-    let out = claim(&args.out, &inputs, &identity, args.resume)?;
+    let out = RunDir::claim(&args.out, &inputs, &identity, args.resume)?;
     let mut trainer = Trainer::new(config, &p.train, p.pad)?
         .with_evaluator(&eval)
         .with_output_dir(out.path());

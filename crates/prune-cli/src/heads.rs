@@ -5,7 +5,7 @@
 use crate::device::{DeviceArgs, on_device};
 use crate::finetune::{metrics_line, save_model, write_json, write_summary};
 use crate::inputs::{Source, evaluator, prepare, run_identity};
-use crate::output::{claim, finish};
+use crate::output::finish;
 use crate::training::TrainArgs;
 use anyhow::{Context, Result, bail};
 use prune::pruners::{
@@ -14,8 +14,8 @@ use prune::pruners::{
 };
 use prune::speedup::{ModelStats, apply, plan_from_masks};
 use prune::tensor::Backend;
-use prune::train::Trainer;
 use prune::train::run_dir::sha256_file;
+use prune::train::{RunDir, Trainer};
 use prune::transformer::{BertForSequenceClassification, BertModel};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -166,7 +166,7 @@ fn run_on<B: Backend>(b: B, args: &Args) -> Result<()> {
         inputs.push(("--config-list", path));
         identity = identity.with("heads.config_list", sha256_file(path)?);
     }
-    let out = claim(&args.out, &inputs, &identity, args.resume)?;
+    let out = RunDir::claim(&args.out, &inputs, &identity, args.resume)?;
     let mut movement = movement.with_checkpoints(out.path(), config.checkpoint_every)?;
     if args.resume {
         movement.resume()?;

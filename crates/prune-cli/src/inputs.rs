@@ -8,7 +8,7 @@ use prune::data::dataset::glue_path;
 use prune::data::{
     BadRows, Dataset, Encoded, Split, Task, encode_examples, glue_dir_for, load_glue,
 };
-use prune::train::{Evaluator, RunIdentity};
+use prune::train::{Evaluator, RunDir, RunIdentity};
 use prune::transformer::{BertConfig, Padding, Tokenizer, paths};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -172,6 +172,27 @@ pub fn evaluator(source: &Source, p: &Prepared) -> Result<Evaluator> {
         source.eval_batch_size,
         p.pad,
     )?)
+}
+
+/// Claims `out` for a stage `command` that distils from `teacher`: its identity (that of
+/// [`run_identity`], the stage's own `settings` and the teacher's hashes) and its inputs
+/// (model, teacher, data).
+pub fn claim_distilling(
+    command: &str,
+    (source, p, train): (&Source, &Prepared, &TrainArgs),
+    settings: &impl Serialize,
+    teacher: &Path,
+    (out, resume): (&Path, bool),
+) -> Result<RunDir> {
+    let identity = run_identity(command, source, p, train)?
+        .with_fields(command, settings)
+        .with_checkpoint("teacher", teacher)?;
+    let inputs = [
+        ("--model", p.model_dir.as_path()),
+        ("--teacher", teacher),
+        ("--data", &p.data_dir),
+    ];
+    Ok(RunDir::claim(out, &inputs, &identity, resume)?)
 }
 
 /// Copies `tokenizer.json` (and `vocab.txt` when present) so the saved model directory is

@@ -4,13 +4,13 @@
 
 use crate::finetune::write_json;
 use crate::inputs::copy_tokenizer;
-use crate::output::{claim, finish};
+use crate::output::finish;
 use anyhow::{Context, Result, bail};
 use prune::graph::model_groups;
 use prune::pruners::Masks;
 use prune::speedup::{ModelStats, PruningReport, apply, masked_but_kept, plan_from_masks};
 use prune::tensor::CpuBackend;
-use prune::train::RunIdentity;
+use prune::train::{RunDir, RunIdentity};
 use prune::transformer::{BertModel, paths};
 use std::path::PathBuf;
 
@@ -135,7 +135,7 @@ pub fn speedup(args: &SpeedupArgs) -> Result<()> {
         .with_checkpoint("model", &dir)?
         .with_file("masks", &args.masks)?;
     let inputs = [("--model", dir.as_path()), ("--masks", &args.masks)];
-    let out = claim(&args.out, &inputs, &identity, false)?;
+    let out = RunDir::claim(&args.out, &inputs, &identity, false)?;
     let (pooler, classifier) = (
         bert.params.pooler.is_some(),
         bert.params.classifier.is_some(),

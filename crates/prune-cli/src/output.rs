@@ -3,22 +3,12 @@
 //! needs and renaming the folder into place.
 
 use anyhow::{Context, Result};
-use prune::train::{RunDir, RunIdentity};
-use std::path::{Path, PathBuf};
+use prune::train::RunDir;
+use std::path::PathBuf;
 
 /// What only a resumed run reads: the trainer's checkpoints, the distiller's and the
 /// movement pruner's state.
 const RESUME_STATE: [&str; 3] = ["checkpoints", "distill", "movement"];
-
-/// Claims `out` for the run `identity` reading `inputs` (`(flag, path)` pairs).
-pub fn claim(
-    out: &Path,
-    inputs: &[(&str, &Path)],
-    identity: &RunIdentity,
-    resume: bool,
-) -> Result<RunDir> {
-    Ok(RunDir::claim(out, inputs, identity, resume)?)
-}
 
 /// The run is complete: removes its resume state and renames its folder into place.
 pub fn finish(run: RunDir) -> Result<PathBuf> {

@@ -8,14 +8,13 @@ use crate::distill::load_classifier;
 use crate::finetune::write_json;
 use crate::inputs::{Source, evaluator, prepare};
 use crate::latency::{self, Latency};
-use crate::output::claim;
 use crate::report::{FinalSummary, ModelSummary, Report, StageSummary};
 use crate::{exports, ort};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use prune::speedup::ModelStats;
 use prune::tensor::Backend;
-use prune::train::RunIdentity;
+use prune::train::{RunDir, RunIdentity};
 use prune::transformer::{BertForSequenceClassification, paths};
 use prune_cli::recipe::{self, Recipe, STAGES, StageIo, preset};
 use std::collections::BTreeMap;
@@ -210,7 +209,7 @@ fn run_on<B: Backend>(b: &B, args: &Args) -> Result<()> {
         .with("recipe", serde_json::to_value(&r)?)
         .with_checkpoint("model", &model_dir)?;
     let inputs = [("--model", model_dir.as_path()), ("--data", &data)];
-    let run = claim(&out, &inputs, &identity, args.resume)?;
+    let run = RunDir::claim(&out, &inputs, &identity, args.resume)?;
     let work = run.path().to_path_buf();
     std::fs::write(work.join("recipe.toml"), toml::to_string(&r)?)?;
     let seconds_path = work.join(STAGE_SECONDS);

@@ -189,17 +189,21 @@ fn mrpc_sources() -> [(&'static str, Vec<u8>); 3] {
     ]
 }
 
-#[test]
-fn mrpc_is_built_exactly_as_glue_ships_it() {
+/// Serves the three MRPC `sources` (name, bytes) as `<url_base><name>` and fetches MRPC
+/// from the server as a mirror into a fresh root; returns the root and the result.
+fn fetch_mrpc(
+    sources: &[(&str, &[u8]); 3],
+    url_base: &str,
+    name: &str,
+) -> (PathBuf, prune_fetch::Result<Vec<PathBuf>>) {
     let server = Server::start();
-    let sources = mrpc_sources();
     let shas: Vec<String> = sources.iter().map(|(_, b)| sha256(b)).collect();
     let urls: Vec<String> = sources
         .iter()
-        .map(|(name, _)| format!("https://senteval.invalid/{name}"))
+        .map(|(file, _)| format!("{url_base}{file}"))
         .collect();
-    for (name, bytes) in &sources {
-        server.route(&format!("/{name}"), Reply::ok(bytes));
+    for (file, bytes) in sources {
+        server.route(&format!("/{file}"), Reply::ok(bytes));
     }
     let remote = |i: usize| Remote {
         url: &urls[i],
@@ -215,8 +219,21 @@ fn mrpc_is_built_exactly_as_glue_ships_it() {
             dev_ids: remote(2),
         },
     };
-    let root = scratch("glue-mrpc");
-    fetch_glue(&[&task], &root, Some(&server.base)).unwrap();
+    let root = scratch(name);
+    let result = fetch_glue(&[&task], &root, Some(&server.base));
+    (root, result)
+}
+
+#[test]
+fn mrpc_is_built_exactly_as_glue_ships_it() {
+    let owned = mrpc_sources();
+    let sources = [
+        (owned[0].0, owned[0].1.as_slice()),
+        (owned[1].0, owned[1].1.as_slice()),
+        (owned[2].0, owned[2].1.as_slice()),
+    ];
+    let (root, result) = fetch_mrpc(&sources, "https://senteval.invalid/", "glue-mrpc");
+    result.unwrap();
     assert_eq!(listing(&root), ["MRPC"]);
     for file in ["train.tsv", "dev.tsv", "test.tsv"] {
         let built = std::fs::read(root.join("MRPC").join(file)).unwrap();
@@ -227,33 +244,14 @@ fn mrpc_is_built_exactly_as_glue_ships_it() {
 
 #[test]
 fn a_malformed_mrpc_source_names_file_and_line() {
-    let server = Server::start();
     let train = b"\xEF\xBB\xBFQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\n1\t1\t2\ta\tb\n0\t3\tonly three\n";
     let files: [(&str, &[u8]); 3] = [
         ("msr_paraphrase_train.txt", train),
         ("msr_paraphrase_test.txt", b"Quality\n"),
         ("mrpc_dev_ids.tsv", b"1\t2\n"),
     ];
-    let shas: Vec<String> = files.iter().map(|(_, b)| sha256(b)).collect();
-    for (name, bytes) in files {
-        server.route(&format!("/{name}"), Reply::ok(bytes));
-    }
-    let remote = |i: usize| Remote {
-        url: files[i].0,
-        size: files[i].1.len() as u64,
-        sha256: &shas[i],
-    };
-    let task = GlueTask {
-        dir: "MRPC",
-        files: &["train.tsv", "dev.tsv"],
-        source: Source::Mrpc {
-            train: remote(0),
-            test: remote(1),
-            dev_ids: remote(2),
-        },
-    };
-    let root = scratch("glue-mrpc-bad");
-    let err = fetch_glue(&[&task], &root, Some(&server.base)).unwrap_err();
+    let (root, result) = fetch_mrpc(&files, "", "glue-mrpc-bad");
+    let err = result.unwrap_err();
     let msg = err.to_string();
     assert!(
         matches!(err, FetchError::BadSource { line: 3, .. }),
