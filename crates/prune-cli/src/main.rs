@@ -16,6 +16,7 @@ mod latency;
 mod ort;
 mod output;
 mod pipeline;
+mod post_train;
 mod report;
 mod training;
 
@@ -82,6 +83,12 @@ pub(crate) enum Command {
     ///
     /// Example: prune pipeline --preset default --set heads.regular-scale=20 --out runs/demo
     Pipeline(pipeline::Args),
+    /// Prune heads and FFN neurons of a fine-tuned model without retraining, to a fraction
+    /// of their FLOPs: Fisher importance, a search under the budget, rearrangement and
+    /// layer-wise mask tuning (Kwon et al. 2022), in minutes.
+    ///
+    /// Example: prune post-train --model runs/demo/finetune/model --task sst2 --flops-ratio 0.6 --out runs/post
+    PostTrain(post_train::Args),
 }
 
 impl Command {
@@ -95,6 +102,7 @@ impl Command {
             Command::Ffn(a) => a.check(),
             Command::Hidden(a) => ffn::hidden_args(a)?.check(),
             Command::Bench(a) => a.check(),
+            Command::PostTrain(a) => a.check(),
             Command::Eval(_)
             | Command::Inspect(_)
             | Command::Speedup(_)
@@ -141,6 +149,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Speedup(args) => inspect::speedup(&args),
         Command::Export(args) => export::run(&args),
         Command::Pipeline(args) => pipeline::run(&args),
+        Command::PostTrain(args) => post_train::run(&args),
     }
 }
 

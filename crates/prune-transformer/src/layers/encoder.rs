@@ -78,6 +78,24 @@ pub struct LayerCache<T> {
     output_norm: LayerNormCache<T>,
 }
 
+impl<T> LayerCache<T> {
+    /// The context entering the attention output projection, `[B·T, H·D]` (head `h` is
+    /// columns `h·D..(h+1)·D`).
+    pub fn context(&self) -> &T {
+        &self.context
+    }
+
+    /// The FFN's input: the attention block's output after its LayerNorm, `[B·T, C]`.
+    pub fn ffn_input(&self) -> &T {
+        &self.h1
+    }
+
+    /// The FFN's GELU output, entering its output projection, `[B·T, F]`.
+    pub fn ffn_activation(&self) -> &T {
+        &self.g
+    }
+}
+
 /// `[B·T, H·D]` → `[B, H, T, D]`.
 fn split_heads<B: Backend>(
     b: &B,

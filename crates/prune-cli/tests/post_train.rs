@@ -1,0 +1,109 @@
+//! `prune post-train` end to end on a tiny classifier and a slice of SST-2: the pruned
+//! model, its plan and summary within the budget, several ratios from one importance pass,
+//! and refusals before anything is written.
+
+mod common;
+
+use common::{prune_ok, prune_refuses, scratch, small_sst2, snapshot};
+use prune::tensor::CpuBackend;
+use prune::transformer::{BertConfig, BertModel, paths};
+use serde_json::Value;
+use std::path::Path;
+
+/// A tiny random classifier (2 labels) with MiniLM's vocabulary and tokenizer.
+fn tiny_classifier(dir: &Path) {
+    let mut config = BertConfig::new(30522, 32, 2, 4, 64).unwrap();
+    config.num_labels = Some(2);
+    let model = BertModel::random(CpuBackend::<f32>::new(), config, true, true, 5).unwrap();
+    model.save(dir).unwrap();
+    let tokenizer = paths::require_model_dir().unwrap().join("tokenizer.json");
+    std::fs::copy(tokenizer, dir.join("tokenizer.json")).unwrap();
+}
+
+fn json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn post_training_prunes_within_the_budget() {
+    let root = scratch("post-train");
+    let (model, data) = (root.join("model"), root.join("glue"));
+    tiny_classifier(&model);
+    small_sst2(&data, 200, 40);
+    let before = snapshot(&model);
+    let (m, d) = (model.to_str().unwrap(), data.to_str().unwrap());
+    let common = [
+        "post-train",
+        "--model",
+        m,
+        "--data",
+        d,
+        "--task",
+        "sst2",
+        "--samples",
+        "64",
+        "--batch-size",
+        "16",
+    ];
+    let one = root.join("one");
+    let mut args = common.to_vec();
+    args.extend(["--flops-ratio", "0.5", "--out", one.to_str().unwrap()]);
+    prune_ok(&args);
+    let s = json(&one.join("summary.json"));
+    let ratio = s["flops_ratio"].as_f64().unwrap();
+    assert!(ratio <= 0.5 && ratio > 0.3, "{s}");
+    assert!((0.0..=1.0).contains(&s["metric"].as_f64().unwrap()), "{s}");
+    assert_eq!(s["examples"], 64);
+    let pruned = json(&one.join("model/config.json"));
+    let heads: Vec<u64> = s["heads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    let removed: usize = (0..2)
+        .map(|l| {
+            pruned["pruned_heads"][l.to_string()]
+                .as_array()
+                .map_or(0, Vec::len)
+        })
+        .sum();
+    assert_eq!(removed as u64 + heads.iter().sum::<u64>(), 8, "{pruned}");
+    assert!(one.join("plan.json").is_file() && one.join("model/tokenizer.json").is_file());
+
+    let two = root.join("two");
+    let mut args = common.to_vec();
+    args.extend([
+        "--flops-ratio",
+        "0.4,0.8",
+        "--no-tune",
+        "--out",
+        two.to_str().unwrap(),
+    ]);
+    prune_ok(&args);
+    let list = json(&two.join("summary.json"));
+    assert_eq!(list.as_array().map(Vec::len), Some(2), "{list}");
+    for (dir, r) in [("ratio-0.40", 0.4), ("ratio-0.80", 0.8)] {
+        let s = json(&two.join(dir).join("summary.json"));
+        assert!(s["flops_ratio"].as_f64().unwrap() <= r, "{s}");
+        assert!(s["pruning"]["tune"].is_null(), "{s}");
+        assert!(two.join(dir).join("model/model.safetensors").is_file());
+    }
+
+    let refused = root.join("refused");
+    for (ratios, why) in [
+        ("0", "--flops-ratio must be in (0, 1]"),
+        ("1.5", "--flops-ratio must be in (0, 1]"),
+        ("0.5,0.5", "the same ratio twice"),
+    ] {
+        let mut args = common.to_vec();
+        args.extend(["--flops-ratio", ratios, "--out", refused.to_str().unwrap()]);
+        prune_refuses(&args, why);
+        assert!(!refused.exists());
+    }
+    let mut args = common.to_vec();
+    args.extend(["--flops-ratio", "0.5", "--out", m]);
+    prune_refuses(&args, "--model");
+    assert_eq!(snapshot(&model), before);
+    let _ = std::fs::remove_dir_all(&root);
+}

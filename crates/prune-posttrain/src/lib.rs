@@ -1,0 +1,229 @@
+//! Retraining-free structured pruning (Kwon et al., "A Fast Post-Training Pruning Framework
+//! for Transformers", NeurIPS 2022): from a fine-tuned model and a couple of thousand
+//! training examples, without any training step,
+//! 1. the diagonal Fisher information of every head and FFN neuron ([`fisher`]);
+//! 2. the heads and neurons to keep under a FLOPs budget ([`search`]);
+//! 3. per layer, the pruned set rearranged for interactions between units ([`rearrange`]);
+//! 4. surgery, then the kept units' output scales fitted layer by layer so that every
+//!    sub-layer reproduces the unpruned one ([`tune`]), folded into the weights.
+
+pub mod error;
+pub mod fisher;
+pub mod layers;
+pub mod rearrange;
+pub mod search;
+pub mod tune;
+
+pub use error::{PostTrainError, Result};
+pub use fisher::{MaskGradients, mask_gradients};
+pub use search::{Selection, UnitCosts, search};
+pub use tune::{TuneConfig, TuneReport, tune};
+
+use prune_data::LabelledBatch;
+use prune_graph::{GroupKind, PruningPlan};
+use prune_tensor::Backend;
+use prune_transformer::BertForSequenceClassification;
+use serde::Serialize;
+use std::time::Instant;
+
+/// Settings of a retraining-free pruning.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct PostTrainConfig {
+    /// Fraction of the encoder's head and FFN multiply-accumulates to keep, in (0, 1].
+    pub flops_ratio: f64,
+    /// Rearrange each layer's pruned set (step 3).
+    pub rearrange: bool,
+    /// Tune the kept units' scales (step 4); `None` skips it.
+    pub tune: Option<TuneConfig>,
+}
+
+impl PostTrainConfig {
+    /// Checks the settings.
+    pub fn check(&self) -> Result<()> {
+        if !(self.flops_ratio > 0.0 && self.flops_ratio <= 1.0) {
+            return Err(PostTrainError::Input(format!(
+                "the FLOPs ratio must be in (0, 1], got {}",
+                self.flops_ratio
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// What the pruning chose and did.
+#[derive(Clone, Debug, Serialize)]
+pub struct PostTrainReport {
+    /// Mean sequence length of the sample, at which costs are counted.
+    pub mean_seq_len: f64,
+    /// Per-unit costs at that length.
+    pub costs: UnitCosts,
+    /// Head and neuron multiply-accumulates of the model before and after.
+    pub macs: [f64; 2],
+    /// Kept heads and neurons per layer.
+    pub selection: Selection,
+    /// What mask tuning did, when it ran.
+    pub tune: Option<TuneReport>,
+    /// Wall seconds of the steps.
+    pub seconds: StepSeconds,
+}
+
+/// Wall seconds of each step.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct StepSeconds {
+    /// Mask gradients on the sample.
+    pub importance: f64,
+    /// Search and rearrangement.
+    pub selection: f64,
+    /// Surgery and mask tuning.
+    pub tuning: f64,
+}
+
+impl PostTrainReport {
+    /// Kept fraction of the head and neuron multiply-accumulates.
+    pub fn flops_ratio(&self) -> f64 {
+        self.macs[1] / self.macs[0]
+    }
+}
+
+/// The plan that keeps `selection` of a model with `heads` and `neurons` units per layer.
+pub fn plan_of(selection: &Selection, heads: &[usize], neurons: &[usize]) -> Result<PruningPlan> {
+    let mut plan = PruningPlan::new();
+    for (layer, keep) in selection.heads.iter().enumerate() {
+        plan.keep(GroupKind::Heads { layer }, heads[layer], keep)?;
+    }
+    for (layer, keep) in selection.neurons.iter().enumerate() {
+        plan.keep(GroupKind::Ffn { layer }, neurons[layer], keep)?;
+    }
+    Ok(plan)
+}
+
+/// Step 1 on a sample, reusable for any budget: the mask gradients and the sample's mean
+/// sequence length (real tokens per example).
+#[derive(Clone, Debug)]
+pub struct Importance {
+    /// Per-batch mask gradients.
+    pub grads: MaskGradients,
+    /// Mean sequence length of the sample.
+    pub mean_seq_len: f64,
+    /// Wall seconds taken.
+    pub seconds: f64,
+}
+
+/// The importance of `model`'s heads and neurons on the sample `batches` (with labels).
+pub fn importance<B: Backend>(
+    model: &BertForSequenceClassification<B>,
+    batches: &[LabelledBatch],
+) -> Result<Importance> {
+    if batches.is_empty() {
+        return Err(PostTrainError::Input("no sample batches".into()));
+    }
+    let started = Instant::now();
+    let tokens: usize = batches
+        .iter()
+        .map(|b| b.inputs.attention_mask.iter().filter(|&&m| m == 1).count())
+        .sum();
+    let examples: usize = batches.iter().map(|b| b.inputs.batch).sum();
+    let grads = mask_gradients(model, batches)?;
+    Ok(Importance {
+        grads,
+        mean_seq_len: tokens as f64 / examples.max(1) as f64,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Heads and FFN neurons per layer of `model`.
+fn widths<B: Backend>(model: &BertForSequenceClassification<B>) -> (Vec<usize>, Vec<usize>) {
+    let c = &model.bert.config;
+    let layers = 0..c.num_hidden_layers;
+    (
+        layers.clone().map(|l| c.heads(l)).collect(),
+        layers.map(|l| c.intermediate(l)).collect(),
+    )
+}
+
+/// The units kept under `config` (steps 2 and 3).
+fn select(imp: &Importance, costs: UnitCosts, budget: f64, rearranged: bool) -> Selection {
+    let g = &imp.grads;
+    let mut selection = search(&g.head_fisher(), &g.neuron_fisher(), costs, budget);
+    if rearranged {
+        let kept = |g: &ndarray::Array2<f64>, kept: &Vec<usize>| {
+            let pruned = rearrange::rearrange(g, g.nrows() - kept.len());
+            (0..g.nrows()).filter(|u| !pruned.contains(u)).collect()
+        };
+        selection.heads = g
+            .heads
+            .iter()
+            .zip(&selection.heads)
+            .map(|(g, k)| kept(g, k))
+            .collect();
+        selection.neurons = (g.neurons.iter().zip(&selection.neurons))
+            .map(|(g, k)| kept(g, k))
+            .collect();
+    }
+    selection
+}
+
+/// The pruned model (surgery done, scales folded in), its plan on the input model, and the
+/// report.
+pub type Pruned<B> = (
+    BertForSequenceClassification<B>,
+    PruningPlan,
+    PostTrainReport,
+);
+
+/// Prunes `model` under `config` from its importance `imp` on the sample `batches` (steps 2
+/// to 4).
+pub fn prune_to<B: Backend>(
+    model: &BertForSequenceClassification<B>,
+    batches: &[LabelledBatch],
+    imp: &Importance,
+    config: &PostTrainConfig,
+) -> Result<Pruned<B>> {
+    config.check()?;
+    let started = Instant::now();
+    let c = &model.bert.config;
+    let (heads, neurons) = widths(model);
+    let costs = UnitCosts::of(c, imp.mean_seq_len);
+    let all = costs.of_units(heads.iter().sum(), neurons.iter().sum());
+    let selection = select(imp, costs, config.flops_ratio * all, config.rearrange);
+    let kept = costs.of_units(selection.head_count(), selection.neuron_count());
+    let selected = started.elapsed().as_secs_f64();
+    let plan = plan_of(&selection, &heads, &neurons)?;
+    let dense = fisher::without_dropout(model);
+    let mut student = dense.clone();
+    prune_speedup::apply(&mut student.bert, &plan, &mut [])?;
+    let tuned = match &config.tune {
+        Some(t) => {
+            let inputs: Vec<_> = batches.iter().map(|b| b.inputs.clone()).collect();
+            Some(tune(&dense.bert, &mut student.bert, &inputs, t)?)
+        }
+        None => None,
+    };
+    // The saved model keeps the input's dropout settings.
+    student.bert.config.hidden_dropout_prob = c.hidden_dropout_prob;
+    student.bert.config.attention_probs_dropout_prob = c.attention_probs_dropout_prob;
+    student.bert.config.classifier_dropout = c.classifier_dropout;
+    let report = PostTrainReport {
+        mean_seq_len: imp.mean_seq_len,
+        costs,
+        macs: [all, kept],
+        selection,
+        tune: tuned,
+        seconds: StepSeconds {
+            importance: imp.seconds,
+            selection: selected,
+            tuning: started.elapsed().as_secs_f64() - selected,
+        },
+    };
+    Ok((student, plan, report))
+}
+
+/// [`importance`] then [`prune_to`].
+pub fn post_train<B: Backend>(
+    model: &BertForSequenceClassification<B>,
+    batches: &[LabelledBatch],
+    config: &PostTrainConfig,
+) -> Result<Pruned<B>> {
+    config.check()?;
+    prune_to(model, batches, &importance(model, batches)?, config)
+}
