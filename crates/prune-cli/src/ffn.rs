@@ -4,7 +4,7 @@
 
 use crate::device::{DeviceArgs, on_device};
 use crate::distill::load_classifier;
-use crate::finetune::{metrics_line, save_model, write_json, write_summary};
+use crate::finetune::{metrics_line, save_model, write_summary};
 use crate::inputs::{Source, claim_distilling, evaluator, prepare};
 use crate::output::finish;
 use crate::training::TrainArgs;
@@ -12,6 +12,7 @@ use anyhow::{Context, Result, bail};
 use prune::distill::{DistillConfig, Distiller, IterativeConfig, IterativePruning};
 use prune::pruners::ffn_sparse_ratios;
 use prune::tensor::Backend;
+use prune::train::state::write_json;
 use prune::train::{Callback, Optimizer, StepInfo, Trainer};
 use prune::transformer::BertForSequenceClassification;
 use serde::Serialize;
@@ -179,7 +180,7 @@ fn run_on<B: Backend>(b: B, args: &Args, command: &str) -> Result<()> {
         looped.attach(trainer).run(&mut student, args.resume)?
     };
     let rounds = looped.rounds().to_vec();
-    write_json(&out.path().join("plan.json"), &looped.plan()?)?;
+    looped.plan()?.save(&out.path().join("plan.json"))?;
     write_json(&out.path().join("rounds.json"), &rounds)?;
     write_summary(out.path(), &summary)?;
     save_model(&student, &p.model_dir, out.path())?;

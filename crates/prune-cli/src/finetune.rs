@@ -5,9 +5,10 @@ use crate::device::{DeviceArgs, on_device};
 use crate::inputs::{Source, copy_tokenizer, evaluator, prepare, run_identity};
 use crate::output::finish;
 use crate::training::TrainArgs;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use prune::data::task::LabelKind;
 use prune::tensor::Backend;
+use prune::train::state::write_json;
 use prune::train::{Evaluation, RunDir, TrainSummary, Trainer};
 use prune::transformer::{BertForSequenceClassification, BertModel};
 use std::path::{Path, PathBuf};
@@ -109,13 +110,7 @@ pub fn save_model<B: Backend>(
 
 /// Writes `summary.json` under `out`.
 pub fn write_summary(out: &Path, summary: &TrainSummary) -> Result<()> {
-    write_json(&out.join("summary.json"), summary)
-}
-
-/// Writes `value` as pretty JSON to `path`.
-pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
-    std::fs::write(path, serde_json::to_string_pretty(value)?)
-        .with_context(|| format!("writing {}", path.display()))
+    Ok(write_json(&out.join("summary.json"), summary)?)
 }
 
 /// `accuracy 0.8739, …` (or `n/a`).

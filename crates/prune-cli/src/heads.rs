@@ -3,7 +3,7 @@
 //! removes every dead head; the shrunk model is evaluated and saved with its masks and plan.
 
 use crate::device::{DeviceArgs, on_device};
-use crate::finetune::{metrics_line, save_model, write_json, write_summary};
+use crate::finetune::{metrics_line, save_model, write_summary};
 use crate::inputs::{Source, evaluator, prepare, run_identity};
 use crate::output::finish;
 use crate::training::TrainArgs;
@@ -195,7 +195,7 @@ fn run_on<B: Backend>(b: B, args: &Args) -> Result<()> {
     let plan = plan_from_masks(&model.bert, &weight_masks)?;
     apply(&mut model.bert, &plan, &mut [])?;
     model.bert.set_masks(None)?;
-    write_json(&out.path().join("plan.json"), &plan)?;
+    plan.save(&out.path().join("plan.json"))?;
     let after = ModelStats::of(&model.bert.config, true, true, 128);
     let pruned_eval = eval.evaluate(&model)?;
     save_model(&model, &p.model_dir, out.path())?;

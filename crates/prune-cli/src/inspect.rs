@@ -2,7 +2,6 @@
 //! dependency groups) and `prune speedup` (masks saved by a pruning stage → a smaller
 //! checkpoint).
 
-use crate::finetune::write_json;
 use crate::inputs::copy_tokenizer;
 use crate::output::finish;
 use anyhow::{Context, Result, bail};
@@ -146,7 +145,7 @@ pub fn speedup(args: &SpeedupArgs) -> Result<()> {
     let model_dir = out.path().join("model");
     bert.save(&model_dir)?;
     copy_tokenizer(&dir, &model_dir)?;
-    write_json(&out.path().join("plan.json"), &plan)?;
+    plan.save(&out.path().join("plan.json"))?;
     let saved = finish(out)?.join("model");
     println!(
         "heads {:?}, FFN {:?}, hidden {}; parameters {:.1}% of the original, FLOPs {:.2}x fewer; saved to {}",

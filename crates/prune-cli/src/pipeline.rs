@@ -5,7 +5,6 @@
 
 use crate::device::{DeviceArgs, on_device};
 use crate::distill::load_classifier;
-use crate::finetune::write_json;
 use crate::inputs::{Source, evaluator, prepare};
 use crate::latency::{self, Latency};
 use crate::report::{FinalSummary, ModelSummary, Report, StageSummary};
@@ -14,6 +13,7 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use prune::speedup::ModelStats;
 use prune::tensor::Backend;
+use prune::train::state::write_json;
 use prune::train::{RunDir, RunIdentity};
 use prune::transformer::{BertForSequenceClassification, paths};
 use prune_cli::recipe::{self, Recipe, STAGES, StageIo, preset};

@@ -5,7 +5,7 @@
 
 use crate::device::{DeviceArgs, on_device};
 use crate::distill::load_classifier;
-use crate::finetune::{save_model, write_json};
+use crate::finetune::save_model;
 use crate::inputs::{Prepared, Source, evaluator, prepare};
 use crate::output::finish;
 use anyhow::{Context, Result, bail};
@@ -15,6 +15,7 @@ use prune::posttrain::{PostTrainConfig, PostTrainReport, TuneConfig, importance,
 use prune::speedup::ModelStats;
 use prune::tensor::Backend;
 use prune::tensor::rng::Rng;
+use prune::train::state::write_json;
 use prune::train::{RunDir, RunIdentity};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -203,7 +204,7 @@ fn run_on<B: Backend>(b: B, args: &Args) -> Result<()> {
             out.path().to_path_buf()
         };
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        write_json(&dir.join("plan.json"), &plan)?;
+        plan.save(&dir.join("plan.json"))?;
         write_json(&dir.join("summary.json"), &summary)?;
         save_model(&pruned, &p.model_dir, &dir)?;
         if let Some(why) = summary

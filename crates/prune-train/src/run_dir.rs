@@ -274,9 +274,7 @@ impl RunDir {
         };
         let record = dir.work.join(RUN_FILE);
         if created {
-            let text =
-                serde_json::to_string_pretty(identity).map_err(|e| TrainError::file(&record, e))?;
-            prune_transformer::weights::write_atomic(&record, text.as_bytes())?;
+            crate::state::write_json(&record, identity)?;
             return Ok(dir);
         }
         let earlier: RunIdentity = std::fs::read_to_string(&record)
