@@ -11,6 +11,7 @@
 use crate::error::{PostTrainError, Result};
 use ndarray::Array2;
 use prune_data::LabelledBatch;
+use prune_pruners::granularity::Blocking;
 use prune_tensor::{Backend, Tensor};
 use prune_transformer::{BertForSequenceClassification, ForwardOptions};
 
@@ -40,24 +41,18 @@ fn fisher(g: &Array2<f64>) -> Vec<f64> {
     g.rows().into_iter().map(|r| r.dot(&r)).collect()
 }
 
-/// `∂L/∂m` of groups of `group` consecutive input columns of `w` (`[out, in]`), from its
-/// gradient `dw`.
-fn column_group_gradients(w: &Tensor<f32>, dw: &Tensor<f32>, group: usize) -> Vec<f64> {
-    let cols = w.dims().get(1).copied().unwrap_or(0);
-    let mut per_col = vec![0.0f64; cols];
-    for (wr, dr) in w
-        .data()
-        .chunks(cols.max(1))
-        .zip(dw.data().chunks(cols.max(1)))
-    {
-        for ((acc, a), b) in per_col.iter_mut().zip(wr).zip(dr) {
-            *acc += f64::from(*a) * f64::from(*b);
-        }
-    }
-    per_col
-        .chunks(group.max(1))
-        .map(|c| c.iter().sum())
-        .collect()
+/// The groups of `group` consecutive input columns of a `[out, in]` weight (each head's
+/// columns, or each neuron's one) as blocks.
+pub(crate) fn column_groups(w: &Tensor<f32>, group: usize) -> Result<Blocking> {
+    let dims = w.dims();
+    Blocking::new(dims.to_vec(), vec![dims[0], group]).map_err(PostTrainError::Input)
+}
+
+/// `∂L/∂m` of each group of `group` consecutive input columns of `w`, from its gradient
+/// `dw`.
+fn mask_gradient(w: &Tensor<f32>, dw: &Tensor<f32>, group: usize) -> Result<Vec<f64>> {
+    let (wd, dd) = (w.data(), dw.data());
+    Ok(column_groups(w, group)?.reduce(|i| f64::from(wd[i]) * f64::from(dd[i])))
 }
 
 /// The model as evaluated: without dropout.
@@ -107,8 +102,8 @@ pub fn mask_gradients<B: Backend>(
         m.backward(cache, 1.0, &mut grads)?;
         for (l, (wo, w2)) in weights.iter().enumerate() {
             let g = &grads.layers[l];
-            let gh = column_group_gradients(wo, &host(&g.attention_output.weight)?, d);
-            let gn = column_group_gradients(w2, &host(&g.output.weight)?, 1);
+            let gh = mask_gradient(wo, &host(&g.attention_output.weight)?, d)?;
+            let gn = mask_gradient(w2, &host(&g.output.weight)?, 1)?;
             heads[l].column_mut(i).assign(&ndarray::Array1::from(gh));
             neurons[l].column_mut(i).assign(&ndarray::Array1::from(gn));
         }

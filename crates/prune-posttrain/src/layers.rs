@@ -21,15 +21,40 @@ pub struct LayerInputs<T> {
     /// Additive attention mask `[B, T]`.
     attn_mask: T,
     /// Rows of `[B·T, C]` that hold real tokens.
-    pub tokens: Vec<usize>,
+    tokens: Vec<usize>,
     /// Rows of `[B·T, C]` that hold each sequence's first token (what the pooler reads).
-    pub first_tokens: Vec<usize>,
+    first_tokens: Vec<usize>,
 }
 
 impl<T> LayerInputs<T> {
-    /// `batch` for `model`, whose ids must fit its embeddings; the model must carry no
-    /// masks (they would not be applied layer by layer).
+    /// `batch` for `model` (see [`LayerInputs::check`]); the inputs also serve any model
+    /// on the same backend that passes the check.
     pub fn new<B: Backend<Tensor = T>>(model: &BertModel<B>, batch: &Batch) -> Result<Self> {
+        Self::check(model, batch)?;
+        let mask: Vec<f32> = batch
+            .attention_mask
+            .iter()
+            .map(|&m| if m == 1 { 0.0 } else { MASK_VALUE })
+            .collect();
+        Ok(LayerInputs {
+            batch: batch.batch,
+            seq: batch.seq,
+            ids: batch.input_ids.iter().map(|&i| i as usize).collect(),
+            type_ids: batch.token_type_ids.iter().map(|&i| i as usize).collect(),
+            positions: positions(batch.batch, batch.seq),
+            attn_mask: model
+                .backend()
+                .upload(&Tensor::new([batch.batch, batch.seq], mask)?)?,
+            tokens: (0..batch.attention_mask.len())
+                .filter(|&r| batch.attention_mask[r] == 1)
+                .collect(),
+            first_tokens: (0..batch.batch).map(|i| i * batch.seq).collect(),
+        })
+    }
+
+    /// Checks that `batch`'s ids fit `model`'s embeddings and that the model carries no
+    /// masks (they would not be applied layer by layer).
+    pub fn check<B: Backend<Tensor = T>>(model: &BertModel<B>, batch: &Batch) -> Result<()> {
         batch.check()?;
         if model.masks().is_some() || model.head_mask().is_some() || model.hidden_mask().is_some() {
             return Err(PostTrainError::Input(
@@ -55,23 +80,17 @@ impl<T> LayerInputs<T> {
                     .into(),
             ));
         }
-        let mask: Vec<f32> = batch
-            .attention_mask
-            .iter()
-            .map(|&m| if m == 1 { 0.0 } else { MASK_VALUE })
-            .collect();
-        Ok(LayerInputs {
-            batch: batch.batch,
-            seq: batch.seq,
-            ids: batch.input_ids.iter().map(|&i| i as usize).collect(),
-            type_ids: batch.token_type_ids.iter().map(|&i| i as usize).collect(),
-            positions: positions(batch.batch, batch.seq),
-            attn_mask: b.upload(&Tensor::new([batch.batch, batch.seq], mask)?)?,
-            tokens: (0..batch.attention_mask.len())
-                .filter(|&r| batch.attention_mask[r] == 1)
-                .collect(),
-            first_tokens: (0..batch.batch).map(|i| i * batch.seq).collect(),
-        })
+        Ok(())
+    }
+
+    /// The rows a fit reads: each sequence's first token in the `last` layer (all the
+    /// pooler reads), every real token before.
+    pub fn rows(&self, last: bool) -> &[usize] {
+        if last {
+            &self.first_tokens
+        } else {
+            &self.tokens
+        }
     }
 }
 

@@ -13,9 +13,11 @@
 //! scale outside `±max_scale`, is ill-posed: tuning stops there and keeps what it did.
 
 use crate::error::{PostTrainError, Result};
+use crate::fisher::column_groups;
 use crate::layers::{LayerInputs, embed, layer};
 use ndarray::{Array1, Array2};
 use ndarray_linalg::SolveH;
+use prune_speedup::slice::keep_along;
 use prune_tensor::{Backend, CpuBackend, ElementwiseOps, IndexOps, MatmulOps, Tensor, Transpose};
 use prune_transformer::{Batch, BertModel};
 use serde::Serialize;
@@ -118,27 +120,18 @@ fn frob(a: &Tensor<f32>, b: &Tensor<f32>) -> f64 {
         .sum()
 }
 
-/// Columns `from..to` of a `[R, K]` tensor.
-fn columns(t: &Tensor<f32>, from: usize, to: usize) -> Result<Tensor<f32>> {
-    let k = t.dims().get(1).copied().unwrap_or(0);
-    let data = t
-        .data()
-        .chunks(k.max(1))
-        .flat_map(|r| r[from..to].iter().copied())
+/// `w` with the columns of unit `u` (`group` consecutive ones) multiplied by `scales[u]`.
+fn scale_columns(w: &Tensor<f32>, scales: &Array1<f64>, group: usize) -> Result<Tensor<f32>> {
+    let factors = column_groups(w, group)?.expand(&scales.to_vec());
+    let data = (w.data().iter().zip(&factors))
+        .map(|(v, s)| (f64::from(*v) * s) as f32)
         .collect();
-    Ok(Tensor::new([t.dims()[0], to - from], data)?)
+    Ok(Tensor::new(w.dims().to_vec(), data)?)
 }
 
-/// `t` with columns `u·group..(u+1)·group` multiplied by `scales[u]`.
-fn scale_columns(t: &Tensor<f32>, scales: &Array1<f64>, group: usize) -> Result<Tensor<f32>> {
-    let k = t.dims().get(1).copied().unwrap_or(0);
-    let mut data = t.data().to_vec();
-    for row in data.chunks_mut(k.max(1)) {
-        for (j, v) in row.iter_mut().enumerate() {
-            *v = (f64::from(*v) * scales[j / group.max(1)]) as f32;
-        }
-    }
-    Ok(Tensor::new(t.dims().to_vec(), data)?)
+/// Columns `from..to` of a host matrix.
+fn columns(cpu: &CpuBackend<f32>, t: &Tensor<f32>, from: usize, to: usize) -> Result<Tensor<f32>> {
+    Ok(keep_along(cpu, t, 1, &(from..to).collect::<Vec<_>>())?)
 }
 
 /// Host-side products.
@@ -196,32 +189,25 @@ pub fn tune<B: Backend>(
         cpu: CpuBackend::new(),
         b: &b,
     };
-    let t_in: Vec<LayerInputs<B::Tensor>> = batches
+    let inputs: Vec<LayerInputs<B::Tensor>> = batches
         .iter()
-        .map(|x| LayerInputs::new(teacher, x))
+        .map(|x| {
+            LayerInputs::check(student, x)?;
+            LayerInputs::new(teacher, x)
+        })
         .collect::<Result<_>>()?;
-    let s_in: Vec<LayerInputs<B::Tensor>> = batches
-        .iter()
-        .map(|x| LayerInputs::new(student, x))
-        .collect::<Result<_>>()?;
-    let mut xt: Vec<B::Tensor> = t_in
+    let mut xt: Vec<B::Tensor> = inputs
         .iter()
         .map(|i| embed(teacher, i))
         .collect::<Result<_>>()?;
-    let mut xs: Vec<B::Tensor> = s_in
+    let mut xs: Vec<B::Tensor> = inputs
         .iter()
         .map(|i| embed(student, i))
         .collect::<Result<_>>()?;
     let mut report = TuneReport::default();
     let layers = tc.num_hidden_layers;
     for l in 0..layers {
-        let pick = |i: &LayerInputs<B::Tensor>| -> Vec<usize> {
-            if l + 1 == layers {
-                i.first_tokens.clone()
-            } else {
-                i.tokens.clone()
-            }
-        };
+        let last = l + 1 == layers;
         // The unpruned layer's pre-LayerNorm sums (less their biases), on its own inputs.
         let tl = &teacher.params.layers[l];
         let (wo_t, w2_t) = (
@@ -229,16 +215,16 @@ pub fn tune<B: Backend>(
             b.download(&tl.output.weight)?,
         );
         let mut targets = Vec::with_capacity(batches.len());
-        for (i, inp) in t_in.iter().enumerate() {
-            let rows = pick(inp);
+        for (i, inp) in inputs.iter().enumerate() {
+            let rows = inp.rows(last);
             let (y, cache) = layer(teacher, l, &xt[i], inp)?;
-            let ctx = host.rows(cache.context(), &rows)?;
+            let ctx = host.rows(cache.context(), rows)?;
             let attn = host.add(
                 &host.mm(&ctx, &wo_t, Transpose::NT)?,
-                &host.rows(&xt[i], &rows)?,
+                &host.rows(&xt[i], rows)?,
             )?;
-            let g = host.rows(cache.ffn_activation(), &rows)?;
-            let h1 = host.rows(cache.ffn_input(), &rows)?;
+            let g = host.rows(cache.ffn_activation(), rows)?;
+            let h1 = host.rows(cache.ffn_input(), rows)?;
             let ffn = host.add(&host.mm(&g, &w2_t, Transpose::NT)?, &h1)?;
             targets.push((attn, ffn));
             xt[i] = y;
@@ -246,10 +232,10 @@ pub fn tune<B: Backend>(
         let sl = SubLayer {
             host: &host,
             l,
-            inputs: &s_in,
+            inputs: &inputs,
             x: &xs,
             targets: &targets,
-            rows: &pick,
+            last,
             cfg,
         };
         let mut ill = None;
@@ -266,7 +252,7 @@ pub fn tune<B: Backend>(
             report.stopped = ill;
             break;
         }
-        for (i, inp) in s_in.iter().enumerate() {
+        for (i, inp) in inputs.iter().enumerate() {
             xs[i] = layer(student, l, &xs[i], inp)?.0;
         }
     }
@@ -298,7 +284,7 @@ enum Fitted {
 }
 
 /// One layer of the student being tuned, with the teacher's targets.
-struct SubLayer<'a, B: Backend, F: Fn(&LayerInputs<B::Tensor>) -> Vec<usize>> {
+struct SubLayer<'a, B: Backend> {
     host: &'a Host<'a, B>,
     l: usize,
     inputs: &'a [LayerInputs<B::Tensor>],
@@ -306,11 +292,12 @@ struct SubLayer<'a, B: Backend, F: Fn(&LayerInputs<B::Tensor>) -> Vec<usize>> {
     x: &'a [B::Tensor],
     /// Per batch, the teacher's attention and FFN sums (less biases), `[N, C]`.
     targets: &'a [(Tensor<f32>, Tensor<f32>)],
-    rows: &'a F,
+    /// Whether this is the last layer (see [`LayerInputs::rows`]).
+    last: bool,
     cfg: &'a TuneConfig,
 }
 
-impl<B: Backend, F: Fn(&LayerInputs<B::Tensor>) -> Vec<usize>> SubLayer<'_, B, F> {
+impl<B: Backend> SubLayer<'_, B> {
     /// Fits `sub` of the student's layer and folds its scales into the output projection.
     fn fit(&self, student: &mut BertModel<B>, sub: Sub) -> Result<Fitted> {
         let (host, l) = (self.host, self.l);
@@ -368,18 +355,24 @@ impl<B: Backend, F: Fn(&LayerInputs<B::Tensor>) -> Vec<usize>> SubLayer<'_, B, F
     ) -> Result<Normal> {
         let host = self.host;
         let blocks: Vec<Tensor<f32>> = (0..heads)
-            .map(|h| columns(w, h * d, (h + 1) * d))
+            .map(|h| columns(&host.cpu, w, h * d, (h + 1) * d))
             .collect::<Result<_>>()?;
         let mut n = Normal::new(heads);
         for (i, inp) in self.inputs.iter().enumerate() {
-            let rows = (self.rows)(inp);
+            let rows = inp.rows(self.last);
             let (_, cache) = layer(student, self.l, &self.x[i], inp)?;
-            let ctx = host.rows(cache.context(), &rows)?;
-            let target = host.sub(&self.targets[i].0, &host.rows(&self.x[i], &rows)?)?;
+            let ctx = host.rows(cache.context(), rows)?;
+            let target = host.sub(&self.targets[i].0, &host.rows(&self.x[i], rows)?)?;
             let a: Vec<Tensor<f32>> = blocks
                 .iter()
                 .enumerate()
-                .map(|(h, wh)| host.mm(&columns(&ctx, h * d, (h + 1) * d)?, wh, Transpose::NT))
+                .map(|(h, wh)| {
+                    host.mm(
+                        &columns(&host.cpu, &ctx, h * d, (h + 1) * d)?,
+                        wh,
+                        Transpose::NT,
+                    )
+                })
                 .collect::<Result<_>>()?;
             for h in 0..heads {
                 for k in h..heads {
@@ -401,10 +394,10 @@ impl<B: Backend, F: Fn(&LayerInputs<B::Tensor>) -> Vec<usize>> SubLayer<'_, B, F
         let host = self.host;
         let mut n = Normal::new(neurons);
         for (i, inp) in self.inputs.iter().enumerate() {
-            let rows = (self.rows)(inp);
+            let rows = inp.rows(self.last);
             let (_, cache) = layer(student, self.l, &self.x[i], inp)?;
-            let g = host.rows(cache.ffn_activation(), &rows)?;
-            let target = host.sub(&self.targets[i].1, &host.rows(cache.ffn_input(), &rows)?)?;
+            let g = host.rows(cache.ffn_activation(), rows)?;
+            let target = host.sub(&self.targets[i].1, &host.rows(cache.ffn_input(), rows)?)?;
             let gg = host.mm(&g, &g, Transpose::TN)?;
             n.gram
                 .iter_mut()
