@@ -182,7 +182,6 @@ fn run_on<B: Backend>(b: B, args: &Args) -> Result<()> {
         let (pruned, plan, report) = prune_to(&model, &batches, &imp, &args.config(ratio))?;
         let metric = eval.evaluate(&pruned)?.main();
         let after = ModelStats::of(&pruned.bert.config, true, true, 128);
-        let c = &pruned.bert.config;
         let s = &report.seconds;
         let summary = Summary {
             metric,
@@ -192,10 +191,8 @@ fn run_on<B: Backend>(b: B, args: &Args) -> Result<()> {
             params: [before.parameters, after.parameters],
             seconds: s.importance + s.selection + s.tuning,
             examples,
-            heads: (0..c.num_hidden_layers).map(|l| c.heads(l)).collect(),
-            intermediate: (0..c.num_hidden_layers)
-                .map(|l| c.intermediate(l))
-                .collect(),
+            heads: after.heads.clone(),
+            intermediate: after.intermediate.clone(),
             pruning: report,
         };
         let dir = if several {

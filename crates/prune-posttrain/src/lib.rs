@@ -131,16 +131,6 @@ pub fn importance<B: Backend>(
     })
 }
 
-/// Heads and FFN neurons per layer of `model`.
-fn widths<B: Backend>(model: &BertForSequenceClassification<B>) -> (Vec<usize>, Vec<usize>) {
-    let c = &model.bert.config;
-    let layers = 0..c.num_hidden_layers;
-    (
-        layers.clone().map(|l| c.heads(l)).collect(),
-        layers.map(|l| c.intermediate(l)).collect(),
-    )
-}
-
 /// The units kept under `config` (steps 2 and 3).
 fn select(imp: &Importance, costs: UnitCosts, budget: f64, rearranged: bool) -> Selection {
     let g = &imp.grads;
@@ -182,13 +172,13 @@ pub fn prune_to<B: Backend>(
     config.check()?;
     let started = Instant::now();
     let c = &model.bert.config;
-    let (heads, neurons) = widths(model);
+    let (heads, neurons) = (&c.layer_heads, &c.layer_intermediate);
     let costs = UnitCosts::of(c, imp.mean_seq_len);
     let all = costs.of_units(heads.iter().sum(), neurons.iter().sum());
     let selection = select(imp, costs, config.flops_ratio * all, config.rearrange);
     let kept = costs.of_units(selection.head_count(), selection.neuron_count());
     let selected = started.elapsed().as_secs_f64();
-    let plan = plan_of(&selection, &heads, &neurons)?;
+    let plan = plan_of(&selection, heads, neurons)?;
     let dense = fisher::without_dropout(model);
     let mut student = dense.clone();
     prune_speedup::apply(&mut student.bert, &plan, &mut [])?;
