@@ -3,14 +3,14 @@
 //! zero-padded to the widest). Checkpoints that prune saves are already transformers
 //! checkpoints whenever transformers can express their shapes.
 
-use crate::inputs::copy_tokenizer;
+use crate::exports::{read, save_checkpoint};
 use crate::output::finish;
 use anyhow::{Context, Result, bail};
 use prune::export::{OPSET, to_onnx, to_transformers};
 use prune::train::run_dir::check_apart;
 use prune::train::{RunDir, RunIdentity};
-use prune::transformer::weights::{save_config, save_params, write_atomic};
-use prune::transformer::{BertConfig, load_params, paths};
+use prune::transformer::paths;
+use prune::transformer::weights::write_atomic;
 use std::path::PathBuf;
 
 /// What `prune export` writes.
@@ -41,8 +41,7 @@ pub struct Args {
 /// `prune export`.
 pub fn run(args: &Args) -> Result<()> {
     let dir = paths::require_checkpoint(args.model.clone())?;
-    let config = BertConfig::from_file(&dir.join("config.json"))?;
-    let params = load_params(&dir.join("model.safetensors"), &config)?;
+    let (config, params) = read(&dir)?;
     match args.format {
         Format::Onnx => {
             check_apart(&args.out, &[("--model", &dir)])?;
@@ -68,10 +67,7 @@ pub fn run(args: &Args) -> Result<()> {
             let (cfg, padded) = to_transformers(&config, &params)?;
             let identity = RunIdentity::new("export-hf").with_checkpoint("model", &dir)?;
             let out = RunDir::claim(&args.out, &[("--model", &dir)], &identity, false)?;
-            save_params(&out.path().join("model.safetensors"), &padded)?;
-            let classifier = padded.classifier.is_some();
-            save_config(&out.path().join("config.json"), &cfg, classifier)?;
-            copy_tokenizer(&dir, out.path())?;
+            save_checkpoint(out.path(), &cfg, &padded, &dir)?;
             let saved = finish(out)?;
             println!(
                 "transformers checkpoint (FFN {} in every layer) written to {}",

@@ -7,7 +7,7 @@ use crate::inputs::copy_tokenizer;
 use anyhow::{Context, Result};
 use prune::export::{ExportError, to_onnx, to_transformers};
 use prune::transformer::weights::{save_config, save_params, write_atomic};
-use prune::transformer::{BertConfig, load_params};
+use prune::transformer::{BertConfig, HostParams, load_params};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -25,10 +25,27 @@ pub struct Exports {
 }
 
 /// A checkpoint's configuration and parameters.
-fn read(dir: &Path) -> Result<(BertConfig, prune::transformer::HostParams)> {
+pub fn read(dir: &Path) -> Result<(BertConfig, HostParams)> {
     let config = BertConfig::from_file(&dir.join("config.json"))?;
     let params = load_params(&dir.join("model.safetensors"), &config)?;
     Ok((config, params))
+}
+
+/// Writes `params` with `config` as a checkpoint into the existing folder `dir`, with the
+/// tokenizer files of the checkpoint `source`.
+pub fn save_checkpoint(
+    dir: &Path,
+    config: &BertConfig,
+    params: &HostParams,
+    source: &Path,
+) -> Result<()> {
+    save_params(&dir.join("model.safetensors"), params)?;
+    save_config(
+        &dir.join("config.json"),
+        config,
+        params.classifier.is_some(),
+    )?;
+    copy_tokenizer(source, dir)
 }
 
 /// Writes the checkpoint in `dir` as ONNX to `path`.
@@ -50,9 +67,7 @@ pub fn write(run: &Path, teacher: &Path, final_model: &Path) -> Result<Exports> 
         Ok((cfg, padded)) => {
             let hf = run.join(rel("final-hf"));
             std::fs::create_dir_all(&hf).with_context(|| format!("creating {}", hf.display()))?;
-            save_params(&hf.join("model.safetensors"), &padded)?;
-            save_config(&hf.join("config.json"), &cfg, padded.classifier.is_some())?;
-            copy_tokenizer(final_model, &hf)?;
+            save_checkpoint(&hf, &cfg, &padded, final_model)?;
             (Some(rel("final-hf")), None)
         }
         Err(ExportError::Unsupported(why)) => (None, Some(why)),
