@@ -146,22 +146,27 @@ pub fn prepare(source: &Source, max_train: Option<usize>, with_train: bool) -> R
     })
 }
 
-/// The identity of a training run of `command` over `source` as prepared in `p` with the
-/// training options `train`: the options, the task, and hashes of the input model and the
-/// training file. Stages add their own settings.
+/// The identity of a run of `command` over `source` as prepared in `p`: the task, the
+/// source's settings, and hashes of the input model and the training file. Commands add
+/// their own settings.
+pub fn source_identity(command: &str, source: &Source, p: &Prepared) -> Result<RunIdentity> {
+    let train_file = glue_path(&p.data_dir, source.task, Split::Train)?;
+    Ok(RunIdentity::new(command)
+        .with("task", source.task.to_string())
+        .with_fields("source", source)
+        .with_checkpoint("model", &p.model_dir)?
+        .with_file("data.train", &train_file)?)
+}
+
+/// The identity of a training run: [`source_identity`] and the training options `train`.
+/// Stages add their own settings.
 pub fn run_identity(
     command: &str,
     source: &Source,
     p: &Prepared,
     train: &TrainArgs,
 ) -> Result<RunIdentity> {
-    let train_file = glue_path(&p.data_dir, source.task, Split::Train)?;
-    Ok(RunIdentity::new(command)
-        .with("task", source.task.to_string())
-        .with_fields("source", source)
-        .with_fields("train", train)
-        .with_checkpoint("model", &p.model_dir)?
-        .with_file("data.train", &train_file)?)
+    Ok(source_identity(command, source, p)?.with_fields("train", train))
 }
 
 /// The evaluator of the dev split with the task's metrics.

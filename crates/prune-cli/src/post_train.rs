@@ -6,17 +6,16 @@
 use crate::device::{DeviceArgs, on_device};
 use crate::distill::load_classifier;
 use crate::finetune::save_model;
-use crate::inputs::{Prepared, Source, evaluator, prepare};
+use crate::inputs::{Prepared, Source, evaluator, prepare, source_identity};
 use crate::output::finish;
 use anyhow::{Context, Result, bail};
-use prune::data::dataset::glue_path;
-use prune::data::{LabelledBatch, Split, collate};
+use prune::data::{LabelledBatch, collate};
 use prune::posttrain::{PostTrainConfig, PostTrainReport, TuneConfig, importance, prune_to};
 use prune::speedup::ModelStats;
 use prune::tensor::Backend;
 use prune::tensor::rng::Rng;
+use prune::train::RunDir;
 use prune::train::state::write_json;
-use prune::train::{RunDir, RunIdentity};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -155,15 +154,7 @@ fn run_on<B: Backend>(b: B, args: &Args) -> Result<()> {
     let started = Instant::now();
     let p = prepare(&args.source, None, true)?;
     let model = load_classifier(b, &p.model_dir)?;
-    let identity = RunIdentity::new("post-train")
-        .with("task", args.source.task.to_string())
-        .with_fields("source", &args.source)
-        .with_fields("post-train", args)
-        .with_checkpoint("model", &p.model_dir)?
-        .with_file(
-            "data.train",
-            &glue_path(&p.data_dir, args.source.task, Split::Train)?,
-        )?;
+    let identity = source_identity("post-train", &args.source, &p)?.with_fields("post-train", args);
     let inputs = [("--model", p.model_dir.as_path()), ("--data", &p.data_dir)];
     let out = RunDir::claim(&args.out, &inputs, &identity, false)?;
     let batches = sample(&p, args)?;
