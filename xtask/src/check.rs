@@ -101,6 +101,25 @@ fn step<T>(name: &str, what: &str, body: impl FnOnce() -> Result<T>) -> Result<T
     eprintln!("\n==> [{name}] {what}");
     let started = Instant::now();
     let out = body().with_context(|| format!("step `{name}` failed"))?;
-    eprintln!("==> [{name}] ok ({:.1} s)", started.elapsed().as_secs_f64());
+    let secs = started.elapsed().as_secs_f64();
+    match free_disk() {
+        Some(free) => eprintln!("==> [{name}] ok ({secs:.1} s; {free} free on disk)"),
+        None => eprintln!("==> [{name}] ok ({secs:.1} s)"),
+    }
     Ok(out)
+}
+
+/// The free space of the file system the build folder is on, as `df -h` prints it (a full
+/// disk stops the compiler half-way, so the check shows how much each step leaves).
+fn free_disk() -> Option<String> {
+    let out = std::process::Command::new("df")
+        .args(["-Ph", "."])
+        .output()
+        .ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    text.lines()
+        .nth(1)?
+        .split_whitespace()
+        .nth(3)
+        .map(str::to_string)
 }
