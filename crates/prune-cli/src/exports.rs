@@ -56,11 +56,27 @@ fn onnx(dir: &Path, path: &Path) -> Result<()> {
 
 /// Exports `teacher` and `final_model` into `<run>/export/`.
 pub fn write(run: &Path, teacher: &Path, final_model: &Path) -> Result<Exports> {
+    let teacher_onnx = write_teacher(run, teacher)?;
+    write_final(run, teacher_onnx, final_model)
+}
+
+/// Exports `teacher` as `<run>/export/teacher.onnx`; the path returned is relative to `run`.
+pub fn write_teacher(run: &Path, teacher: &Path) -> Result<PathBuf> {
+    let dir = run.join("export");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let rel = PathBuf::from("export").join("teacher.onnx");
+    onnx(teacher, &run.join(&rel))?;
+    Ok(rel)
+}
+
+/// Exports `final_model` into `<run>/export/` (ONNX, and a transformers checkpoint when
+/// transformers can hold it), beside the teacher's ONNX at `teacher_onnx` (relative to
+/// `run`, written before).
+pub fn write_final(run: &Path, teacher_onnx: PathBuf, final_model: &Path) -> Result<Exports> {
     let dir = run.join("export");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let rel = |name: &str| PathBuf::from("export").join(name);
-    let (teacher_onnx, final_onnx) = (rel("teacher.onnx"), rel("final.onnx"));
-    onnx(teacher, &run.join(&teacher_onnx))?;
+    let final_onnx = rel("final.onnx");
     onnx(final_model, &run.join(&final_onnx))?;
     let (config, params) = read(final_model)?;
     let (final_hf, final_hf_missing) = match to_transformers(&config, &params) {

@@ -3,6 +3,7 @@
 //! layout, JSON logs) so they can be run, inspected and resumed separately.
 
 mod allocator;
+mod compare;
 mod device;
 mod distill;
 mod export;

@@ -3,23 +3,22 @@
 //! own artifacts under the run directory, then the report (teacher vs final: metric,
 //! parameters, FLOPs, latency measured in this process, per-stage wall time and speed).
 
+use crate::compare::{Measured, compare};
 use crate::device::{DeviceArgs, on_device};
 use crate::distill::load_classifier;
+use crate::exports;
 use crate::inputs::{Source, evaluator, prepare};
-use crate::latency::{self, Latency};
-use crate::report::{FinalSummary, ModelSummary, Report, StageSummary};
-use crate::{exports, ort};
+use crate::report::{Report, StageSummary};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use prune::speedup::ModelStats;
 use prune::tensor::Backend;
 use prune::train::state::write_json;
 use prune::train::{RunDir, RunIdentity};
-use prune::transformer::{BertForSequenceClassification, paths};
+use prune::transformer::paths;
 use prune_cli::recipe::{self, Recipe, STAGES, StageIo, preset};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// `prune pipeline` options.
 #[derive(clap::Args, Debug)]
@@ -121,31 +120,13 @@ fn parsed_stage(stage: &str, argv: &[String]) -> Result<crate::Command> {
     Ok(cli.command)
 }
 
-/// A stage's model with its metric and statistics.
-struct Measured<B: Backend> {
-    model: BertForSequenceClassification<B>,
-    metric: f64,
-    stats: ModelStats,
-}
-
 /// Loads the model saved in `dir` onto backend `b` and evaluates it on the data in `data`.
 fn measure<B: Backend>(b: &B, r: &Recipe, dir: &Path, data: &Path) -> Result<Measured<B>> {
     let src = source(r, dir, Some(data))?;
     let p = prepare(&src, None, false)?;
     let model = load_classifier(b.clone(), dir)?;
     let metric = evaluator(&src, &p)?.evaluate(&model)?.main();
-    let b = &model.bert;
-    let stats = ModelStats::of(
-        &b.config,
-        b.params.pooler.is_some(),
-        b.params.classifier.is_some(),
-        128,
-    );
-    Ok(Measured {
-        model,
-        metric,
-        stats,
-    })
+    Ok(Measured::new(model, metric))
 }
 
 /// Training examples per second recorded in a stage's `summary.json`.
@@ -261,47 +242,19 @@ fn run_on<B: Backend>(b: &B, args: &Args) -> Result<()> {
         measure(b, &r, &teacher_dir, &data)?,
         measure(b, &r, &final_dir, &data)?,
     );
-    let budget = Duration::from_secs_f64(args.latency_seconds);
-    // Teacher and final model are timed alternately, so that load hits both alike.
-    let lat = |b: usize| -> Result<(Latency, Latency)> {
-        let mut l = latency::measure_alternating(&[&t.model, &f.model], b, 128, budget)?;
-        let f = l.pop().context("final latency")?;
-        Ok((l.pop().context("teacher latency")?, f))
-    };
-    let ((t1, f1), (t32, f32_)) = (lat(1)?, lat(32)?);
     let exports = exports::write(&work, &teacher_dir, &final_dir)?;
     let onnx = [
-        &work.join(&exports.teacher_onnx),
-        &work.join(&exports.final_onnx),
+        work.join(&exports.teacher_onnx),
+        work.join(&exports.final_onnx),
     ];
-    let vocab = t.model.bert.config.vocab_size;
-    let ort = ort::latency(
-        &onnx.map(|p| p.as_path()),
-        vocab,
-        &[1, 32],
-        128,
-        args.latency_seconds,
-    );
-    let ort_ms = |i: usize| {
-        ort.as_ref()
-            .ok()
-            .and_then(|o| o.median_ms.get(i))
-            .map(|m| [m[0], m[1]])
-    };
+    let c = compare(&t, &f, [&onnx[0], &onnx[1]], args.latency_seconds)?;
     let report = Report {
-        teacher: ModelSummary::new(&t.stats, t.metric, (&t1, &t32), ort_ms(0)),
-        final_model: FinalSummary {
-            model: ModelSummary::new(&f.stats, f.metric, (&f1, &f32_), ort_ms(1)),
-            speedup_b32: t32.median_ms / f32_.median_ms,
-            speedup_b1: t1.median_ms / f1.median_ms,
-        },
+        teacher: c.teacher,
+        final_model: c.final_model,
         stages,
         recipe: serde_json::to_value(&r)?,
         exports,
-        onnxruntime: match &ort {
-            Ok(o) => format!("onnxruntime {} (CPU, 2 threads)", o.version),
-            Err(why) => format!("latency not measured: {why}"),
-        },
+        onnxruntime: c.onnxruntime,
         total_seconds: earlier + started.elapsed().as_secs_f64(),
     };
     report.write(&work)?;

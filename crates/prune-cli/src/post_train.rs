@@ -1,23 +1,30 @@
 //! `prune post-train`: retraining-free pruning of a fine-tuned model (Kwon et al. 2022) to a
-//! fraction of its head and FFN FLOPs, from a seeded sample of the training split: Fisher
-//! importance, the search under the budget, rearrangement, surgery and mask tuning
-//! (`prune_posttrain`); then the dev metric of both models.
+//! fraction of its head and FFN FLOPs, or of their latency as timed on this machine, from
+//! a seeded sample of the training split: Fisher importance, the search under the budget,
+//! rearrangement, surgery and mask tuning (`prune_posttrain`); then the dev metric of both
+//! models, their exports and the same report as the pipeline's.
 
+use crate::compare::{Measured, compare};
 use crate::device::{DeviceArgs, on_device};
 use crate::distill::load_classifier;
+use crate::exports;
 use crate::finetune::save_model;
 use crate::inputs::{Prepared, Source, evaluator, prepare, source_identity};
 use crate::output::finish;
+use crate::report::{Report, StageSummary};
 use anyhow::{Context, Result, bail};
 use prune::data::{LabelledBatch, collate};
-use prune::posttrain::{PostTrainConfig, PostTrainReport, TuneConfig, importance, prune_to};
-use prune::speedup::ModelStats;
+use prune::posttrain::{
+    Budget, Importance, LatencyConfig, LatencyTable, PostTrainConfig, PostTrainReport, TuneConfig,
+    importance, prune_to,
+};
 use prune::tensor::Backend;
 use prune::tensor::rng::Rng;
+use prune::train::Evaluator;
 use prune::train::RunDir;
 use prune::train::state::write_json;
 use serde::Serialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// `prune post-train` options. Serialised, the settings that decide the result.
@@ -30,16 +37,39 @@ pub struct Args {
     #[command(flatten)]
     #[serde(skip)]
     device: DeviceArgs,
-    /// Output directory: model/, plan.json, summary.json, run.json (written as
-    /// <out>.partial and renamed when complete); with several ratios, one folder per ratio
-    /// (`ratio-0.60/`) and a summary.json listing them.
+    /// Output directory: model/, plan.json, summary.json, the report (report.json, .md,
+    /// .svg), export/, run.json (written as <out>.partial and renamed when complete); with
+    /// several ratios, one folder per ratio (`ratio-0.60/`), the input model's ONNX export
+    /// once in export/, and a summary.json listing them.
     #[arg(long)]
     #[serde(skip)]
     out: PathBuf,
     /// Fraction of the encoder's head and FFN FLOPs to keep, in (0, 1], counted at the
     /// sample's mean sequence length; several (`0.4,0.5,0.6`) share one importance pass.
-    #[arg(long, value_delimiter = ',', required = true)]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        required_unless_present = "latency_ratio",
+        conflicts_with = "latency_ratio"
+    )]
     flops_ratio: Vec<f64>,
+    /// Fraction of the encoder's attention and FFN latency to keep, in (0, 1], as timed
+    /// here (`--latency-batch` × `--latency-seq`) for every head count and a grid of FFN
+    /// widths; every layer keeps the units its fixed cost pays for. Several ratios share
+    /// one importance pass and one timing.
+    #[arg(long, value_delimiter = ',')]
+    latency_ratio: Vec<f64>,
+    /// Batch size at which `--latency-ratio` times the sub-layers.
+    #[arg(long, default_value_t = 32)]
+    latency_batch: usize,
+    /// Sequence length at which `--latency-ratio` times the sub-layers.
+    #[arg(long, default_value_t = 128)]
+    latency_seq: usize,
+    /// Seconds spent timing each latency figure of the report (input and pruned model
+    /// alternately).
+    #[arg(long, default_value_t = 3.0)]
+    #[serde(skip)]
+    latency_seconds: f64,
     /// Training examples drawn (seeded, without replacement) for importance and tuning.
     #[arg(long, default_value_t = 2048)]
     samples: usize,
@@ -61,18 +91,37 @@ pub struct Args {
 }
 
 impl Args {
+    /// The budget's option name and its ratios.
+    fn ratios(&self) -> (&'static str, &[f64]) {
+        if self.latency_ratio.is_empty() {
+            ("--flops-ratio", &self.flops_ratio)
+        } else {
+            ("--latency-ratio", &self.latency_ratio)
+        }
+    }
+
+    /// The timing settings of a latency budget.
+    fn latency(&self) -> LatencyConfig {
+        LatencyConfig {
+            batch: self.latency_batch,
+            seq: self.latency_seq,
+            ..LatencyConfig::default()
+        }
+    }
+
     /// Checks the options (before anything is read).
     pub fn check(&self) -> Result<()> {
         self.source.check()?;
-        for r in &self.flops_ratio {
+        let (name, ratios) = self.ratios();
+        for r in ratios {
             if !(*r > 0.0 && *r <= 1.0) {
-                bail!("--flops-ratio must be in (0, 1], got {r}");
+                bail!("{name} must be in (0, 1], got {r}");
             }
         }
-        let mut names: Vec<String> = self.flops_ratio.iter().map(|&r| ratio_dir(r)).collect();
+        let mut names: Vec<String> = ratios.iter().map(|&r| ratio_dir(r)).collect();
         names.sort();
         if names.windows(2).any(|w| w[0] == w[1]) {
-            bail!("--flops-ratio lists the same ratio twice (to two decimals)");
+            bail!("{name} lists the same ratio twice (to two decimals)");
         }
         if self.samples == 0 || self.batch_size == 0 {
             bail!("--samples and --batch-size must be at least 1");
@@ -80,12 +129,22 @@ impl Args {
         if !(self.damping.is_finite() && self.damping >= 0.0) {
             bail!("--damping must be a number ≥ 0, got {}", self.damping);
         }
+        if !(self.latency_seconds.is_finite() && (0.0..=3600.0).contains(&self.latency_seconds)) {
+            bail!(
+                "--latency-seconds must be a number of seconds in [0, 3600], got {}",
+                self.latency_seconds
+            );
+        }
+        self.latency()
+            .check()
+            .map_err(|e| anyhow::anyhow!("--latency-batch/--latency-seq: {e}"))?;
         Ok(())
     }
 
-    fn config(&self, flops_ratio: f64) -> PostTrainConfig {
+    fn config(&self, ratio: f64, budget: &Budget) -> PostTrainConfig {
         PostTrainConfig {
-            flops_ratio,
+            ratio,
+            budget: budget.clone(),
             rearrange: !self.no_rearrange,
             tune: (!self.no_tune).then_some(TuneConfig {
                 damping: self.damping,
@@ -107,6 +166,10 @@ struct Summary {
     metric: f64,
     /// Dev metric of the input model.
     teacher_metric: f64,
+    /// What the budget counted: `flops` or `latency`.
+    budget: &'static str,
+    /// Kept fraction of the budget's cost (the latency one as predicted by the fit).
+    budget_ratio: f64,
     /// Kept fraction of the head and FFN FLOPs at the sample's mean length.
     flops_ratio: f64,
     /// Kept fraction of all matmul FLOPs at T = 128.
@@ -121,6 +184,8 @@ struct Summary {
     heads: Vec<usize>,
     /// FFN width per layer after pruning.
     intermediate: Vec<usize>,
+    /// The sub-layer timings of a latency budget.
+    latency_table: Option<LatencyTable>,
     /// The pruner's own report (selection, costs, tuning fits, step seconds).
     pruning: PostTrainReport,
 }
@@ -150,69 +215,74 @@ fn sample(p: &Prepared, args: &Args) -> Result<Vec<LabelledBatch>> {
         .collect()
 }
 
+/// What every ratio of one run shares.
+struct Shared<'a, B: Backend> {
+    args: &'a Args,
+    prepared: &'a Prepared,
+    teacher: &'a Measured<B>,
+    batches: &'a [LabelledBatch],
+    importance: &'a Importance,
+    budget: &'a Budget,
+    eval: &'a Evaluator,
+    /// The input model's ONNX export, relative to a ratio's folder, when it was written once
+    /// for several ratios.
+    teacher_onnx: Option<PathBuf>,
+}
+
 fn run_on<B: Backend>(b: B, args: &Args) -> Result<()> {
     let started = Instant::now();
     let p = prepare(&args.source, None, true)?;
-    let model = load_classifier(b, &p.model_dir)?;
+    let model = load_classifier(b.clone(), &p.model_dir)?;
     let identity = source_identity("post-train", &args.source, &p)?.with_fields("post-train", args);
     let inputs = [("--model", p.model_dir.as_path()), ("--data", &p.data_dir)];
     let out = RunDir::claim(&args.out, &inputs, &identity, false)?;
     let batches = sample(&p, args)?;
-    let examples = batches.iter().map(|x| x.inputs.batch).sum();
+    let examples: usize = batches.iter().map(|x| x.inputs.batch).sum();
     let imp = importance(&model, &batches)?;
     eprintln!(
         "importance from {examples} examples (mean length {:.1}) in {:.1}s",
         imp.mean_seq_len, imp.seconds
     );
+    let budget = if args.latency_ratio.is_empty() {
+        Budget::Flops
+    } else {
+        let clock = Instant::now();
+        let table = LatencyTable::measure(&b, &model.bert.config, &args.latency())?;
+        eprintln!(
+            "sub-layers timed at B={} T={} in {:.1}s",
+            table.batch,
+            table.seq,
+            clock.elapsed().as_secs_f64()
+        );
+        Budget::Latency(table)
+    };
     let eval = evaluator(&args.source, &p)?;
-    let teacher_metric = eval.evaluate(&model)?.main();
-    let before = ModelStats::of(&model.bert.config, true, true, 128);
-    let several = args.flops_ratio.len() > 1;
+    let metric = eval.evaluate(&model)?.main();
+    let teacher = Measured::new(model, metric);
+    let (_, ratios) = args.ratios();
+    let several = ratios.len() > 1;
+    let teacher_onnx = match several {
+        true => Some(Path::new("..").join(exports::write_teacher(out.path(), &p.model_dir)?)),
+        false => None,
+    };
+    let shared = Shared {
+        args,
+        prepared: &p,
+        teacher: &teacher,
+        batches: &batches,
+        importance: &imp,
+        budget: &budget,
+        eval: &eval,
+        teacher_onnx,
+    };
     let mut summaries = Vec::new();
-    for &ratio in &args.flops_ratio {
-        let (pruned, plan, report) = prune_to(&model, &batches, &imp, &args.config(ratio))?;
-        let metric = eval.evaluate(&pruned)?.main();
-        let after = ModelStats::of(&pruned.bert.config, true, true, 128);
-        let s = &report.seconds;
-        let summary = Summary {
-            metric,
-            teacher_metric,
-            flops_ratio: report.flops_ratio(),
-            flops_ratio_t128: after.flops_per_sequence as f64 / before.flops_per_sequence as f64,
-            params: [before.parameters, after.parameters],
-            seconds: s.importance + s.selection + s.tuning,
-            examples,
-            heads: after.heads.clone(),
-            intermediate: after.intermediate.clone(),
-            pruning: report,
-        };
-        let dir = if several {
-            out.path().join(ratio_dir(ratio))
-        } else {
-            out.path().to_path_buf()
+    for &ratio in ratios {
+        let dir = match several {
+            true => out.path().join(ratio_dir(ratio)),
+            false => out.path().to_path_buf(),
         };
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        plan.save(&dir.join("plan.json"))?;
-        write_json(&dir.join("summary.json"), &summary)?;
-        save_model(&pruned, &p.model_dir, &dir)?;
-        if let Some(why) = summary
-            .pruning
-            .tune
-            .as_ref()
-            .and_then(|t| t.stopped.as_ref())
-        {
-            eprintln!("warning: mask tuning stopped early at {why}");
-        }
-        println!(
-            "{} dev {metric:.4} (input {teacher_metric:.4}) at {:.3} of the head and FFN FLOPs ({:.3} of all at T=128); heads {:?}, FFN {:?}; pruned in {:.1}s",
-            args.source.task,
-            summary.flops_ratio,
-            summary.flops_ratio_t128,
-            summary.heads,
-            summary.intermediate,
-            summary.seconds
-        );
-        summaries.push(summary);
+        summaries.push(prune_one(&shared, ratio, &dir)?);
     }
     if several {
         write_json(&out.path().join("summary.json"), &summaries)?;
@@ -224,4 +294,95 @@ fn run_on<B: Backend>(b: B, args: &Args) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Prunes to `ratio` of the budget and writes the model, plan, summary, exports and report
+/// into `dir`.
+fn prune_one<B: Backend>(s: &Shared<'_, B>, ratio: f64, dir: &Path) -> Result<Summary> {
+    let (args, teacher) = (s.args, s.teacher);
+    let config = args.config(ratio, s.budget);
+    let (pruned, plan, report) = prune_to(&teacher.model, s.batches, s.importance, &config)?;
+    let metric = s.eval.evaluate(&pruned)?.main();
+    plan.save(&dir.join("plan.json"))?;
+    let model_dir = save_model(&pruned, &s.prepared.model_dir, dir)?;
+    let pruned = Measured::new(pruned, metric);
+    let (before, after) = (&teacher.stats, &pruned.stats);
+    let steps = &report.seconds;
+    let seconds = steps.importance + steps.selection + steps.tuning;
+    let examples: usize = s.batches.iter().map(|x| x.inputs.batch).sum();
+    let summary = Summary {
+        metric,
+        teacher_metric: teacher.metric,
+        budget: match s.budget {
+            Budget::Flops => "flops",
+            Budget::Latency(_) => "latency",
+        },
+        budget_ratio: report.budget_ratio(),
+        flops_ratio: report.flops_ratio(),
+        flops_ratio_t128: after.flops_per_sequence as f64 / before.flops_per_sequence as f64,
+        params: [before.parameters, after.parameters],
+        seconds,
+        examples,
+        heads: after.heads.clone(),
+        intermediate: after.intermediate.clone(),
+        latency_table: match s.budget {
+            Budget::Latency(t) => Some(t.clone()),
+            Budget::Flops => None,
+        },
+        pruning: report,
+    };
+    write_json(&dir.join("summary.json"), &summary)?;
+    if let Some(why) = summary
+        .pruning
+        .tune
+        .as_ref()
+        .and_then(|t| t.stopped.as_ref())
+    {
+        eprintln!("warning: mask tuning stopped early at {why}");
+    }
+    let source = &s.prepared.model_dir;
+    let exports = match &s.teacher_onnx {
+        Some(t) => exports::write_final(dir, t.clone(), &model_dir)?,
+        None => exports::write(dir, source, &model_dir)?,
+    };
+    let onnx = [
+        dir.join(&exports.teacher_onnx),
+        dir.join(&exports.final_onnx),
+    ];
+    let c = compare(teacher, &pruned, [&onnx[0], &onnx[1]], args.latency_seconds)?;
+    let stage = StageSummary {
+        name: "post-train".into(),
+        metric,
+        params_total: after.parameters,
+        params_encoder: after.encoder_parameters,
+        heads: after.heads.clone(),
+        intermediate: after.intermediate.clone(),
+        examples_per_second: examples as f64 / seconds.max(1e-9),
+        seconds,
+    };
+    let report = Report {
+        teacher: c.teacher,
+        final_model: c.final_model,
+        stages: vec![stage],
+        recipe: serde_json::json!({ "post-train": args, "ratio": ratio }),
+        exports,
+        onnxruntime: c.onnxruntime,
+        total_seconds: seconds,
+    };
+    report.write(dir)?;
+    println!(
+        "{} dev {metric:.4} (input {:.4}) at {:.3} of the {} budget, {:.3} of the head and FFN FLOPs ({:.3} of all at T=128); heads {:?}, FFN {:?}; pruned in {:.1}s; measured speed-up {:.2}x at B=32, {:.2}x at B=1",
+        args.source.task,
+        teacher.metric,
+        summary.budget_ratio,
+        summary.budget,
+        summary.flops_ratio,
+        summary.flops_ratio_t128,
+        summary.heads,
+        summary.intermediate,
+        summary.seconds,
+        report.final_model.speedup_b32,
+        report.final_model.speedup_b1,
+    );
+    Ok(summary)
 }

@@ -44,6 +44,8 @@ fn post_training_prunes_within_the_budget() {
         "64",
         "--batch-size",
         "16",
+        "--latency-seconds",
+        "0",
     ];
     let one = root.join("one");
     let mut args = common.to_vec();
@@ -70,6 +72,20 @@ fn post_training_prunes_within_the_budget() {
         .sum();
     assert_eq!(removed as u64 + heads.iter().sum::<u64>(), 8, "{pruned}");
     assert!(one.join("plan.json").is_file() && one.join("model/tokenizer.json").is_file());
+    // The pipeline's report, on the input and the pruned model, with their exports.
+    let report = json(&one.join("report.json"));
+    assert_eq!(report["final"]["metric"], s["metric"], "{report}");
+    assert_eq!(report["teacher"]["metric"], s["teacher_metric"], "{report}");
+    assert_eq!(report["final"]["params_total"], s["params"][1], "{report}");
+    assert_eq!(report["stages"][0]["name"], "post-train");
+    for f in [
+        "report.md",
+        "report.svg",
+        "export/teacher.onnx",
+        "export/final.onnx",
+    ] {
+        assert!(one.join(f).is_file(), "{f}");
+    }
 
     let two = root.join("two");
     let mut args = common.to_vec();
@@ -88,7 +104,35 @@ fn post_training_prunes_within_the_budget() {
         assert!(s["flops_ratio"].as_f64().unwrap() <= r, "{s}");
         assert!(s["pruning"]["tune"].is_null(), "{s}");
         assert!(two.join(dir).join("model/model.safetensors").is_file());
+        let report = json(&two.join(dir).join("report.json"));
+        assert_eq!(report["exports"]["teacher_onnx"], "../export/teacher.onnx");
+        assert!(two.join(dir).join("export/final.onnx").is_file());
     }
+    // The input model is exported once for all ratios.
+    assert!(two.join("export/teacher.onnx").is_file());
+
+    // A latency budget: sub-layers timed here; the fit's prediction is within the budget.
+    let three = root.join("three");
+    let mut args = common.to_vec();
+    args.extend([
+        "--latency-ratio",
+        "0.6",
+        "--latency-batch",
+        "4",
+        "--latency-seq",
+        "16",
+        "--out",
+        three.to_str().unwrap(),
+    ]);
+    prune_ok(&args);
+    let s = json(&three.join("summary.json"));
+    assert_eq!(s["budget"], "latency", "{s}");
+    assert!(s["budget_ratio"].as_f64().unwrap() <= 0.6 + 1e-9, "{s}");
+    assert_eq!(
+        s["latency_table"]["heads"].as_array().map(Vec::len),
+        Some(4)
+    );
+    assert_eq!(s["latency_table"]["batch"], 4);
 
     let refused = root.join("refused");
     for (ratios, why) in [
@@ -96,8 +140,21 @@ fn post_training_prunes_within_the_budget() {
         ("1.5", "--flops-ratio must be in (0, 1]"),
         ("0.5,0.5", "the same ratio twice"),
     ] {
+        for option in ["--flops-ratio", "--latency-ratio"] {
+            let mut args = common.to_vec();
+            args.extend([option, ratios, "--out", refused.to_str().unwrap()]);
+            prune_refuses(&args, &why.replace("--flops-ratio", option));
+            assert!(!refused.exists());
+        }
+    }
+    for (extra, why) in [
+        (["--latency-batch", "0"], "--latency-batch"),
+        (["--latency-seconds", "inf"], "--latency-seconds"),
+        (["--flops-ratio", "0.5"], "cannot be used with"),
+    ] {
         let mut args = common.to_vec();
-        args.extend(["--flops-ratio", ratios, "--out", refused.to_str().unwrap()]);
+        args.extend(["--latency-ratio", "0.5", "--out", refused.to_str().unwrap()]);
+        args.extend(extra);
         prune_refuses(&args, why);
         assert!(!refused.exists());
     }

@@ -2,13 +2,15 @@
 //! for Transformers", NeurIPS 2022): from a fine-tuned model and a couple of thousand
 //! training examples, without any training step,
 //! 1. the diagonal Fisher information of every head and FFN neuron ([`fisher`]);
-//! 2. the heads and neurons to keep under a FLOPs budget ([`search`]);
+//! 2. the heads and neurons to keep under a budget of FLOPs or of measured latency
+//!    ([`search`], [`latency`]);
 //! 3. per layer, the pruned set rearranged for interactions between units ([`rearrange`]);
 //! 4. surgery, then the kept units' output scales fitted layer by layer so that every
 //!    sub-layer reproduces the unpruned one ([`tune`]), folded into the weights.
 
 pub mod error;
 pub mod fisher;
+pub mod latency;
 pub mod layers;
 pub mod rearrange;
 pub mod search;
@@ -16,7 +18,8 @@ pub mod tune;
 
 pub use error::{PostTrainError, Result};
 pub use fisher::{MaskGradients, mask_gradients};
-pub use search::{Selection, UnitCosts, search};
+pub use latency::{LatencyConfig, LatencyTable};
+pub use search::{CostModel, Costs, Selection, search};
 pub use tune::{TuneConfig, TuneReport, tune};
 
 use prune_data::LabelledBatch;
@@ -26,11 +29,23 @@ use prune_transformer::BertForSequenceClassification;
 use serde::Serialize;
 use std::time::Instant;
 
+/// What the budget counts.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Budget {
+    /// Multiply-accumulates of the heads and FFN neurons at the sample's mean length.
+    Flops,
+    /// Milliseconds of the attention and FFN sub-layers, as measured in the table.
+    Latency(LatencyTable),
+}
+
 /// Settings of a retraining-free pruning.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PostTrainConfig {
-    /// Fraction of the encoder's head and FFN multiply-accumulates to keep, in (0, 1].
-    pub flops_ratio: f64,
+    /// Fraction of the encoder's attention and FFN cost to keep, in (0, 1].
+    pub ratio: f64,
+    /// What the cost counts.
+    pub budget: Budget,
     /// Rearrange each layer's pruned set (step 3).
     pub rearrange: bool,
     /// Tune the kept units' scales (step 4); `None` skips it.
@@ -40,10 +55,10 @@ pub struct PostTrainConfig {
 impl PostTrainConfig {
     /// Checks the settings.
     pub fn check(&self) -> Result<()> {
-        if !(self.flops_ratio > 0.0 && self.flops_ratio <= 1.0) {
+        if !(self.ratio > 0.0 && self.ratio <= 1.0) {
             return Err(PostTrainError::Input(format!(
-                "the FLOPs ratio must be in (0, 1], got {}",
-                self.flops_ratio
+                "the budget ratio must be in (0, 1], got {}",
+                self.ratio
             )));
         }
         Ok(())
@@ -55,8 +70,11 @@ impl PostTrainConfig {
 pub struct PostTrainReport {
     /// Mean sequence length of the sample, at which costs are counted.
     pub mean_seq_len: f64,
-    /// Per-unit costs at that length.
-    pub costs: UnitCosts,
+    /// The cost models of the budget.
+    pub costs: Costs,
+    /// The budget's cost of the model before and after (multiply-accumulates or
+    /// milliseconds).
+    pub cost: [f64; 2],
     /// Head and neuron multiply-accumulates of the model before and after.
     pub macs: [f64; 2],
     /// Kept heads and neurons per layer.
@@ -82,6 +100,11 @@ impl PostTrainReport {
     /// Kept fraction of the head and neuron multiply-accumulates.
     pub fn flops_ratio(&self) -> f64 {
         self.macs[1] / self.macs[0]
+    }
+
+    /// Kept fraction of the budget's cost.
+    pub fn budget_ratio(&self) -> f64 {
+        self.cost[1] / self.cost[0]
     }
 }
 
@@ -132,7 +155,7 @@ pub fn importance<B: Backend>(
 }
 
 /// The units kept under `config` (steps 2 and 3).
-fn select(imp: &Importance, costs: UnitCosts, budget: f64, rearranged: bool) -> Selection {
+fn select(imp: &Importance, costs: Costs, budget: f64, rearranged: bool) -> Selection {
     let g = &imp.grads;
     let mut selection = search(&g.head_fisher(), &g.neuron_fisher(), costs, budget);
     if rearranged {
@@ -173,10 +196,18 @@ pub fn prune_to<B: Backend>(
     let started = Instant::now();
     let c = &model.bert.config;
     let (heads, neurons) = (&c.layer_heads, &c.layer_intermediate);
-    let costs = UnitCosts::of(c, imp.mean_seq_len);
-    let all = costs.of_units(heads.iter().sum(), neurons.iter().sum());
-    let selection = select(imp, costs, config.flops_ratio * all, config.rearrange);
-    let kept = costs.of_units(selection.head_count(), selection.neuron_count());
+    let flops = Costs::flops(c, imp.mean_seq_len);
+    let costs = match &config.budget {
+        Budget::Flops => flops,
+        Budget::Latency(table) => table.costs(),
+    };
+    let all = costs.of_layers(heads, neurons);
+    let selection = select(imp, costs, config.ratio * all, config.rearrange);
+    let cost = [all, costs.of_selection(&selection)];
+    let macs = [
+        flops.of_layers(heads, neurons),
+        flops.of_selection(&selection),
+    ];
     let selected = started.elapsed().as_secs_f64();
     let plan = plan_of(&selection, heads, neurons)?;
     let dense = fisher::without_dropout(model);
@@ -196,7 +227,8 @@ pub fn prune_to<B: Backend>(
     let report = PostTrainReport {
         mean_seq_len: imp.mean_seq_len,
         costs,
-        macs: [all, kept],
+        cost,
+        macs,
         selection,
         tune: tuned,
         seconds: StepSeconds {

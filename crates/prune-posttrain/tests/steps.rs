@@ -9,13 +9,22 @@ use prune_data::synthetic::marker_task;
 use prune_data::{LabelledBatch, collate};
 use prune_posttrain::rearrange::{objective, rearrange};
 use prune_posttrain::{
-    PostTrainConfig, TuneConfig, UnitCosts, mask_gradients, post_train, search, tune,
+    Budget, CostModel, Costs, LatencyTable, PostTrainConfig, TuneConfig, mask_gradients,
+    post_train, search, tune,
 };
 use prune_tensor::rng::Rng;
 use prune_tensor::{CpuBackend, Tensor};
 use prune_transformer::{BertConfig, BertForSequenceClassification, BertModel, ForwardOptions};
 
 type Cpu = CpuBackend<f32>;
+
+/// Linear costs per head and per neuron.
+fn linear(head: f64, neuron: f64) -> Costs {
+    Costs {
+        head: CostModel::linear(head),
+        neuron: CostModel::linear(neuron),
+    }
+}
 
 /// A tiny classifier (3 layers, hidden 32, 4 heads of 8, FFN 24) with non-trivial weights.
 fn tiny(seed: u64) -> BertForSequenceClassification<Cpu> {
@@ -121,13 +130,15 @@ fn planted_unimportant_units_are_pruned_first() -> Result<()> {
         assert_eq!(hf[l][h], 0.0);
     }
     // A budget of every live unit: the search keeps exactly those.
-    let costs = UnitCosts {
-        head: 10.0,
-        neuron: 1.0,
-    };
+    let costs = linear(10.0, 1.0);
     let live_heads = 12 - dead_heads.len();
     let live_neurons = 3 * 24 - 12;
-    let s = search(&hf, &nf, costs, costs.of_units(live_heads, live_neurons));
+    let s = search(
+        &hf,
+        &nf,
+        costs,
+        10.0 * live_heads as f64 + live_neurons as f64,
+    );
     assert_eq!(s.heads, vec![vec![0, 2], vec![0, 1, 2, 3], vec![1, 2, 3]]);
     assert_eq!(s.neurons[1], (0..24).step_by(2).collect::<Vec<_>>());
     assert_eq!(s.neurons[0].len() + s.neurons[2].len(), 48);
@@ -144,13 +155,10 @@ fn the_search_finds_the_best_pair_within_the_budget() {
         let nf: Vec<Vec<f64>> = (0..2)
             .map(|_| (0..5).map(|_| rng.uniform() * 0.3).collect())
             .collect();
-        let costs = UnitCosts {
-            head: 4.0,
-            neuron: 1.0,
-        };
+        let costs = linear(4.0, 1.0);
         let budget = rng.range(0.0, 34.0);
         let s = search(&hf, &nf, costs, budget);
-        let cost = costs.of_units(s.head_count(), s.neuron_count());
+        let cost = costs.of_selection(&s);
         assert!(cost <= budget, "trial {trial}: cost {cost} over {budget}");
         let score = |sel: &[Vec<usize>], f: &[Vec<f64>]| -> f64 {
             sel.iter()
@@ -169,7 +177,7 @@ fn the_search_finds_the_best_pair_within_the_budget() {
         let mut best: f64 = 0.0;
         for h in 0..=6 {
             for n in 0..=10 {
-                if costs.of_units(h, n) <= budget {
+                if (4 * h + n) as f64 <= budget {
                     best = best.max(hs[..h].iter().sum::<f64>() + ns[..n].iter().sum::<f64>());
                 }
             }
@@ -285,7 +293,8 @@ fn the_pruned_model_fits_the_budget_and_every_fit_lowers_its_error() -> Result<(
     let data = batches(6, 5);
     for tune_it in [false, true] {
         let cfg = PostTrainConfig {
-            flops_ratio: 0.5,
+            ratio: 0.5,
+            budget: Budget::Flops,
             rearrange: true,
             tune: tune_it.then(TuneConfig::default),
         };
@@ -319,10 +328,43 @@ fn the_pruned_model_fits_the_budget_and_every_fit_lowers_its_error() -> Result<(
         }
     }
     let bad = PostTrainConfig {
-        flops_ratio: 0.0,
+        ratio: 0.0,
+        budget: Budget::Flops,
         rearrange: false,
         tune: None,
     };
     assert!(post_train(&model, &data, &bad).is_err());
+    Ok(())
+}
+
+#[test]
+fn a_latency_budget_keeps_every_layers_free_units_and_fits() -> Result<()> {
+    let model = tiny(13);
+    let data = batches(4, 6);
+    // A table with a fixed cost up to 2 heads and 6 neurons, linear beyond.
+    let table = LatencyTable {
+        batch: 8,
+        seq: 40,
+        heads: (1..=4usize)
+            .map(|h| (h, 1.0 + 0.5 * h.saturating_sub(2) as f64))
+            .collect(),
+        neurons: (1..=4)
+            .map(|i| (6 * i, 0.8 + 0.1 * (6 * i - 6) as f64))
+            .collect(),
+    };
+    let cfg = PostTrainConfig {
+        ratio: 0.6,
+        budget: Budget::Latency(table),
+        rearrange: true,
+        tune: Some(TuneConfig::default()),
+    };
+    let (pruned, _, report) = post_train(&model, &data, &cfg)?;
+    assert_eq!(report.costs.head.free, 2);
+    assert_eq!(report.costs.neuron.free, 6);
+    assert!(report.budget_ratio() <= 0.6 + 1e-12, "{report:?}");
+    assert!(report.budget_ratio() > 0.4, "{report:?}");
+    for l in 0..3 {
+        assert!(pruned.bert.config.heads(l) >= 2 && pruned.bert.config.intermediate(l) >= 6);
+    }
     Ok(())
 }

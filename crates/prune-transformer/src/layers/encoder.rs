@@ -184,24 +184,42 @@ impl<T: Clone> Layer<T> {
         x: &T,
         ctx: &LayerCtx<'_, T>,
     ) -> Result<T> {
+        let h1 = self.attention_sublayer(b, x, ctx)?;
+        self.ffn_sublayer(b, &h1, ctx)
+    }
+
+    /// Inference of the attention sub-layer alone: self-attention, output projection,
+    /// residual and LayerNorm, `[B·T, C]` → `[B·T, C]`.
+    pub fn attention_sublayer<B: Backend<Tensor = T>>(
+        &self,
+        b: &B,
+        x: &T,
+        ctx: &LayerCtx<'_, T>,
+    ) -> Result<T> {
         let m = ctx.masks;
         let (context, _) = self.self_attention(b, x, ctx, false)?;
         let a = self
             .attention_output
             .forward(b, &context, m.map(|m| &m.attention_output))?;
-        let h1 = self.attention_norm.forward_residual(
-            b,
-            &a,
-            x,
-            ctx.norm,
-            m.map(|m| &m.attention_norm),
-        )?;
+        self.attention_norm
+            .forward_residual(b, &a, x, ctx.norm, m.map(|m| &m.attention_norm))
+    }
+
+    /// Inference of the FFN sub-layer alone: GELU feed-forward, residual and LayerNorm,
+    /// `[B·T, C]` → `[B·T, C]`.
+    pub fn ffn_sublayer<B: Backend<Tensor = T>>(
+        &self,
+        b: &B,
+        h1: &T,
+        ctx: &LayerCtx<'_, T>,
+    ) -> Result<T> {
+        let m = ctx.masks;
         let (_, g) = self
             .intermediate
-            .forward_gelu(b, &h1, m.map(|m| &m.intermediate))?;
+            .forward_gelu(b, h1, m.map(|m| &m.intermediate))?;
         let o = self.output.forward(b, &g, m.map(|m| &m.output))?;
         self.output_norm
-            .forward_residual(b, &o, &h1, ctx.norm, m.map(|m| &m.output_norm))
+            .forward_residual(b, &o, h1, ctx.norm, m.map(|m| &m.output_norm))
     }
 
     /// Training: the layer output and a cache; `x` `[B·T, C]` is moved into the cache.
