@@ -138,28 +138,29 @@ impl LatencyTable {
             seed: 0,
             masks: None,
         };
-        // The output is downloaded so that the clock also covers an asynchronous backend.
-        let mut heads = Vec::new();
-        for h in 1..=max_heads {
-            let model = one_layer(backend, config, h, max_neurons.max(1))?;
+        // One sub-layer of a one-layer model with `heads` heads and `neurons` neurons, timed;
+        // its output is downloaded so that the clock also covers an asynchronous backend.
+        let time = |heads: usize, neurons: usize, attention: bool| -> Result<f64> {
+            let model = one_layer(backend, config, heads, neurons)?;
             let layer = &model.params.layers[0];
-            let ms = median_ms(settings.runs, || {
-                backend.download(&layer.attention_sublayer(backend, &x, &ctx)?)?;
+            median_ms(settings.runs, || {
+                let y = match attention {
+                    true => layer.attention_sublayer(backend, &x, &ctx)?,
+                    false => layer.ffn_sublayer(backend, &x, &ctx)?,
+                };
+                backend.download(&y)?;
                 Ok(())
-            })?;
-            heads.push((h, ms));
-        }
-        let mut neurons = Vec::new();
-        for i in 1..=points {
-            let n = (max_neurons * i).div_ceil(points);
-            let model = one_layer(backend, config, max_heads.max(1), n)?;
-            let layer = &model.params.layers[0];
-            let ms = median_ms(settings.runs, || {
-                backend.download(&layer.ffn_sublayer(backend, &x, &ctx)?)?;
-                Ok(())
-            })?;
-            neurons.push((n, ms));
-        }
+            })
+        };
+        let heads = (1..=max_heads)
+            .map(|h| Ok((h, time(h, max_neurons.max(1), true)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let neurons = (1..=points)
+            .map(|i| {
+                let n = (max_neurons * i).div_ceil(points);
+                Ok((n, time(max_heads.max(1), n, false)?))
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(LatencyTable {
             batch,
             seq,
