@@ -60,6 +60,10 @@ pub struct Args {
     /// Also remove this fraction of the hidden width (rounds alike).
     #[arg(long)]
     hidden_ratio: Option<f64>,
+    /// Also cut the hidden width, as little as leaves the final model at most this many
+    /// parameters (embeddings, pooler and classifier included) beside its final FFN widths.
+    #[arg(long, conflicts_with = "hidden_ratio")]
+    target_params: Option<usize>,
 }
 
 /// Times optimizer steps between rounds, to report each round's training throughput.
@@ -145,19 +149,26 @@ fn run_on<B: Backend>(b: B, args: &Args, command: &str) -> Result<()> {
             ffn_sparse_ratios(&kept, heads)
         }
     };
-    let base = (&args.source, &p, &args.train);
-    let out = claim_distilling(command, base, args, &args.teacher, (&args.out, args.resume))?;
-    let every = train_config.checkpoint_every;
-    let distiller = Distiller::new(teacher, DistillConfig::default())?
-        .with_log(&out.path().join("metrics.jsonl"), 10)?
-        .with_checkpoints(out.path(), every)?;
-    let config = IterativeConfig {
+    let mut config = IterativeConfig {
         interval: args.interval,
         rounds: args.rounds,
         ffn,
         hidden: args.hidden_ratio,
         ..IterativeConfig::default()
     };
+    if let Some(target) = args.target_params {
+        let b = &student.bert;
+        let (pooler, classifier) = (b.params.pooler.is_some(), b.params.classifier.is_some());
+        config.hidden = config
+            .hidden_goal_for(&b.config, pooler, classifier, target)
+            .with_context(|| format!("--target-params {target}"))?;
+    }
+    let base = (&args.source, &p, &args.train);
+    let out = claim_distilling(command, base, args, &args.teacher, (&args.out, args.resume))?;
+    let every = train_config.checkpoint_every;
+    let distiller = Distiller::new(teacher, DistillConfig::default())?
+        .with_log(&out.path().join("metrics.jsonl"), 10)?
+        .with_checkpoints(out.path(), every)?;
     let mut looped =
         IterativePruning::new(distiller, config, &student)?.with_checkpoints(out.path(), every)?;
     if args.resume {
@@ -214,11 +225,15 @@ fn run_on<B: Backend>(b: B, args: &Args, command: &str) -> Result<()> {
     Ok(())
 }
 
-/// `prune hidden`'s options: those of `prune ffn` with `--hidden-ratio` required and the
+/// `prune hidden`'s options: those of `prune ffn` with `--hidden-ratio` or `--target-params`
+/// required and the
 /// FFN left alone unless `--ffn-ratio` is given too.
 pub fn hidden_args(args: &Args) -> Result<Args> {
-    if args.hidden_ratio.is_none() {
-        bail!("prune hidden needs --hidden-ratio (the fraction of hidden channels to remove)");
+    if args.hidden_ratio.is_none() && args.target_params.is_none() {
+        bail!(
+            "prune hidden needs --hidden-ratio (the fraction of hidden channels to remove) or \
+             --target-params (the size to reach)"
+        );
     }
     Ok(Args {
         ffn_ratio: args.ffn_ratio.or(Some(0.0)),

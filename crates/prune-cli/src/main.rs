@@ -17,6 +17,7 @@ mod latency;
 mod ort;
 mod output;
 mod pipeline;
+mod plots;
 mod post_train;
 mod report;
 mod training;

@@ -34,6 +34,11 @@ pub struct Args {
     /// `common.max-train=2000`); repeatable.
     #[arg(long = "set", value_name = "STAGE.KEY=VALUE")]
     overrides: Vec<String>,
+    /// Whole-model size to reach, in parameters (embeddings, pooler and classifier
+    /// included): the ffn stage also cuts the hidden width, as little as leaves at most this
+    /// many (the same as `--set ffn.target-params=N`).
+    #[arg(long)]
+    target_params: Option<usize>,
     /// Checkpoint to start from; default: the fetched all-MiniLM-L6-v2.
     #[arg(long)]
     model: Option<PathBuf>,
@@ -69,7 +74,11 @@ fn recipe(args: &Args) -> Result<Recipe> {
             .with_context(|| format!("reading recipe {}", path.display()))?,
         None => preset(&args.preset)?.to_string(),
     };
-    recipe::parse(&text, &args.overrides)
+    let mut overrides = args.overrides.clone();
+    if let Some(n) = args.target_params {
+        overrides.push(format!("ffn.target-params={n}"));
+    }
+    recipe::parse(&text, &overrides)
 }
 
 /// The command line of `stage` reading `model` (and `teacher`) and the data in `data`,
@@ -226,6 +235,7 @@ fn run_on<B: Backend>(b: &B, args: &Args) -> Result<()> {
             params_encoder: m.stats.encoder_parameters,
             heads: m.stats.heads.clone(),
             intermediate: m.stats.intermediate.clone(),
+            hidden: m.stats.hidden,
             examples_per_second: examples_per_second(&dir),
             seconds: seconds.get(stage).copied().unwrap_or(f64::NAN),
         });

@@ -357,6 +357,7 @@ fn prune_one<B: Backend>(s: &Shared<'_, B>, ratio: f64, dir: &Path) -> Result<Su
         params_encoder: after.encoder_parameters,
         heads: after.heads.clone(),
         intermediate: after.intermediate.clone(),
+        hidden: after.hidden,
         examples_per_second: examples as f64 / seconds.max(1e-9),
         seconds,
     };

@@ -19,6 +19,8 @@ pub struct ModelSummary {
     pub params_total: usize,
     /// Parameters of the encoder layers.
     pub params_encoder: usize,
+    /// Parameters of the embeddings.
+    pub params_embeddings: usize,
     /// Matmul FLOPs per token at T = 128.
     pub flops_per_token: f64,
     /// Median latency at B = 1, T = 128, milliseconds.
@@ -48,6 +50,7 @@ impl ModelSummary {
             metric,
             params_total: stats.parameters,
             params_encoder: stats.encoder_parameters,
+            params_embeddings: stats.embedding_parameters,
             flops_per_token: stats.flops_per_sequence as f64 / 128.0,
             latency_ms_b1: b1.median_ms,
             latency_ms_b32: b32.median_ms,
@@ -74,6 +77,8 @@ pub struct StageSummary {
     pub heads: Vec<usize>,
     /// FFN width per layer after the stage.
     pub intermediate: Vec<usize>,
+    /// Hidden width after the stage.
+    pub hidden: usize,
     /// Training examples per second during the stage.
     pub examples_per_second: f64,
     /// Wall time of the stage, seconds.
@@ -121,18 +126,35 @@ impl Report {
         };
         write("report.json", serde_json::to_string_pretty(self)?)?;
         write("report.md", self.markdown())?;
-        write("report.svg", self.svg())
+        write("report.svg", crate::plots::svg(self)?)
     }
 
     /// The report as a markdown page.
     pub fn markdown(&self) -> String {
         let (t, f) = (&self.teacher, &self.final_model.model);
-        let mut md = String::from("# Pruning report\n\n| | teacher | final |\n|---|---:|---:|\n");
+        let removed = |a: usize, b: usize| 100.0 * (1.0 - b as f64 / a.max(1) as f64);
+        let share =
+            |m: &ModelSummary| 100.0 * m.params_embeddings as f64 / m.params_total.max(1) as f64;
+        let mut md = format!(
+            "# Pruning report\n\n**{:.2}M → {:.2}M parameters (−{:.1}%)**; embeddings {:.1}% of the \
+             final model ({:.1}% of the teacher); encoder −{:.1}%; dev metric {:.4} → {:.4}; \
+             measured speed-up {:.2}x at B=32, {:.2}x at B=1.\n\n| | teacher | final |\n|---|---:|---:|\n",
+            t.params_total as f64 / 1e6,
+            f.params_total as f64 / 1e6,
+            removed(t.params_total, f.params_total),
+            share(f),
+            share(t),
+            removed(t.params_encoder, f.params_encoder),
+            t.metric,
+            f.metric,
+            self.final_model.speedup_b32,
+            self.final_model.speedup_b1,
+        );
         let ort = |m: &ModelSummary, i: usize| {
             m.ort_latency_ms
                 .map_or("n/a".to_string(), |l| format!("{:.1}", l[i]))
         };
-        let rows: [(&str, String, String); 9] = [
+        let rows: [(&str, String, String); 11] = [
             (
                 "dev metric",
                 format!("{:.4}", t.metric),
@@ -144,10 +166,16 @@ impl Report {
                 f.params_total.to_string(),
             ),
             (
+                "embedding parameters",
+                t.params_embeddings.to_string(),
+                f.params_embeddings.to_string(),
+            ),
+            (
                 "encoder parameters",
                 t.params_encoder.to_string(),
                 f.params_encoder.to_string(),
             ),
+            ("hidden width", t.hidden.to_string(), f.hidden.to_string()),
             (
                 "MFLOP per token (T=128)",
                 format!("{:.2}", t.flops_per_token / 1e6),
@@ -174,23 +202,21 @@ impl Report {
         for (name, a, b) in rows {
             let _ = writeln!(md, "| {name} | {a} | {b} |");
         }
-        let removed = 1.0 - f.params_encoder as f64 / t.params_encoder.max(1) as f64;
         let _ = writeln!(
             md,
-            "\nEncoder parameters removed: {:.1}%. Measured speed-up: {:.2}x at B=32, {:.2}x at B=1 \
-             (same process). Total wall time: {:.0} s.\n\n## Stages\n\n| stage | metric | encoder params | heads | FFN | ex/s | seconds |\n|---|---:|---:|---|---|---:|---:|",
-            100.0 * removed,
-            self.final_model.speedup_b32,
-            self.final_model.speedup_b1,
+            "\nSpeed-ups are timed in one process, teacher and final model alternately. Total wall \
+             time: {:.0} s.\n\n## Stages\n\n| stage | metric | parameters | encoder params | hidden | heads | FFN | ex/s | seconds |\n|---|---:|---:|---:|---:|---|---|---:|---:|",
             self.total_seconds
         );
         for s in &self.stages {
             let _ = writeln!(
                 md,
-                "| {} | {:.4} | {} | {:?} | {:?} | {:.1} | {:.0} |",
+                "| {} | {:.4} | {} | {} | {} | {:?} | {:?} | {:.1} | {:.0} |",
                 s.name,
                 s.metric,
+                s.params_total,
                 s.params_encoder,
+                s.hidden,
                 s.heads,
                 s.intermediate,
                 s.examples_per_second,
@@ -221,128 +247,5 @@ impl Report {
         let _ = writeln!(md, "- ONNX Runtime: {}", self.onnxruntime);
         md.push_str("\n![per-layer widths and metric vs parameters](report.svg)\n");
         md
-    }
-
-    /// Two panels: per-layer kept heads and FFN width (fractions of the teacher's) as bars,
-    /// and the dev metric against encoder parameters, one point per stage.
-    pub fn svg(&self) -> String {
-        let (w, h) = (760.0, 300.0);
-        let mut s = format!(
-            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11">"#
-        );
-        s.push_str(r#"<rect width="100%" height="100%" fill="white"/>"#);
-        // Panel 1: bars.
-        let (x0, y0, pw, ph) = (40.0, 30.0, 320.0, 220.0);
-        let _ = write!(
-            s,
-            r#"<text x="{x0}" y="18">kept per layer (fraction of teacher)</text>"#
-        );
-        let (t, f) = (&self.teacher, &self.final_model.model);
-        let layers = t.heads.len().max(1);
-        let slot = pw / layers as f64;
-        for l in 0..layers {
-            let frac = |a: &[usize], b: &[usize]| {
-                b.get(l).map_or(0.0, |&x| {
-                    x as f64 / a.get(l).copied().unwrap_or(1).max(1) as f64
-                })
-            };
-            for (k, (v, colour)) in [
-                (frac(&t.heads, &f.heads), "#4477aa"),
-                (frac(&t.intermediate, &f.intermediate), "#ee6677"),
-            ]
-            .into_iter()
-            .enumerate()
-            {
-                let bh = ph * v;
-                let x = x0 + l as f64 * slot + 4.0 + k as f64 * (slot - 8.0) / 2.0;
-                let _ = write!(
-                    s,
-                    r#"<rect x="{x:.1}" y="{:.1}" width="{:.1}" height="{bh:.1}" fill="{colour}"/>"#,
-                    y0 + ph - bh,
-                    (slot - 8.0) / 2.0
-                );
-            }
-            let _ = write!(
-                s,
-                r#"<text x="{:.1}" y="{:.1}">L{l}</text>"#,
-                x0 + l as f64 * slot + slot / 2.0 - 6.0,
-                y0 + ph + 14.0
-            );
-        }
-        let _ = write!(
-            s,
-            r##"<line x1="{x0}" y1="{}" x2="{}" y2="{}" stroke="black"/>"##,
-            y0 + ph,
-            x0 + pw,
-            y0 + ph
-        );
-        let _ = write!(
-            s,
-            r##"<rect x="{x0}" y="{}" width="10" height="10" fill="#4477aa"/><text x="{}" y="{}">heads</text>"##,
-            h - 22.0,
-            x0 + 14.0,
-            h - 13.0
-        );
-        let _ = write!(
-            s,
-            r##"<rect x="{}" y="{}" width="10" height="10" fill="#ee6677"/><text x="{}" y="{}">FFN width</text>"##,
-            x0 + 70.0,
-            h - 22.0,
-            x0 + 84.0,
-            h - 13.0
-        );
-        // Panel 2: metric vs encoder parameters.
-        let (x1, px) = (430.0, 300.0);
-        let _ = write!(
-            s,
-            r#"<text x="{x1}" y="18">dev metric vs encoder parameters (M)</text>"#
-        );
-        let max_p = self
-            .stages
-            .iter()
-            .map(|s| s.params_encoder)
-            .max()
-            .unwrap_or(1)
-            .max(1) as f64;
-        let (lo, hi) = self.stages.iter().fold((1.0f64, 0.0f64), |(a, b), s| {
-            (a.min(s.metric), b.max(s.metric))
-        });
-        let (lo, hi) = (lo - 0.02, hi + 0.02);
-        let mut points = Vec::new();
-        for st in &self.stages {
-            let x = x1 + px * st.params_encoder as f64 / max_p;
-            let y = y0 + ph * (1.0 - (st.metric - lo) / (hi - lo).max(1e-9));
-            points.push(format!("{x:.1},{y:.1}"));
-            let _ = write!(
-                s,
-                r##"<circle cx="{x:.1}" cy="{y:.1}" r="4" fill="#228833"/><text x="{:.1}" y="{:.1}">{} {:.3}</text>"##,
-                x - 30.0,
-                y - 8.0,
-                st.name,
-                st.metric
-            );
-        }
-        let _ = write!(
-            s,
-            r##"<polyline points="{}" fill="none" stroke="#228833"/>"##,
-            points.join(" ")
-        );
-        let _ = write!(
-            s,
-            r##"<line x1="{x1}" y1="{}" x2="{}" y2="{}" stroke="black"/>"##,
-            y0 + ph,
-            x1 + px,
-            y0 + ph
-        );
-        let _ = write!(
-            s,
-            r#"<text x="{x1}" y="{}">0</text><text x="{}" y="{}">{:.2}</text>"#,
-            y0 + ph + 14.0,
-            x1 + px - 20.0,
-            y0 + ph + 14.0,
-            max_p / 1e6
-        );
-        s.push_str("</svg>\n");
-        s
     }
 }

@@ -63,6 +63,37 @@ fn the_pipeline_runs_end_to_end_on_a_tiny_model() {
         "the final model is smaller"
     );
     assert!(f["flops_per_token"].as_f64() < t["flops_per_token"].as_f64());
+    // Sizes recounted from the saved models: all parameters (`prune inspect`) and the
+    // embedding tables from each config.
+    for (m, stage) in [(t, "finetune"), (f, "ffn")] {
+        let dir = out.join(stage).join("model");
+        let text = prune_ok(&["inspect", "--model", dir.to_str().unwrap()]);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("parameters: "))
+            .unwrap();
+        assert_eq!(
+            line.split_whitespace().nth(1),
+            m["params_total"].to_string().as_str().into()
+        );
+        let c: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap())
+                .unwrap();
+        let n = |k: &str| c[k].as_u64().unwrap();
+        let hidden = c
+            .get("prune_hidden_size")
+            .map_or(n("hidden_size"), |v| v.as_u64().unwrap());
+        let rows = n("vocab_size") + n("max_position_embeddings") + n("type_vocab_size");
+        assert_eq!(
+            m["params_embeddings"].as_u64(),
+            Some((rows + 2) * hidden),
+            "{stage}"
+        );
+    }
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    let total = |m: &serde_json::Value| m["params_total"].as_f64().unwrap() / 1e6;
+    let headline = format!("**{:.2}M → {:.2}M parameters", total(t), total(f));
+    assert!(md.contains(&headline), "{md}");
     for m in [t, f] {
         let metric = m["metric"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&metric));
@@ -146,6 +177,62 @@ fn the_pipeline_runs_end_to_end_on_a_tiny_model() {
     assert_eq!(config["prune_hidden_size"], 24, "{config}");
     let dir = hidden.join("model");
     prune_ok(&["eval", "--model", dir.to_str().unwrap(), "--max-len", "64"]);
+
+    // A size target instead of a ratio: the widest hidden width that fits. The target is
+    // the size of the model just cut to a hidden width of 24, so 24 is the answer.
+    let parameters = |dir: &std::path::Path| -> u64 {
+        let text = prune_ok(&["inspect", "--model", dir.to_str().unwrap()]);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("parameters: "))
+            .unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    let target = parameters(&dir).to_string();
+    let sized = root.join("sized");
+    let sized_args = |target: &str, out: &std::path::Path| -> Vec<String> {
+        [
+            "ffn",
+            "--quiet",
+            "--teacher",
+            teacher.to_str().unwrap(),
+            "--model",
+            student.to_str().unwrap(),
+            "--target-params",
+            target,
+            "--ffn-ratio",
+            "0",
+            "--max-steps",
+            "2",
+            "--interval",
+            "1",
+            "--rounds",
+            "2",
+            "--max-train",
+            "100",
+            "--max-len",
+            "64",
+            "--out",
+            out.to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let argv = sized_args(&target, &sized);
+    prune_ok(&argv.iter().map(String::as_str).collect::<Vec<_>>());
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(sized.join("model/config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["prune_hidden_size"], 24, "{config}");
+    assert_eq!(parameters(&sized.join("model")).to_string(), target);
+    // A size no hidden width reaches is refused before any work, nothing written.
+    let too_small = root.join("too-small");
+    let argv = sized_args("1000", &too_small);
+    prune_refuses(
+        &argv.iter().map(String::as_str).collect::<Vec<_>>(),
+        "no hidden width leaves at most 1000 parameters",
+    );
+    assert!(!too_small.exists() && !root.join("too-small.partial").exists());
     let _ = std::fs::remove_dir_all(&root);
 }
 

@@ -17,6 +17,8 @@
 
 use crate::distiller::Distiller;
 use crate::error::{DistillError, Result};
+pub use crate::rounds::{IterativeConfig, MomentPolicy, RoundGrowth};
+use crate::rounds::{exact_ratio, ffn_widths};
 use prune_pruners::{ByRef, ConfigEntry, ConfigList, Growth, Iterative, TaylorPruner};
 use prune_speedup::{GroupKind, PruningPlan};
 use prune_tensor::Backend;
@@ -35,133 +37,6 @@ const EMBEDDINGS: [&str; 3] = [
     "bert.embeddings.position_embeddings",
     "bert.embeddings.token_type_embeddings",
 ];
-
-/// How the goals grow from round to round.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RoundGrowth {
-    /// `goal · (1 − (1 − k/K)³)` (NNI v3's `AGPPruner`).
-    #[default]
-    Agp,
-    /// `goal · k/K`.
-    Linear,
-    /// `1 − (1 − goal)^(k/K)`: the same fraction of what remains, every round (NNI v2).
-    Geometric,
-}
-
-/// What becomes of the optimizer's moments when the student is cut.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MomentPolicy {
-    /// Cut them like the parameters: the surviving entries keep their history.
-    #[default]
-    Slice,
-    /// Start from zero moments and step count (NNI creates a fresh Adam every round).
-    Reset,
-}
-
-/// Settings of the iterative loop.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct IterativeConfig {
-    /// Optimizer steps between rounds.
-    pub interval: u64,
-    /// Number of rounds K; the goals are reached at the last.
-    pub rounds: u64,
-    /// Growth of the goals.
-    pub growth: RoundGrowth,
-    /// Fraction of each layer's FFN neurons to remove by the last round: one value for
-    /// every layer, or one per layer (NNI: `1 − kept_heads / heads / 2`, e.g. from
-    /// `prune_pruners::ffn_sparse_ratios`); 1 leaves `min_ffn` neurons.
-    pub ffn: Vec<f64>,
-    /// Fraction of the hidden channels to remove by the last round (none when unset); 1
-    /// leaves `min_hidden` channels.
-    pub hidden: Option<f64>,
-    /// Steps before each round whose statistics rank it (unset: every step since the
-    /// previous round).
-    pub taylor_steps: Option<u64>,
-    /// What happens to the optimizer's moments at a cut.
-    pub moments: MomentPolicy,
-    /// Fewest FFN neurons a layer keeps.
-    pub min_ffn: usize,
-    /// Fewest hidden channels the student keeps.
-    pub min_hidden: usize,
-}
-
-impl Default for IterativeConfig {
-    fn default() -> Self {
-        IterativeConfig {
-            interval: 2000,
-            rounds: 12,
-            growth: RoundGrowth::Agp,
-            ffn: vec![0.5],
-            hidden: None,
-            taylor_steps: None,
-            moments: MomentPolicy::Slice,
-            min_ffn: 1,
-            min_hidden: 1,
-        }
-    }
-}
-
-impl IterativeConfig {
-    /// Checks the settings against a student of `layers` layers.
-    pub fn validate(&self, layers: usize) -> Result<()> {
-        let bad = |why: String| Err(DistillError::Config(why));
-        if self.interval == 0 || self.rounds == 0 {
-            return bad(format!(
-                "interval ({}) and rounds ({}) must be at least 1",
-                self.interval, self.rounds
-            ));
-        }
-        if self.ffn.len() != 1 && self.ffn.len() != layers {
-            return bad(format!(
-                "ffn has {} goals; give one, or one per layer ({layers})",
-                self.ffn.len()
-            ));
-        }
-        let goals = self.ffn.iter().chain(self.hidden.iter());
-        if let Some(g) = goals.into_iter().find(|g| !(0.0..=1.0).contains(*g)) {
-            return bad(format!("goal {g} is not a fraction in [0, 1]"));
-        }
-        if self.taylor_steps == Some(0) {
-            return bad("taylor_steps must be at least 1".into());
-        }
-        if self.min_ffn == 0 || self.min_hidden == 0 {
-            return bad("min_ffn and min_hidden must be at least 1".into());
-        }
-        Ok(())
-    }
-
-    /// The FFN goal of layer `l`.
-    fn ffn_goal(&self, l: usize) -> f64 {
-        self.ffn.get(l).or(self.ffn.first()).copied().unwrap_or(0.0)
-    }
-
-    /// The fraction of `goal` removed after round `k`.
-    fn fraction(&self, goal: f64, k: u64) -> f64 {
-        let growth = match self.growth {
-            RoundGrowth::Agp => Growth::Agp,
-            RoundGrowth::Linear => Growth::Linear,
-            RoundGrowth::Geometric => {
-                let x = k.min(self.rounds) as f64 / self.rounds as f64;
-                return 1.0 - (1.0 - goal).powf(x);
-            }
-        };
-        let schedule = Iterative {
-            growth,
-            interval: self.interval,
-            total_times: self.rounds,
-        };
-        goal * schedule.ratio(k)
-    }
-
-    /// Channels left of `original` after round `k` at `goal`, at least `min`.
-    fn keep(&self, original: usize, goal: f64, k: u64, min: usize) -> usize {
-        let removed = (original as f64 * self.fraction(goal, k)).floor() as usize;
-        original.saturating_sub(removed).max(min).min(original)
-    }
-}
 
 /// One round: when, and what it cut.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -193,18 +68,6 @@ struct Pending {
     round: u64,
     /// `None` when the round has nothing to cut.
     pruner: Option<TaylorPruner>,
-}
-
-/// FFN widths of every layer.
-fn ffn_widths(config: &BertConfig) -> Vec<usize> {
-    (0..config.num_hidden_layers)
-        .map(|l| config.intermediate(l))
-        .collect()
-}
-
-/// `(n − keep + ½) / n`: the ratio whose `⌊n · r⌋` removes exactly `n − keep` of `n`.
-fn exact_ratio(n: usize, keep: usize) -> f64 {
-    (n - keep) as f64 / n as f64 + 0.5 / n as f64
 }
 
 /// The iterative prune-while-distilling loop, a trainer callback.
@@ -519,66 +382,5 @@ impl<B: Backend> Callback<B> for IterativePruning<B> {
         // written for this step.
         self.distiller.finish_step(info)?;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn goals_grow_to_their_target_by_the_last_round() {
-        let c = IterativeConfig {
-            rounds: 4,
-            interval: 10,
-            ..IterativeConfig::default()
-        };
-        let keeps: Vec<usize> = (1..=4).map(|k| c.keep(64, 0.5, k, 1)).collect();
-        // AGP: 0.5 · (1 − (1 − k/4)³) of 64 removed, floored.
-        assert_eq!(keeps, [46, 36, 33, 32]);
-        let geo = IterativeConfig {
-            growth: RoundGrowth::Geometric,
-            ..c.clone()
-        };
-        let keeps: Vec<usize> = (1..=4).map(|k| geo.keep(64, 0.75, k, 1)).collect();
-        assert_eq!(keeps, [46, 32, 23, 16]);
-        assert_eq!(c.keep(64, 0.99, 4, 8), 8);
-        assert_eq!(c.keep(64, 1.0, 4, 1), 1);
-        assert_eq!(geo.keep(64, 1.0, 1, 1), 1);
-        for (n, keep) in [(64, 46), (3072, 1536), (7, 1), (5, 4)] {
-            let r = exact_ratio(n, keep);
-            assert!(r < 1.0);
-            assert_eq!((n as f64 * r).floor() as usize, n - keep);
-        }
-    }
-
-    #[test]
-    fn rejects_settings_that_cannot_work() {
-        let ok = IterativeConfig::default();
-        ok.validate(12).unwrap();
-        let e = IterativeConfig {
-            ffn: vec![0.5, 0.5],
-            ..ok.clone()
-        }
-        .validate(12)
-        .unwrap_err();
-        assert!(e.to_string().contains("one per layer (12)"), "{e}");
-        let e = IterativeConfig {
-            hidden: Some(1.5),
-            ..ok.clone()
-        }
-        .validate(12)
-        .unwrap_err();
-        assert!(e.to_string().contains("goal 1.5"), "{e}");
-        assert!(
-            IterativeConfig {
-                interval: 0,
-                ..ok.clone()
-            }
-            .validate(12)
-            .is_err()
-        );
-        let json = serde_json::to_string(&ok).unwrap();
-        assert_eq!(serde_json::from_str::<IterativeConfig>(&json).unwrap(), ok);
     }
 }

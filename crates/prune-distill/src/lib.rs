@@ -17,6 +17,7 @@ pub mod lstsq;
 pub mod mapping;
 pub mod projection;
 pub mod projection_set;
+pub mod rounds;
 pub mod stats;
 
 pub use config::{DistillConfig, ProjectionConfig, ProjectionInit, ProjectionMode, TokenSelection};

@@ -17,5 +17,5 @@ pub use config::planned_config;
 pub use error::{Result, SpeedupError};
 pub use masks::{PlanMasks, mask_model, masked_but_kept, plan_from_masks, plan_masks};
 pub use prune_graph::{Group, GroupKind, GroupPlan, PruningPlan};
-pub use report::{ModelStats, PruningReport};
+pub use report::{ModelStats, PruningReport, widest_hidden_within};
 pub use surgery::{apply, prune_heads};

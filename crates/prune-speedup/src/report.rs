@@ -16,6 +16,10 @@ pub struct ModelStats {
     pub parameters: usize,
     /// Parameters of the encoder layers only (`encoder.layer.*`), the figure NNI reports.
     pub encoder_parameters: usize,
+    /// Parameters of the embeddings (`embeddings.*`: word, position and token-type tables and
+    /// their LayerNorm), sized by the hidden width.
+    #[serde(default)]
+    pub embedding_parameters: usize,
     /// Hidden width C.
     pub hidden: usize,
     /// Heads kept in each layer.
@@ -39,11 +43,14 @@ impl ModelStats {
         let shapes = BertParams::<Shape>::expected(config, pooler, classifier);
         let named = shapes.named();
         let parameters = named.iter().map(|(_, s)| s.numel()).sum();
-        let encoder_parameters = named
-            .iter()
-            .filter(|(n, _)| n.starts_with("encoder."))
-            .map(|(_, s)| s.numel())
-            .sum();
+        let count = |prefix: &str| {
+            named
+                .iter()
+                .filter(|(n, _)| n.starts_with(prefix))
+                .map(|(_, s)| s.numel())
+                .sum()
+        };
+        let (encoder_parameters, embedding_parameters) = (count("encoder."), count("embeddings."));
         let (t, c, d) = (
             seq_len as u64,
             config.hidden() as u64,
@@ -73,6 +80,7 @@ impl ModelStats {
         ModelStats {
             parameters,
             encoder_parameters,
+            embedding_parameters,
             hidden: config.hidden(),
             heads: config.layer_heads.clone(),
             intermediate: config.layer_intermediate.clone(),
@@ -81,6 +89,36 @@ impl ModelStats {
             flops_per_token: flops_per_sequence as f64 / seq_len.max(1) as f64,
         }
     }
+}
+
+/// The widest hidden width at which a model with `config`'s heads and FFN widths (with or
+/// without pooler and classifier) has at most `target` parameters; `None` when even a width
+/// of 1 has more. Parameters grow with the width, so the answer is found by bisection.
+pub fn widest_hidden_within(
+    config: &BertConfig,
+    pooler: bool,
+    classifier: bool,
+    target: usize,
+) -> Option<usize> {
+    let params = |hidden: usize| {
+        let mut c = config.clone();
+        c.pruned_hidden_size = hidden;
+        ModelStats::of(&c, pooler, classifier, 1).parameters
+    };
+    let (mut lo, mut hi) = (1, config.hidden());
+    if params(lo) > target {
+        return None;
+    }
+    // Invariant: params(lo) ≤ target; the answer is in lo..=hi.
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if params(mid) <= target {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    Some(lo)
 }
 
 /// A model before and after a plan.
@@ -155,5 +193,29 @@ mod tests {
         let json = serde_json::to_string(&r).unwrap();
         let back: PruningReport = serde_json::from_str(&json).unwrap();
         assert_eq!(back, r);
+    }
+
+    #[test]
+    fn the_widest_hidden_width_within_a_size_is_the_last_that_fits() {
+        let config = BertConfig::new(30522, 384, 6, 12, 1536).unwrap();
+        let s = ModelStats::of(&config, true, true, 1);
+        assert_eq!(s.embedding_parameters, (30522 + 512 + 2) * 384 + 2 * 384);
+        let at = |h: usize| {
+            let mut c = config.clone();
+            c.pruned_hidden_size = h;
+            ModelStats::of(&c, true, true, 1).parameters
+        };
+        for target in [at(1), at(200) + 5, at(384) - 1, 10_200_000] {
+            let h = widest_hidden_within(&config, true, true, target).unwrap();
+            assert!(
+                at(h) <= target && (h == 384 || at(h + 1) > target),
+                "{target}: {h}"
+            );
+        }
+        assert_eq!(
+            widest_hidden_within(&config, true, true, at(384)),
+            Some(384)
+        );
+        assert_eq!(widest_hidden_within(&config, true, true, at(1) - 1), None);
     }
 }
