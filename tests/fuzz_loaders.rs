@@ -1,5 +1,6 @@
 //! Fuzz targets, one per loader: `config.json` (read, then a whole model loaded with it),
-//! the safetensors header and the whole safetensors file, `tokenizer.json` (loaded, then
+//! the safetensors header and the whole safetensors file, `pytorch_model.bin` (the whole
+//! archive, and its pickle re-packed with the seed's storages), `tokenizer.json` (loaded, then
 //! encoding), GLUE TSV files and single TSV rows, and `config_list` files (JSON and TOML,
 //! then selected against a model). Seeds are small real inputs: the MiniLM config, a tiny
 //! model saved by `save_params`, tiny tokenizers, real GLUE rows and real config lists.
@@ -138,6 +139,66 @@ fn safetensors_file() {
     fuzz("safetensors_file", seeds, |input| {
         put(&path, input);
         load_both(&path)
+    });
+}
+
+/// The seed `pytorch_model.bin` (written by `torch.save` for the tiny configuration, with a
+/// transposed view and an f16 storage), as its pickle and its other entries.
+fn torch_seed() -> (Vec<u8>, Vec<(String, Vec<u8>)>) {
+    let bytes = seed("pytorch_model.bin");
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+    let (mut pickle, mut rest) = (Vec::new(), Vec::new());
+    for i in 0..zip.len() {
+        let mut entry = zip.by_index(i).unwrap();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut data).unwrap();
+        match entry.name().ends_with("/data.pkl") {
+            true => pickle = data,
+            false => rest.push((entry.name().to_string(), data)),
+        }
+    }
+    (pickle, rest)
+}
+
+/// A `torch.save` archive of `pickle` beside `entries`.
+fn torch_archive(pickle: &[u8], entries: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let stored =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let pickle_entry = ("pytorch_model/data.pkl".to_string(), pickle.to_vec());
+    for (name, data) in std::iter::once(&pickle_entry).chain(entries) {
+        zip.start_file(name.as_str(), stored).unwrap();
+        std::io::Write::write_all(&mut zip, data).unwrap();
+    }
+    zip.finish().unwrap().into_inner()
+}
+
+#[test]
+fn pytorch_model_bin() {
+    let dir = scratch("pytorch_model_bin");
+    let path = dir.join("pytorch_model.bin");
+    fuzz(
+        "pytorch_model_bin",
+        vec![seed("pytorch_model.bin")],
+        |input| {
+            put(&path, input);
+            load_params(&path, &tiny_config())
+                .map(drop)
+                .map_err(message)
+        },
+    );
+}
+
+#[test]
+fn pytorch_pickle() {
+    let dir = scratch("pytorch_pickle");
+    let path = dir.join("pytorch_model.bin");
+    let (pickle, entries) = torch_seed();
+    fuzz("pytorch_pickle", vec![pickle], |input| {
+        put(&path, &torch_archive(input, &entries));
+        load_params(&path, &tiny_config())
+            .map(drop)
+            .map_err(message)
     });
 }
 

@@ -6,7 +6,7 @@
 use crate::inputs::copy_tokenizer;
 use anyhow::{Context, Result};
 use prune::export::{ExportError, to_onnx, to_transformers};
-use prune::transformer::weights::{save_config, save_params, write_atomic};
+use prune::transformer::weights::{save_config, save_params, weights_file, write_atomic};
 use prune::transformer::{BertConfig, HostParams, load_params};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -27,7 +27,7 @@ pub struct Exports {
 /// A checkpoint's configuration and parameters.
 pub fn read(dir: &Path) -> Result<(BertConfig, HostParams)> {
     let config = BertConfig::from_file(&dir.join("config.json"))?;
-    let params = load_params(&dir.join("model.safetensors"), &config)?;
+    let params = load_params(&weights_file(dir)?, &config)?;
     Ok((config, params))
 }
 

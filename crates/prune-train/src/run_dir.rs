@@ -11,6 +11,7 @@
 //!   finished artefacts. A killed run leaves `DIR.partial`, which `resume` continues.
 
 use crate::error::{Result, TrainError};
+use prune_transformer::weights::weights_file;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -65,10 +66,10 @@ impl RunIdentity {
         Ok(self.with(key, digest))
     }
 
-    /// Adds the sha256 of a checkpoint's `config.json` and `model.safetensors` as `key`.
+    /// Adds the sha256 of a checkpoint's `config.json` and weights file as `key`.
     pub fn with_checkpoint(self, key: &str, dir: &Path) -> Result<Self> {
         let config = sha256_file(&dir.join("config.json"))?;
-        let weights = sha256_file(&dir.join("model.safetensors"))?;
+        let weights = sha256_file(&weights_file(dir)?)?;
         Ok(self.with(key, format!("config {config}, weights {weights}")))
     }
 

@@ -8,7 +8,7 @@ use crate::config::BertConfig;
 use crate::error::{Error, Result};
 use crate::model::{BertModel, classifier_from_tensors};
 use crate::paths::{require_fixture, require_model_dir};
-use crate::weights::{load_params, read_float_tensors};
+use crate::weights::{load_params, read_float_tensors, weights_file};
 use prune_tensor::{Backend, CpuBackend};
 use serde_json::Value;
 use std::path::PathBuf;
@@ -38,7 +38,7 @@ pub fn fixture_model_on<B: Backend>(b: B) -> Result<BertModel<B>> {
     config.hidden_dropout_prob = 0.0;
     config.attention_probs_dropout_prob = 0.0;
     config.num_labels = Some(2);
-    let mut host = load_params(&dir.join("model.safetensors"), &config)?;
+    let mut host = load_params(&weights_file(&dir)?, &config)?;
     let head = read_float_tensors(&fixture("head.safetensors")?)?;
     host.classifier = Some(classifier_from_tensors(&head)?);
     BertModel::from_host(b, config, &host)

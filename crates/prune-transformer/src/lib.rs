@@ -15,6 +15,8 @@ pub mod params;
 pub mod paths;
 mod tensor_file;
 pub mod tokenizer;
+mod torch_file;
+mod torch_pickle;
 pub mod weights;
 
 pub use batch::Batch;

@@ -14,7 +14,7 @@ use crate::layers::heads::{
 use crate::layers::linear::NormSpec;
 use crate::layers::{accumulate, site_seed};
 use crate::params::{BertParams, Linear};
-use crate::weights::{HostParams, load_params, save_config, save_params};
+use crate::weights::{HostParams, load_params, save_config, save_params, weights_file};
 use prune_tensor::rng::Rng;
 use prune_tensor::{Backend, Shape, Tensor};
 use std::path::Path;
@@ -192,10 +192,11 @@ impl<B: Backend> BertModel<B> {
         })
     }
 
-    /// Loads `config.json` and `model.safetensors` from `dir`.
+    /// Loads `config.json` and the weights ([`weights_file`]: `model.safetensors`, else
+    /// `pytorch_model.bin`) from `dir`.
     pub fn load(backend: B, dir: &Path) -> Result<Self> {
         let config = BertConfig::from_file(&dir.join("config.json"))?;
-        let host = load_params(&dir.join("model.safetensors"), &config)?;
+        let host = load_params(&weights_file(dir)?, &config)?;
         Self::from_host(backend, config, &host)
     }
 
@@ -878,7 +879,7 @@ impl<B: Backend> BertForSequenceClassification<B> {
             return Err(Error::Input("a classifier needs at least one label".into()));
         }
         let mut config = BertConfig::from_file(&dir.join("config.json"))?;
-        let mut host = load_params(&dir.join("model.safetensors"), &config)?;
+        let mut host = load_params(&weights_file(dir)?, &config)?;
         let (c, c0) = (config.hidden(), config.hidden_size);
         let mut rng = Rng::new(seed);
         let std = config.initializer_range;

@@ -8,6 +8,7 @@
 //! - fixtures: `$PRUNE_FIXTURES`, else `<workspace root>/../shared/fixtures`.
 
 use crate::error::{Error, Result};
+use crate::weights::WEIGHT_FILES;
 use std::path::{Path, PathBuf};
 
 /// Name of the default checkpoint's directory under `<cache>/models/`.
@@ -53,15 +54,17 @@ pub fn fixtures_dir() -> PathBuf {
 }
 
 /// The default checkpoint directory, or an error saying how to fetch it when its
-/// `config.json`, `model.safetensors` or `tokenizer.json` is missing.
+/// `config.json`, its weights or `tokenizer.json` is missing.
 pub fn require_model_dir() -> Result<PathBuf> {
     require_checkpoint(model_dir()?)
 }
 
-/// `dir`, or an error saying how to fetch the checkpoint when its `config.json`,
-/// `model.safetensors` or `tokenizer.json` is missing.
+/// `dir`, or an error saying how to fetch the checkpoint when its `config.json`, its
+/// weights (`model.safetensors` or `pytorch_model.bin`) or `tokenizer.json` is missing.
 pub fn require_checkpoint(dir: PathBuf) -> Result<PathBuf> {
-    for file in ["config.json", "model.safetensors", "tokenizer.json"] {
+    let weights = WEIGHT_FILES.iter().find(|f| dir.join(f).is_file());
+    let weights = weights.unwrap_or(&WEIGHT_FILES[0]);
+    for file in ["config.json", weights, "tokenizer.json"] {
         let p = dir.join(file);
         if !p.is_file() {
             return Err(Error::NotFound {

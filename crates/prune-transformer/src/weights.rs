@@ -1,4 +1,5 @@
-//! Safetensors checkpoints: reading Hugging Face BERT weights (f32, f16, bf16 or f64, with or
+//! Checkpoints: reading Hugging Face BERT weights from safetensors or from PyTorch's
+//! `pytorch_model.bin` (f32, f16, bf16 or f64, with or
 //! without the `bert.` prefix, LayerNorm as `weight`/`bias` or `gamma`/`beta`) into a host
 //! parameter tree checked against the config, and writing one back atomically in the same
 //! layout. A file is checked against the config from its header alone, before any tensor is
@@ -8,10 +9,11 @@ use crate::config::BertConfig;
 use crate::error::{Error, Result, one_line};
 use crate::params::{BERT_PREFIX, BertParams, canonical_name};
 use crate::tensor_file::{TensorFile, is_float, to_f32};
+use crate::torch_file::{TorchFile, is_torch_zip};
 use prune_tensor::{Shape, Tensor};
 use safetensors::tensor::TensorInfo;
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub use crate::tensor_file::{bf16_to_f32, f16_to_f32, save_tensors, write_atomic};
 
@@ -103,11 +105,39 @@ fn difference(e: &Error) -> Option<String> {
 /// tensors no parameter uses (masked-LM heads, `position_ids`) are ignored.
 pub fn load_params(path: &Path, config: &BertConfig) -> Result<HostParams> {
     config.validate()?;
-    let file = TensorFile::open(path)?;
-    let plan = plan(path, config, &file.metadata.tensors())?;
-    let data = file.read_data()?;
+    let (plan, data) = if is_torch_zip(path)? {
+        let file = TorchFile::open(path)?;
+        let plan = plan(
+            path,
+            config,
+            &file.infos.iter().map(|(n, i)| (n.clone(), i)).collect(),
+        )?;
+        (plan, file.read_data()?)
+    } else {
+        let file = TensorFile::open(path)?;
+        let plan = plan(path, config, &file.metadata.tensors())?;
+        (plan, file.read_data()?)
+    };
     plan.try_map(|_, (stored, info)| to_f32(path, stored, info, &data))
 }
+
+/// The weights file of the checkpoint folder `dir`: `model.safetensors`, else
+/// `pytorch_model.bin` (PyTorch's zip format, read without running its pickle).
+pub fn weights_file(dir: &Path) -> Result<PathBuf> {
+    let found = WEIGHT_FILES
+        .iter()
+        .map(|f| dir.join(f))
+        .find(|p| p.is_file());
+    found.ok_or_else(|| {
+        Error::checkpoint(
+            dir,
+            format!("holds neither {} nor {}", WEIGHT_FILES[0], WEIGHT_FILES[1]),
+        )
+    })
+}
+
+/// The weights files a checkpoint folder may hold, the preferred first.
+pub const WEIGHT_FILES: [&str; 2] = ["model.safetensors", "pytorch_model.bin"];
 
 /// The stored name and header entry of every parameter a model with `config` needs, from a
 /// file's header (`infos`, by stored name): each parameter stored once, with the shape the
