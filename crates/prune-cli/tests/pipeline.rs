@@ -5,6 +5,7 @@
 mod common;
 
 use common::{prune, prune_ok, prune_refuses, scratch, tiny_checkpoint};
+use std::path::Path;
 
 #[test]
 fn the_pipeline_runs_end_to_end_on_a_tiny_model() {
@@ -67,14 +68,10 @@ fn the_pipeline_runs_end_to_end_on_a_tiny_model() {
     // embedding tables from each config.
     for (m, stage) in [(t, "finetune"), (f, "ffn")] {
         let dir = out.join(stage).join("model");
-        let text = prune_ok(&["inspect", "--model", dir.to_str().unwrap()]);
-        let line = text
-            .lines()
-            .find(|l| l.starts_with("parameters: "))
-            .unwrap();
         assert_eq!(
-            line.split_whitespace().nth(1),
-            m["params_total"].to_string().as_str().into()
+            Some(parameters(&dir)),
+            m["params_total"].as_u64(),
+            "{stage}"
         );
         let c: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap())
@@ -148,29 +145,28 @@ fn the_pipeline_runs_end_to_end_on_a_tiny_model() {
     // `prune hidden` goes on from the final model: the hidden width shrinks and the cut
     // model evaluates.
     let (teacher, student) = (out.join("finetune/model"), out.join("ffn/model"));
+    // The arguments of a short hidden-width run of `command` from the final model.
+    let looped = |command: &str, goal: &[&str], out: &Path| -> Vec<String> {
+        let mut argv = vec![command, "--quiet", "--teacher", teacher.to_str().unwrap()];
+        argv.extend(["--model", student.to_str().unwrap()]);
+        argv.extend(goal);
+        argv.extend(["--max-steps", "2", "--interval", "1", "--rounds", "2"]);
+        argv.extend([
+            "--max-train",
+            "100",
+            "--max-len",
+            "64",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        argv.into_iter().map(String::from).collect()
+    };
     let hidden = root.join("hidden");
-    prune_ok(&[
+    prune_ok(&strs(&looped(
         "hidden",
-        "--quiet",
-        "--teacher",
-        teacher.to_str().unwrap(),
-        "--model",
-        student.to_str().unwrap(),
-        "--hidden-ratio",
-        "0.25",
-        "--max-steps",
-        "2",
-        "--interval",
-        "1",
-        "--rounds",
-        "2",
-        "--max-train",
-        "100",
-        "--max-len",
-        "64",
-        "--out",
-        hidden.to_str().unwrap(),
-    ]);
+        &["--hidden-ratio", "0.25"],
+        &hidden,
+    )));
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(hidden.join("model/config.json")).unwrap())
             .unwrap();
@@ -180,46 +176,12 @@ fn the_pipeline_runs_end_to_end_on_a_tiny_model() {
 
     // A size target instead of a ratio: the widest hidden width that fits. The target is
     // the size of the model just cut to a hidden width of 24, so 24 is the answer.
-    let parameters = |dir: &std::path::Path| -> u64 {
-        let text = prune_ok(&["inspect", "--model", dir.to_str().unwrap()]);
-        let line = text
-            .lines()
-            .find(|l| l.starts_with("parameters: "))
-            .unwrap();
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
-    };
     let target = parameters(&dir).to_string();
     let sized = root.join("sized");
-    let sized_args = |target: &str, out: &std::path::Path| -> Vec<String> {
-        [
-            "ffn",
-            "--quiet",
-            "--teacher",
-            teacher.to_str().unwrap(),
-            "--model",
-            student.to_str().unwrap(),
-            "--target-params",
-            target,
-            "--ffn-ratio",
-            "0",
-            "--max-steps",
-            "2",
-            "--interval",
-            "1",
-            "--rounds",
-            "2",
-            "--max-train",
-            "100",
-            "--max-len",
-            "64",
-            "--out",
-            out.to_str().unwrap(),
-        ]
-        .map(String::from)
-        .to_vec()
+    let sized_args = |target: &str, out: &Path| {
+        looped("ffn", &["--target-params", target, "--ffn-ratio", "0"], out)
     };
-    let argv = sized_args(&target, &sized);
-    prune_ok(&argv.iter().map(String::as_str).collect::<Vec<_>>());
+    prune_ok(&strs(&sized_args(&target, &sized)));
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(sized.join("model/config.json")).unwrap())
             .unwrap();
@@ -227,13 +189,25 @@ fn the_pipeline_runs_end_to_end_on_a_tiny_model() {
     assert_eq!(parameters(&sized.join("model")).to_string(), target);
     // A size no hidden width reaches is refused before any work, nothing written.
     let too_small = root.join("too-small");
-    let argv = sized_args("1000", &too_small);
     prune_refuses(
-        &argv.iter().map(String::as_str).collect::<Vec<_>>(),
+        &strs(&sized_args("1000", &too_small)),
         "no hidden width leaves at most 1000 parameters",
     );
     assert!(!too_small.exists() && !root.join("too-small.partial").exists());
     let _ = std::fs::remove_dir_all(&root);
+}
+
+/// `v` as the `&str`s the helpers take.
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// All parameters of the checkpoint in `dir`, as `prune inspect` counts them.
+fn parameters(dir: &Path) -> u64 {
+    let text = prune_ok(&["inspect", "--model", dir.to_str().unwrap()]);
+    let line = text.lines().find(|l| l.starts_with("parameters: "));
+    line.and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or_else(|| panic!("no parameter count in {text}"))
 }
 
 #[test]

@@ -90,6 +90,16 @@ fn global(module: &str, name: &str) -> Option<Global> {
     }
 }
 
+/// The global `module.name`, or an error saying it is refused.
+fn allowed(module: &str, name: &str) -> Result<Global, String> {
+    global(module, name).ok_or_else(|| {
+        format!(
+            "the pickle names `{module}.{name}`, which a state dict of tensors does not need \
+             (refused: a pickle must not run code)"
+        )
+    })
+}
+
 /// Reads `data.pkl` and returns its tensors by name (entries of the dict that are not
 /// tensors, such as `_metadata`, are left out), in the pickle's order.
 pub fn state_dict(pickle: &[u8]) -> Result<Vec<(String, TensorRef)>, String> {
@@ -307,34 +317,24 @@ impl<'a> Machine<'a> {
                     let v = f64::from_be_bytes(b.try_into().map_err(|_| "BINFLOAT")?);
                     self.push(Value::Float(v))?
                 }
-                b'X' => {
-                    let n = self.uint(4)? as usize;
+                // BINUNICODE, SHORT_BINUNICODE: a length of 4 or 1 bytes, then UTF-8.
+                b'X' | 0x8c => {
+                    let n = self.uint(if op == b'X' { 4 } else { 1 })? as usize;
                     let v = self.text(n)?;
                     self.push(v)?
                 }
-                0x8c => {
-                    let n = self.uint(1)? as usize;
-                    let v = self.text(n)?;
-                    self.push(v)?
-                }
-                b'q' => {
-                    let i = self.uint(1)?;
+                // BINPUT, LONG_BINPUT, MEMOIZE: the top into the memo.
+                b'q' | b'r' | 0x94 => {
+                    let i = match op {
+                        b'q' => self.uint(1)?,
+                        b'r' => self.uint(4)?,
+                        _ => self.memo.len() as u64,
+                    };
                     self.put(i)?
                 }
-                b'r' => {
-                    let i = self.uint(4)?;
-                    self.put(i)?
-                }
-                0x94 => {
-                    let i = self.memo.len() as u64;
-                    self.put(i)?
-                }
-                b'h' => {
-                    let i = self.uint(1)?;
-                    self.get(i)?
-                }
-                b'j' => {
-                    let i = self.uint(4)?;
+                // BINGET, LONG_BINGET.
+                b'h' | b'j' => {
+                    let i = self.uint(if op == b'h' { 1 } else { 4 })?;
                     self.get(i)?
                 }
                 b't' => {
@@ -383,10 +383,7 @@ impl<'a> Machine<'a> {
                 }
                 b'c' => {
                     let (module, name) = (self.line()?, self.line()?);
-                    let g = global(&module, &name).ok_or_else(|| {
-                        format!("the pickle names `{module}.{name}`, which a state dict of tensors does not need (refused: a pickle must not run code)")
-                    })?;
-                    self.push(Value::Global(g))?
+                    self.push(Value::Global(allowed(&module, &name)?))?
                 }
                 0x93 => {
                     let name = self.pop()?;
@@ -394,10 +391,7 @@ impl<'a> Machine<'a> {
                     let (Value::Str(module), Value::Str(name)) = (module, name) else {
                         return Err("STACK_GLOBAL of something that is not two strings".into());
                     };
-                    let g = global(&module, &name).ok_or_else(|| {
-                        format!("the pickle names `{module}.{name}`, which a state dict of tensors does not need (refused: a pickle must not run code)")
-                    })?;
-                    self.push(Value::Global(g))?
+                    self.push(Value::Global(allowed(&module, &name)?))?
                 }
                 b'Q' => {
                     let pid = self.pop()?;
