@@ -87,6 +87,9 @@ pub struct BertConfig {
     pub extra: Map<String, Value>,
 }
 
+/// The `model_type`s this crate reads (a config without one is read as BERT).
+pub const SUPPORTED_MODEL_TYPES: [&str; 1] = ["bert"];
+
 /// Keys this crate interprets (everything else goes to [`BertConfig::extra`]).
 const KNOWN: &[&str] = &[
     "hidden_size",
@@ -199,6 +202,19 @@ impl BertConfig {
         let m = value
             .as_object()
             .ok_or_else(|| Error::config("<root>", "config.json must be a JSON object"))?;
+        // Checked first: another family's config would fail later on a key it spells
+        // differently, with a message that sends the user the wrong way.
+        if let Some(t) = m.get("model_type").filter(|t| !t.is_null())
+            && !SUPPORTED_MODEL_TYPES.contains(&t.as_str().unwrap_or_default())
+        {
+            return Err(Error::config(
+                "model_type",
+                format!(
+                    "{t} is not supported (supported: {})",
+                    SUPPORTED_MODEL_TYPES.join(", ")
+                ),
+            ));
+        }
         let hidden_size = usize_key(m, "hidden_size")?;
         let num_hidden_layers = usize_key(m, "num_hidden_layers")?;
         // Per-layer lists are built below: bound their length first.

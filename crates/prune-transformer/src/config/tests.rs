@@ -103,6 +103,15 @@ fn errors_name_the_key() {
     let mut v = base();
     v["hidden_dropout_prob"] = json!(1.5);
     assert!(err_of(v).contains("`hidden_dropout_prob`"));
+    // Another family: named, with what is supported, before any key it spells otherwise.
+    let mut v = base();
+    v["model_type"] = json!("distilbert");
+    v.as_object_mut().unwrap().remove("hidden_size");
+    let e = err_of(v);
+    assert!(
+        e.contains("`model_type`: \"distilbert\" is not supported (supported: bert)"),
+        "{e}"
+    );
 }
 
 #[test]
