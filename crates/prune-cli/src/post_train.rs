@@ -176,7 +176,8 @@ struct Summary {
     flops_ratio_t128: f64,
     /// Parameters before and after.
     params: [usize; 2],
-    /// Seconds of the pruning (importance, search, rearrangement, surgery, tuning).
+    /// Seconds of the pruning (sub-layer timing for a latency budget, importance, search,
+    /// rearrangement, surgery, tuning).
     seconds: f64,
     /// Examples sampled.
     examples: usize,
@@ -246,14 +247,9 @@ fn run_on<B: Backend>(b: B, args: &Args) -> Result<()> {
     let budget = if args.latency_ratio.is_empty() {
         Budget::Flops
     } else {
-        let clock = Instant::now();
         let table = LatencyTable::measure(&b, &model.bert.config, &args.latency())?;
-        eprintln!(
-            "sub-layers timed at B={} T={} in {:.1}s",
-            table.batch,
-            table.seq,
-            clock.elapsed().as_secs_f64()
-        );
+        let (b, t, s) = (table.batch, table.seq, table.seconds);
+        eprintln!("sub-layers timed at B={b} T={t} in {s:.1}s");
         Budget::Latency(table)
     };
     let eval = evaluator(&args.source, &p)?;
@@ -308,7 +304,11 @@ fn prune_one<B: Backend>(s: &Shared<'_, B>, ratio: f64, dir: &Path) -> Result<Su
     let pruned = Measured::new(pruned, metric);
     let (before, after) = (&teacher.stats, &pruned.stats);
     let steps = &report.seconds;
-    let seconds = steps.importance + steps.selection + steps.tuning;
+    let timing = match s.budget {
+        Budget::Latency(t) => t.seconds,
+        Budget::Flops => 0.0,
+    };
+    let seconds = timing + steps.importance + steps.selection + steps.tuning;
     let examples: usize = s.batches.iter().map(|x| x.inputs.batch).sum();
     let summary = Summary {
         metric,

@@ -26,6 +26,8 @@ pub struct LatencyTable {
     pub heads: Vec<(usize, f64)>,
     /// `(neurons, ms)` of the FFN sub-layer.
     pub neurons: Vec<(usize, f64)>,
+    /// Wall seconds the timing took.
+    pub seconds: f64,
 }
 
 /// What to time: the batch shape, the neuron counts sampled and the runs per count.
@@ -114,6 +116,7 @@ impl LatencyTable {
         settings: &LatencyConfig,
     ) -> Result<Self> {
         settings.check()?;
+        let started = Instant::now();
         let (batch, seq) = (settings.batch, settings.seq);
         let max_heads = config.layer_heads.iter().copied().max().unwrap_or(0);
         let max_neurons = config.layer_intermediate.iter().copied().max().unwrap_or(0);
@@ -166,6 +169,7 @@ impl LatencyTable {
             seq,
             heads,
             neurons,
+            seconds: started.elapsed().as_secs_f64(),
         })
     }
 

@@ -351,6 +351,7 @@ fn a_latency_budget_keeps_every_layers_free_units_and_fits() -> Result<()> {
         neurons: (1..=4)
             .map(|i| (6 * i, 0.8 + 0.1 * (6 * i - 6) as f64))
             .collect(),
+        seconds: 0.0,
     };
     let cfg = PostTrainConfig {
         ratio: 0.6,

@@ -41,7 +41,10 @@ pub(crate) fn is_torch_zip(path: &Path) -> Result<bool> {
     let mut head = [0u8; 4];
     let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
     let n = f.read(&mut head).map_err(|e| Error::io(path, e))?;
-    if n >= 2 && head[0] == 0x80 && (2..=5).contains(&head[1]) {
+    // The legacy format opens with a pickle (protocol 2) of PyTorch's 10-byte magic number:
+    // PROTO 2, LONG1 of 10 bytes. (As a safetensors header length these bytes would be far
+    // beyond the format's limit, so no safetensors file is taken for it.)
+    if n == 4 && head == [0x80, 0x02, 0x8a, 0x0a] {
         return Err(Error::checkpoint(
             path,
             "PyTorch's legacy format (before 1.6) is not read: save it again with torch.save \

@@ -296,3 +296,36 @@ fn pickles_that_are_not_a_plain_state_dict_are_refused() {
         .to_string();
     assert!(e.contains("legacy format"), "{e}");
 }
+
+#[test]
+fn a_safetensors_header_that_starts_like_a_pickle_is_still_safetensors() -> Result<()> {
+    // Headers of 640 + 256·k bytes begin with 0x80 0x02..: the file must still load.
+    let dir = scratch("lookalike");
+    let model = BertModel::random(CpuBackend::<f32>::new(), tiny_config(), true, false, 5)?;
+    let path = dir.join("model.safetensors");
+    save_params(&path, &model.to_host()?)?;
+    let bytes = std::fs::read(&path)?;
+    let n = u64::from_le_bytes(bytes[..8].try_into()?) as usize;
+    let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n])?;
+    // Pad the header (metadata) to a length of 0x0280 + 0x10000·m bytes.
+    let base = serde_json::to_vec(&header)?.len();
+    let target = (0..)
+        .map(|m| 0x280 + 0x10000 * m)
+        .find(|&t| t > base + 40)
+        .unwrap();
+    header["__metadata__"] = json!({ "pad": "" });
+    let short = serde_json::to_vec(&header)?.len();
+    header["__metadata__"]["pad"] = json!("x".repeat(target - short));
+    let text = serde_json::to_vec(&header)?;
+    assert_eq!(text.len(), target);
+    let file = [
+        &(text.len() as u64).to_le_bytes()[..],
+        &text,
+        &bytes[8 + n..],
+    ]
+    .concat();
+    assert_eq!(&file[..2], &[0x80, 0x02]);
+    std::fs::write(&path, file)?;
+    load_params(&path, &tiny_config())?;
+    Ok(())
+}
