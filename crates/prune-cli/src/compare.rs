@@ -4,7 +4,7 @@
 
 use crate::latency::{self, Latency};
 use crate::ort;
-use crate::report::{FinalSummary, ModelSummary};
+use crate::report::{FinalSummary, ModelSummary, REPORT_SEQ};
 use anyhow::{Context, Result};
 use prune::speedup::ModelStats;
 use prune::tensor::Backend;
@@ -30,7 +30,7 @@ impl<B: Backend> Measured<B> {
             &b.config,
             b.params.pooler.is_some(),
             b.params.classifier.is_some(),
-            128,
+            REPORT_SEQ,
         );
         Measured {
             model,
@@ -62,13 +62,13 @@ pub fn compare<B: Backend>(
     // Both models are timed alternately, so that load hits both alike.
     let lat = |b: usize| -> Result<(Latency, Latency)> {
         let models = [&teacher.model, &final_model.model];
-        let mut l = latency::measure_alternating(&models, b, 128, budget)?;
+        let mut l = latency::measure_alternating(&models, b, REPORT_SEQ, budget)?;
         let f = l.pop().context("final latency")?;
         Ok((l.pop().context("teacher latency")?, f))
     };
     let ((t1, f1), (t32, f32_)) = (lat(1)?, lat(32)?);
     let vocab = teacher.model.bert.config.vocab_size;
-    let ort = ort::latency(&onnx, vocab, &[1, 32], 128, seconds);
+    let ort = ort::latency(&onnx, vocab, &[1, 32], REPORT_SEQ, seconds);
     let ort_ms = |i: usize| {
         ort.as_ref()
             .ok()

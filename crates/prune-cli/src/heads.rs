@@ -6,6 +6,7 @@ use crate::device::{DeviceArgs, on_device};
 use crate::finetune::{metrics_line, save_model, write_summary};
 use crate::inputs::{Source, evaluator, prepare, run_identity};
 use crate::output::finish;
+use crate::report::REPORT_SEQ;
 use crate::training::TrainArgs;
 use anyhow::{Context, Result, bail};
 use prune::pruners::{
@@ -177,7 +178,7 @@ fn run_on<B: Backend>(b: B, args: &Args) -> Result<()> {
     let (masks, summary) = movement.compress(trainer, &mut model, args.resume)?;
     masks.save(&out.path().join("masks.safetensors"))?;
     write_summary(out.path(), &summary)?;
-    let before = ModelStats::of(&model.bert.config, true, true, 128);
+    let before = ModelStats::of(&model.bert.config, true, true, REPORT_SEQ);
 
     // Dead heads by the chosen rule; surviving heads are restored whole, then cut.
     let rule = match (args.head_rule, args.sparse_ratio) {
@@ -196,7 +197,7 @@ fn run_on<B: Backend>(b: B, args: &Args) -> Result<()> {
     apply(&mut model.bert, &plan, &mut [])?;
     model.bert.set_masks(None)?;
     plan.save(&out.path().join("plan.json"))?;
-    let after = ModelStats::of(&model.bert.config, true, true, 128);
+    let after = ModelStats::of(&model.bert.config, true, true, REPORT_SEQ);
     let pruned_eval = eval.evaluate(&model)?;
     save_model(&model, &p.model_dir, out.path())?;
     let dir = finish(out)?.join("model");

@@ -4,6 +4,7 @@
 
 use crate::inputs::copy_tokenizer;
 use crate::output::finish;
+use crate::report::REPORT_SEQ;
 use anyhow::{Context, Result, bail};
 use prune::graph::model_groups;
 use prune::pruners::Masks;
@@ -139,7 +140,7 @@ pub fn speedup(args: &SpeedupArgs) -> Result<()> {
         bert.params.pooler.is_some(),
         bert.params.classifier.is_some(),
     );
-    let report = PruningReport::new(&bert.config, pooler, classifier, &plan, 128)?;
+    let report = PruningReport::new(&bert.config, pooler, classifier, &plan, REPORT_SEQ)?;
     apply(&mut bert, &plan, &mut [])?;
     bert.set_masks(None)?;
     let model_dir = out.path().join("model");

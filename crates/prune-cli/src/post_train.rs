@@ -11,7 +11,7 @@ use crate::exports;
 use crate::finetune::save_model;
 use crate::inputs::{Prepared, Source, evaluator, prepare, source_identity};
 use crate::output::finish;
-use crate::report::{Report, StageSummary};
+use crate::report::{REPORT_SEQ, Report, StageSummary};
 use anyhow::{Context, Result, bail};
 use prune::data::{LabelledBatch, collate};
 use prune::posttrain::{
@@ -172,7 +172,7 @@ struct Summary {
     budget_ratio: f64,
     /// Kept fraction of the head and FFN FLOPs at the sample's mean length.
     flops_ratio: f64,
-    /// Kept fraction of all matmul FLOPs at T = 128.
+    /// Kept fraction of all matmul FLOPs at T = 128 ([`REPORT_SEQ`]).
     flops_ratio_t128: f64,
     /// Parameters before and after.
     params: [usize; 2],
@@ -372,7 +372,7 @@ fn prune_one<B: Backend>(s: &Shared<'_, B>, ratio: f64, dir: &Path) -> Result<Su
     };
     report.write(dir)?;
     println!(
-        "{} dev {metric:.4} (input {:.4}) at {:.3} of the {} budget, {:.3} of the head and FFN FLOPs ({:.3} of all at T=128); heads {:?}, FFN {:?}; pruned in {:.1}s; measured speed-up {:.2}x at B=32, {:.2}x at B=1",
+        "{} dev {metric:.4} (input {:.4}) at {:.3} of the {} budget, {:.3} of the head and FFN FLOPs ({:.3} of all at T={REPORT_SEQ}); heads {:?}, FFN {:?}; pruned in {:.1}s; measured speed-up {:.2}x at B=32, {:.2}x at B=1",
         args.source.task,
         teacher.metric,
         summary.budget_ratio,

@@ -10,6 +10,10 @@ use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::Path;
 
+/// The sequence length of every figure of a report: FLOPs per token, and prune's and ONNX
+/// Runtime's latency.
+pub const REPORT_SEQ: usize = 128;
+
 /// One model as the report describes it.
 #[derive(Clone, Debug, Serialize)]
 pub struct ModelSummary {
@@ -51,7 +55,7 @@ impl ModelSummary {
             params_total: stats.parameters,
             params_encoder: stats.encoder_parameters,
             params_embeddings: stats.embedding_parameters,
-            flops_per_token: stats.flops_per_sequence as f64 / 128.0,
+            flops_per_token: stats.flops_per_sequence as f64 / REPORT_SEQ as f64,
             latency_ms_b1: b1.median_ms,
             latency_ms_b32: b32.median_ms,
             ort_latency_ms,
@@ -177,17 +181,17 @@ impl Report {
             ),
             ("hidden width", t.hidden.to_string(), f.hidden.to_string()),
             (
-                "MFLOP per token (T=128)",
+                &format!("MFLOP per token (T={REPORT_SEQ})"),
                 format!("{:.2}", t.flops_per_token / 1e6),
                 format!("{:.2}", f.flops_per_token / 1e6),
             ),
             (
-                "latency B=1, T=128 (ms)",
+                &format!("latency B=1, T={REPORT_SEQ} (ms)"),
                 format!("{:.1}", t.latency_ms_b1),
                 format!("{:.1}", f.latency_ms_b1),
             ),
             (
-                "latency B=32, T=128 (ms)",
+                &format!("latency B=32, T={REPORT_SEQ} (ms)"),
                 format!("{:.1}", t.latency_ms_b32),
                 format!("{:.1}", f.latency_ms_b32),
             ),
