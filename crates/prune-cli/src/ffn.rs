@@ -226,8 +226,7 @@ fn run_on<B: Backend>(b: B, args: &Args, command: &str) -> Result<()> {
 }
 
 /// `prune hidden`'s options: those of `prune ffn` with `--hidden-ratio` or `--target-params`
-/// required and the
-/// FFN left alone unless `--ffn-ratio` is given too.
+/// required and the FFN left alone unless `--ffn-ratio` is given too.
 pub fn hidden_args(args: &Args) -> Result<Args> {
     if args.hidden_ratio.is_none() && args.target_params.is_none() {
         bail!(

@@ -222,6 +222,8 @@ struct Shared<'a, B: Backend> {
     prepared: &'a Prepared,
     teacher: &'a Measured<B>,
     batches: &'a [LabelledBatch],
+    /// Examples in `batches`.
+    examples: usize,
     importance: &'a Importance,
     budget: &'a Budget,
     eval: &'a Evaluator,
@@ -266,6 +268,7 @@ fn run_on<B: Backend>(b: B, args: &Args) -> Result<()> {
         prepared: &p,
         teacher: &teacher,
         batches: &batches,
+        examples,
         importance: &imp,
         budget: &budget,
         eval: &eval,
@@ -309,7 +312,7 @@ fn prune_one<B: Backend>(s: &Shared<'_, B>, ratio: f64, dir: &Path) -> Result<Su
         Budget::Flops => 0.0,
     };
     let seconds = timing + steps.importance + steps.selection + steps.tuning;
-    let examples: usize = s.batches.iter().map(|x| x.inputs.batch).sum();
+    let examples = s.examples;
     let summary = Summary {
         metric,
         teacher_metric: teacher.metric,

@@ -108,7 +108,8 @@ impl IterativeConfig {
 
     /// The hidden goal that leaves a student with `config` (with or without pooler and
     /// classifier) at most `target` parameters once every goal is reached: the widest hidden
-    /// width that fits beside the last round's FFN widths (`None`: the full width fits).
+    /// width that fits beside the last round's FFN widths (`None`: the full width fits). An
+    /// error when that width is below `min_hidden`.
     pub fn hidden_goal_for(
         &self,
         config: &BertConfig,
@@ -125,6 +126,11 @@ impl IterativeConfig {
             .collect();
         let width = config.hidden();
         match widest_hidden_within(&last, pooler, classifier, target) {
+            Some(h) if h < self.min_hidden => Err(DistillError::Config(format!(
+                "leaving at most {target} parameters needs a hidden width of {h}, below \
+                 min_hidden = {}",
+                self.min_hidden
+            ))),
             None => Err(DistillError::Config(format!(
                 "no hidden width leaves at most {target} parameters beside FFN widths {:?}",
                 last.layer_intermediate
@@ -260,5 +266,11 @@ mod tests {
             .hidden_goal_for(&config, true, true, size(1) - 1)
             .unwrap_err();
         assert!(e.to_string().contains("FFN widths [32, 32]"), "{e}");
+        let floor = IterativeConfig {
+            min_hidden: 24,
+            ..c.clone()
+        };
+        let e = floor.hidden_goal_for(&config, true, true, size(20) + 1);
+        assert!(e.unwrap_err().to_string().contains("min_hidden = 24"));
     }
 }

@@ -88,18 +88,6 @@ pub struct Selection {
     pub neurons: Vec<Vec<usize>>,
 }
 
-impl Selection {
-    /// Kept heads in all layers.
-    pub fn head_count(&self) -> usize {
-        self.heads.iter().map(Vec::len).sum()
-    }
-
-    /// Kept neurons in all layers.
-    pub fn neuron_count(&self) -> usize {
-        self.neurons.iter().map(Vec::len).sum()
-    }
-}
-
 /// One kind of unit split for the search: each layer's `free` most important units (kept
 /// whatever the budget) and the others as `(importance, layer, unit)`, most important
 /// first (ties: lower layer and unit first, so the order is deterministic).

@@ -68,13 +68,7 @@ impl TensorFile {
     /// Reads the tensor data (everything after the header).
     pub(crate) fn read_data(mut self) -> Result<Vec<u8>> {
         let len = self.metadata.data_len();
-        let mut data = Vec::new();
-        data.try_reserve_exact(len).map_err(|_| {
-            Error::checkpoint(
-                &self.path,
-                format!("{len} bytes of tensor data do not fit in memory"),
-            )
-        })?;
+        let mut data = tensor_buffer(&self.path, len)?;
         (&mut self.file)
             .take(len as u64)
             .read_to_end(&mut data)
@@ -90,6 +84,19 @@ impl TensorFile {
         }
         Ok(data)
     }
+}
+
+/// An empty buffer with room for the `len` bytes of tensor data of the checkpoint at `path`,
+/// or an error saying they do not fit in memory.
+pub(crate) fn tensor_buffer(path: &Path, len: usize) -> Result<Vec<u8>> {
+    let mut data = Vec::new();
+    data.try_reserve_exact(len).map_err(|_| {
+        Error::checkpoint(
+            path,
+            format!("{len} bytes of tensor data do not fit in memory"),
+        )
+    })?;
+    Ok(data)
 }
 
 /// IEEE half precision to f32 (normals, subnormals, infinities and NaN).

@@ -7,9 +7,10 @@
 //! allocated.
 
 use crate::error::{Error, Result};
+use crate::tensor_file::tensor_buffer;
 use crate::torch_pickle::{TensorRef, state_dict};
 use safetensors::tensor::TensorInfo;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -157,34 +158,33 @@ impl TorchFile {
             .map(|i| i.data_offsets.1)
             .max()
             .unwrap_or(0);
-        let mut data = Vec::new();
-        data.try_reserve_exact(len).map_err(|_| {
-            Error::checkpoint(
-                &self.path,
-                format!("{len} bytes of tensors do not fit in memory"),
-            )
-        })?;
+        let mut data = tensor_buffer(&self.path, len)?;
         data.resize(len, 0);
-        let mut storages: HashMap<String, Vec<u8>> = HashMap::new();
-        for (name, t) in &self.tensors {
-            if !storages.contains_key(&t.key) {
-                let entry = format!("{}data/{}", self.prefix, t.key);
-                let mut bytes = Vec::new();
-                self.archive
-                    .by_name(&entry)
-                    .and_then(|mut e| Ok(e.read_to_end(&mut bytes)?))
-                    .map_err(|e| Error::checkpoint(&self.path, format!("{entry}: {e}")))?;
-                storages.insert(t.key.clone(), bytes);
+        // Each storage is read once and dropped after the tensors that view it.
+        let mut by_storage: BTreeMap<&str, Vec<&(String, TensorRef)>> = BTreeMap::new();
+        for entry in &self.tensors {
+            by_storage
+                .entry(entry.1.key.as_str())
+                .or_default()
+                .push(entry);
+        }
+        for (key, views) in by_storage {
+            let entry = format!("{}data/{key}", self.prefix);
+            let mut storage = Vec::new();
+            self.archive
+                .by_name(&entry)
+                .and_then(|mut e| Ok(e.read_to_end(&mut storage)?))
+                .map_err(|e| Error::checkpoint(&self.path, format!("{entry}: {e}")))?;
+            for (name, t) in views {
+                if storage.len() != t.storage_len * element_bytes(t) {
+                    return Err(Error::checkpoint(
+                        &self.path,
+                        format!("the storage of `{name}` changed while being read"),
+                    ));
+                }
+                let (from, to) = self.infos[name].data_offsets;
+                gather(&storage, t, &mut data[from..to]);
             }
-            let storage = &storages[&t.key];
-            if storage.len() != t.storage_len * element_bytes(t) {
-                return Err(Error::checkpoint(
-                    &self.path,
-                    format!("the storage of `{name}` changed while being read"),
-                ));
-            }
-            let (from, to) = self.infos[name].data_offsets;
-            gather(storage, t, &mut data[from..to]);
         }
         Ok(data)
     }
