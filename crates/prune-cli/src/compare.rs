@@ -2,7 +2,7 @@
 //! metrics and statistics, prune's own latency (both models timed alternately, B = 1 and
 //! 32, T = 128) and ONNX Runtime's on their exports.
 
-use crate::latency::{self, Latency};
+use crate::latency::{self, Latency, Work};
 use crate::ort;
 use crate::report::{FinalSummary, ModelSummary, REPORT_SEQ};
 use anyhow::{Context, Result};
@@ -62,7 +62,7 @@ pub fn compare<B: Backend>(
     // Both models are timed alternately, so that load hits both alike.
     let lat = |b: usize| -> Result<(Latency, Latency)> {
         let models = [&teacher.model, &final_model.model];
-        let mut l = latency::measure_alternating(&models, b, REPORT_SEQ, budget)?;
+        let mut l = latency::measure_alternating(&models, b, REPORT_SEQ, budget, Work::Inference)?;
         let f = l.pop().context("final latency")?;
         Ok((l.pop().context("teacher latency")?, f))
     };

@@ -1,10 +1,10 @@
-//! Inference latency of a model at a given batch size and sequence length: the median of
-//! repeated forward passes on random token ids (after one warm-up pass).
+//! Latency of a model at a given batch size and sequence length: the median of repeated
+//! inference forward passes, or training steps, on random token ids (after one warm-up).
 
 use anyhow::Result;
 use prune::tensor::Backend;
 use prune::tensor::rng::Rng;
-use prune::transformer::{Batch, BertForSequenceClassification};
+use prune::transformer::{Batch, BertForSequenceClassification, ForwardOptions, Targets};
 use serde::Serialize;
 use std::time::{Duration, Instant};
 
@@ -23,15 +23,26 @@ pub struct Latency {
     pub examples_per_second: f64,
 }
 
-/// Times `model`'s inference forward on a `[batch, seq]` batch of random ids (no padding),
+/// What one timed run does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Work {
+    /// An inference forward pass up to the logits.
+    Inference,
+    /// A training step without the optimizer: forward with dropout, loss, backward into
+    /// the gradients (the work PyTorch does in `loss.backward()`).
+    TrainStep,
+}
+
+/// Times `work` on `model` with a `[batch, seq]` batch of random ids (no padding),
 /// repeating until `budget` has passed (at least 3 and at most 50 runs).
 pub fn measure<B: Backend>(
     model: &BertForSequenceClassification<B>,
     batch: usize,
     seq: usize,
     budget: Duration,
+    work: Work,
 ) -> Result<Latency> {
-    let mut l = measure_alternating(&[model], batch, seq, budget)?;
+    let mut l = measure_alternating(&[model], batch, seq, budget, work)?;
     Ok(l.remove(0))
 }
 
@@ -43,6 +54,7 @@ pub fn measure_alternating<B: Backend>(
     batch: usize,
     seq: usize,
     budget: Duration,
+    work: Work,
 ) -> Result<Vec<Latency>> {
     let vocab = models
         .iter()
@@ -54,22 +66,54 @@ pub fn measure_alternating<B: Backend>(
     let ids = (0..batch * seq)
         .map(|_| (lo + rng.below(vocab.saturating_sub(lo).max(1))) as u32)
         .collect();
-    let input = Batch::new(batch, seq, ids, vec![0; batch * seq], vec![1; batch * seq])?;
-    // The logits are downloaded, so that the clock also covers a backend that runs
-    // asynchronously (the GPU).
-    let run = |m: &BertForSequenceClassification<B>| -> Result<()> {
-        m.bert.backend().download(&m.logits(&input)?)?;
+    // Training: the second half of each sequence is segment 1, labels alternate.
+    let types = match work {
+        Work::Inference => vec![0; batch * seq],
+        Work::TrainStep => (0..batch * seq)
+            .map(|i| u32::from(i % seq >= seq / 2))
+            .collect(),
+    };
+    let input = Batch::new(batch, seq, ids, types, vec![1; batch * seq])?;
+    let classes: Vec<i64> = (0..batch as i64).map(|i| i % 2).collect();
+    let values = vec![0.5f32; batch];
+    let mut grads = match work {
+        Work::Inference => Vec::new(),
+        Work::TrainStep => models
+            .iter()
+            .map(|m| m.bert.zero_grads())
+            .collect::<Result<_, _>>()?,
+    };
+    // What is computed last is downloaded, so that the clock also covers a backend that
+    // runs asynchronously (the GPU).
+    let mut run = |i: usize, seed: u64| -> Result<()> {
+        let m = models[i];
+        let b = m.bert.backend();
+        match work {
+            Work::Inference => b.download(&m.logits(&input)?)?,
+            Work::TrainStep => {
+                let targets = match m.bert.config.labels() {
+                    1 => Targets::Values(&values),
+                    _ => Targets::Classes(&classes),
+                };
+                let opts = ForwardOptions {
+                    output_hidden_states: false,
+                    seed,
+                };
+                let (_, _, cache) = m.forward_t(&input, targets, &opts)?;
+                b.download(&m.backward(cache, 1.0, &mut grads[i])?)?
+            }
+        };
         Ok(())
     };
-    for m in models {
-        run(m)?;
+    for i in 0..models.len() {
+        run(i, 0)?;
     }
     let start = Instant::now();
     let mut times = vec![Vec::new(); models.len()];
     while times[0].len() < 3 || (start.elapsed() < budget && times[0].len() < 50) {
-        for (m, t) in models.iter().zip(&mut times) {
+        for (i, t) in times.iter_mut().enumerate() {
             let clock = Instant::now();
-            run(m)?;
+            run(i, t.len() as u64 + 1)?;
             t.push(clock.elapsed().as_secs_f64() * 1e3);
         }
     }

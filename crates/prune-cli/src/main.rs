@@ -170,6 +170,10 @@ struct BenchArgs {
     /// Seconds spent timing each batch size.
     #[arg(long, default_value_t = 3.0)]
     seconds: f64,
+    /// Time a training step (forward with dropout, loss, backward; no optimizer) instead
+    /// of an inference forward.
+    #[arg(long)]
+    train: bool,
     #[command(flatten)]
     device: device::DeviceArgs,
 }
@@ -191,7 +195,8 @@ impl BenchArgs {
 }
 
 /// `prune bench`: loads the checkpoint (a classifier is added if it has none) and prints the
-/// median latency per batch size.
+/// median latency of an inference forward (or, with `--train`, a training step) per batch
+/// size.
 fn bench(args: &BenchArgs) -> anyhow::Result<()> {
     args.check()?;
     device::on_device!(args.device.device, b => bench_on(b, args))
@@ -220,7 +225,12 @@ fn bench_on<B: prune::tensor::Backend>(backend: B, args: &BenchArgs) -> anyhow::
     );
     for &b in &args.batches {
         let budget = std::time::Duration::from_secs_f64(args.seconds.max(0.0));
-        let l = latency::measure(&model, b, args.seq, budget)?;
+        let work = if args.train {
+            latency::Work::TrainStep
+        } else {
+            latency::Work::Inference
+        };
+        let l = latency::measure(&model, b, args.seq, budget, work)?;
         println!(
             "B={:<3} T={}: {:8.2} ms median of {} runs, {:.1} examples/s",
             l.batch, l.seq, l.median_ms, l.runs, l.examples_per_second

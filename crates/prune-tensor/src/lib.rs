@@ -1,5 +1,6 @@
-//! Tensors and the `Backend` trait of prune, with a complete CPU backend (rayon and the
-//! pure-Rust `gemm` crate; ndarray only for views of a tensor) providing the forward and backward of every op a BERT encoder,
+//! Tensors and the `Backend` trait of prune, with a complete CPU backend (rayon, the
+//! pure-Rust `gemm` crate and, with the default feature `openblas`, OpenBLAS for f32 GEMMs;
+//! ndarray only for views of a tensor) providing the forward and backward of every op a BERT encoder,
 //! its classifier heads and its training need.
 //!
 //! Models are written once over [`Backend`]; [`CpuBackend<f32>`] does the work,

@@ -46,14 +46,19 @@ fn close_norm_grads<B: Backend>(
 
 fn matmul_all_layouts<B: Backend>(b: &B) {
     let mut rng = Rng::new(1);
+    // Small; large enough to be split over threads by rows; few rows, split by columns.
+    let sizes = [(5, 7, 4), (70, 60, 66), (20, 128, 130)];
     for t in [Transpose::NN, Transpose::NT, Transpose::TN, Transpose::TT] {
         // Shared 2-D right operand (linear layer) and fully batched (attention).
-        for (a_lead, b_lead) in [
+        let leads = [
             (vec![], vec![]),
             (vec![3, 2], vec![]),
             (vec![2, 3], vec![2, 3]),
-        ] {
-            let (m, k, n) = (5, 7, 4);
+        ];
+        for ((a_lead, b_lead), (m, k, n)) in leads
+            .into_iter()
+            .flat_map(|l| sizes.map(|s| (l.clone(), s)))
+        {
             let mut ad = a_lead.clone();
             ad.extend(if t.a() { [k, m] } else { [m, k] });
             let mut bd = b_lead.clone();
@@ -61,7 +66,7 @@ fn matmul_all_layouts<B: Backend>(b: &B) {
             let (x, y) = (rand(ad, &mut rng), rand(bd, &mut rng));
             let got = down(b, &b.matmul_fwd(&up(b, &x), &up(b, &y), t).unwrap());
             close(
-                &format!("matmul {t:?} {a_lead:?}"),
+                &format!("matmul {t:?} {a_lead:?} {m}x{k}x{n}"),
                 &got,
                 &r::matmul(&x, &y, t),
                 TOL,

@@ -1,8 +1,8 @@
 //! GELU (erf form) and tanh on the CPU.
 
 use super::CpuBackend;
-use super::elementwise::map;
-use super::same_shape;
+use super::elementwise::{map, zip_map};
+use super::{row_vector, rows_per_task, simd::vectorized};
 use crate::error::Result;
 use crate::{ActivationOps, Element, Tensor};
 use rayon::prelude::*;
@@ -15,37 +15,56 @@ const FRAC_1_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
 impl<E: Element> ActivationOps for CpuBackend<E> {
     fn gelu_fwd(&self, x: &Tensor<E>) -> Result<Tensor<E>> {
         let (half, r) = (E::of(0.5), E::of(FRAC_1_SQRT_2));
-        Ok(map(x, |v| half * v * (E::one() + (v * r).erf())))
+        Ok(map(x, move |v| half * v * (E::one() + (v * r).erf())))
+    }
+
+    fn bias_gelu_fwd(&self, x: &mut Tensor<E>, bias: &Tensor<E>) -> Result<Tensor<E>> {
+        row_vector("bias_gelu_fwd", x, bias)?;
+        let c = bias.data().len();
+        let (half, r) = (E::of(0.5), E::of(FRAC_1_SQRT_2));
+        let bias = bias.data();
+        let mut g = Vec::with_capacity(x.data().len());
+        if c > 0 {
+            let chunk = rows_per_task(x.shape().rows(), c) * c;
+            let out = &mut g.spare_capacity_mut()[..x.data().len()];
+            x.data_mut()
+                .par_chunks_mut(chunk)
+                .zip(out.par_chunks_mut(chunk))
+                .for_each(|(xs, gs)| {
+                    vectorized(
+                        #[inline(always)]
+                        || {
+                            let (h, s) = (half, r); // copies: provably not aliased by the rows
+                            let rows = xs.chunks_exact_mut(c).zip(gs.chunks_exact_mut(c));
+                            for (xr, gr) in rows {
+                                for ((v, o), &b) in xr.iter_mut().zip(gr).zip(bias) {
+                                    *v += b;
+                                    o.write(h * *v * (E::one() + (*v * s).erf()));
+                                }
+                            }
+                        },
+                    )
+                });
+            // SAFETY: every row of every chunk was written above.
+            unsafe { g.set_len(x.data().len()) };
+        }
+        Tensor::new(x.shape().clone(), g)
     }
 
     fn gelu_bwd(&self, x: &Tensor<E>, dy: &Tensor<E>) -> Result<Tensor<E>> {
-        same_shape("gelu_bwd", x, dy)?;
         let (half, r, c) = (E::of(0.5), E::of(FRAC_1_SQRT_2), E::of(FRAC_1_SQRT_2PI));
-        let data = x
-            .data()
-            .par_iter()
-            .zip(dy.data().par_iter())
-            .map(|(&v, &g)| {
-                let cdf = half * (E::one() + (v * r).erf());
-                let pdf = c * (-half * v * v).exp_fast();
-                g * (cdf + v * pdf)
-            })
-            .collect();
-        Tensor::new(x.shape().clone(), data)
+        zip_map("gelu_bwd", x, dy, move |v, g| {
+            let cdf = half * (E::one() + (v * r).erf());
+            let pdf = c * (-half * v * v).exp_fast();
+            g * (cdf + v * pdf)
+        })
     }
 
     fn tanh_fwd(&self, x: &Tensor<E>) -> Result<Tensor<E>> {
-        Ok(map(x, |v| v.tanh()))
+        Ok(map(x, move |v| v.tanh()))
     }
 
     fn tanh_bwd(&self, y: &Tensor<E>, dy: &Tensor<E>) -> Result<Tensor<E>> {
-        same_shape("tanh_bwd", y, dy)?;
-        let data = y
-            .data()
-            .par_iter()
-            .zip(dy.data().par_iter())
-            .map(|(&v, &g)| g * (E::one() - v * v))
-            .collect();
-        Tensor::new(y.shape().clone(), data)
+        zip_map("tanh_bwd", y, dy, move |v, g| g * (E::one() - v * v))
     }
 }

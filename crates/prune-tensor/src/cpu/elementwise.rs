@@ -1,8 +1,8 @@
 //! Elementwise arithmetic, row-broadcast bias and scales, reductions and dropout on the CPU.
 
 use super::{
-    CpuBackend, PAR_MIN_ELEMENTS, ordered_sum, par_build, row_vector, rows_per_task, same_shape,
-    sum_partials,
+    CpuBackend, PAR_MIN_ELEMENTS, ordered_sum, par_build, par_update, row_vector, rows_per_task,
+    same_shape, simd::vectorized, sum_partials,
 };
 use crate::error::{Result, TensorError, shape_error};
 use crate::rng::uniform_at;
@@ -10,42 +10,54 @@ use crate::{Element, ElementwiseOps, Shape, Tensor};
 use rayon::prelude::*;
 
 /// `f(a_i, b_i)` over two same-shaped tensors, in parallel.
-fn zip_map<E: Element>(
+pub(super) fn zip_map<E: Element>(
     op: &'static str,
     a: &Tensor<E>,
     b: &Tensor<E>,
-    f: impl Fn(E, E) -> E + Sync,
+    f: impl Fn(E, E) -> E + Sync + Copy,
 ) -> Result<Tensor<E>> {
     same_shape(op, a, b)?;
     let (xa, xb) = (a.data(), b.data());
     // SAFETY: each chunk is written whole, element by element.
     let data = unsafe {
-        par_build(xa.len(), PAR_MIN_ELEMENTS, |start, out| {
-            let n = out.len();
-            for ((o, &x), &y) in out
-                .iter_mut()
-                .zip(&xa[start..start + n])
-                .zip(&xb[start..start + n])
-            {
-                o.write(f(x, y));
-            }
-        })
+        par_build(
+            xa.len(),
+            PAR_MIN_ELEMENTS,
+            #[inline(always)]
+            |start, out| {
+                let local_f = f; // a copy: its captures provably do not alias `out`
+                let n = out.len();
+                for ((o, &x), &y) in out
+                    .iter_mut()
+                    .zip(&xa[start..start + n])
+                    .zip(&xb[start..start + n])
+                {
+                    o.write(local_f(x, y));
+                }
+            },
+        )
     };
     Tensor::new(a.shape().clone(), data)
 }
 
 /// `f(x_i)` over a tensor, in parallel.
-pub(super) fn map<E: Element>(x: &Tensor<E>, f: impl Fn(E) -> E + Sync) -> Tensor<E> {
+pub(super) fn map<E: Element>(x: &Tensor<E>, f: impl Fn(E) -> E + Sync + Copy) -> Tensor<E> {
     // Chunks rather than a per-element parallel iterator, so each inner loop vectorises.
     let xs = x.data();
     // SAFETY: each chunk is written whole, element by element.
     let data = unsafe {
-        par_build(xs.len(), PAR_MIN_ELEMENTS, |start, out| {
-            let n = out.len();
-            for (o, &v) in out.iter_mut().zip(&xs[start..start + n]) {
-                o.write(f(v));
-            }
-        })
+        par_build(
+            xs.len(),
+            PAR_MIN_ELEMENTS,
+            #[inline(always)]
+            |start, out| {
+                let local_f = f; // a copy: its captures provably do not alias `out`
+                let n = out.len();
+                for (o, &v) in out.iter_mut().zip(&xs[start..start + n]) {
+                    o.write(local_f(v));
+                }
+            },
+        )
     };
     Tensor::new(x.shape().clone(), data).expect("map keeps the element count")
 }
@@ -62,11 +74,11 @@ fn check_row_groups<E: Element>(
 
 impl<E: Element> ElementwiseOps for CpuBackend<E> {
     fn add_fwd(&self, a: &Tensor<E>, b: &Tensor<E>) -> Result<Tensor<E>> {
-        zip_map("add_fwd", a, b, |x, y| x + y)
+        zip_map("add_fwd", a, b, move |x, y| x + y)
     }
 
     fn mul_fwd(&self, a: &Tensor<E>, b: &Tensor<E>) -> Result<Tensor<E>> {
-        zip_map("mul_fwd", a, b, |x, y| x * y)
+        zip_map("mul_fwd", a, b, move |x, y| x * y)
     }
 
     fn mul_bwd(
@@ -77,14 +89,14 @@ impl<E: Element> ElementwiseOps for CpuBackend<E> {
     ) -> Result<(Tensor<E>, Tensor<E>)> {
         same_shape("mul_bwd", a, dy)?;
         Ok((
-            zip_map("mul_bwd", dy, b, |g, y| g * y)?,
-            zip_map("mul_bwd", dy, a, |g, x| g * x)?,
+            zip_map("mul_bwd", dy, b, move |g, y| g * y)?,
+            zip_map("mul_bwd", dy, a, move |g, x| g * x)?,
         ))
     }
 
     fn scale_fwd(&self, x: &Tensor<E>, s: f64) -> Result<Tensor<E>> {
         let s = E::of(s);
-        Ok(map(x, |v| v * s))
+        Ok(map(x, move |v| v * s))
     }
 
     fn add_bias_fwd(&self, x: &Tensor<E>, bias: &Tensor<E>) -> Result<Tensor<E>> {
@@ -99,9 +111,14 @@ impl<E: Element> ElementwiseOps for CpuBackend<E> {
         if c > 0 {
             let chunk = rows_per_task(x.shape().rows(), c) * c;
             x.data_mut().par_chunks_mut(chunk).for_each(|rows| {
-                for row in rows.chunks_exact_mut(c) {
-                    row.iter_mut().zip(bias.data()).for_each(|(v, &b)| *v += b);
-                }
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        for row in rows.chunks_exact_mut(c) {
+                            row.iter_mut().zip(bias.data()).for_each(|(v, &b)| *v += b);
+                        }
+                    },
+                )
             });
         }
         Ok(())
@@ -123,11 +140,16 @@ impl<E: Element> ElementwiseOps for CpuBackend<E> {
                 .data()
                 .par_chunks(chunk)
                 .map(|rows| {
-                    let mut acc = vec![E::zero(); c];
-                    for row in rows.chunks_exact(c) {
-                        acc.iter_mut().zip(row).for_each(|(a, &g)| *a += g);
-                    }
-                    acc
+                    vectorized(
+                        #[inline(always)]
+                        || {
+                            let mut acc = vec![E::zero(); c];
+                            for row in rows.chunks_exact(c) {
+                                acc.iter_mut().zip(row).for_each(|(a, &g)| *a += g);
+                            }
+                            acc
+                        },
+                    )
                 })
                 .collect();
             db = sum_partials(partials, c);
@@ -148,7 +170,12 @@ impl<E: Element> ElementwiseOps for CpuBackend<E> {
             y.data_mut()
                 .par_chunks_mut(group)
                 .zip(s.data().par_iter())
-                .for_each(|(g, &f)| g.iter_mut().for_each(|v| *v *= f));
+                .for_each(|(g, &f)| {
+                    vectorized(
+                        #[inline(always)]
+                        || g.iter_mut().for_each(|v| *v *= f),
+                    )
+                });
         }
         Ok(y)
     }
@@ -168,7 +195,12 @@ impl<E: Element> ElementwiseOps for CpuBackend<E> {
             .data()
             .par_chunks(group)
             .zip(dy.data().par_chunks(group))
-            .map(|(xg, gg)| xg.iter().zip(gg).map(|(&a, &g)| a * g).sum())
+            .map(|(xg, gg)| {
+                vectorized(
+                    #[inline(always)]
+                    || xg.iter().zip(gg).map(|(&a, &g)| a * g).sum(),
+                )
+            })
             .collect::<Vec<E>>();
         let ds = if x.shape().last() == 0 {
             vec![E::zero(); s.data().len()]
@@ -180,21 +212,34 @@ impl<E: Element> ElementwiseOps for CpuBackend<E> {
 
     fn add_assign(&self, acc: &mut Tensor<E>, x: &Tensor<E>) -> Result<()> {
         same_shape("add_assign", acc, x)?;
-        acc.data_mut()
-            .par_iter_mut()
-            .zip(x.data().par_iter())
-            .for_each(|(a, &v)| *a += v);
+        let xs = x.data();
+        par_update(
+            acc.data_mut(),
+            #[inline(always)]
+            |start, chunk| {
+                let xs = &xs[start..start + chunk.len()];
+                chunk.iter_mut().zip(xs).for_each(|(a, &v)| *a += v);
+            },
+        );
         Ok(())
     }
 
     fn scale_assign(&self, x: &mut Tensor<E>, s: f64) -> Result<()> {
         let s = E::of(s);
-        x.data_mut().par_iter_mut().for_each(|v| *v *= s);
+        par_update(
+            x.data_mut(),
+            #[inline(always)]
+            |_, chunk| chunk.iter_mut().for_each(|v| *v *= s),
+        );
         Ok(())
     }
 
     fn sum_fwd(&self, x: &Tensor<E>) -> Result<f64> {
-        Ok(ordered_sum(x.data(), |c| c.iter().map(|v| v.f64()).sum()))
+        Ok(ordered_sum(
+            x.data(),
+            #[inline(always)]
+            |c| c.iter().map(|v| v.f64()).sum(),
+        ))
     }
 
     fn mean_fwd(&self, x: &Tensor<E>) -> Result<f64> {
@@ -218,26 +263,32 @@ impl<E: Element> ElementwiseOps for CpuBackend<E> {
     }
 
     fn sum_squares(&self, x: &Tensor<E>) -> Result<f64> {
-        Ok(ordered_sum(x.data(), |c| {
-            c.iter().map(|v| v.f64() * v.f64()).sum()
-        }))
+        Ok(ordered_sum(
+            x.data(),
+            #[inline(always)]
+            |c| c.iter().map(|v| v.f64() * v.f64()).sum(),
+        ))
     }
 
     fn dropout_fwd(&self, x: &Tensor<E>, p: f64, seed: u64) -> Result<(Tensor<E>, Tensor<E>)> {
         crate::checks::drop_probability("dropout_fwd", p)?;
         let kept = E::of(1.0 / (1.0 - p));
-        let keep: Vec<E> = (0..x.shape().numel())
-            .into_par_iter()
-            .map(|i| {
-                if uniform_at(seed, i as u64) < p {
-                    E::zero()
-                } else {
-                    kept
-                }
-            })
-            .collect();
+        // SAFETY: each chunk is written whole, element by element.
+        let keep = unsafe {
+            par_build(
+                x.shape().numel(),
+                PAR_MIN_ELEMENTS,
+                #[inline(always)]
+                |start, out| {
+                    for (i, o) in out.iter_mut().enumerate() {
+                        let dropped = uniform_at(seed, (start + i) as u64) < p;
+                        o.write(if dropped { E::zero() } else { kept });
+                    }
+                },
+            )
+        };
         let keep = Tensor::new(x.shape().clone(), keep)?;
-        let y = zip_map("dropout_fwd", x, &keep, |v, k| v * k)?;
+        let y = zip_map("dropout_fwd", x, &keep, move |v, k| v * k)?;
         Ok((y, keep))
     }
 }

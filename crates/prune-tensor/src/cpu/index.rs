@@ -81,20 +81,25 @@ fn permute_rows<E: Element>(x: &Tensor<E>, perm: &[usize]) -> Tensor<E> {
     let per_task = rows_per_task(rows, inner);
     // SAFETY: each chunk holds whole rows, and every one of them is copied in.
     let out = unsafe {
-        par_build(rows * inner, per_task * inner, |start, dst| {
-            for (j, d) in dst.chunks_exact_mut(inner).enumerate() {
-                // Decompose the output row index over the output's leading dims, innermost
-                // first.
-                let (mut rest, mut offset) = (start / inner + j, 0);
-                for i in (0..rank - 1).rev() {
-                    offset += (rest % out_dims[i]) * in_strides[perm[i]];
-                    rest /= out_dims[i];
+        par_build(
+            rows * inner,
+            per_task * inner,
+            #[inline(always)]
+            |start, dst| {
+                for (j, d) in dst.chunks_exact_mut(inner).enumerate() {
+                    // Decompose the output row index over the output's leading dims, innermost
+                    // first.
+                    let (mut rest, mut offset) = (start / inner + j, 0);
+                    for i in (0..rank - 1).rev() {
+                        offset += (rest % out_dims[i]) * in_strides[perm[i]];
+                        rest /= out_dims[i];
+                    }
+                    for (o, &v) in d.iter_mut().zip(&x.data()[offset..offset + inner]) {
+                        o.write(v);
+                    }
                 }
-                for (o, &v) in d.iter_mut().zip(&x.data()[offset..offset + inner]) {
-                    o.write(v);
-                }
-            }
-        })
+            },
+        )
     };
     Tensor::new(out_dims, out).expect("a permutation keeps the element count")
 }

@@ -1,5 +1,6 @@
 //! Cross-entropy, MSE and temperature-scaled KL divergence on the CPU.
 
+use super::elementwise::zip_map;
 use super::softmax::softmax_row;
 use super::{CpuBackend, ordered_sum_ranges, same_shape};
 use crate::error::{Result, TensorError};
@@ -93,26 +94,23 @@ impl<E: Element> LossOps for CpuBackend<E> {
             });
         }
         let (p, t) = (pred.data(), target.data());
-        let sum = ordered_sum_ranges(n, |r| {
-            p[r.clone()]
-                .iter()
-                .zip(&t[r])
-                .map(|(&p, &t)| (p.f64() - t.f64()).powi(2))
-                .sum()
-        });
+        let sum = ordered_sum_ranges(
+            n,
+            #[inline(always)]
+            |r| {
+                p[r.clone()]
+                    .iter()
+                    .zip(&t[r])
+                    .map(|(&p, &t)| (p.f64() - t.f64()).powi(2))
+                    .sum()
+            },
+        );
         Ok(sum / n as f64)
     }
 
     fn mse_bwd(&self, pred: &Tensor<E>, target: &Tensor<E>, dl: f64) -> Result<Tensor<E>> {
-        same_shape("mse_bwd", pred, target)?;
         let scale = E::of(2.0 * dl / pred.shape().numel().max(1) as f64);
-        let data = pred
-            .data()
-            .par_iter()
-            .zip(target.data().par_iter())
-            .map(|(&p, &t)| scale * (p - t))
-            .collect();
-        Tensor::new(pred.shape().clone(), data)
+        zip_map("mse_bwd", pred, target, move |p, t| scale * (p - t))
     }
 
     fn kl_div_fwd(
@@ -158,12 +156,6 @@ impl<E: Element> LossOps for CpuBackend<E> {
         let ps = softmax_rows(student, temperature);
         let pt = softmax_rows(teacher, temperature);
         let scale = E::of(dl * temperature / n as f64);
-        let data = ps
-            .data()
-            .par_iter()
-            .zip(pt.data().par_iter())
-            .map(|(&a, &b)| scale * (a - b))
-            .collect();
-        Tensor::new(student.shape().clone(), data)
+        zip_map("kl_div_bwd", &ps, &pt, move |a, b| scale * (a - b))
     }
 }

@@ -1,6 +1,7 @@
-//! Matrix products on the CPU through the pure-Rust `gemm` crate: one large multi-threaded
-//! GEMM when the right operand is shared (linear layers), and one single-threaded GEMM per
-//! batch entry spread over rayon when both operands are batched (attention).
+//! Matrix products on the CPU through the pure-Rust `gemm` crate, or for f32 through OpenBLAS
+//! (feature `openblas`, `blas.rs`): one large multi-threaded GEMM when the right operand is
+//! shared (linear layers), and one single-threaded GEMM per batch entry spread over rayon
+//! when both operands are batched (attention).
 
 use super::CpuBackend;
 use crate::checks::MatmulGeometry;
@@ -59,6 +60,17 @@ unsafe fn gemm_raw<E: Element>(
                 // SAFETY: `c` is valid for m · n writes.
                 unsafe { c.add(i).write(E::zero()) };
             }
+        }
+        return;
+    }
+    #[cfg(feature = "openblas")]
+    if std::any::TypeId::of::<E>() == std::any::TypeId::of::<f32>() && super::blas::fits(m, n, k) {
+        // SAFETY: `E` is `f32` (checked just above), so the casts keep lengths and layout;
+        // the caller's contract is `sgemm`'s.
+        unsafe {
+            let a = std::slice::from_raw_parts(a.as_ptr().cast::<f32>(), a.len());
+            let b = std::slice::from_raw_parts(b.as_ptr().cast::<f32>(), b.len());
+            super::blas::sgemm(m, n, k, a, ta, b, tb, c.cast(), accumulate, threaded);
         }
         return;
     }

@@ -4,6 +4,8 @@
 //! `CpuBackend<f64>` for gradient checks of the very same code.
 
 mod activation;
+#[cfg(feature = "openblas")]
+mod blas;
 mod elementwise;
 mod index;
 mod lanes;
@@ -11,6 +13,7 @@ mod loss;
 mod matmul;
 mod norm;
 mod optim;
+mod simd;
 mod softmax;
 
 pub use matmul::gemm_into;
@@ -78,14 +81,23 @@ fn ordered_sum_ranges(len: usize, f: impl Fn(Range<usize>) -> f64 + Sync + Send)
     use rayon::prelude::*;
     let partial: Vec<f64> = (0..len.div_ceil(PAR_MIN_ELEMENTS))
         .into_par_iter()
-        .map(|i| f(i * PAR_MIN_ELEMENTS..((i + 1) * PAR_MIN_ELEMENTS).min(len)))
+        .map(|i| {
+            simd::vectorized(
+                #[inline(always)]
+                || f(i * PAR_MIN_ELEMENTS..((i + 1) * PAR_MIN_ELEMENTS).min(len)),
+            )
+        })
         .collect();
     partial.iter().sum()
 }
 
 /// `Σ f(chunk)` over fixed-size chunks of `data`, as [`ordered_sum_ranges`].
 fn ordered_sum<T: Sync>(data: &[T], f: impl Fn(&[T]) -> f64 + Sync + Send) -> f64 {
-    ordered_sum_ranges(data.len(), |r| f(&data[r]))
+    ordered_sum_ranges(
+        data.len(),
+        #[inline(always)]
+        |r| f(&data[r]),
+    )
 }
 
 /// Element-wise sum of per-task partial vectors, added in task order (reproducible).
@@ -114,10 +126,29 @@ unsafe fn par_build<E: Element>(
     v.spare_capacity_mut()[..len]
         .par_chunks_mut(chunk)
         .enumerate()
-        .for_each(|(i, c)| fill(i * chunk, c));
+        .for_each(|(i, c)| {
+            simd::vectorized(
+                #[inline(always)]
+                || fill(i * chunk, c),
+            )
+        });
     // SAFETY: the caller's `fill` initialised all `len` elements.
     unsafe { v.set_len(len) };
     v
+}
+
+/// Runs `f(start, chunk)` on consecutive chunks of `x` in parallel (`start`: index of the
+/// chunk's first element), each vectorised: the in-place counterpart of [`par_build`].
+fn par_update<E: Element>(x: &mut [E], f: impl Fn(usize, &mut [E]) + Sync + Send) {
+    use rayon::prelude::*;
+    x.par_chunks_mut(PAR_MIN_ELEMENTS)
+        .enumerate()
+        .for_each(|(i, c)| {
+            simd::vectorized(
+                #[inline(always)]
+                || f(i * PAR_MIN_ELEMENTS, c),
+            )
+        });
 }
 
 /// Chunk length (in rows of `row_len`) that splits `rows` rows into rayon tasks of a useful

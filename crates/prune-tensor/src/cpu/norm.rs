@@ -2,7 +2,9 @@
 //! subset of kept channels (hidden-width pruning: the masked model normalises exactly as the
 //! shrunk one).
 
-use super::{CpuBackend, lanes, row_vector, rows_per_task, same_shape, sum_partials};
+use super::{
+    CpuBackend, lanes, row_vector, rows_per_task, same_shape, simd::vectorized, sum_partials,
+};
 use crate::error::Result;
 use crate::{Element, LayerNormStats, NormOps, Tensor};
 use rayon::prelude::*;
@@ -53,27 +55,33 @@ fn forward<E: Element>(
         .zip(mean.par_chunks_mut(chunk).zip(rstd.par_chunks_mut(chunk)))
         .enumerate()
         .for_each(|(task, ((yb, xb), (mb, rb)))| {
-            let mut sum = vec![E::zero(); if residual.is_some() { c } else { 0 }];
-            for (j, (yr, xr)) in yb.chunks_exact_mut(c).zip(xb.chunks_exact(c)).enumerate() {
-                let xr = match residual {
-                    Some(res) => {
-                        let rr = &res.data()[(task * chunk + j) * c..][..c];
-                        for ((s, &a), &b) in sum.iter_mut().zip(xr).zip(rr) {
-                            *s = a + b;
+            vectorized(
+                #[inline(always)]
+                || {
+                    let mut sum = vec![E::zero(); if residual.is_some() { c } else { 0 }];
+                    for (j, (yr, xr)) in yb.chunks_exact_mut(c).zip(xb.chunks_exact(c)).enumerate()
+                    {
+                        let xr = match residual {
+                            Some(res) => {
+                                let rr = &res.data()[(task * chunk + j) * c..][..c];
+                                for ((s, &a), &b) in sum.iter_mut().zip(xr).zip(rr) {
+                                    *s = a + b;
+                                }
+                                &sum[..]
+                            }
+                            None => xr,
+                        };
+                        let mu = lanes::dot(k, xr) * inv_n;
+                        let var = lanes::sum_zip(k, xr, |k, x| k * (x - mu) * (x - mu)) * inv_n;
+                        let r = E::one() / (var + eps).sqrt();
+                        for (i, (y, &x)) in yr.iter_mut().zip(xr).enumerate() {
+                            *y = k[i] * ((x - mu) * r * g[i] + b[i]);
                         }
-                        &sum[..]
+                        mb[j] = mu;
+                        rb[j] = r;
                     }
-                    None => xr,
-                };
-                let mu = lanes::dot(k, xr) * inv_n;
-                let var = lanes::sum_zip(k, xr, |k, x| k * (x - mu) * (x - mu)) * inv_n;
-                let r = E::one() / (var + eps).sqrt();
-                for (i, (y, &x)) in yr.iter_mut().zip(xr).enumerate() {
-                    *y = k[i] * ((x - mu) * r * g[i] + b[i]);
-                }
-                mb[j] = mu;
-                rb[j] = r;
-            }
+                },
+            )
         });
     let stats = LayerNormStats {
         mean: Tensor::new([rows], mean)?,
@@ -105,28 +113,33 @@ fn backward<E: Element>(
         .par_chunks_mut(chunk * c)
         .enumerate()
         .map(|(task, dxb)| {
-            let mut dg = vec![E::zero(); c];
-            let mut db = vec![E::zero(); c];
-            let mut xhat = vec![E::zero(); c];
-            let mut gg = vec![E::zero(); c];
-            for (j, dxr) in dxb.chunks_exact_mut(c).enumerate() {
-                let r = task * chunk + j;
-                let (xr, gr) = (&x.data()[r * c..][..c], &dy.data()[r * c..][..c]);
-                let (mu, rs) = (stats.mean.data()[r], stats.rstd.data()[r]);
-                for i in 0..c {
-                    let dyk = gr[i] * k[i];
-                    xhat[i] = (xr[i] - mu) * rs;
-                    gg[i] = dyk * g[i];
-                    dg[i] += dyk * xhat[i];
-                    db[i] += dyk;
-                }
-                let mean_gg = lanes::sum(&gg) * inv_n;
-                let mean_ggx = lanes::dot(&gg, &xhat) * inv_n;
-                for i in 0..c {
-                    dxr[i] = k[i] * rs * (gr[i] * g[i] - mean_gg - xhat[i] * mean_ggx);
-                }
-            }
-            (dg, db)
+            vectorized(
+                #[inline(always)]
+                || {
+                    let mut dg = vec![E::zero(); c];
+                    let mut db = vec![E::zero(); c];
+                    let mut xhat = vec![E::zero(); c];
+                    let mut gg = vec![E::zero(); c];
+                    for (j, dxr) in dxb.chunks_exact_mut(c).enumerate() {
+                        let r = task * chunk + j;
+                        let (xr, gr) = (&x.data()[r * c..][..c], &dy.data()[r * c..][..c]);
+                        let (mu, rs) = (stats.mean.data()[r], stats.rstd.data()[r]);
+                        for i in 0..c {
+                            let dyk = gr[i] * k[i];
+                            xhat[i] = (xr[i] - mu) * rs;
+                            gg[i] = dyk * g[i];
+                            dg[i] += dyk * xhat[i];
+                            db[i] += dyk;
+                        }
+                        let mean_gg = lanes::sum(&gg) * inv_n;
+                        let mean_ggx = lanes::dot(&gg, &xhat) * inv_n;
+                        for i in 0..c {
+                            dxr[i] = k[i] * rs * (gr[i] * g[i] - mean_gg - xhat[i] * mean_ggx);
+                        }
+                    }
+                    (dg, db)
+                },
+            )
         })
         .collect();
     let (dg, db): (Vec<_>, Vec<_>) = partials.into_iter().unzip();

@@ -1,6 +1,6 @@
 //! The fused AdamW update on the CPU.
 
-use super::{CpuBackend, same_shape};
+use super::{CpuBackend, PAR_MIN_ELEMENTS, same_shape, simd::vectorized};
 use crate::error::Result;
 use crate::{AdamW, Element, OptimOps, Tensor};
 use rayon::prelude::*;
@@ -29,25 +29,40 @@ impl<E: Element> OptimOps for CpuBackend<E> {
         let (decay, step_size) = (E::of(1.0 - hp.lr * hp.weight_decay), E::of(hp.lr / bc1));
         let (eps, inv_sqrt_bc2) = (E::of(hp.eps), E::of(1.0 / bc2.sqrt()));
         let one = E::one();
-        // One element: (param, grad, first moment, second moment, mask factor).
-        type Entry<'a, E> = ((((&'a mut E, &'a E), &'a mut E), &'a mut E), E);
-        let update = |((((p, &g), mi), vi), k): Entry<'_, E>| {
-            let g = g * k;
+        let update = |p: &mut E, g: E, mi: &mut E, vi: &mut E| {
             *mi = b1 * *mi + (one - b1) * g;
             *vi = b2 * *vi + (one - b2) * g * g;
             *p = *p * decay - step_size * *mi / ((*vi).sqrt() * inv_sqrt_bc2 + eps);
         };
-        let param_len = param.data().len();
-        let it = param.data_mut().par_iter_mut().zip(grad.data().par_iter());
-        let it = it
-            .zip(m.data_mut().par_iter_mut())
-            .zip(v.data_mut().par_iter_mut());
-        match mask {
-            Some(mk) => it.zip(mk.data().par_iter().copied()).for_each(update),
-            None => it
-                .zip(rayon::iter::repeat_n(one, param_len))
-                .for_each(update),
-        }
+        let (grad, mask) = (grad.data(), mask.map(|mk| mk.data()));
+        let chunks = param
+            .data_mut()
+            .par_chunks_mut(PAR_MIN_ELEMENTS)
+            .zip(m.data_mut().par_chunks_mut(PAR_MIN_ELEMENTS))
+            .zip(v.data_mut().par_chunks_mut(PAR_MIN_ELEMENTS))
+            .enumerate();
+        chunks.for_each(|(i, ((pc, mc), vc))| {
+            let start = i * PAR_MIN_ELEMENTS;
+            let gc = &grad[start..start + pc.len()];
+            vectorized(
+                #[inline(always)]
+                || match mask {
+                    Some(mk) => {
+                        let kc = &mk[start..start + pc.len()];
+                        for ((((p, &g), mi), vi), &k) in
+                            pc.iter_mut().zip(gc).zip(mc).zip(vc).zip(kc)
+                        {
+                            update(p, g * k, mi, vi);
+                        }
+                    }
+                    None => {
+                        for (((p, &g), mi), vi) in pc.iter_mut().zip(gc).zip(mc).zip(vc) {
+                            update(p, g, mi, vi);
+                        }
+                    }
+                },
+            )
+        });
         Ok(())
     }
 }

@@ -1,11 +1,12 @@
 //! Softmax over the last axis with a fused scale and additive mask, on the CPU.
 
-use super::{CpuBackend, lanes, rows_per_task, same_shape};
+use super::{CpuBackend, lanes, rows_per_task, same_shape, simd::vectorized};
 use crate::error::{Result, shape_error};
 use crate::{Element, SoftmaxOps, Tensor};
 use rayon::prelude::*;
 
 /// In place: `row = softmax(scale · row + mask)`.
+#[inline(always)]
 pub(super) fn softmax_row<E: Element>(row: &mut [E], scale: E, mask: Option<&[E]>) {
     if let Some(m) = mask {
         row.iter_mut()
@@ -68,11 +69,16 @@ impl<E: Element> SoftmaxOps for CpuBackend<E> {
             .par_chunks_mut(chunk * tk)
             .enumerate()
             .for_each(|(task, block)| {
-                for (j, row) in block.chunks_exact_mut(tk).enumerate() {
-                    let r = task * chunk + j;
-                    let m = mask.map(|m| &m.data()[(r / rows_per_batch) * tk..][..tk]);
-                    softmax_row(row, scale, m);
-                }
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        for (j, row) in block.chunks_exact_mut(tk).enumerate() {
+                            let r = task * chunk + j;
+                            let m = mask.map(|m| &m.data()[(r / rows_per_batch) * tk..][..tk]);
+                            softmax_row(row, scale, m);
+                        }
+                    },
+                )
             });
         Ok(())
     }
@@ -90,12 +96,17 @@ impl<E: Element> SoftmaxOps for CpuBackend<E> {
             .par_chunks_mut(chunk)
             .zip(y.data().par_chunks(chunk))
             .for_each(|(dblock, yblock)| {
-                for (d, yr) in dblock.chunks_exact_mut(tk).zip(yblock.chunks_exact(tk)) {
-                    let dot = lanes::dot(d, yr);
-                    d.iter_mut()
-                        .zip(yr)
-                        .for_each(|(g, &p)| *g = scale * p * (*g - dot));
-                }
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        for (d, yr) in dblock.chunks_exact_mut(tk).zip(yblock.chunks_exact(tk)) {
+                            let dot = lanes::dot(d, yr);
+                            d.iter_mut()
+                                .zip(yr)
+                                .for_each(|(g, &p)| *g = scale * p * (*g - dot));
+                        }
+                    },
+                )
             });
         Ok(dx)
     }
