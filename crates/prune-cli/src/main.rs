@@ -218,8 +218,13 @@ fn bench_on<B: prune::tensor::Backend>(backend: B, args: &BenchArgs) -> anyhow::
             args.seq
         );
     }
+    let gemm = if prune::tensor::cpu::blas::available() {
+        "OpenBLAS"
+    } else {
+        "the gemm crate"
+    };
     println!(
-        "{}: {} parameters",
+        "{}: {} parameters (CPU GEMMs: {gemm})",
         dir.display(),
         model.bert.num_parameters()
     );

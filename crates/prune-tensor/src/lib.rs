@@ -1,5 +1,5 @@
 //! Tensors and the `Backend` trait of prune, with a complete CPU backend (rayon, the
-//! pure-Rust `gemm` crate and, with the default feature `openblas`, OpenBLAS for f32 GEMMs;
+//! pure-Rust `gemm` crate and, where the system has it, OpenBLAS for f32 GEMMs;
 //! ndarray only for views of a tensor) providing the forward and backward of every op a BERT encoder,
 //! its classifier heads and its training need.
 //!

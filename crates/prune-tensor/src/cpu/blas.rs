@@ -1,37 +1,70 @@
-//! f32 GEMMs through the system OpenBLAS (feature `openblas`), which outruns the pure-Rust
-//! `gemm` crate by 10–40 % on the shapes of a BERT layer on AVX2 CPUs (`benches/cpu_ops.rs`,
-//! `cpu/matmul_*`).
+//! f32 GEMMs through OpenBLAS where the system has it, which outruns the pure-Rust `gemm`
+//! crate by 10–40 % on the shapes of a BERT layer on AVX2 CPUs (`benches/cpu_ops.rs`,
+//! `cpu/matmul_*`). The library is opened at run time (`libopenblas.so.0`, as Debian's
+//! `libopenblas0` installs it), so nothing is needed to build or run without it: every GEMM
+//! then stays in the `gemm` crate.
 //!
 //! OpenBLAS runs on one thread per call: its own worker threads spin after each call and
 //! would fight rayon's workers for the cores between GEMMs. A large product is instead split
-//! into one block of rows (or columns) per rayon thread. Every output element is reduced
-//! over `k` in the same order whatever the split, so results do not depend on the thread
-//! count.
+//! into one block of rows (or columns) per rayon thread; the blocks depend only on the
+//! thread count, so repeated runs give identical results.
 
 use std::ffi::c_int;
-use std::sync::Once;
+use std::sync::OnceLock;
 
-// SAFETY: the declarations match OpenBLAS's `cblas.h` (`CBLAS_ORDER` and `CBLAS_TRANSPOSE`
-// are C enums, passed as `int`).
-#[link(name = "openblas")]
-unsafe extern "C" {
-    fn cblas_sgemm(
-        order: c_int,
-        trans_a: c_int,
-        trans_b: c_int,
-        m: c_int,
-        n: c_int,
-        k: c_int,
-        alpha: f32,
-        a: *const f32,
-        lda: c_int,
-        b: *const f32,
-        ldb: c_int,
-        beta: f32,
-        c: *mut f32,
-        ldc: c_int,
-    );
-    fn openblas_set_num_threads(threads: c_int);
+/// `cblas_sgemm` as OpenBLAS's `cblas.h` declares it (`CBLAS_ORDER` and `CBLAS_TRANSPOSE`
+/// are C enums, passed as `int`).
+type Sgemm = unsafe extern "C" fn(
+    c_int,
+    c_int,
+    c_int,
+    c_int,
+    c_int,
+    c_int,
+    f32,
+    *const f32,
+    c_int,
+    *const f32,
+    c_int,
+    f32,
+    *mut f32,
+    c_int,
+);
+/// `openblas_set_num_threads`.
+type SetThreads = unsafe extern "C" fn(c_int);
+
+/// Library names tried in turn.
+const LIBRARIES: [&str; 3] = ["libopenblas.so.0", "libopenblas.so", "libopenblas.dylib"];
+/// Setting this variable (to anything) keeps every GEMM in the pure-Rust `gemm` crate.
+pub const OFF_VAR: &str = "PRUNE_NO_OPENBLAS";
+
+/// OpenBLAS's `cblas_sgemm`, loaded once; `None` where the library is missing (or
+/// [`OFF_VAR`] is set): the `gemm` crate then does the work.
+fn library() -> Option<Sgemm> {
+    static SGEMM: OnceLock<Option<Sgemm>> = OnceLock::new();
+    *SGEMM.get_or_init(|| {
+        if std::env::var_os(OFF_VAR).is_some() {
+            return None;
+        }
+        // SAFETY: loading OpenBLAS runs only its own initialisers, and the symbols are
+        // read with the types its header declares. The library is never unloaded (leaked),
+        // so the function pointers stay valid.
+        unsafe {
+            let lib = LIBRARIES
+                .iter()
+                .find_map(|&name| libloading::Library::new(name).ok())?;
+            let sgemm = *lib.get::<Sgemm>(b"cblas_sgemm\0").ok()?;
+            let threads = *lib.get::<SetThreads>(b"openblas_set_num_threads\0").ok()?;
+            threads(1);
+            std::mem::forget(lib);
+            Some(sgemm)
+        }
+    })
+}
+
+/// Whether f32 GEMMs run in OpenBLAS here.
+pub fn available() -> bool {
+    library().is_some()
 }
 
 /// `CblasRowMajor`.
@@ -44,9 +77,11 @@ const SPLIT_MIN_MACS: usize = 1 << 18;
 /// Fewest rows (or columns) per block of a split product.
 const SPLIT_MIN_EXTENT: usize = 16;
 
-/// Whether OpenBLAS can take a product of these extents (its arguments are C `int`s).
-pub(super) fn fits(m: usize, n: usize, k: usize) -> bool {
-    [m, n, k].iter().all(|&d| c_int::try_from(d).is_ok())
+/// OpenBLAS's `cblas_sgemm` when it is loaded and can take a product of these extents (its
+/// arguments are C `int`s).
+pub(super) fn for_extents(m: usize, n: usize, k: usize) -> Option<Sgemm> {
+    let fits = [m, n, k].iter().all(|&d| c_int::try_from(d).is_ok());
+    library().filter(|_| fits)
 }
 
 /// A pointer that may cross into rayon tasks.
@@ -64,15 +99,16 @@ impl<T> Ptr<T> {
     }
 }
 
-/// `c (+)= op(a) · op(b)` on row-major buffers, laid out as in `matmul::gemm_into`; `threaded`
-/// splits a large product over rayon's threads.
+/// `c (+)= op(a) · op(b)` on row-major buffers, laid out as in `matmul::gemm_into`, with
+/// `cblas_sgemm` from [`for_extents`]; `threaded` splits a large product over rayon's threads.
 ///
 /// # Safety
 /// `a`, `b` must hold `m · k` and `k · n` elements, `c` must be valid for `m · n` writes
-/// (and reads when `accumulate`) without aliasing `a` or `b`; every extent must [`fits`];
-/// `m`, `n`, `k` must be positive.
+/// (and reads when `accumulate`) without aliasing `a` or `b`; `m`, `n`, `k` must be
+/// positive and `cblas_sgemm` must come from [`for_extents`] for them.
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn sgemm(
+    cblas_sgemm: Sgemm,
     m: usize,
     n: usize,
     k: usize,
@@ -84,9 +120,6 @@ pub(super) unsafe fn sgemm(
     accumulate: bool,
     threaded: bool,
 ) {
-    static ONE_THREAD: Once = Once::new();
-    // SAFETY: a plain setter of OpenBLAS's thread count.
-    ONE_THREAD.call_once(|| unsafe { openblas_set_num_threads(1) });
     let parts = if threaded && m * n * k >= SPLIT_MIN_MACS {
         rayon::current_num_threads()
     } else {

@@ -1,5 +1,5 @@
 //! Matrix products on the CPU through the pure-Rust `gemm` crate, or for f32 through OpenBLAS
-//! (feature `openblas`, `blas.rs`): one large multi-threaded GEMM when the right operand is
+//! where the system has it (`blas.rs`): one large multi-threaded GEMM when the right operand is
 //! shared (linear layers), and one single-threaded GEMM per batch entry spread over rayon
 //! when both operands are batched (attention).
 
@@ -63,14 +63,14 @@ unsafe fn gemm_raw<E: Element>(
         }
         return;
     }
-    #[cfg(feature = "openblas")]
-    if std::any::TypeId::of::<E>() == std::any::TypeId::of::<f32>() && super::blas::fits(m, n, k) {
+    let is_f32 = std::any::TypeId::of::<E>() == std::any::TypeId::of::<f32>();
+    if let Some(sgemm) = super::blas::for_extents(m, n, k).filter(|_| is_f32) {
         // SAFETY: `E` is `f32` (checked just above), so the casts keep lengths and layout;
         // the caller's contract is `sgemm`'s.
         unsafe {
             let a = std::slice::from_raw_parts(a.as_ptr().cast::<f32>(), a.len());
             let b = std::slice::from_raw_parts(b.as_ptr().cast::<f32>(), b.len());
-            super::blas::sgemm(m, n, k, a, ta, b, tb, c.cast(), accumulate, threaded);
+            super::blas::sgemm(sgemm, m, n, k, a, ta, b, tb, c.cast(), accumulate, threaded);
         }
         return;
     }

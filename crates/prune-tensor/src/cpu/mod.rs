@@ -4,8 +4,7 @@
 //! `CpuBackend<f64>` for gradient checks of the very same code.
 
 mod activation;
-#[cfg(feature = "openblas")]
-mod blas;
+pub mod blas;
 mod elementwise;
 mod index;
 mod lanes;
