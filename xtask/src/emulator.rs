@@ -27,7 +27,16 @@ pub const CUDA_PACKAGES: &[&str] = &[
 
 /// The CUDA test targets that need a device: every op, the MiniLM parity, and fine-tuning
 /// and pruning through `prune --device cuda`.
-pub const DEVICE_TESTS: &[&str] = &["--test", "ops", "--test", "cuda_parity", "--test", "cuda"];
+pub const DEVICE_TESTS: &[&str] = &[
+    "--test",
+    "ops",
+    "--test",
+    "attention",
+    "--test",
+    "cuda_parity",
+    "--test",
+    "cuda",
+];
 
 /// The CUDA benchmarks: the kernels (`cuda/<op>/<shape>`) and a BERT-base training step.
 pub const CUDA_BENCHES: &[&str] = &["--bench", "cuda_ops", "--bench", "cuda_train_step"];

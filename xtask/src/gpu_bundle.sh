@@ -31,7 +31,7 @@ export LD_LIBRARY_PATH="$paths${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export PRUNE_MODEL_DIR="$here/model" PRUNE_FIXTURES="$here/fixtures" CRITERION_HOME="$out/criterion"
 
 status=0
-for test in nvrtc ops cuda_parity; do
+for test in nvrtc ops attention cuda_parity; do
     echo "== test $test"
     "$here/bin/$test" 2>&1 | tee "$out/test-$test.log" || status=1
 done

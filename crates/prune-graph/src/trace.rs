@@ -7,8 +7,9 @@
 //! not branch on data for its trace to be the graph of every input.
 
 use prune_tensor::{
-    ActivationOps, AdamW, ElementwiseOps, IndexOps, LayerNormStats, LossOps, MatmulOps, NormOps,
-    OptimOps, Result, Shape, SoftmaxOps, Storage, Tensor, Transpose, shape_error,
+    ActivationOps, AdamW, AttentionOps, ElementwiseOps, IndexOps, LayerNormStats, LossOps,
+    MatmulOps, NormOps, OptimOps, Result, Shape, SoftmaxOps, Storage, Tensor, Transpose,
+    shape_error,
 };
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -336,6 +337,10 @@ impl Storage for TraceBackend {
         Ok(self.one(OpKind::Reshape, &[&t], shape))
     }
 }
+
+/// Per-head attention products are recorded as what the defaults compose them of (reshapes,
+/// permutations and matmuls), which the dependency analysis already knows.
+impl AttentionOps for TraceBackend {}
 
 impl MatmulOps for TraceBackend {
     fn matmul_fwd(&self, a: &SymTensor, b: &SymTensor, t: Transpose) -> Result<SymTensor> {

@@ -248,3 +248,52 @@ pub fn row_ids(op: &'static str, ids: &[usize], bound: usize) -> Result<()> {
         None => Ok(()),
     }
 }
+
+/// The geometry of attention heads stored side by side, `[B·T, H·D]` (see
+/// `AttentionOps`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeadGeometry {
+    /// Batch size B.
+    pub batch: usize,
+    /// Tokens per sequence T.
+    pub seq: usize,
+    /// Heads H.
+    pub heads: usize,
+    /// Head dim D.
+    pub dim: usize,
+}
+
+impl HeadGeometry {
+    /// Checks that `x` is `[B·T, H·D]` for `batch` B and `head_dim` D and returns the
+    /// geometry.
+    pub fn of(op: &'static str, x: &Shape, batch: usize, head_dim: usize) -> Result<Self> {
+        let ok = x.rank() == 2
+            && batch > 0
+            && head_dim > 0
+            && x.dims()[0] % batch == 0
+            && x.dims()[1] % head_dim == 0;
+        if !ok {
+            return Err(shape_error(
+                op,
+                &[x],
+                format!("heads must be [B·T, H·D] with B = {batch}, D = {head_dim}"),
+            ));
+        }
+        Ok(HeadGeometry {
+            batch,
+            seq: x.dims()[0] / batch,
+            heads: x.dims()[1] / head_dim,
+            dim: head_dim,
+        })
+    }
+
+    /// The scores' shape, `[B, H, T, T]`.
+    pub fn scores(&self) -> Shape {
+        Shape::from([self.batch, self.heads, self.seq, self.seq])
+    }
+
+    /// The heads' own shape, `[B·T, H·D]`.
+    pub fn side_by_side(&self) -> Shape {
+        Shape::from([self.batch * self.seq, self.heads * self.dim])
+    }
+}

@@ -9,6 +9,8 @@
 //! into one block of rows (or columns) per rayon thread; the blocks depend only on the
 //! thread count, so repeated runs give identical results.
 
+use super::SendPtr;
+use super::matmul::Strides;
 use std::ffi::c_int;
 use std::sync::OnceLock;
 
@@ -77,35 +79,22 @@ const SPLIT_MIN_MACS: usize = 1 << 18;
 /// Fewest rows (or columns) per block of a split product.
 const SPLIT_MIN_EXTENT: usize = 16;
 
-/// OpenBLAS's `cblas_sgemm` when it is loaded and can take a product of these extents (its
-/// arguments are C `int`s).
-pub(super) fn for_extents(m: usize, n: usize, k: usize) -> Option<Sgemm> {
-    let fits = [m, n, k].iter().all(|&d| c_int::try_from(d).is_ok());
+/// OpenBLAS's `cblas_sgemm` when it is loaded and can take a product of these extents and
+/// strides (its arguments are C `int`s).
+pub(super) fn for_extents(m: usize, n: usize, k: usize, ld: Strides) -> Option<Sgemm> {
+    let fits = [m, n, k, ld.a, ld.b, ld.c]
+        .iter()
+        .all(|&d| c_int::try_from(d).is_ok());
     library().filter(|_| fits)
 }
 
-/// A pointer that may cross into rayon tasks.
-#[derive(Clone, Copy)]
-struct Ptr<T>(*mut T);
-// SAFETY: the blocks handed to different tasks never overlap (see `sgemm`).
-unsafe impl<T> Send for Ptr<T> {}
-// SAFETY: as above; tasks only read the shared operands.
-unsafe impl<T> Sync for Ptr<T> {}
-
-impl<T> Ptr<T> {
-    /// The pointer (a method, so that closures capture the whole `Send` wrapper).
-    fn get(self) -> *mut T {
-        self.0
-    }
-}
-
-/// `c (+)= op(a) · op(b)` on row-major buffers, laid out as in `matmul::gemm_into`, with
-/// `cblas_sgemm` from [`for_extents`]; `threaded` splits a large product over rayon's threads.
+/// `c (+)= op(a) · op(b)` on row-major blocks with row strides `ld`, laid out as in
+/// `matmul::gemm_strided`, with `cblas_sgemm` from [`for_extents`]; `threaded` splits a large
+/// product over rayon's threads.
 ///
 /// # Safety
-/// `a`, `b` must hold `m · k` and `k · n` elements, `c` must be valid for `m · n` writes
-/// (and reads when `accumulate`) without aliasing `a` or `b`; `m`, `n`, `k` must be
-/// positive and `cblas_sgemm` must come from [`for_extents`] for them.
+/// As `matmul::gemm_strided`, whose checks must have passed; `m`, `n`, `k` must be positive
+/// and `cblas_sgemm` must come from [`for_extents`] for them.
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn sgemm(
     cblas_sgemm: Sgemm,
@@ -117,6 +106,7 @@ pub(super) unsafe fn sgemm(
     b: &[f32],
     tb: bool,
     c: *mut f32,
+    ld: Strides,
     accumulate: bool,
     threaded: bool,
 ) {
@@ -126,17 +116,17 @@ pub(super) unsafe fn sgemm(
         1
     };
     let (a, b, c) = (
-        Ptr(a.as_ptr().cast_mut()),
-        Ptr(b.as_ptr().cast_mut()),
-        Ptr(c),
+        SendPtr(a.as_ptr().cast_mut()),
+        SendPtr(b.as_ptr().cast_mut()),
+        SendPtr(c),
     );
     // One block: rows r0..r0+rows and columns c0..c0+cols of C.
     let block = move |r0: usize, rows: usize, c0: usize, cols: usize| {
         if rows == 0 || cols == 0 {
             return;
         }
-        let (a_off, lda) = if ta { (r0, m) } else { (r0 * k, k) };
-        let (b_off, ldb) = if tb { (c0 * k, k) } else { (c0, n) };
+        let (a_off, lda) = if ta { (r0, ld.a) } else { (r0 * ld.a, ld.a) };
+        let (b_off, ldb) = if tb { (c0 * ld.b, ld.b) } else { (c0, ld.b) };
         let int = |d: usize| d as c_int; // every extent fits (the caller's contract)
         // SAFETY: the offsets stay inside the operands (r0 + rows ≤ m, c0 + cols ≤ n), the
         // leading dimensions are those of the full matrices, and blocks of C are disjoint.
@@ -154,8 +144,8 @@ pub(super) unsafe fn sgemm(
                 b.get().add(b_off),
                 int(ldb),
                 if accumulate { 1.0 } else { 0.0 },
-                c.get().add(r0 * n + c0),
-                int(n),
+                c.get().add(r0 * ld.c + c0),
+                int(ld.c),
             )
         }
     };

@@ -51,31 +51,114 @@ unsafe fn gemm_raw<E: Element>(
     accumulate: bool,
     threaded: bool,
 ) {
+    let ld = Strides::dense(m, n, k, ta, tb);
+    // SAFETY: dense strides; the caller's contract is the rest of `gemm_strided`'s.
+    unsafe { gemm_strided(m, n, k, a, ta, b, tb, c, ld, accumulate, threaded) }
+}
+
+/// Leading dimensions (row strides, in elements) of a GEMM's stored operands and output.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Strides {
+    /// Of `a` as stored (`[m, k]`, or `[k, m]` when transposed).
+    pub a: usize,
+    /// Of `b` as stored (`[k, n]`, or `[n, k]` when transposed).
+    pub b: usize,
+    /// Of `c` (`[m, n]`).
+    pub c: usize,
+}
+
+impl Strides {
+    /// The strides of dense row-major operands.
+    fn dense(m: usize, n: usize, k: usize, ta: bool, tb: bool) -> Self {
+        Strides {
+            a: if ta { m } else { k },
+            b: if tb { k } else { n },
+            c: n,
+        }
+    }
+}
+
+/// Elements a stored operand of `rows` × `cols` (as stored) with row stride `ld` spans.
+fn span(rows: usize, cols: usize, ld: usize) -> usize {
+    if rows == 0 || cols == 0 {
+        0
+    } else {
+        (rows - 1) * ld + cols
+    }
+}
+
+/// `c (+)= op(a) · op(b)` for operands that are blocks of larger row-major matrices: rows
+/// `ld.a`, `ld.b`, `ld.c` elements apart (attention heads read in place).
+///
+/// # Safety
+/// `c` must be valid for writes (and reads when `accumulate`) of the `m × n` block at row
+/// stride `ld.c`, not aliasing `a` or `b`, and no other thread may touch that block.
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn gemm_strided<E: Element>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[E],
+    ta: bool,
+    b: &[E],
+    tb: bool,
+    c: *mut E,
+    ld: Strides,
+    accumulate: bool,
+    threaded: bool,
+) {
+    let (a_rows, a_cols) = if ta { (k, m) } else { (m, k) };
+    let (b_rows, b_cols) = if tb { (n, k) } else { (k, n) };
+    assert!(a.len() >= span(a_rows, a_cols, ld.a) && b.len() >= span(b_rows, b_cols, ld.b));
+    assert!(ld.a >= a_cols && ld.b >= b_cols && ld.c >= n);
     if m == 0 || n == 0 {
         return;
     }
     if k == 0 {
         if !accumulate {
-            for i in 0..m * n {
-                // SAFETY: `c` is valid for m · n writes.
-                unsafe { c.add(i).write(E::zero()) };
+            for i in 0..m {
+                for j in 0..n {
+                    // SAFETY: `c` is valid for the m × n block at row stride `ld.c`.
+                    unsafe { c.add(i * ld.c + j).write(E::zero()) };
+                }
             }
         }
         return;
     }
     let is_f32 = std::any::TypeId::of::<E>() == std::any::TypeId::of::<f32>();
-    if let Some(sgemm) = super::blas::for_extents(m, n, k).filter(|_| is_f32) {
+    if let Some(sgemm) = super::blas::for_extents(m, n, k, ld).filter(|_| is_f32) {
         // SAFETY: `E` is `f32` (checked just above), so the casts keep lengths and layout;
         // the caller's contract is `sgemm`'s.
         unsafe {
             let a = std::slice::from_raw_parts(a.as_ptr().cast::<f32>(), a.len());
             let b = std::slice::from_raw_parts(b.as_ptr().cast::<f32>(), b.len());
-            super::blas::sgemm(sgemm, m, n, k, a, ta, b, tb, c.cast(), accumulate, threaded);
+            super::blas::sgemm(
+                sgemm,
+                m,
+                n,
+                k,
+                a,
+                ta,
+                b,
+                tb,
+                c.cast(),
+                ld,
+                accumulate,
+                threaded,
+            );
         }
         return;
     }
-    let (a_rs, a_cs) = if ta { (1, m as isize) } else { (k as isize, 1) };
-    let (b_rs, b_cs) = if tb { (1, k as isize) } else { (n as isize, 1) };
+    let (a_rs, a_cs) = if ta {
+        (1, ld.a as isize)
+    } else {
+        (ld.a as isize, 1)
+    };
+    let (b_rs, b_cs) = if tb {
+        (1, ld.b as isize)
+    } else {
+        (ld.b as isize, 1)
+    };
     let parallelism = if threaded && m * n * k >= 1 << 18 {
         Parallelism::Rayon(0)
     } else {
@@ -90,7 +173,7 @@ unsafe fn gemm_raw<E: Element>(
             k,
             c,
             1,
-            n as isize,
+            ld.c as isize,
             accumulate,
             a.as_ptr(),
             a_cs,

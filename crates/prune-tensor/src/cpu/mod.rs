@@ -4,6 +4,7 @@
 //! `CpuBackend<f64>` for gradient checks of the very same code.
 
 mod activation;
+mod attention;
 pub mod blas;
 mod elementwise;
 mod index;
@@ -148,6 +149,22 @@ fn par_update<E: Element>(x: &mut [E], f: impl Fn(usize, &mut [E]) + Sync + Send
                 || f(i * PAR_MIN_ELEMENTS, c),
             )
         });
+}
+
+/// A pointer that may cross into rayon tasks, for outputs whose tasks write disjoint but
+/// interleaved elements (which slices cannot express).
+#[derive(Clone, Copy)]
+struct SendPtr<T>(*mut T);
+// SAFETY: users hand each task a disjoint set of elements, and only read shared inputs.
+unsafe impl<T> Send for SendPtr<T> {}
+// SAFETY: as above.
+unsafe impl<T> Sync for SendPtr<T> {}
+
+impl<T> SendPtr<T> {
+    /// The pointer (a method, so that closures capture the whole `Send` wrapper).
+    fn get(self) -> *mut T {
+        self.0
+    }
 }
 
 /// Chunk length (in rows of `row_len`) that splits `rows` rows into rayon tasks of a useful

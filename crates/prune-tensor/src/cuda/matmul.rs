@@ -7,7 +7,7 @@ use super::launch::OrDevice;
 use super::{CudaBackend, CudaTensor, int};
 use crate::checks::MatmulGeometry;
 use crate::error::{Result, shape_error};
-use crate::{MatmulOps, Transpose};
+use crate::{AttentionOps, MatmulOps, Transpose};
 use cudarc::cublas::sys::cublasOperation_t;
 use cudarc::cublas::{Gemm as _, GemmConfig, StridedBatchedConfig};
 use cudarc::driver::{DevicePtr, DevicePtrMut};
@@ -102,6 +102,10 @@ impl Plan {
         }
     }
 }
+
+/// Per-head attention products through the composed defaults (copies into `[B, H, T, D]`,
+/// then cuBLAS's batched GEMMs).
+impl AttentionOps for CudaBackend {}
 
 impl MatmulOps for CudaBackend {
     fn matmul_fwd(&self, a: &CudaTensor, b: &CudaTensor, t: Transpose) -> Result<CudaTensor> {

@@ -10,7 +10,7 @@ use super::linear::{LayerNormCache, NormSpec};
 use super::{dropout_add, dropout_bwd, dropout_bwd_ref, site_seed};
 use crate::error::Result;
 use crate::params::Layer;
-use prune_tensor::{Backend, Shape, Transpose};
+use prune_tensor::Backend;
 
 /// Per-call settings shared by every layer of one forward pass.
 #[derive(Clone, Copy, Debug)]
@@ -40,7 +40,7 @@ pub struct LayerCtx<'a, T> {
 /// What self-attention's backward needs.
 #[derive(Clone, Debug)]
 struct AttentionCache<T> {
-    /// Queries, keys, values, `[B, H, T, D]` each.
+    /// Queries, keys, values, `[B·T, H·D]` each (heads side by side).
     q: T,
     k: T,
     v: T,
@@ -96,28 +96,6 @@ impl<T> LayerCache<T> {
     }
 }
 
-/// `[B·T, H·D]` → `[B, H, T, D]`.
-fn split_heads<B: Backend>(
-    b: &B,
-    x: B::Tensor,
-    ctx: &LayerCtx<'_, B::Tensor>,
-    h: usize,
-) -> Result<B::Tensor> {
-    let x = b.reshape(x, Shape::from([ctx.batch, ctx.seq, h, ctx.head_dim]))?;
-    Ok(b.permute(&x, &[0, 2, 1, 3])?)
-}
-
-/// `[B, H, T, D]` → `[B·T, H·D]`.
-fn merge_heads<B: Backend>(
-    b: &B,
-    x: &B::Tensor,
-    ctx: &LayerCtx<'_, B::Tensor>,
-    h: usize,
-) -> Result<B::Tensor> {
-    let x = b.permute(x, &[0, 2, 1, 3])?;
-    Ok(b.reshape(x, Shape::from([ctx.batch * ctx.seq, h * ctx.head_dim]))?)
-}
-
 impl<T: Clone> Layer<T> {
     /// Heads H of this layer (rows of the query weight / D).
     pub fn heads<B: Backend<Tensor = T>>(&self, b: &B, head_dim: usize) -> usize {
@@ -139,18 +117,13 @@ impl<T: Clone> Layer<T> {
         ctx: &LayerCtx<'_, T>,
         train: bool,
     ) -> Result<(T, AttentionCache<T>)> {
-        let h = self.heads(b, ctx.head_dim);
         let m = ctx.masks;
         let q = self.query.forward(b, x, m.map(|m| &m.query))?;
         let k = self.key.forward(b, x, m.map(|m| &m.key))?;
         let v = self.value.forward(b, x, m.map(|m| &m.value))?;
-        let (q, k, v) = (
-            split_heads(b, q, ctx, h)?,
-            split_heads(b, k, ctx, h)?,
-            split_heads(b, v, ctx, h)?,
-        );
-        let scores = b.matmul_fwd(&q, &k, Transpose::NT)?; // [B, H, T, T]
-        let scale = 1.0 / (ctx.head_dim as f64).sqrt();
+        let (batch, d) = (ctx.batch, ctx.head_dim);
+        let scores = b.head_scores(&q, &k, batch, d)?; // [B, H, T, T]
+        let scale = 1.0 / (d as f64).sqrt();
         let mut probs = scores;
         b.softmax_assign(&mut probs, scale, Some(ctx.attn_mask))?;
         let p = if train { ctx.attention_dropout } else { 0.0 };
@@ -164,8 +137,8 @@ impl<T: Clone> Layer<T> {
             (Some(hm), d) => Some(b.scale_rows_fwd(d.as_ref().unwrap_or(&probs), hm, ctx.seq)?),
             (None, d) => d,
         };
-        let c = b.matmul_fwd(probs_eff.as_ref().unwrap_or(&probs), &v, Transpose::NN)?; // [B, H, T, D]
-        let context = merge_heads(b, &c, ctx, h)?;
+        let p_used = probs_eff.as_ref().unwrap_or(&probs);
+        let context = b.head_context(p_used, &v, batch, d, false)?; // [B·T, H·D]
         let cache = AttentionCache {
             q,
             k,
@@ -329,39 +302,28 @@ impl<T: Clone> Layer<T> {
         grads: &mut Layer<T>,
     ) -> Result<T> {
         let m = ctx.masks;
-        let h = self.heads(b, ctx.head_dim);
-        let dc = split_heads(b, dcontext, ctx, h)?; // [B, H, T, D]
+        let (batch, d) = (ctx.batch, ctx.head_dim);
         let p_eff = att.probs_eff.as_ref().unwrap_or(&att.probs);
-        let (dp, dv) = b.matmul_bwd(p_eff, &att.v, Transpose::NN, &dc)?;
+        let dp = b.head_scores(&dcontext, &att.v, batch, d)?; // dP = dC · Vᵀ
+        let dv = b.head_context(p_eff, &dcontext, batch, d, true)?; // dV = Pᵀ · dC
         let dp = match ctx.head_mask {
             Some(hm) => b.scale_rows_fwd(&dp, hm, ctx.seq)?,
             None => dp,
         };
         let dp = dropout_bwd(b, dp, &att.probs_keep)?;
-        let scale = 1.0 / (ctx.head_dim as f64).sqrt();
+        let scale = 1.0 / (d as f64).sqrt();
         let dscores = b.softmax_bwd(&att.probs, &dp, scale)?;
-        let (dq, dk) = b.matmul_bwd(&att.q, &att.k, Transpose::NT, &dscores)?;
-        let dxq = self.query.backward(
-            b,
-            x,
-            &merge_heads(b, &dq, ctx, h)?,
-            m.map(|m| &m.query),
-            &mut grads.query,
-        )?;
-        let dxk = self.key.backward(
-            b,
-            x,
-            &merge_heads(b, &dk, ctx, h)?,
-            m.map(|m| &m.key),
-            &mut grads.key,
-        )?;
-        let dxv = self.value.backward(
-            b,
-            x,
-            &merge_heads(b, &dv, ctx, h)?,
-            m.map(|m| &m.value),
-            &mut grads.value,
-        )?;
+        let dq = b.head_context(&dscores, &att.k, batch, d, false)?; // dQ = dS · K
+        let dk = b.head_context(&dscores, &att.q, batch, d, true)?; // dK = dSᵀ · Q
+        let dxq = self
+            .query
+            .backward(b, x, &dq, m.map(|m| &m.query), &mut grads.query)?;
+        let dxk = self
+            .key
+            .backward(b, x, &dk, m.map(|m| &m.key), &mut grads.key)?;
+        let dxv = self
+            .value
+            .backward(b, x, &dv, m.map(|m| &m.value), &mut grads.value)?;
         Ok(b.add_fwd(&b.add_fwd(&dxq, &dxk)?, &dxv)?)
     }
 }

@@ -1,0 +1,75 @@
+//! Attention's per-head products (`AttentionOps`) of a backend against the scalar reference
+//! on explicitly split heads: scores `X_bh · Y_bhᵀ` and contexts `op(P_bh) · Y_bh`, for several
+//! heads, a single one and none. Runs on the CPU backend always and on the CUDA backend with
+//! the feature `cuda`.
+
+use prune_tensor::rng::Rng;
+use prune_tensor::{AttentionOps, Backend, Shape, Storage, Tensor, Transpose, reference as r};
+
+/// Random f32-representable inputs as f64 tensors.
+fn rand(shape: impl Into<Shape>, rng: &mut Rng) -> Tensor<f64> {
+    Tensor::from_fn(shape, |_| rng.range(-2.0, 2.0) as f32 as f64)
+}
+
+/// `[B·T, H·D]` → `[B, H, T, D]`, by index.
+fn split(x: &Tensor<f64>, b: usize, t: usize, h: usize, d: usize) -> Tensor<f64> {
+    Tensor::from_fn([b, h, t, d], |i| {
+        let (bi, hi, ti, di) = (i / (h * t * d), i / (t * d) % h, i / d % t, i % d);
+        x.data()[(bi * t + ti) * h * d + hi * d + di]
+    })
+}
+
+/// Asserts `got` matches `want` to 1e-5 relative to the reference's largest magnitude.
+fn close(what: &str, got: &Tensor<f64>, want: &Tensor<f64>) {
+    assert_eq!(got.shape(), want.shape(), "{what}: shape");
+    let err = got.max_abs_diff(want) / want.max_abs().max(1.0);
+    assert!(err <= 1e-5, "{what}: relative error {err:e}");
+}
+
+fn heads<B: Backend>(backend: &B) {
+    let mut rng = Rng::new(21);
+    let (b, t, d) = (2, 5, 4);
+    for h in [3, 1, 0] {
+        let (x, y) = (rand([b * t, h * d], &mut rng), rand([b * t, h * d], &mut rng));
+        let up = |v: &Tensor<f64>| backend.upload(&v.cast()).unwrap();
+        let down = |v: &B::Tensor| backend.download(v).unwrap().cast::<f64>();
+        let (xs, ys) = (split(&x, b, t, h, d), split(&y, b, t, h, d));
+        let scores = backend.head_scores(&up(&x), &up(&y), b, d).unwrap();
+        close(
+            &format!("head_scores H={h}"),
+            &down(&scores),
+            &r::matmul(&xs, &ys, Transpose::NT),
+        );
+        let p = rand([b, h, t, t], &mut rng);
+        for (transpose, tr) in [(false, Transpose::NN), (true, Transpose::TN)] {
+            let got = backend
+                .head_context(&up(&p), &up(&y), b, d, transpose)
+                .unwrap();
+            let want = r::permute(&r::matmul(&p, &ys, tr), &[0, 2, 1, 3]);
+            let want = want.reshape([b * t, h * d]).unwrap();
+            close(&format!("head_context H={h} {tr:?}"), &down(&got), &want);
+        }
+    }
+    // Heads that do not divide, and scores of another shape, are refused.
+    let x = backend.upload(&Tensor::zeros([10, 6])).unwrap();
+    assert!(backend.head_scores(&x, &x, 2, 4).is_err());
+    assert!(backend.head_scores(&x, &x, 3, 3).is_err());
+    let p = backend.upload(&Tensor::zeros([2, 2, 5, 4])).unwrap();
+    assert!(backend.head_context(&p, &x, 2, 3, false).is_err());
+}
+
+#[test]
+fn cpu_heads_match_the_reference() {
+    heads(&prune_tensor::CpuBackend::<f32>::new());
+}
+
+#[test]
+fn cpu_f64_heads_match_the_reference() {
+    heads(&prune_tensor::CpuBackend::<f64>::new());
+}
+
+#[cfg(feature = "cuda")]
+#[test]
+fn cuda_heads_match_the_reference() {
+    heads(&prune_tensor::CudaBackend::new(0).expect("the feature `cuda` needs a GPU"));
+}
