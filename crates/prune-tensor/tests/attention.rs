@@ -4,7 +4,7 @@
 //! the feature `cuda`.
 
 use prune_tensor::rng::Rng;
-use prune_tensor::{AttentionOps, Backend, Shape, Storage, Tensor, Transpose, reference as r};
+use prune_tensor::{Backend, Shape, Tensor, Transpose, reference as r};
 
 /// Random f32-representable inputs as f64 tensors.
 fn rand(shape: impl Into<Shape>, rng: &mut Rng) -> Tensor<f64> {
