@@ -36,7 +36,14 @@ pub fn run() -> Result<()> {
             .args(["test", "--release", "--no-run"])
             .args(CUDA_PACKAGES)
             .args(NVRTC_TEST)
-            .args(["--test", "ops", "--test", "attention", "--test", "cuda_parity"]),
+            .args([
+                "--test",
+                "ops",
+                "--test",
+                "attention",
+                "--test",
+                "cuda_parity",
+            ]),
     )?;
     built.extend(executables(
         cargo()

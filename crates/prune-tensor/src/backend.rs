@@ -102,7 +102,7 @@ pub trait MatmulOps: Storage {
 /// columns `h·D..(h+1)·D` (`X_bh`, `[T, D]`). Scores are `[B, H, T, T]` (`S_bh`, `[T, T]`).
 /// The defaults split the heads into `[B, H, T, D]` copies and run batched matmuls; a
 /// backend may instead read and write the heads in place.
-pub trait AttentionOps: MatmulOps + IndexOps {
+pub trait AttentionOps: MatmulOps + IndexOps + SoftmaxOps {
     /// `S_bh = X_bh · Y_bhᵀ` for `x`, `y` `[B·T, H·D]` with `batch` B and `head_dim` D
     /// (the scores `Q·Kᵀ`, or `dP = dC·Vᵀ`).
     fn head_scores(
@@ -139,6 +139,30 @@ pub trait AttentionOps: MatmulOps + IndexOps {
         let c = self.matmul_fwd(p, &split_heads(self, y, &g)?, t)?; // [B, H, T, D]
         let c = self.permute(&c, &[0, 2, 1, 3])?;
         self.reshape(c, g.side_by_side())
+    }
+
+    /// Scaled dot-product attention without dropout or head mask:
+    /// `C_bh = softmax(scale · Q_bh · K_bhᵀ + mask_b) · V_bh` for `q`, `k`, `v` `[B·T, H·D]`
+    /// and the additive `mask` `[B, T]`. Returns the context `[B·T, H·D]` and, when
+    /// `keep_probs`, the probabilities `[B, H, T, T]` its backward needs. A backend may run
+    /// each head's scores, softmax and product while they are in cache instead of
+    /// materialising every score.
+    #[allow(clippy::too_many_arguments)]
+    fn attention(
+        &self,
+        q: &Self::Tensor,
+        k: &Self::Tensor,
+        v: &Self::Tensor,
+        mask: &Self::Tensor,
+        scale: f64,
+        batch: usize,
+        head_dim: usize,
+        keep_probs: bool,
+    ) -> Result<(Self::Tensor, Option<Self::Tensor>)> {
+        let mut probs = self.head_scores(q, k, batch, head_dim)?;
+        self.softmax_assign(&mut probs, scale, Some(mask))?;
+        let context = self.head_context(&probs, v, batch, head_dim, false)?;
+        Ok((context, keep_probs.then_some(probs)))
     }
 }
 

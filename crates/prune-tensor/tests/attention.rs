@@ -1,6 +1,6 @@
 //! Attention's per-head products (`AttentionOps`) of a backend against the scalar reference
 //! on explicitly split heads: scores `X_bh · Y_bhᵀ` and contexts `op(P_bh) · Y_bh`, for several
-//! heads, a single one and none. Runs on the CPU backend always and on the CUDA backend with
+//! heads, a single one and none; the fused attention against its parts. Runs on the CPU backend always and on the CUDA backend with
 //! the feature `cuda`.
 
 use prune_tensor::rng::Rng;
@@ -30,7 +30,10 @@ fn heads<B: Backend>(backend: &B) {
     let mut rng = Rng::new(21);
     let (b, t, d) = (2, 5, 4);
     for h in [3, 1, 0] {
-        let (x, y) = (rand([b * t, h * d], &mut rng), rand([b * t, h * d], &mut rng));
+        let (x, y) = (
+            rand([b * t, h * d], &mut rng),
+            rand([b * t, h * d], &mut rng),
+        );
         let up = |v: &Tensor<f64>| backend.upload(&v.cast()).unwrap();
         let down = |v: &B::Tensor| backend.download(v).unwrap().cast::<f64>();
         let (xs, ys) = (split(&x, b, t, h, d), split(&y, b, t, h, d));
@@ -48,6 +51,28 @@ fn heads<B: Backend>(backend: &B) {
             let want = r::permute(&r::matmul(&p, &ys, tr), &[0, 2, 1, 3]);
             let want = want.reshape([b * t, h * d]).unwrap();
             close(&format!("head_context H={h} {tr:?}"), &down(&got), &want);
+        }
+    }
+    // The fused attention computes what its parts compute, with or without keeping the
+    // probabilities, for several heads and none.
+    for h in [3, 0] {
+        let [q, k, v] = [0; 3].map(|_| rand([b * t, h * d], &mut rng));
+        let mask = Tensor::from_fn([b, t], |i| if i % t == t - 1 { -1e4 } else { 0.0 });
+        let up = |v: &Tensor<f64>| backend.upload(&v.cast()).unwrap();
+        let down = |v: &B::Tensor| backend.download(v).unwrap().cast::<f64>();
+        let (uq, uk, uv, um) = (up(&q), up(&k), up(&v), up(&mask));
+        let scores = backend.head_scores(&uq, &uk, b, d).unwrap();
+        let probs = backend.softmax_fwd(&scores, 0.5, Some(&um)).unwrap();
+        let context = backend.head_context(&probs, &uv, b, d, false).unwrap();
+        for keep in [false, true] {
+            let (c, p) = backend
+                .attention(&uq, &uk, &uv, &um, 0.5, b, d, keep)
+                .unwrap();
+            close(&format!("attention H={h}"), &down(&c), &down(&context));
+            assert_eq!(p.is_some(), keep, "probabilities kept when asked");
+            if let Some(p) = p {
+                close(&format!("attention probs H={h}"), &down(&p), &down(&probs));
+            }
         }
     }
     // Heads that do not divide, and scores of another shape, are refused.

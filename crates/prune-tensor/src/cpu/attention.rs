@@ -1,9 +1,12 @@
 //! Attention's per-head products on the CPU, reading and writing the heads in place in
 //! their side-by-side layout `[B·T, H·D]`: one single-threaded GEMM per (batch entry, head),
-//! spread over rayon, with strided operands instead of `[B, H, T, D]` copies.
+//! spread over rayon, with strided operands instead of `[B, H, T, D]` copies. The fused
+//! [`AttentionOps::attention`] runs each head's scores, softmax and context while its
+//! `[T, T]` block is in cache.
 
 use super::matmul::{Strides, gemm_strided};
-use super::{CpuBackend, SendPtr, par_build, same_shape};
+use super::softmax::softmax_row;
+use super::{CpuBackend, SendPtr, par_build, same_shape, simd::vectorized};
 use crate::checks::HeadGeometry;
 use crate::error::Result;
 use crate::{AttentionOps, Element, Tensor};
@@ -95,5 +98,77 @@ impl<E: Element> AttentionOps for CpuBackend<E> {
         // was written by its GEMM.
         unsafe { c.set_len(len) };
         Tensor::new(g.side_by_side(), c)
+    }
+
+    fn attention(
+        &self,
+        q: &Tensor<E>,
+        k: &Tensor<E>,
+        v: &Tensor<E>,
+        mask: &Tensor<E>,
+        scale: f64,
+        batch: usize,
+        head_dim: usize,
+        keep_probs: bool,
+    ) -> Result<(Tensor<E>, Option<Tensor<E>>)> {
+        let g = HeadGeometry::of("attention", q.shape(), batch, head_dim)?;
+        same_shape("attention", q, k)?;
+        same_shape("attention", q, v)?;
+        let (t, d, width) = (g.seq, g.dim, g.heads * g.dim);
+        crate::checks::same_shape("attention", mask.shape(), &[batch, t].into())?;
+        let (pairs, scale) = (g.batch * g.heads, E::of(scale));
+        let mut context: Vec<E> = Vec::with_capacity(g.batch * t * width);
+        let mut probs: Vec<E> = Vec::with_capacity(if keep_probs { pairs * t * t } else { 0 });
+        let (out, kept) = (SendPtr(context.as_mut_ptr()), SendPtr(probs.as_mut_ptr()));
+        let scores = Strides {
+            a: width,
+            b: width,
+            c: t,
+        };
+        let products = Strides {
+            a: t,
+            b: width,
+            c: width,
+        };
+        (0..pairs)
+            .into_par_iter()
+            .for_each_init(Vec::new, |scratch: &mut Vec<E>, pair| {
+                let at = (pair / g.heads) * t * width + (pair % g.heads) * d;
+                let block = if keep_probs {
+                    // SAFETY: pair's own `[T, T]` block of the `pairs · T · T` probabilities.
+                    unsafe { kept.get().add(pair * t * t) }
+                } else {
+                    scratch.resize(t * t, E::zero());
+                    scratch.as_mut_ptr()
+                };
+                let (qs, ks, vs) = (&q.data()[at..], &k.data()[at..], &v.data()[at..]);
+                let m = &mask.data()[(pair / g.heads) * t..][..t];
+                // SAFETY: `block` holds `T · T` elements no other pair touches, written whole by
+                // the first GEMM before it is read; the second GEMM writes the (b, h) block of
+                // the context, rows b·T.., columns h·D.., which no other pair writes.
+                unsafe {
+                    gemm_strided(t, t, d, qs, false, ks, true, block, scores, false, false);
+                    let p = std::slice::from_raw_parts_mut(block, t * t);
+                    vectorized(
+                        #[inline(always)]
+                        || {
+                            p.chunks_exact_mut(t.max(1))
+                                .for_each(|row| softmax_row(row, scale, Some(m)))
+                        },
+                    );
+                    let c = out.get().add(at);
+                    gemm_strided(t, d, t, p, false, vs, false, c, products, false, false);
+                }
+            });
+        // SAFETY: the (b, h) blocks tile the context, and every pair's block of the
+        // probabilities was written when they are kept.
+        unsafe {
+            context.set_len(g.batch * t * width);
+            probs.set_len(if keep_probs { pairs * t * t } else { 0 });
+        }
+        let probs = keep_probs
+            .then(|| Tensor::new(g.scores(), probs))
+            .transpose()?;
+        Ok((Tensor::new(g.side_by_side(), context)?, probs))
     }
 }

@@ -45,7 +45,14 @@ pub(super) fn dot<E: Element>(a: &[E], b: &[E]) -> E {
     sum_zip(a, b, |x, y| x * y)
 }
 
-/// The largest element (`-∞` for an empty slice).
+/// The larger of `m` and `v`, ignoring a NaN `v` (as `f32::max` does) but as a plain compare
+/// and select, which vectorises (`max` must also order ±0 and NaN, which it does not).
+#[inline(always)]
+fn larger<E: Element>(m: E, v: E) -> E {
+    if v > m { v } else { m }
+}
+
+/// The largest element (`-∞` for an empty slice), NaNs ignored.
 #[inline(always)]
 pub(super) fn max<E: Element>(x: &[E]) -> E {
     let mut acc = [E::neg_infinity(); LANES];
@@ -53,13 +60,13 @@ pub(super) fn max<E: Element>(x: &[E]) -> E {
     let tail = chunks
         .remainder()
         .iter()
-        .fold(E::neg_infinity(), |m, &v| m.max(v));
+        .fold(E::neg_infinity(), |m, &v| larger(m, v));
     for c in chunks {
         for l in 0..LANES {
-            acc[l] = acc[l].max(c[l]);
+            acc[l] = larger(acc[l], c[l]);
         }
     }
-    acc.iter().fold(tail, |m, &v| m.max(v))
+    acc.iter().fold(tail, |m, &v| larger(m, v))
 }
 
 #[cfg(test)]

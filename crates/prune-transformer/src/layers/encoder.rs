@@ -107,26 +107,38 @@ impl<T: Clone> Layer<T> {
             / head_dim.max(1)
     }
 
-    /// Self-attention up to the context `[B·T, H·D]`, and what its backward needs (the
-    /// tensors are alive until the context is computed anyway; inference drops them).
-    /// `train` turns on dropout of the attention probabilities.
+    /// Self-attention up to the context `[B·T, H·D]`, and with `train` what its backward
+    /// needs (and dropout of the attention probabilities). Without dropout or a head mask,
+    /// the backend's fused attention runs, which need not materialise the scores.
     fn self_attention<B: Backend<Tensor = T>>(
         &self,
         b: &B,
         x: &T,
         ctx: &LayerCtx<'_, T>,
         train: bool,
-    ) -> Result<(T, AttentionCache<T>)> {
+    ) -> Result<(T, Option<AttentionCache<T>>)> {
         let m = ctx.masks;
         let q = self.query.forward(b, x, m.map(|m| &m.query))?;
         let k = self.key.forward(b, x, m.map(|m| &m.key))?;
         let v = self.value.forward(b, x, m.map(|m| &m.value))?;
         let (batch, d) = (ctx.batch, ctx.head_dim);
-        let scores = b.head_scores(&q, &k, batch, d)?; // [B, H, T, T]
         let scale = 1.0 / (d as f64).sqrt();
-        let mut probs = scores;
-        b.softmax_assign(&mut probs, scale, Some(ctx.attn_mask))?;
         let p = if train { ctx.attention_dropout } else { 0.0 };
+        if p == 0.0 && ctx.head_mask.is_none() {
+            let (context, probs) =
+                b.attention(&q, &k, &v, ctx.attn_mask, scale, batch, d, train)?;
+            let cache = probs.map(|probs| AttentionCache {
+                q,
+                k,
+                v,
+                probs,
+                probs_keep: None,
+                probs_eff: None,
+            });
+            return Ok((context, cache));
+        }
+        let mut probs = b.head_scores(&q, &k, batch, d)?; // [B, H, T, T]
+        b.softmax_assign(&mut probs, scale, Some(ctx.attn_mask))?;
         let (dropped, probs_keep) = if p > 0.0 {
             let (y, keep) = b.dropout_fwd(&probs, p, site_seed(ctx.seed, 0, 0))?;
             (Some(y), Some(keep))
@@ -139,14 +151,14 @@ impl<T: Clone> Layer<T> {
         };
         let p_used = probs_eff.as_ref().unwrap_or(&probs);
         let context = b.head_context(p_used, &v, batch, d, false)?; // [B·T, H·D]
-        let cache = AttentionCache {
+        let cache = train.then_some(AttentionCache {
             q,
             k,
             v,
             probs,
             probs_keep,
             probs_eff,
-        };
+        });
         Ok((context, cache))
     }
 
@@ -206,6 +218,10 @@ impl<T: Clone> Layer<T> {
     ) -> Result<(T, LayerCache<T>)> {
         let m = ctx.masks;
         let (context, attention) = self.self_attention(b, &x, ctx, true)?;
+        let attention = attention.ok_or_else(|| prune_tensor::TensorError::Argument {
+            op: "attention",
+            what: "the backend kept no probabilities for the backward".into(),
+        })?;
         let a = self
             .attention_output
             .forward(b, &context, m.map(|m| &m.attention_output))?;
