@@ -7,8 +7,8 @@
 //! not branch on data for its trace to be the graph of every input.
 
 use prune_tensor::{
-    ActivationOps, AdamW, AttentionOps, ElementwiseOps, IndexOps, LayerNormStats, LossOps,
-    MatmulOps, NormOps, OptimOps, Result, Shape, SoftmaxOps, Storage, Tensor, Transpose,
+    ActivationOps, AdamW, AttentionOps, ElementwiseOps, IndexOps, LayerNormStats, LinearOps,
+    LossOps, MatmulOps, NormOps, OptimOps, Result, Shape, SoftmaxOps, Storage, Tensor, Transpose,
     shape_error,
 };
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -341,6 +341,9 @@ impl Storage for TraceBackend {
 /// Per-head attention products are recorded as what the defaults compose them of (reshapes,
 /// permutations and matmuls), which the dependency analysis already knows.
 impl AttentionOps for TraceBackend {}
+
+/// A linear layer is recorded as its matmul and bias add.
+impl LinearOps for TraceBackend {}
 
 impl MatmulOps for TraceBackend {
     fn matmul_fwd(&self, a: &SymTensor, b: &SymTensor, t: Transpose) -> Result<SymTensor> {

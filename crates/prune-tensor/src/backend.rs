@@ -97,6 +97,22 @@ pub trait MatmulOps: Storage {
     ) -> Result<(Self::Tensor, Self::Tensor)>;
 }
 
+/// A linear layer in one op, so that a backend can start the product from the bias instead
+/// of adding it in a pass of its own.
+pub trait LinearOps: MatmulOps + ElementwiseOps {
+    /// `x · wᵀ + bias` for `x` `[N, I]`, `w` `[O, I]` (PyTorch's layout) and `bias` `[O]`.
+    fn linear_fwd(
+        &self,
+        x: &Self::Tensor,
+        w: &Self::Tensor,
+        bias: &Self::Tensor,
+    ) -> Result<Self::Tensor> {
+        let mut y = self.matmul_fwd(x, w, Transpose::NT)?;
+        self.add_bias_assign(&mut y, bias)?;
+        Ok(y)
+    }
+}
+
 /// Attention's per-head products on heads stored side by side, as the Q/K/V projections
 /// leave them: `x` `[B·T, H·D]`, head `h` of batch entry `b` being rows `b·T..(b+1)·T`,
 /// columns `h·D..(h+1)·D` (`X_bh`, `[T, D]`). Scores are `[B, H, T, T]` (`S_bh`, `[T, T]`).
@@ -442,6 +458,7 @@ pub trait Backend:
     Clone
     + Storage
     + MatmulOps
+    + LinearOps
     + AttentionOps
     + ElementwiseOps
     + ActivationOps
@@ -459,6 +476,7 @@ impl<B> Backend for B where
     B: Clone
         + Storage
         + MatmulOps
+        + LinearOps
         + AttentionOps
         + ElementwiseOps
         + ActivationOps

@@ -22,8 +22,8 @@ mod shape;
 mod tensor;
 
 pub use backend::{
-    ActivationOps, AdamW, AttentionOps, Backend, ElementwiseOps, IndexOps, LayerNormStats, LossOps,
-    MatmulOps, NormOps, OptimOps, SoftmaxOps, Storage, Transpose,
+    ActivationOps, AdamW, AttentionOps, Backend, ElementwiseOps, IndexOps, LayerNormStats,
+    LinearOps, LossOps, MatmulOps, NormOps, OptimOps, SoftmaxOps, Storage, Transpose,
 };
 pub use cpu::CpuBackend;
 #[cfg(feature = "cuda")]

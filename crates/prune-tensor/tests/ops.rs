@@ -5,8 +5,8 @@
 
 use prune_tensor::rng::Rng;
 use prune_tensor::{
-    ActivationOps, AdamW, Backend, CpuBackend, ElementwiseOps, LayerNormStats, LossOps, MatmulOps,
-    NormOps, Shape, SoftmaxOps, Tensor, Transpose, reference as r,
+    ActivationOps, AdamW, Backend, CpuBackend, ElementwiseOps, LayerNormStats, LinearOps, LossOps,
+    MatmulOps, NormOps, Shape, SoftmaxOps, Tensor, Transpose, reference as r,
 };
 
 /// Random f32-representable inputs as f64 tensors, so references see exactly what the
@@ -179,6 +179,16 @@ fn fused<B: Backend>(b: &B) {
     let want_u = r::add_bias(&x, &bias);
     close("bias_gelu u", &down(b, &u), &want_u, TOL);
     close("bias_gelu y", &down(b, &g), &r::gelu(&want_u), TOL);
+    for (n, i, o) in [(6, 8, 5), (70, 60, 66)] {
+        let (x, w, bias) = (
+            rand([n, i], &mut rng),
+            rand([o, i], &mut rng),
+            rand([o], &mut rng),
+        );
+        let got = b.linear_fwd(&up(b, &x), &up(b, &w), &up(b, &bias)).unwrap();
+        let want = r::add_bias(&r::matmul(&x, &w, Transpose::NT), &bias);
+        close(&format!("linear {n}x{i}x{o}"), &down(b, &got), &want, TOL);
+    }
     let residual = rand([3, 5, 8], &mut rng);
     let (y, keep) = b
         .dropout_add_fwd(&up(b, &x), &up(b, &residual), 0.3, 7)

@@ -6,7 +6,7 @@
 use super::CpuBackend;
 use crate::checks::MatmulGeometry;
 use crate::error::{Result, shape_error};
-use crate::{Element, MatmulOps, Tensor, Transpose};
+use crate::{Element, LinearOps, MatmulOps, Tensor, Transpose};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
@@ -265,6 +265,38 @@ fn matmul_summed<E: Element>(
         gemm_into(m, n, k, ai, t.a(), bi, t.b(), &mut c, true, true);
     }
     c
+}
+
+impl<E: Element> LinearOps for CpuBackend<E> {
+    fn linear_fwd(&self, x: &Tensor<E>, w: &Tensor<E>, bias: &Tensor<E>) -> Result<Tensor<E>> {
+        let p = Plan::of(x.shape(), w.shape(), Transpose::NT)?;
+        crate::checks::row_vector("linear_fwd", &p.out, bias.shape())?;
+        let (rows, o) = (p.batch * p.m, p.n);
+        // Every row starts as the bias; the GEMM then adds the product into it.
+        // SAFETY: each chunk holds whole rows, each written in full.
+        let mut y = unsafe {
+            super::par_build(rows * o, super::rows_per_task(rows, o) * o, |_, out| {
+                for row in out.chunks_exact_mut(o.max(1)) {
+                    for (v, &b) in row.iter_mut().zip(bias.data()) {
+                        v.write(b);
+                    }
+                }
+            })
+        };
+        gemm_into(
+            rows,
+            o,
+            p.k,
+            x.data(),
+            false,
+            w.data(),
+            true,
+            &mut y,
+            true,
+            true,
+        );
+        Tensor::new(p.out, y)
+    }
 }
 
 impl<E: Element> MatmulOps for CpuBackend<E> {

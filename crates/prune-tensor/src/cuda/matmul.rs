@@ -7,7 +7,7 @@ use super::launch::OrDevice;
 use super::{CudaBackend, CudaTensor, int};
 use crate::checks::MatmulGeometry;
 use crate::error::{Result, shape_error};
-use crate::{AttentionOps, MatmulOps, Transpose};
+use crate::{AttentionOps, LinearOps, MatmulOps, Transpose};
 use cudarc::cublas::sys::cublasOperation_t;
 use cudarc::cublas::{Gemm as _, GemmConfig, StridedBatchedConfig};
 use cudarc::driver::{DevicePtr, DevicePtrMut};
@@ -106,6 +106,9 @@ impl Plan {
 /// Per-head attention products through the composed defaults (copies into `[B, H, T, D]`,
 /// then cuBLAS's batched GEMMs).
 impl AttentionOps for CudaBackend {}
+
+/// A linear layer as its GEMM and the bias kernel.
+impl LinearOps for CudaBackend {}
 
 impl MatmulOps for CudaBackend {
     fn matmul_fwd(&self, a: &CudaTensor, b: &CudaTensor, t: Transpose) -> Result<CudaTensor> {

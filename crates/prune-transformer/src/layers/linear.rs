@@ -18,9 +18,9 @@ impl<T: Clone> Linear<T> {
         x: &T,
         mask: Option<&Linear<Option<T>>>,
     ) -> Result<T> {
-        let (mut y, bias) = self.product_and_bias(b, x, mask)?;
-        b.add_bias_assign(&mut y, &*bias)?;
-        Ok(y)
+        let w = masked(b, &self.weight, mask.and_then(|m| m.weight.as_ref()))?;
+        let bias = masked(b, &self.bias, mask.and_then(|m| m.bias.as_ref()))?;
+        Ok(b.linear_fwd(x, &w, &bias)?)
     }
 
     /// `(u, gelu(u))` with `u` what [`Linear::forward`] returns, its bias add fused with the
