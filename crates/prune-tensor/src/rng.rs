@@ -2,6 +2,7 @@
 //! every backend and thread count) and a seeded generator for initialisation and tests.
 
 /// SplitMix64 finaliser: a high-quality 64-bit mix of `x`.
+#[inline(always)]
 pub fn mix64(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -13,6 +14,33 @@ pub fn mix64(mut x: u64) -> u64 {
 pub fn uniform_at(seed: u64, index: u64) -> f64 {
     let bits = mix64(mix64(seed) ^ index);
     (bits >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+}
+
+/// Which draws of [`uniform_at`] fall below `p`, decided on the integers: draw `index` of
+/// `seed` is below `p` exactly when [`DropTest::below`] says so. (The draw is `k · 2⁻⁵³` for
+/// an integer `k`, so `draw < p` ⟺ `k < ⌈p · 2⁵³⌉`; no float conversion per element.)
+#[derive(Clone, Copy, Debug)]
+pub struct DropTest {
+    /// `mix64(seed)`.
+    key: u64,
+    /// `⌈p · 2⁵³⌉`.
+    threshold: u64,
+}
+
+impl DropTest {
+    /// The test for draws of `seed` against probability `p` in `[0, 1]`.
+    pub fn new(seed: u64, p: f64) -> Self {
+        DropTest {
+            key: mix64(seed),
+            threshold: (p * (1u64 << 53) as f64).ceil() as u64,
+        }
+    }
+
+    /// Whether `uniform_at(seed, index) < p`.
+    #[inline(always)]
+    pub fn below(&self, index: u64) -> bool {
+        (mix64(self.key ^ index) >> 11) < self.threshold
+    }
 }
 
 /// A seeded SplitMix64 generator.
@@ -67,6 +95,25 @@ impl Rng {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_integer_drop_test_agrees_with_the_draws() {
+        for p in [0.0, 0.1, 0.3, 0.5, 0.999, 1.0] {
+            for seed in [0, 7, u64::MAX] {
+                let test = DropTest::new(seed, p);
+                for i in 0..20_000 {
+                    assert_eq!(
+                        test.below(i),
+                        uniform_at(seed, i) < p,
+                        "p {p} seed {seed} i {i}"
+                    );
+                }
+            }
+        }
+        // Draws on either side of the threshold: k · 2⁻⁵³ just below and at p = 2⁻⁵³ · 5.
+        let test = DropTest::new(0, 5.0 / (1u64 << 53) as f64);
+        assert_eq!(test.threshold, 5);
+    }
 
     #[test]
     fn uniform_draws_are_in_range_and_balanced() {

@@ -5,8 +5,8 @@
 
 use prune_tensor::rng::Rng;
 use prune_tensor::{
-    ActivationOps, AdamW, Backend, CpuBackend, ElementwiseOps, LayerNormStats, LinearOps, LossOps,
-    MatmulOps, NormOps, Shape, SoftmaxOps, Tensor, Transpose, reference as r,
+    ActivationOps, AdamW, Backend, CpuBackend, ElementwiseOps, LayerNormStats, LossOps, MatmulOps,
+    NormOps, Shape, SoftmaxOps, Tensor, Transpose, reference as r,
 };
 
 /// Random f32-representable inputs as f64 tensors, so references see exactly what the

@@ -6,8 +6,8 @@
 //!
 //! OpenBLAS runs on one thread per call: its own worker threads spin after each call and
 //! would fight rayon's workers for the cores between GEMMs. A large product is instead split
-//! into one block of rows (or columns) per rayon thread; the blocks depend only on the
-//! thread count, so repeated runs give identical results.
+//! into a few blocks of rows (or columns), run in parallel by rayon; the blocks depend on the
+//! product's shape only, so results are the same with any number of threads.
 
 use super::SendPtr;
 use super::matmul::Strides;
@@ -76,8 +76,10 @@ const NO_TRANS: c_int = 111;
 const TRANS: c_int = 112;
 /// Multiply-adds below which a product runs as one call (splitting costs more than it gains).
 const SPLIT_MIN_MACS: usize = 1 << 18;
+/// Blocks a large product is split into (along its longer side), whatever the thread count.
+const PARTS: usize = 4;
 /// Fewest rows (or columns) per block of a split product.
-const SPLIT_MIN_EXTENT: usize = 16;
+const SPLIT_MIN_EXTENT: usize = 32;
 
 /// OpenBLAS's `cblas_sgemm` when it is loaded and can take a product of these extents and
 /// strides (its arguments are C `int`s).
@@ -90,7 +92,7 @@ pub(super) fn for_extents(m: usize, n: usize, k: usize, ld: Strides) -> Option<S
 
 /// `c (+)= op(a) · op(b)` on row-major blocks with row strides `ld`, laid out as in
 /// `matmul::gemm_strided`, with `cblas_sgemm` from [`for_extents`]; `threaded` splits a large
-/// product over rayon's threads.
+/// product into blocks run in parallel.
 ///
 /// # Safety
 /// As `matmul::gemm_strided`, whose checks must have passed; `m`, `n`, `k` must be positive
@@ -110,11 +112,6 @@ pub(super) unsafe fn sgemm(
     accumulate: bool,
     threaded: bool,
 ) {
-    let parts = if threaded && m * n * k >= SPLIT_MIN_MACS {
-        rayon::current_num_threads()
-    } else {
-        1
-    };
     let (a, b, c) = (
         SendPtr(a.as_ptr().cast_mut()),
         SendPtr(b.as_ptr().cast_mut()),
@@ -150,16 +147,21 @@ pub(super) unsafe fn sgemm(
         }
     };
     use rayon::prelude::*;
-    if parts > 1 && m >= parts * SPLIT_MIN_EXTENT {
-        let rows = m.div_ceil(parts);
-        (0..parts).into_par_iter().for_each(|i| {
-            let r0 = (i * rows).min(m);
+    // The blocks depend on the shape alone, never on the thread count: OpenBLAS rounds a
+    // block of a few rows differently from a large one, and runs must not depend on how
+    // many threads they had.
+    let split = threaded && m * n * k >= SPLIT_MIN_MACS;
+    let extent = |d: usize| (d.div_ceil(PARTS).div_ceil(16) * 16).max(SPLIT_MIN_EXTENT);
+    if split && m >= n && m > SPLIT_MIN_EXTENT {
+        let rows = extent(m);
+        (0..m.div_ceil(rows)).into_par_iter().for_each(|i| {
+            let r0 = i * rows;
             block(r0, rows.min(m - r0), 0, n);
         });
-    } else if parts > 1 && n >= parts * SPLIT_MIN_EXTENT {
-        let cols = n.div_ceil(parts);
-        (0..parts).into_par_iter().for_each(|i| {
-            let c0 = (i * cols).min(n);
+    } else if split && n > SPLIT_MIN_EXTENT {
+        let cols = extent(n);
+        (0..n.div_ceil(cols)).into_par_iter().for_each(|i| {
+            let c0 = i * cols;
             block(0, m, c0, cols.min(n - c0));
         });
     } else {

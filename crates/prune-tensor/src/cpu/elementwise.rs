@@ -5,7 +5,7 @@ use super::{
     same_shape, simd::vectorized, sum_partials,
 };
 use crate::error::{Result, TensorError, shape_error};
-use crate::rng::uniform_at;
+use crate::rng::DropTest;
 use crate::{Element, ElementwiseOps, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -284,6 +284,7 @@ impl<E: Element> ElementwiseOps for CpuBackend<E> {
     fn dropout_fwd(&self, x: &Tensor<E>, p: f64, seed: u64) -> Result<(Tensor<E>, Tensor<E>)> {
         crate::checks::drop_probability("dropout_fwd", p)?;
         let kept = E::of(1.0 / (1.0 - p));
+        let test = DropTest::new(seed, p);
         // SAFETY: each chunk is written whole, element by element.
         let keep = unsafe {
             par_build(
@@ -292,7 +293,7 @@ impl<E: Element> ElementwiseOps for CpuBackend<E> {
                 #[inline(always)]
                 |start, out| {
                     for (i, o) in out.iter_mut().enumerate() {
-                        let dropped = uniform_at(seed, (start + i) as u64) < p;
+                        let dropped = test.below((start + i) as u64);
                         o.write(if dropped { E::zero() } else { kept });
                     }
                 },
