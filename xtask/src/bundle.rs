@@ -8,7 +8,7 @@
 //! `cargo xtask gpu-table DIR` then prints gpu-check's table from those results.
 
 use crate::bench::{self, target_dir};
-use crate::emulator::{CUDA_BENCHES, CUDA_PACKAGES, NVRTC_TEST};
+use crate::emulator::{CUDA_BENCHES, CUDA_PACKAGES, DEVICE_OP_TESTS, NVRTC_TEST};
 use crate::{cargo, fetch, run_status};
 use anyhow::{Context, Result, bail};
 use safetensors::tensor::{Dtype, TensorView};
@@ -36,14 +36,7 @@ pub fn run() -> Result<()> {
             .args(["test", "--release", "--no-run"])
             .args(CUDA_PACKAGES)
             .args(NVRTC_TEST)
-            .args([
-                "--test",
-                "ops",
-                "--test",
-                "attention",
-                "--test",
-                "cuda_parity",
-            ]),
+            .args(DEVICE_OP_TESTS),
     )?;
     built.extend(executables(
         cargo()

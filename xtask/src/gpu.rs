@@ -3,7 +3,7 @@
 //! MiniLM parity of logits and gradients), the CUDA kernel benchmarks and a BERT-base training
 //! step benchmark, and prints one table. Sized for a few minutes on an H100.
 
-use crate::emulator::{CUDA_BENCHES, CUDA_PACKAGES, DEVICE_TESTS, NVRTC_TEST};
+use crate::emulator::{CUDA_BENCHES, CUDA_PACKAGES, DEVICE_CLI_TEST, DEVICE_OP_TESTS, NVRTC_TEST};
 use crate::{bench, cargo, run_status};
 use anyhow::{Result, bail};
 use std::path::Path;
@@ -37,7 +37,8 @@ pub fn run() -> Result<()> {
         .iter()
         .chain(CUDA_PACKAGES)
         .chain(NVRTC_TEST)
-        .chain(DEVICE_TESTS);
+        .chain(DEVICE_OP_TESTS)
+        .chain(DEVICE_CLI_TEST);
     run_status(cargo().args(tests), "the CUDA tests")?;
     run_status(
         cargo()

@@ -70,8 +70,9 @@ pub fn run(args: &Args) -> Result<()> {
         .iter()
         .map(|(name, dir)| export_onnx(&prune, dir, &work.join(format!("{name}.onnx"))))
         .collect::<Result<_>>()?;
-    let mut ort_cmd = Command::new("python3");
-    onnx::with_onnxruntime(&mut ort_cmd)?;
+    // Installs ONNX Runtime into the cache first when needed.
+    onnx::with_onnxruntime(&mut Command::new("python3"))?;
+    let vocab = vocab_size(&teacher)?;
     let dirs = [&teacher, &pruned];
     let mut ours: Cells = vec![vec![vec![Vec::new(); BATCHES.len()]; SEQS.len()]; 2];
     let mut ort = ours.clone();
@@ -86,7 +87,7 @@ pub fn run(args: &Args) -> Result<()> {
                     .zip(&mut ours[m][s])
                     .for_each(|(v, c)| c.push(v));
             }
-            let timed = ort_latency(&mut ort_cmd, &onnx, &teacher, seq, args.seconds)?;
+            let timed = ort_latency(&onnx, vocab, seq, args.seconds)?;
             versions.0 = timed.version;
             for (m, per_batch) in timed.median_ms.into_iter().enumerate() {
                 per_batch
@@ -226,21 +227,19 @@ struct OrtTimes {
     median_ms: Vec<Vec<f64>>,
 }
 
-/// ONNX Runtime's medians (ms) per model and batch size.
-fn ort_latency(
-    python: &mut Command,
-    models: &[PathBuf],
-    teacher: &Path,
-    seq: usize,
-    seconds: f64,
-) -> Result<OrtTimes> {
-    let config = std::fs::read_to_string(teacher.join("config.json"))?;
-    let vocab = serde_json::from_str::<serde_json::Value>(&config)?["vocab_size"]
+/// The vocabulary size in `dir`'s config.json.
+fn vocab_size(dir: &Path) -> Result<u64> {
+    let config = std::fs::read_to_string(dir.join("config.json"))?;
+    serde_json::from_str::<serde_json::Value>(&config)?["vocab_size"]
         .as_u64()
-        .context("the teacher's config.json has no vocab_size")?;
+        .with_context(|| format!("{}/config.json has no vocab_size", dir.display()))
+}
+
+/// ONNX Runtime's medians (ms) per model and batch size, on ids below `vocab`.
+fn ort_latency(models: &[PathBuf], vocab: u64, seq: usize, seconds: f64) -> Result<OrtTimes> {
     let batches: Vec<String> = BATCHES.iter().map(usize::to_string).collect();
-    let mut cmd = Command::new(python.get_program());
-    cmd.envs(python.get_envs().filter_map(|(k, v)| Some((k, v?))))
+    let mut cmd = Command::new("python3");
+    onnx::with_onnxruntime(&mut cmd)?
         .args(["-c", ORT_SCRIPT])
         .args([
             seconds.to_string(),

@@ -12,6 +12,81 @@ use crate::error::Result;
 use crate::{AttentionOps, Element, Tensor};
 use rayon::prelude::*;
 
+/// Where the (b, h) head of pair `pair = b·H + h` starts in a `[B·T, H·D]` tensor.
+fn head_start(g: &HeadGeometry, pair: usize) -> usize {
+    (pair / g.heads) * g.seq * g.heads * g.dim + (pair % g.heads) * g.dim
+}
+
+/// `S_bh = X_bh · Y_bhᵀ` of pair `pair` into `out`, a `[T, T]` block.
+///
+/// # Safety
+/// `out` must be valid for `T · T` writes that no other thread touches; `x` and `y` must
+/// be `[B·T, H·D]` of geometry `g`.
+unsafe fn scores_of<E: Element>(g: &HeadGeometry, pair: usize, x: &[E], y: &[E], out: *mut E) {
+    let (t, width, at) = (g.seq, g.heads * g.dim, head_start(g, pair));
+    let ld = Strides {
+        a: width,
+        b: width,
+        c: t,
+    };
+    // SAFETY: the caller's contract; the heads are read in place at row stride H·D.
+    unsafe {
+        gemm_strided(
+            t,
+            t,
+            g.dim,
+            &x[at..],
+            false,
+            &y[at..],
+            true,
+            out,
+            ld,
+            false,
+            false,
+        )
+    }
+}
+
+/// `C_bh = op(P_bh) · Y_bh` of pair `pair`, written into its `[T, D]` block of `out`, a
+/// `[B·T, H·D]` buffer; `p` is the pair's `[T, T]` block.
+///
+/// # Safety
+/// `out` must be valid for writes of that block, which no other thread touches; `y` must be
+/// `[B·T, H·D]` of geometry `g`.
+unsafe fn context_of<E: Element>(
+    g: &HeadGeometry,
+    pair: usize,
+    p: &[E],
+    transpose_p: bool,
+    y: &[E],
+    out: *mut E,
+) {
+    let (t, width, at) = (g.seq, g.heads * g.dim, head_start(g, pair));
+    let ld = Strides {
+        a: t,
+        b: width,
+        c: width,
+    };
+    // SAFETY: the caller's contract; the block starts at `at` and spans rows b·T.. at row
+    // stride H·D.
+    unsafe {
+        let c = out.add(at);
+        gemm_strided(
+            t,
+            g.dim,
+            t,
+            p,
+            transpose_p,
+            &y[at..],
+            false,
+            c,
+            ld,
+            false,
+            false,
+        );
+    }
+}
+
 impl<E: Element> AttentionOps for CpuBackend<E> {
     fn head_scores(
         &self,
@@ -22,31 +97,16 @@ impl<E: Element> AttentionOps for CpuBackend<E> {
     ) -> Result<Tensor<E>> {
         let g = HeadGeometry::of("head_scores", x.shape(), batch, head_dim)?;
         same_shape("head_scores", x, y)?;
-        let (t, d, width) = (g.seq, g.dim, g.heads * g.dim);
-        let len = g.batch * g.heads * t * t;
+        let tt = g.seq * g.seq;
         // SAFETY: each chunk is one (b, h) score matrix, written whole by its GEMM.
         let data = unsafe {
-            par_build(len, t * t, |start, out| {
-                let pair = start / (t * t);
-                let at = (pair / g.heads) * t * width + (pair % g.heads) * d;
-                let ld = Strides {
-                    a: width,
-                    b: width,
-                    c: t,
-                };
-                let (xs, ys) = (&x.data()[at..], &y.data()[at..]);
-                gemm_strided(
-                    t,
-                    t,
-                    d,
-                    xs,
-                    false,
-                    ys,
-                    true,
+            par_build(g.batch * g.heads * tt, tt, |start, out| {
+                scores_of(
+                    &g,
+                    start / tt.max(1),
+                    x.data(),
+                    y.data(),
                     out.as_mut_ptr().cast(),
-                    ld,
-                    false,
-                    false,
                 );
             })
         };
@@ -63,36 +123,13 @@ impl<E: Element> AttentionOps for CpuBackend<E> {
     ) -> Result<Tensor<E>> {
         let g = HeadGeometry::of("head_context", y.shape(), batch, head_dim)?;
         crate::checks::same_shape("head_context", p.shape(), &g.scores())?;
-        let (t, d, width) = (g.seq, g.dim, g.heads * g.dim);
-        let len = g.batch * t * width;
+        let (tt, len) = (g.seq * g.seq, y.data().len());
         let mut c: Vec<E> = Vec::with_capacity(len);
         let out = SendPtr(c.as_mut_ptr());
         (0..g.batch * g.heads).into_par_iter().for_each(|pair| {
-            let at = (pair / g.heads) * t * width + (pair % g.heads) * d;
-            let ld = Strides {
-                a: t,
-                b: width,
-                c: width,
-            };
-            let ps = &p.data()[pair * t * t..];
-            // SAFETY: the (b, h) block, rows b·T.. and columns h·D.. of the output, lies in
-            // its `len` elements, and no other pair writes it.
-            unsafe {
-                let c = out.get().add(at);
-                gemm_strided(
-                    t,
-                    d,
-                    t,
-                    ps,
-                    transpose_p,
-                    &y.data()[at..],
-                    false,
-                    c,
-                    ld,
-                    false,
-                    false,
-                );
-            }
+            let ps = &p.data()[pair * tt..];
+            // SAFETY: the (b, h) block of the `len`-element output is this pair's alone.
+            unsafe { context_of(&g, pair, ps, transpose_p, y.data(), out.get()) };
         });
         // SAFETY: the (b, h) blocks tile the whole `[B·T, H·D]` output, and every block
         // was written by its GEMM.
@@ -114,57 +151,46 @@ impl<E: Element> AttentionOps for CpuBackend<E> {
         let g = HeadGeometry::of("attention", q.shape(), batch, head_dim)?;
         same_shape("attention", q, k)?;
         same_shape("attention", q, v)?;
-        let (t, d, width) = (g.seq, g.dim, g.heads * g.dim);
+        let (t, tt) = (g.seq, g.seq * g.seq);
         crate::checks::same_shape("attention", mask.shape(), &[batch, t].into())?;
-        let (pairs, scale) = (g.batch * g.heads, E::of(scale));
-        let mut context: Vec<E> = Vec::with_capacity(g.batch * t * width);
-        let mut probs: Vec<E> = Vec::with_capacity(if keep_probs { pairs * t * t } else { 0 });
+        let (pairs, scale, len) = (g.batch * g.heads, E::of(scale), q.data().len());
+        let mut context: Vec<E> = Vec::with_capacity(len);
+        let mut probs: Vec<E> = Vec::with_capacity(if keep_probs { pairs * tt } else { 0 });
         let (out, kept) = (SendPtr(context.as_mut_ptr()), SendPtr(probs.as_mut_ptr()));
-        let scores = Strides {
-            a: width,
-            b: width,
-            c: t,
-        };
-        let products = Strides {
-            a: t,
-            b: width,
-            c: width,
-        };
         (0..pairs)
             .into_par_iter()
             .for_each_init(Vec::new, |scratch: &mut Vec<E>, pair| {
-                let at = (pair / g.heads) * t * width + (pair % g.heads) * d;
                 let block = if keep_probs {
                     // SAFETY: pair's own `[T, T]` block of the `pairs · T · T` probabilities.
-                    unsafe { kept.get().add(pair * t * t) }
+                    unsafe { kept.get().add(pair * tt) }
                 } else {
-                    scratch.resize(t * t, E::zero());
+                    scratch.resize(tt, E::zero());
                     scratch.as_mut_ptr()
                 };
-                let (qs, ks, vs) = (&q.data()[at..], &k.data()[at..], &v.data()[at..]);
                 let m = &mask.data()[(pair / g.heads) * t..][..t];
-                // SAFETY: `block` holds `T · T` elements no other pair touches, written whole by
-                // the first GEMM before it is read; the second GEMM writes the (b, h) block of
-                // the context, rows b·T.., columns h·D.., which no other pair writes.
+                // SAFETY: `block` holds `T · T` elements no other pair touches, written whole
+                // by the scores before it is read; the context block is this pair's alone.
                 unsafe {
-                    gemm_strided(t, t, d, qs, false, ks, true, block, scores, false, false);
-                    let p = std::slice::from_raw_parts_mut(block, t * t);
+                    scores_of(&g, pair, q.data(), k.data(), block);
+                    let p = std::slice::from_raw_parts_mut(block, tt);
+                    // A `for` loop: an iterator's `for_each` may stay out of line, compiled
+                    // without the wide instructions.
                     vectorized(
                         #[inline(always)]
                         || {
-                            p.chunks_exact_mut(t.max(1))
-                                .for_each(|row| softmax_row(row, scale, Some(m)))
+                            for row in p.chunks_exact_mut(t.max(1)) {
+                                softmax_row(row, scale, Some(m));
+                            }
                         },
                     );
-                    let c = out.get().add(at);
-                    gemm_strided(t, d, t, p, false, vs, false, c, products, false, false);
+                    context_of(&g, pair, p, false, v.data(), out.get());
                 }
             });
         // SAFETY: the (b, h) blocks tile the context, and every pair's block of the
         // probabilities was written when they are kept.
         unsafe {
-            context.set_len(g.batch * t * width);
-            probs.set_len(if keep_probs { pairs * t * t } else { 0 });
+            context.set_len(len);
+            probs.set_len(if keep_probs { pairs * tt } else { 0 });
         }
         let probs = keep_probs
             .then(|| Tensor::new(g.scores(), probs))

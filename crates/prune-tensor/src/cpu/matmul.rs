@@ -27,33 +27,24 @@ pub fn gemm_into<E: Element>(
     threaded: bool,
 ) {
     assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+    let ld = Strides::dense(m, n, k, ta, tb);
     // SAFETY: the assert guarantees every index the strides reach lies inside the slices;
     // `c` is borrowed mutably and does not alias `a` or `b`.
-    unsafe { gemm_raw(m, n, k, a, ta, b, tb, c.as_mut_ptr(), accumulate, threaded) }
-}
-
-/// [`gemm_into`] on a raw destination, which may be uninitialised unless `accumulate`:
-/// every one of its `m · n` elements is written.
-///
-/// # Safety
-/// `a` and `b` must hold at least `m · k` and `k · n` elements, and `c` must be valid for
-/// `m · n` writes (and reads when `accumulate`) without aliasing `a` or `b`.
-#[allow(clippy::too_many_arguments)]
-unsafe fn gemm_raw<E: Element>(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[E],
-    ta: bool,
-    b: &[E],
-    tb: bool,
-    c: *mut E,
-    accumulate: bool,
-    threaded: bool,
-) {
-    let ld = Strides::dense(m, n, k, ta, tb);
-    // SAFETY: dense strides; the caller's contract is the rest of `gemm_strided`'s.
-    unsafe { gemm_strided(m, n, k, a, ta, b, tb, c, ld, accumulate, threaded) }
+    unsafe {
+        gemm_strided(
+            m,
+            n,
+            k,
+            a,
+            ta,
+            b,
+            tb,
+            c.as_mut_ptr(),
+            ld,
+            accumulate,
+            threaded,
+        )
+    }
 }
 
 /// Leading dimensions (row strides, in elements) of a GEMM's stored operands and output.
@@ -207,9 +198,10 @@ fn matmul<E: Element>(a: &[E], b: &[E], t: Transpose, p: &Plan) -> Vec<E> {
     if (p.b_shared && !t.a()) || p.batch == 1 {
         // Leading dims fold into rows (shared B): one large GEMM.
         let rows = if t.a() { m } else { p.batch * m };
+        let ld = Strides::dense(rows, n, k, t.a(), t.b());
         // SAFETY: extents asserted above; `out` has room for `len` elements.
         unsafe {
-            gemm_raw(
+            gemm_strided(
                 rows,
                 n,
                 k,
@@ -218,6 +210,7 @@ fn matmul<E: Element>(a: &[E], b: &[E], t: Transpose, p: &Plan) -> Vec<E> {
                 b,
                 t.b(),
                 out.as_mut_ptr().cast(),
+                ld,
                 false,
                 true,
             )
@@ -226,9 +219,10 @@ fn matmul<E: Element>(a: &[E], b: &[E], t: Transpose, p: &Plan) -> Vec<E> {
         out.par_chunks_mut(m * n).enumerate().for_each(|(i, ci)| {
             let ai = &a[i * m * k..(i + 1) * m * k];
             let bi = &b[i * b_stride..i * b_stride + k * n];
+            let ld = Strides::dense(m, n, k, t.a(), t.b());
             // SAFETY: `ci` has room for m · n elements; `ai`, `bi` are sliced to size.
             unsafe {
-                gemm_raw(
+                gemm_strided(
                     m,
                     n,
                     k,
@@ -237,6 +231,7 @@ fn matmul<E: Element>(a: &[E], b: &[E], t: Transpose, p: &Plan) -> Vec<E> {
                     bi,
                     t.b(),
                     ci.as_mut_ptr().cast(),
+                    ld,
                     false,
                     false,
                 )
