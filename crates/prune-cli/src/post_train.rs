@@ -23,6 +23,7 @@ use prune::tensor::rng::Rng;
 use prune::train::Evaluator;
 use prune::train::RunDir;
 use prune::train::state::write_json;
+use prune::transformer::BertForSequenceClassification;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -65,6 +66,11 @@ pub struct Args {
     /// Sequence length at which `--latency-ratio` times the sub-layers.
     #[arg(long, default_value_t = 128)]
     latency_seq: usize,
+    /// Sub-layer timings for `--latency-ratio` read from FILE instead of measured here: the
+    /// `latency_table` of an earlier run's summary.json (or the table alone), e.g. timed on
+    /// the machine the model will serve on.
+    #[arg(long, value_name = "FILE")]
+    latency_table: Option<PathBuf>,
     /// Seconds spent timing each latency figure of the report (input and pruned model
     /// alternately).
     #[arg(long, default_value_t = 3.0)]
@@ -122,6 +128,9 @@ impl Args {
         names.sort();
         if names.windows(2).any(|w| w[0] == w[1]) {
             bail!("{name} lists the same ratio twice (to two decimals)");
+        }
+        if self.latency_table.is_some() && self.latency_ratio.is_empty() {
+            bail!("--latency-table is the timing of a --latency-ratio budget; give one");
         }
         if self.samples == 0 || self.batch_size == 0 {
             bail!("--samples and --batch-size must be at least 1");
@@ -230,6 +239,56 @@ struct Shared<'a, B: Backend> {
     /// The input model's ONNX export, relative to a ratio's folder, when it was written once
     /// for several ratios.
     teacher_onnx: Option<PathBuf>,
+    /// Seconds this run spent timing sub-layers.
+    timing_seconds: f64,
+}
+
+/// The budget of `args` on `model`: FLOPs, or latency timed here or read from
+/// `--latency-table`; every ratio is checked against what the budget can reach. Returns
+/// the seconds spent timing too.
+fn budget_of<B: Backend>(
+    b: &B,
+    args: &Args,
+    model: &BertForSequenceClassification<B>,
+) -> Result<(Budget, f64)> {
+    let config = &model.bert.config;
+    let (budget, seconds) = match (&args.latency_table, args.latency_ratio.is_empty()) {
+        (_, true) => (Budget::Flops, 0.0),
+        (Some(path), false) => {
+            let table = read_table(path)?;
+            table
+                .check(config)
+                .with_context(|| format!("--latency-table {}", path.display()))?;
+            (Budget::Latency(table), 0.0)
+        }
+        (None, false) => {
+            let table = LatencyTable::measure(b, config, &args.latency())?;
+            let (b, t, s) = (table.batch, table.seq, table.seconds);
+            eprintln!("sub-layers timed at B={b} T={t} in {s:.1}s");
+            (Budget::Latency(table), s)
+        }
+    };
+    for &ratio in args.ratios().1 {
+        budget.check_ratio(config, ratio)?;
+    }
+    Ok((budget, seconds))
+}
+
+/// A latency table from a JSON file: a summary's `latency_table`, or the table itself.
+fn read_table(path: &Path) -> Result<LatencyTable> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--latency-table {}", path.display()))?;
+    let mut value: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("--latency-table {}: not JSON", path.display()))?;
+    if let Some(table) = value.get_mut("latency_table") {
+        value = table.take();
+    }
+    serde_json::from_value(value).with_context(|| {
+        format!(
+            "--latency-table {}: not a latency table (batch, seq, heads, neurons, seconds)",
+            path.display()
+        )
+    })
 }
 
 fn run_on<B: Backend>(b: B, args: &Args) -> Result<()> {
@@ -237,7 +296,11 @@ fn run_on<B: Backend>(b: B, args: &Args) -> Result<()> {
     let p = prepare(&args.source, None, true)?;
     let model = load_classifier(b.clone(), &p.model_dir)?;
     let identity = source_identity("post-train", &args.source, &p)?.with_fields("post-train", args);
-    let inputs = [("--model", p.model_dir.as_path()), ("--data", &p.data_dir)];
+    let mut inputs = vec![("--model", p.model_dir.as_path()), ("--data", &p.data_dir)];
+    if let Some(table) = &args.latency_table {
+        inputs.push(("--latency-table", table));
+    }
+    let (budget, timing_seconds) = budget_of(&b, args, &model)?;
     let out = RunDir::claim(&args.out, &inputs, &identity, false)?;
     let batches = sample(&p, args)?;
     let examples: usize = batches.iter().map(|x| x.inputs.batch).sum();
@@ -246,14 +309,6 @@ fn run_on<B: Backend>(b: B, args: &Args) -> Result<()> {
         "importance from {examples} examples (mean length {:.1}) in {:.1}s",
         imp.mean_seq_len, imp.seconds
     );
-    let budget = if args.latency_ratio.is_empty() {
-        Budget::Flops
-    } else {
-        let table = LatencyTable::measure(&b, &model.bert.config, &args.latency())?;
-        let (b, t, s) = (table.batch, table.seq, table.seconds);
-        eprintln!("sub-layers timed at B={b} T={t} in {s:.1}s");
-        Budget::Latency(table)
-    };
     let eval = evaluator(&args.source, &p)?;
     let metric = eval.evaluate(&model)?.main();
     let teacher = Measured::new(model, metric);
@@ -273,6 +328,7 @@ fn run_on<B: Backend>(b: B, args: &Args) -> Result<()> {
         budget: &budget,
         eval: &eval,
         teacher_onnx,
+        timing_seconds,
     };
     let mut summaries = Vec::new();
     for &ratio in ratios {
@@ -307,11 +363,7 @@ fn prune_one<B: Backend>(s: &Shared<'_, B>, ratio: f64, dir: &Path) -> Result<Su
     let pruned = Measured::new(pruned, metric);
     let (before, after) = (&teacher.stats, &pruned.stats);
     let steps = &report.seconds;
-    let timing = match s.budget {
-        Budget::Latency(t) => t.seconds,
-        Budget::Flops => 0.0,
-    };
-    let seconds = timing + steps.importance + steps.selection + steps.tuning;
+    let seconds = s.timing_seconds + steps.importance + steps.selection + steps.tuning;
     let examples = s.examples;
     let summary = Summary {
         metric,

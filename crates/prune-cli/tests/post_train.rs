@@ -111,30 +111,85 @@ fn post_training_prunes_within_the_budget() {
     // The input model is exported once for all ratios.
     assert!(two.join("export/teacher.onnx").is_file());
 
-    // A latency budget: sub-layers timed here; the fit's prediction is within the budget.
+    // A latency budget: sub-layers timed here (ratio 1: reachable whatever the timings).
     let three = root.join("three");
     let mut args = common.to_vec();
     args.extend([
         "--latency-ratio",
-        "0.6",
+        "1",
         "--latency-batch",
         "4",
         "--latency-seq",
         "16",
-        "--out",
-        three.to_str().unwrap(),
     ]);
+    args.extend(["--out", three.to_str().unwrap()]);
     prune_ok(&args);
     let s = json(&three.join("summary.json"));
     assert_eq!(s["budget"], "latency", "{s}");
-    assert!(s["budget_ratio"].as_f64().unwrap() <= 0.6 + 1e-9, "{s}");
+    assert!(s["budget_ratio"].as_f64().unwrap() <= 1.0 + 1e-9, "{s}");
     assert_eq!(
         s["latency_table"]["heads"].as_array().map(Vec::len),
         Some(4)
     );
     assert_eq!(s["latency_table"]["batch"], 4);
 
+    // Timings read from a file: 1 head 3 ms, each more 1 ms; up to 16 neurons 2 ms, each
+    // more 1.5 ms per 16. Every layer keeps at least 3 + 2 of its 6 + 6.5 ms: 0.4.
+    let table = serde_json::json!({
+        "batch": 8, "seq": 32, "seconds": 1.0,
+        "heads": [[1, 3.0], [2, 4.0], [3, 5.0], [4, 6.0]],
+        "neurons": [[16, 2.0], [32, 3.5], [48, 5.0], [64, 6.5]],
+    });
+    let table_file = root.join("table.json");
+    std::fs::write(&table_file, table.to_string()).unwrap();
+    let t = table_file.to_str().unwrap();
+    let four = root.join("four");
+    let mut args = common.to_vec();
+    args.extend(["--latency-ratio", "0.6", "--latency-table", t]);
+    args.extend(["--out", four.to_str().unwrap()]);
+    prune_ok(&args);
+    let s = json(&four.join("summary.json"));
+    let kept = s["budget_ratio"].as_f64().unwrap();
+    assert!((0.4..=0.6 + 1e-9).contains(&kept), "{s}");
+    assert_eq!(s["latency_table"], table, "{s}");
+    assert!(
+        s["heads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h.as_u64() >= Some(1))
+    );
     let refused = root.join("refused");
+    for (ratio, why) in [
+        ("0.3", "cannot be met"),
+        ("0.3,0.6", "keeps 0.400 of its latency"),
+    ] {
+        let mut args = common.to_vec();
+        args.extend(["--latency-ratio", ratio, "--latency-table", t]);
+        args.extend(["--out", refused.to_str().unwrap()]);
+        prune_refuses(&args, why);
+        assert!(!refused.exists());
+    }
+    let mut bad = table.clone();
+    bad["heads"][3][0] = 5.into();
+    std::fs::write(&table_file, bad.to_string()).unwrap();
+    for (extra, why) in [
+        (
+            vec!["--latency-ratio", "0.6", "--latency-table", t],
+            "1..=4",
+        ),
+        (
+            vec!["--flops-ratio", "0.6", "--latency-table", t],
+            "--latency-ratio",
+        ),
+    ] {
+        let mut args = common.to_vec();
+        args.extend(extra);
+        args.extend(["--out", refused.to_str().unwrap()]);
+        prune_refuses(&args, why);
+        assert!(!refused.exists());
+    }
+
     for (ratios, why) in [
         ("0", "--flops-ratio must be in (0, 1]"),
         ("1.5", "--flops-ratio must be in (0, 1]"),

@@ -11,12 +11,12 @@ use prune_tensor::{Backend, Tensor};
 use prune_transformer::layers::encoder::LayerCtx;
 use prune_transformer::layers::linear::NormSpec;
 use prune_transformer::{BertConfig, BertModel};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Instant;
 
 /// Median milliseconds of the sub-layers by unit count, at one batch shape.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LatencyTable {
     /// Batch size B.
     pub batch: usize,
@@ -171,6 +171,33 @@ impl LatencyTable {
             neurons,
             seconds: started.elapsed().as_secs_f64(),
         })
+    }
+
+    /// Checks a table read from elsewhere against `config`'s model: at least one point of
+    /// each kind, unit counts from 1 to the model's largest layer, times finite and ≥ 0.
+    pub fn check(&self, config: &BertConfig) -> Result<()> {
+        let max_heads = config.layer_heads.iter().copied().max().unwrap_or(0);
+        let max_neurons = config.layer_intermediate.iter().copied().max().unwrap_or(0);
+        let kinds = [
+            ("heads", &self.heads, max_heads),
+            ("neurons", &self.neurons, max_neurons),
+        ];
+        for (kind, points, max) in kinds {
+            if points.is_empty() {
+                return Err(PostTrainError::Input(format!(
+                    "the latency table has no `{kind}` timings"
+                )));
+            }
+            for &(n, ms) in points {
+                if !((1..=max).contains(&n) && ms.is_finite() && ms >= 0.0) {
+                    return Err(PostTrainError::Input(format!(
+                        "the latency table's `{kind}` entry ({n}, {ms}) needs a count in \
+                         1..={max} (this model's largest layer) and a time in ms ≥ 0"
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The fitted cost models (milliseconds).

@@ -25,7 +25,7 @@ pub use tune::{TuneConfig, TuneReport, tune};
 use prune_data::LabelledBatch;
 use prune_graph::{GroupKind, PruningPlan};
 use prune_tensor::Backend;
-use prune_transformer::BertForSequenceClassification;
+use prune_transformer::{BertConfig, BertForSequenceClassification};
 use serde::Serialize;
 use std::time::Instant;
 
@@ -37,6 +37,44 @@ pub enum Budget {
     Flops,
     /// Milliseconds of the attention and FFN sub-layers, as measured in the table.
     Latency(LatencyTable),
+}
+
+impl Budget {
+    /// The cost models of `config`'s sub-layers: FLOPs at mean sequence length `seq`, or the
+    /// fit of the timings.
+    pub fn costs(&self, config: &BertConfig, seq: f64) -> Costs {
+        match self {
+            Budget::Flops => Costs::flops(config, seq),
+            Budget::Latency(table) => table.costs(),
+        }
+    }
+
+    /// The smallest ratio this budget can reach on `config`'s model ([`Costs::least`] over
+    /// the whole cost): 0 for FLOPs; for latency, what every layer's fixed cost adds up to.
+    pub fn smallest_ratio(&self, config: &BertConfig) -> f64 {
+        let costs = self.costs(config, 1.0);
+        let (heads, neurons) = (&config.layer_heads, &config.layer_intermediate);
+        let all = costs.of_layers(heads, neurons);
+        match all > 0.0 {
+            true => costs.least(heads, neurons) / all,
+            false => 0.0,
+        }
+    }
+
+    /// Checks that `ratio` is reachable on `config`'s model.
+    pub fn check_ratio(&self, config: &BertConfig, ratio: f64) -> Result<()> {
+        let smallest = self.smallest_ratio(config);
+        if ratio < smallest {
+            let free = self.costs(config, 1.0);
+            let (h, n) = (free.head.free, free.neuron.free);
+            return Err(PostTrainError::Input(format!(
+                "a latency ratio of {ratio} cannot be met: the timings give each sub-layer a \
+                 fixed cost up to {h} heads and {n} FFN neurons, and with every layer keeping \
+                 those the model keeps {smallest:.3} of its latency (ask for at least that)"
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// Settings of a retraining-free pruning.
@@ -196,11 +234,9 @@ pub fn prune_to<B: Backend>(
     let started = Instant::now();
     let c = &model.bert.config;
     let (heads, neurons) = (&c.layer_heads, &c.layer_intermediate);
+    config.budget.check_ratio(c, config.ratio)?;
     let flops = Costs::flops(c, imp.mean_seq_len);
-    let costs = match &config.budget {
-        Budget::Flops => flops,
-        Budget::Latency(table) => table.costs(),
-    };
+    let costs = config.budget.costs(c, imp.mean_seq_len);
     let all = costs.of_layers(heads, neurons);
     let selection = select(imp, costs, config.ratio * all, config.rearrange);
     let cost = [all, costs.of_selection(&selection)];

@@ -72,6 +72,16 @@ impl Costs {
         h + neurons.iter().map(|&n| self.neuron.of(n)).sum::<f64>()
     }
 
+    /// The cost of the smallest selection these models allow on layers with `heads` and
+    /// `neurons` units: every layer keeps its `free` units (or all it has); nothing when no
+    /// unit is free.
+    pub fn least(&self, heads: &[usize], neurons: &[usize]) -> f64 {
+        let kept = |m: &CostModel, units: &[usize]| -> f64 {
+            units.iter().map(|&n| m.of(n.min(m.free))).sum()
+        };
+        kept(&self.head, heads) + kept(&self.neuron, neurons)
+    }
+
     /// The cost of `selection`.
     pub fn of_selection(&self, selection: &Selection) -> f64 {
         let count = |units: &[Vec<usize>]| units.iter().map(Vec::len).collect::<Vec<_>>();

@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use prune_posttrain::latency::fit;
-use prune_posttrain::{CostModel, Costs, LatencyConfig, LatencyTable, search};
+use prune_posttrain::{Budget, CostModel, Costs, LatencyConfig, LatencyTable, search};
 use prune_tensor::CpuBackend;
 use prune_tensor::rng::Rng;
 use prune_transformer::BertConfig;
@@ -134,5 +134,45 @@ fn sub_layers_are_timed_at_every_head_count_and_the_asked_widths() -> Result<()>
         ..settings
     };
     assert!(LatencyTable::measure(&CpuBackend::<f32>::new(), &config, &bad).is_err());
+    Ok(())
+}
+
+#[test]
+fn a_ratio_below_the_fixed_costs_is_refused_and_a_foreign_table_is_checked() -> Result<()> {
+    // Two layers of 4 heads and 24 neurons; 1 head costs 3 ms, each more 1 ms; up to 6
+    // neurons 2 ms, each more 0.25 ms.
+    let config = BertConfig::new(40, 32, 2, 4, 24)?;
+    let table = LatencyTable {
+        batch: 2,
+        seq: 8,
+        heads: (1..=4).map(|h| (h, 2.0 + h as f64)).collect(),
+        neurons: (1..=4)
+            .map(|i| (6 * i, 2.0 + 1.5 * (i - 1) as f64))
+            .collect(),
+        seconds: 0.0,
+    };
+    table.check(&config)?;
+    let costs = table.costs();
+    assert_eq!((costs.head.free, costs.neuron.free), (1, 6), "{costs:?}");
+    let budget = Budget::Latency(table.clone());
+    // The least: every layer 3 + 2 ms, of 6 + 6.5 ms in all.
+    let smallest = budget.smallest_ratio(&config);
+    assert!((smallest - 5.0 / 12.5).abs() < 1e-12, "{smallest}");
+    assert_eq!(costs.least(&[4, 4], &[24, 24]), 10.0);
+    budget.check_ratio(&config, smallest)?;
+    let e = budget.check_ratio(&config, 0.39).unwrap_err().to_string();
+    assert!(e.contains("cannot be met") && e.contains("0.400"), "{e}");
+    assert_eq!(Budget::Flops.smallest_ratio(&config), 0.0);
+
+    let broken = |edit: &dyn Fn(&mut LatencyTable)| {
+        let mut t = table.clone();
+        edit(&mut t);
+        t.check(&config).unwrap_err().to_string()
+    };
+    assert!(broken(&|t| t.heads.clear()).contains("no `heads`"));
+    assert!(broken(&|t| t.heads[0].0 = 5).contains("1..=4"));
+    assert!(broken(&|t| t.neurons[1].0 = 0).contains("1..=24"));
+    assert!(broken(&|t| t.neurons[1].1 = -1.0).contains("≥ 0"));
+    assert!(broken(&|t| t.heads[2].1 = f64::INFINITY).contains("`heads`"));
     Ok(())
 }
