@@ -10,8 +10,7 @@ use crate::report::REPORT_SEQ;
 use crate::training::TrainArgs;
 use anyhow::{Context, Result, bail};
 use prune::pruners::{
-    ConfigList, HeadRule, MovementPruner, MovementSettings, kept_heads, modules_of, pruned_heads,
-    restore_heads,
+    ConfigList, HeadRule, MovementPruner, MovementSettings, kept_heads, modules_of, restore_heads,
 };
 use prune::speedup::{ModelStats, apply, plan_from_masks};
 use prune::tensor::Backend;
@@ -186,7 +185,6 @@ fn run_on<B: Backend>(b: B, args: &Args) -> Result<()> {
         (None, Some(_)) => HeadRule::ValueOnly,
         (None, None) => HeadRule::QkvO,
     };
-    let dead = pruned_heads(&masks, &model.bert.config, rule)?;
     restore_heads(&masks, &model.bert.config, rule)?.apply(&mut model.bert)?;
     let weight_masks = model
         .bert
@@ -194,6 +192,7 @@ fn run_on<B: Backend>(b: B, args: &Args) -> Result<()> {
         .cloned()
         .unwrap_or_else(|| model.bert.empty_masks());
     let plan = plan_from_masks(&model.bert, &weight_masks)?;
+    let dead = plan.removed_heads();
     apply(&mut model.bert, &plan, &mut [])?;
     model.bert.set_masks(None)?;
     plan.save(&out.path().join("plan.json"))?;
@@ -203,7 +202,7 @@ fn run_on<B: Backend>(b: B, args: &Args) -> Result<()> {
     let dir = finish(out)?.join("model");
     let kept = kept_heads(&model.bert.config, &Default::default());
     println!(
-        "heads kept per layer: {kept:?} (removed {:?})\n\
+        "heads kept per layer: {kept:?} (removed, by layer and position: {:?})\n\
          encoder parameters {} -> {} ({:.1}% removed), FLOPs/token ratio {:.2}x\n\
          dev after movement (masked): {} | after surgery: {}\n\
          {} steps in {:.1}s ({:.1} ex/s); model saved to {}",

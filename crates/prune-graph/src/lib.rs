@@ -12,6 +12,6 @@ pub mod trace;
 
 pub use bert::{bert_groups, model_groups, trace_bert};
 pub use error::{GraphError, Result};
-pub use group::{Group, GroupKind, Member, Role};
+pub use group::{Group, GroupKind, Member, Role, dead_in_any};
 pub use plan::{GroupPlan, PruningPlan};
 pub use trace::{SymTensor, Trace, TraceBackend};

@@ -6,6 +6,7 @@
 use crate::error::{GraphError, Result};
 use crate::group::GroupKind;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The kept channels of one group.
@@ -102,6 +103,16 @@ impl PruningPlan {
         }
         let keep: Vec<usize> = (0..channels).filter(|k| !remove.contains(k)).collect();
         self.keep(kind, channels, &keep)
+    }
+
+    /// The heads each layer loses (positions in the planned model), for the layers that
+    /// lose any.
+    pub fn removed_heads(&self) -> BTreeMap<usize, Vec<usize>> {
+        let heads = self.groups.iter().filter_map(|g| match g.kind {
+            GroupKind::Heads { layer } => Some((layer, g.removed())),
+            _ => None,
+        });
+        heads.filter(|(_, removed)| !removed.is_empty()).collect()
     }
 
     /// The entry of group `kind`, if planned.

@@ -13,6 +13,7 @@ use crate::error::{PrunerError, Result};
 use crate::granularity::{Blocking, Granularity};
 use crate::masks::{Masks, ParamMask};
 use crate::ops::OpType;
+use prune_graph::dead_in_any;
 use prune_transformer::BertConfig;
 use std::collections::BTreeMap;
 
@@ -46,7 +47,8 @@ fn head_layout(config: &BertConfig) -> (Vec<usize>, usize) {
     (heads, config.head_dim())
 }
 
-/// Per-head alive flags of layer `l` (current head positions) under `rule`.
+/// Per-head alive flags of layer `l` (current head positions) under `rule`
+/// ([`prune_graph::dead_in_any`] over the consulted matrices' per-head verdicts).
 fn alive_heads(
     masks: &Masks,
     l: usize,
@@ -55,11 +57,11 @@ fn alive_heads(
     rule: HeadRule,
 ) -> Result<Vec<bool>> {
     let names = attention_weights(l);
-    let mut alive = vec![true; heads * d];
     let used: &[usize] = match rule {
         HeadRule::QkvO => &[0, 1, 2, 3],
         HeadRule::ValueOnly => &[2],
     };
+    let mut verdicts = Vec::new();
     for &i in used {
         let Some(m) = masks.get(&names[i]) else {
             continue;
@@ -78,11 +80,11 @@ fn alive_heads(
                 ),
             });
         }
-        alive.iter_mut().zip(flags).for_each(|(a, f)| *a &= f);
+        let dead: Vec<bool> = flags.chunks(d.max(1)).map(|h| !h.contains(&true)).collect();
+        verdicts.push(dead);
     }
-    Ok((0..heads)
-        .map(|h| alive[h * d..(h + 1) * d].iter().any(|a| *a))
-        .collect())
+    let dead = dead_in_any(heads, verdicts.iter().map(Vec::as_slice));
+    Ok(dead.iter().map(|d| !d).collect())
 }
 
 /// The heads the masks kill, per layer, in the original head numbering (as

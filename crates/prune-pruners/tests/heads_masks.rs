@@ -1,6 +1,6 @@
 //! Masks → heads (NNI v3's rule and the v2 tutorial's), partial heads restored whole, the
-//! masked model against the head-pruned model, mask files, bias masks, and the level
-//! pruner on planted magnitudes.
+//! masked model against the head-pruned model, mask files, bias masks, the level pruner on
+//! planted magnitudes, and the pruner's dead heads against the surgery planner's.
 
 mod common;
 
@@ -213,4 +213,38 @@ fn level_pruner_removes_the_planted_small_rows_heads_and_columns() {
         assert_eq!(dead, BTreeMap::from([(0, vec![2])]));
     }
     assert_eq!(modules_of(&model.bert).len(), 4 + 2 * 8 + 2);
+}
+
+#[test]
+fn the_pruner_and_the_surgery_planner_agree_on_dead_heads_for_random_masks() {
+    use prune_tensor::rng::Rng;
+    let model = tiny(3);
+    let mut rng = Rng::new(11);
+    let mut seen_dead = 0;
+    for trial in 0..40 {
+        let mut masks = Masks::new();
+        for l in 0..2 {
+            for w in ["query", "key", "value", "o"] {
+                if rng.uniform() < 0.3 {
+                    continue;
+                }
+                // Q, K, V in blocks of half a head's rows; O in blocks of half a head's
+                // columns; some blocks kept at random.
+                let (shape, (rows, cols)) =
+                    (vec![C, C], if w == "o" { (C, D / 2) } else { (D / 2, C) });
+                let b = Blocking::new(shape, vec![rows, cols]).unwrap();
+                let keep = (0..(C / rows) * (C / cols))
+                    .map(|_| rng.uniform() > 0.35)
+                    .collect();
+                masks.insert(&attn(l, w), ParamMask::new("w", b, keep).unwrap());
+            }
+        }
+        let by_pruner = pruned_heads(&masks, &model.bert.config, HeadRule::QkvO).unwrap();
+        let tree = masks.to_model(&model.bert).unwrap();
+        let plan = prune_speedup::plan_from_masks(&model.bert, &tree).unwrap();
+        let by_planner = plan.removed_heads();
+        assert_eq!(by_pruner, by_planner, "trial {trial}");
+        seen_dead += by_pruner.values().map(Vec::len).sum::<usize>();
+    }
+    assert!(seen_dead > 10, "the draws kill too few heads ({seen_dead})");
 }

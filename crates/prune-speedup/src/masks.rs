@@ -10,7 +10,7 @@
 
 use crate::config::planned_config;
 use crate::error::{Result, SpeedupError};
-use prune_graph::{Group, GroupKind, PruningPlan, Role, model_groups};
+use prune_graph::{Group, GroupKind, PruningPlan, Role, dead_in_any, model_groups};
 use prune_tensor::{Backend, Tensor};
 use prune_transformer::{BertModel, WeightMasks};
 use std::collections::BTreeMap;
@@ -60,15 +60,11 @@ fn check_masks<B: Backend>(model: &BertModel<B>, masks: &WeightMasks<B::Tensor>)
 /// The dead channels of `group` according to one source, with the source's name.
 type Verdict = (String, Vec<bool>);
 
-/// The dead channels of a head group: dead in any 2-D member (Q/K/V rows, output columns).
+/// The dead channels of a head group: NNI v3's rule over its 2-D members (Q/K/V rows,
+/// output columns).
 fn dead_heads(group: &Group, verdicts: &[(Role, usize, Verdict)]) -> Vec<bool> {
-    let mut dead = vec![false; group.channels];
-    for (_, rank, (_, v)) in verdicts {
-        if *rank == 2 {
-            dead.iter_mut().zip(v).for_each(|(d, &x)| *d |= x);
-        }
-    }
-    dead
+    let matrices = verdicts.iter().filter(|(_, rank, _)| *rank == 2);
+    dead_in_any(group.channels, matrices.map(|(_, _, (_, v))| v.as_slice()))
 }
 
 /// The dead channels of an FFN or hidden group: those of its producers, which must agree.
