@@ -105,6 +105,18 @@ impl Group {
     }
 }
 
+/// NNI's dead-head rule, the one place it is decided: a head is dead when it is dead in any
+/// of the matrices consulted (v3: the Q, K and V rows and the output projection's columns;
+/// the v2 tutorial consults V alone). `verdicts` holds one per-head dead list per matrix;
+/// with none, no head is dead.
+pub fn dead_in_any<'a>(heads: usize, verdicts: impl IntoIterator<Item = &'a [bool]>) -> Vec<bool> {
+    let mut dead = vec![false; heads];
+    for v in verdicts {
+        dead.iter_mut().zip(v).for_each(|(d, &x)| *d |= x);
+    }
+    dead
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,16 +143,4 @@ mod tests {
         );
         assert_eq!(g.kind.to_string(), "heads of layer 1");
     }
-}
-
-/// NNI's dead-head rule, the one place it is decided: a head is dead when it is dead in any
-/// of the matrices consulted (v3: the Q, K and V rows and the output projection's columns;
-/// the v2 tutorial consults V alone). `verdicts` holds one per-head dead list per matrix;
-/// with none, no head is dead.
-pub fn dead_in_any<'a>(heads: usize, verdicts: impl IntoIterator<Item = &'a [bool]>) -> Vec<bool> {
-    let mut dead = vec![false; heads];
-    for v in verdicts {
-        dead.iter_mut().zip(v).for_each(|(d, &x)| *d |= x);
-    }
-    dead
 }
