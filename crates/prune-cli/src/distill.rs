@@ -2,11 +2,11 @@
 //! distillation and hidden-state losses under a dynamic layer mapping (NNI's rule by default,
 //! CoFi's ordered rule by option).
 
-use crate::device::{DeviceArgs, on_device};
+use crate::device::on_device;
 use crate::finetune::{metrics_line, save_model, write_summary};
-use crate::inputs::{Source, claim_distilling, evaluator, prepare};
+use crate::inputs::{claim_distilling, evaluator, prepare};
 use crate::output::finish;
-use crate::training::TrainArgs;
+use crate::training::StageArgs;
 use anyhow::{Context, Result};
 use prune::distill::{DistillConfig, Distiller, LayerMapping};
 use prune::tensor::Backend;
@@ -27,30 +27,13 @@ pub enum Mapping {
 /// `prune distill` options. Serialised, the stage's own settings (its run identity).
 #[derive(clap::Args, Debug, Serialize)]
 pub struct Args {
-    /// The student checkpoint (`--model`) and the task.
     #[command(flatten)]
     #[serde(skip)]
-    source: Source,
-    #[command(flatten)]
-    #[serde(skip)]
-    train: TrainArgs,
-    #[command(flatten)]
-    #[serde(skip)]
-    device: DeviceArgs,
+    stage: StageArgs,
     /// The fine-tuned teacher checkpoint.
     #[arg(long)]
     #[serde(skip)]
     teacher: PathBuf,
-    /// Output directory: model/, metrics.jsonl (with distillation statistics),
-    /// summary.json, run.json (written as <out>.partial and renamed when complete).
-    #[arg(long)]
-    #[serde(skip)]
-    out: PathBuf,
-    /// Continue the interrupted run in <out>.partial from its newest checkpoint (it must be
-    /// the same run: same inputs and settings).
-    #[arg(long)]
-    #[serde(skip)]
-    resume: bool,
     /// Layer mapping.
     #[arg(long, value_enum, default_value = "dynamic")]
     mapping: Mapping,
@@ -92,8 +75,7 @@ fn config(args: &Args) -> DistillConfig {
 impl Args {
     /// Checks the options (before anything is read).
     pub fn check(&self) -> Result<()> {
-        self.source.check()?;
-        self.train.config()?;
+        self.stage.check()?;
         config(self).validate()?;
         Ok(())
     }
@@ -102,36 +84,36 @@ impl Args {
 /// `prune distill`.
 pub fn run(args: &Args) -> Result<()> {
     args.check()?;
-    on_device!(args.device.device, b => run_on(b, args))
+    on_device!(args.stage.device.device, b => run_on(b, args))
 }
 
 /// `prune distill` with teacher and student on backend `b`.
 fn run_on<B: Backend>(b: B, args: &Args) -> Result<()> {
-    let train_config = args.train.config()?;
-    let p = prepare(&args.source, args.train.max_train, true)?;
+    let train_config = args.stage.train.config()?;
+    let p = prepare(&args.stage.source, args.stage.train.max_train, true)?;
     let teacher = load_classifier(b.clone(), &args.teacher)?;
     let mut student = load_classifier(b, &p.model_dir)?;
-    let base = (&args.source, &p, &args.train);
+    let base = (&args.stage.source, &p, &args.stage.train);
     let out = claim_distilling(
         "distill",
         base,
         args,
         &args.teacher,
-        (&args.out, args.resume),
+        (&args.stage.out, args.stage.resume),
     )?;
     let distiller = Distiller::new(teacher, config(args))?
         .with_log(&out.path().join("metrics.jsonl"), 10)?
         .with_checkpoints(out.path(), train_config.checkpoint_every)?;
-    if args.resume {
+    if args.stage.resume {
         distiller.resume()?;
     }
-    let eval = evaluator(&args.source, &p)?;
+    let eval = evaluator(&args.stage.source, &p)?;
     let mut trainer = distiller.attach(
         Trainer::new(train_config, &p.train, p.pad)?
             .with_evaluator(&eval)
             .with_output_dir(out.path()),
     );
-    let summary = trainer.run(&mut student, args.resume)?;
+    let summary = trainer.run(&mut student, args.stage.resume)?;
     write_summary(out.path(), &summary)?;
     save_model(&student, &p.model_dir, out.path())?;
     let dir = finish(out)?.join("model");

@@ -2,12 +2,12 @@
 //! distilling from the teacher: every `interval` steps a round ranks neurons, cuts the live
 //! student (parameters truly removed, optimizer moments sliced) and distillation goes on.
 
-use crate::device::{DeviceArgs, on_device};
+use crate::device::on_device;
 use crate::distill::load_classifier;
 use crate::finetune::{metrics_line, save_model, write_summary};
-use crate::inputs::{Source, claim_distilling, evaluator, prepare};
+use crate::inputs::{claim_distilling, evaluator, prepare};
 use crate::output::finish;
-use crate::training::TrainArgs;
+use crate::training::StageArgs;
 use anyhow::{Context, Result, bail};
 use prune::distill::{DistillConfig, Distiller, IterativeConfig, IterativePruning};
 use prune::pruners::ffn_sparse_ratios;
@@ -23,30 +23,13 @@ use std::time::Instant;
 /// identity).
 #[derive(clap::Args, Debug, Clone, Serialize)]
 pub struct Args {
-    /// The student checkpoint (`--model`, e.g. the output of `prune heads`) and the task.
     #[command(flatten)]
     #[serde(skip)]
-    source: Source,
-    #[command(flatten)]
-    #[serde(skip)]
-    train: TrainArgs,
-    #[command(flatten)]
-    #[serde(skip)]
-    device: DeviceArgs,
+    stage: StageArgs,
     /// The fine-tuned teacher checkpoint.
     #[arg(long)]
     #[serde(skip)]
     teacher: PathBuf,
-    /// Output directory: model/, plan.json (rounds composed), rounds.json, metrics.jsonl,
-    /// summary.json, run.json (written as <out>.partial and renamed when complete).
-    #[arg(long)]
-    #[serde(skip)]
-    out: PathBuf,
-    /// Continue the interrupted run in <out>.partial from its newest checkpoint (it must be
-    /// the same run: same inputs and settings).
-    #[arg(long)]
-    #[serde(skip)]
-    resume: bool,
     /// Optimizer steps between pruning rounds.
     #[arg(long, default_value_t = 100)]
     interval: u64,
@@ -101,8 +84,7 @@ impl<B: Backend> Callback<B> for RoundClock {
 impl Args {
     /// Checks the options (before anything is read).
     pub fn check(&self) -> Result<()> {
-        self.source.check()?;
-        self.train.config()?;
+        self.stage.check()?;
         if self.interval == 0 || self.rounds == 0 {
             bail!("--interval and --rounds must be at least 1");
         }
@@ -113,7 +95,7 @@ impl Args {
             bail!("--hidden-ratio must be in [0, 1), got {r}");
         }
         let steps = self.interval.saturating_mul(self.rounds);
-        if let Some(max) = self.train.max_steps.filter(|&m| m < steps) {
+        if let Some(max) = self.stage.train.max_steps.filter(|&m| m < steps) {
             bail!(
                 "--max-steps {max} ends before the last of {} rounds {} steps apart (step {steps})",
                 self.rounds,
@@ -127,16 +109,16 @@ impl Args {
 /// `prune ffn`.
 pub fn run(args: &Args) -> Result<()> {
     args.check()?;
-    on_device!(args.device.device, b => run_on(b, args, "ffn"))
+    on_device!(args.stage.device.device, b => run_on(b, args, "ffn"))
 }
 
 /// `prune ffn` (or `hidden`, named by `command`) with teacher and student on backend `b`.
 fn run_on<B: Backend>(b: B, args: &Args, command: &str) -> Result<()> {
-    let mut train_config = args.train.config()?;
+    let mut train_config = args.stage.train.config()?;
     if train_config.eval_every.is_none() {
         train_config.eval_every = Some(args.interval);
     }
-    let p = prepare(&args.source, args.train.max_train, true)?;
+    let p = prepare(&args.stage.source, args.stage.train.max_train, true)?;
     let teacher = load_classifier(b.clone(), &args.teacher)?;
     let mut student = load_classifier(b, &p.model_dir)?;
     let ffn = match args.ffn_ratio {
@@ -163,18 +145,24 @@ fn run_on<B: Backend>(b: B, args: &Args, command: &str) -> Result<()> {
             .hidden_goal_for(&b.config, pooler, classifier, target)
             .with_context(|| format!("--target-params {target}"))?;
     }
-    let base = (&args.source, &p, &args.train);
-    let out = claim_distilling(command, base, args, &args.teacher, (&args.out, args.resume))?;
+    let base = (&args.stage.source, &p, &args.stage.train);
+    let out = claim_distilling(
+        command,
+        base,
+        args,
+        &args.teacher,
+        (&args.stage.out, args.stage.resume),
+    )?;
     let every = train_config.checkpoint_every;
     let distiller = Distiller::new(teacher, DistillConfig::default())?
         .with_log(&out.path().join("metrics.jsonl"), 10)?
         .with_checkpoints(out.path(), every)?;
     let mut looped =
         IterativePruning::new(distiller, config, &student)?.with_checkpoints(out.path(), every)?;
-    if args.resume {
+    if args.stage.resume {
         looped.resume()?;
     }
-    let eval = evaluator(&args.source, &p)?;
+    let eval = evaluator(&args.stage.source, &p)?;
     let mut clock = RoundClock {
         interval: args.interval,
         batch: train_config.batch_size,
@@ -188,7 +176,9 @@ fn run_on<B: Backend>(b: B, args: &Args, command: &str) -> Result<()> {
             .with_evaluator(&eval)
             .with_output_dir(out.path())
             .with_callback(prune::pruners::ByRef(&mut clock));
-        looped.attach(trainer).run(&mut student, args.resume)?
+        looped
+            .attach(trainer)
+            .run(&mut student, args.stage.resume)?
     };
     let rounds = looped.rounds().to_vec();
     looped.plan()?.save(&out.path().join("plan.json"))?;
@@ -244,7 +234,7 @@ pub fn hidden_args(args: &Args) -> Result<Args> {
 pub fn run_hidden(args: &Args) -> Result<()> {
     let args = hidden_args(args)?;
     args.check()?;
-    on_device!(args.device.device, b => run_on(b, &args, "hidden"))
+    on_device!(args.stage.device.device, b => run_on(b, &args, "hidden"))
 }
 
 /// `(step, main metric)` of every evaluation in a `metrics.jsonl`.

@@ -4,7 +4,7 @@
 use crate::device::{DeviceArgs, on_device};
 use crate::inputs::{Source, copy_tokenizer, evaluator, prepare, run_identity};
 use crate::output::finish;
-use crate::training::TrainArgs;
+use crate::training::StageArgs;
 use anyhow::Result;
 use prune::data::task::LabelKind;
 use prune::tensor::Backend;
@@ -12,34 +12,6 @@ use prune::train::state::write_json;
 use prune::train::{Evaluation, RunDir, TrainSummary, Trainer};
 use prune::transformer::{BertForSequenceClassification, BertModel};
 use std::path::{Path, PathBuf};
-
-/// `prune finetune` options.
-#[derive(clap::Args, Debug)]
-pub struct Args {
-    #[command(flatten)]
-    source: Source,
-    #[command(flatten)]
-    train: TrainArgs,
-    #[command(flatten)]
-    device: DeviceArgs,
-    /// Output directory: model/, metrics.jsonl, summary.json, run.json (written as
-    /// <out>.partial and renamed when complete).
-    #[arg(long)]
-    out: PathBuf,
-    /// Continue the interrupted run in <out>.partial from its newest checkpoint (it must be
-    /// the same run: same inputs and settings).
-    #[arg(long)]
-    resume: bool,
-}
-
-impl Args {
-    /// Checks the options (before anything is read).
-    pub fn check(&self) -> Result<()> {
-        self.source.check()?;
-        self.train.config()?;
-        Ok(())
-    }
-}
 
 /// `prune eval` options.
 #[derive(clap::Args, Debug)]
@@ -52,13 +24,13 @@ pub struct EvalArgs {
 }
 
 /// `prune finetune`.
-pub fn run(args: &Args) -> Result<()> {
+pub fn run(args: &StageArgs) -> Result<()> {
     args.check()?;
     on_device!(args.device.device, b => finetune_on(b, args))
 }
 
 /// `prune finetune` with the model on backend `b`.
-fn finetune_on<B: Backend>(b: B, args: &Args) -> Result<()> {
+fn finetune_on<B: Backend>(b: B, args: &StageArgs) -> Result<()> {
     let config = args.train.config()?;
     let p = prepare(&args.source, args.train.max_train, true)?;
     let identity = run_identity("finetune", &args.source, &p, &args.train)?;

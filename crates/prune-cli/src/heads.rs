@@ -2,12 +2,12 @@
 //! Q/K/V/O in head-sized blocks, soft mode with a regulariser), then speedup surgery that
 //! removes every dead head; the shrunk model is evaluated and saved with its masks and plan.
 
-use crate::device::{DeviceArgs, on_device};
+use crate::device::on_device;
 use crate::finetune::{metrics_line, save_model, write_summary};
-use crate::inputs::{Source, evaluator, prepare, run_identity};
+use crate::inputs::{evaluator, prepare, run_identity};
 use crate::output::finish;
 use crate::report::REPORT_SEQ;
-use crate::training::TrainArgs;
+use crate::training::StageArgs;
 use anyhow::{Context, Result, bail};
 use prune::pruners::{
     ConfigList, HeadRule, MovementPruner, MovementSettings, kept_heads, modules_of, restore_heads,
@@ -25,19 +25,7 @@ use std::path::PathBuf;
 pub struct Args {
     #[command(flatten)]
     #[serde(skip)]
-    source: Source,
-    #[command(flatten)]
-    #[serde(skip)]
-    train: TrainArgs,
-    #[command(flatten)]
-    #[serde(skip)]
-    device: DeviceArgs,
-    /// Output directory: model/ (the shrunk model), masks.safetensors, plan.json,
-    /// metrics.jsonl, summary.json, run.json (written as <out>.partial and renamed when
-    /// complete).
-    #[arg(long)]
-    #[serde(skip)]
-    out: PathBuf,
+    stage: StageArgs,
     /// NNI-style config_list (JSON or TOML); default: every attention Linear
     /// (Q/K/V/output) in head-sized blocks with sparse_threshold 0.1.
     #[arg(long)]
@@ -69,11 +57,6 @@ pub struct Args {
     #[arg(long)]
     #[serde(skip)]
     dry_run: bool,
-    /// Continue the interrupted run in <out>.partial from its newest checkpoint (it must be
-    /// the same run: same inputs and settings).
-    #[arg(long)]
-    #[serde(skip)]
-    resume: bool,
 }
 
 impl Args {
@@ -87,8 +70,7 @@ impl Args {
 
     /// Checks the options (before anything is read but the config_list).
     pub fn check(&self) -> Result<()> {
-        self.source.check()?;
-        self.train.config()?;
+        self.stage.check()?;
         if let Some(r) = self.sparse_ratio.filter(|r| !(0.0..1.0).contains(r)) {
             bail!("--sparse-ratio must be in [0, 1), got {r}");
         }
@@ -139,13 +121,17 @@ fn default_config_list(d: usize, sparse_ratio: Option<f64>) -> Result<ConfigList
 /// `prune heads`.
 pub fn run(args: &Args) -> Result<()> {
     args.check()?;
-    on_device!(args.device.device, b => run_on(b, args))
+    on_device!(args.stage.device.device, b => run_on(b, args))
 }
 
 /// `prune heads` with the model on backend `b`.
 fn run_on<B: Backend>(b: B, args: &Args) -> Result<()> {
-    let config = args.train.config()?;
-    let p = prepare(&args.source, args.train.max_train, !args.dry_run)?;
+    let config = args.stage.train.config()?;
+    let p = prepare(
+        &args.stage.source,
+        args.stage.train.max_train,
+        !args.dry_run,
+    )?;
     let bert = BertModel::load(b, &p.model_dir)
         .with_context(|| format!("loading the fine-tuned model {}", p.model_dir.display()))?;
     let mut model = BertForSequenceClassification::new(bert)?;
@@ -158,23 +144,23 @@ fn run_on<B: Backend>(b: B, args: &Args) -> Result<()> {
         return Ok(());
     }
     let movement = MovementPruner::from_config(&list, &model.bert, args.settings())?;
-    let eval = evaluator(&args.source, &p)?;
-    let mut identity =
-        run_identity("heads", &args.source, &p, &args.train)?.with_fields("heads", args);
+    let eval = evaluator(&args.stage.source, &p)?;
+    let mut identity = run_identity("heads", &args.stage.source, &p, &args.stage.train)?
+        .with_fields("heads", args);
     let mut inputs = vec![("--model", p.model_dir.as_path()), ("--data", &p.data_dir)];
     if let Some(path) = &args.config_list {
         inputs.push(("--config-list", path));
         identity = identity.with("heads.config_list", sha256_file(path)?);
     }
-    let out = RunDir::claim(&args.out, &inputs, &identity, args.resume)?;
+    let out = RunDir::claim(&args.stage.out, &inputs, &identity, args.stage.resume)?;
     let mut movement = movement.with_checkpoints(out.path(), config.checkpoint_every)?;
-    if args.resume {
+    if args.stage.resume {
         movement.resume()?;
     }
     let trainer = Trainer::new(config, &p.train, p.pad)?
         .with_evaluator(&eval)
         .with_output_dir(out.path());
-    let (masks, summary) = movement.compress(trainer, &mut model, args.resume)?;
+    let (masks, summary) = movement.compress(trainer, &mut model, args.stage.resume)?;
     masks.save(&out.path().join("masks.safetensors"))?;
     write_summary(out.path(), &summary)?;
     let before = ModelStats::of(&model.bert.config, true, true, REPORT_SEQ);

@@ -37,28 +37,41 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Fine-tune a checkpoint on a GLUE task (the teacher).
     ///
+    /// Writes into --out: model/, metrics.jsonl, summary.json, run.json.
+    ///
     /// Example: prune finetune --task sst2 --max-train 8000 --epochs 1 --out runs/teacher
-    Finetune(finetune::Args),
+    Finetune(training::StageArgs),
     /// Evaluate a fine-tuned checkpoint on a task's dev split.
     ///
     /// Example: prune eval --task sst2 --model runs/teacher/model
     Eval(finetune::EvalArgs),
     /// Movement-prune the attention heads of a fine-tuned model, then remove them.
     ///
+    /// Writes into --out: model/ (the shrunk model), masks.safetensors, plan.json,
+    /// metrics.jsonl, summary.json, run.json.
+    ///
     /// Example: prune heads --model runs/teacher/model --task sst2 --max-steps 1000 --out runs/heads
     Heads(heads::Args),
     /// Re-train a (pruned) student from the teacher with distillation.
+    ///
+    /// Writes into --out: model/, metrics.jsonl (with distillation statistics),
+    /// summary.json, run.json.
     ///
     /// Example: prune distill --teacher runs/teacher/model --model runs/heads/model --max-steps 750 --out runs/distilled
     Distill(distill::Args),
     /// Iteratively Taylor-prune the FFN (and optionally the hidden width) while distilling;
     /// each round physically cuts the student.
     ///
+    /// Writes into --out: model/, plan.json (rounds composed), rounds.json, metrics.jsonl,
+    /// summary.json, run.json.
+    ///
     /// Example: prune ffn --teacher runs/teacher/model --model runs/distilled/model --interval 150 --rounds 4 --max-steps 750 --out runs/ffn
     Ffn(ffn::Args),
     /// Iteratively Taylor-prune the hidden (embedding) width while distilling: one mask over
     /// every weight coupled to it (embeddings, LayerNorms, Q/K/V inputs, residual writers,
     /// pooler), found by tracing the model; each round physically cuts the student.
+    ///
+    /// Writes into --out: what `prune ffn` writes.
     ///
     /// Example: prune hidden --teacher runs/teacher/model --model runs/ffn/model --hidden-ratio 0.25 --interval 150 --rounds 4 --max-steps 750 --out runs/hidden
     Hidden(ffn::Args),

@@ -1,9 +1,13 @@
-//! Training options every training stage shares (`finetune`, `heads`, …), as flags, and the
-//! `TrainConfig` they make.
+//! What every training stage (`finetune`, `heads`, `distill`, `ffn`, `hidden`) takes, as
+//! flags: the checkpoint and task, the training options and the `TrainConfig` they make,
+//! the device, the output folder and resuming.
 
+use crate::device::DeviceArgs;
+use crate::inputs::Source;
 use anyhow::{Result, bail};
 use prune::train::{AdamWConfig, TrainConfig};
 use serde::Serialize;
+use std::path::PathBuf;
 
 /// Training options. Serialised, they are the part of a run's identity that decides its
 /// result (how often it evaluates, checkpoints or draws a progress bar does not).
@@ -93,5 +97,34 @@ impl TrainArgs {
         };
         config.validate()?;
         Ok(config)
+    }
+}
+
+/// The options every training stage shares. Its output folder is written as
+/// `<out>.partial` and renamed when complete; each stage's help says what it holds.
+#[derive(clap::Args, Debug, Clone)]
+pub struct StageArgs {
+    /// The checkpoint to train (`--model`) and its task.
+    #[command(flatten)]
+    pub source: Source,
+    #[command(flatten)]
+    pub train: TrainArgs,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    /// Output directory (written as <out>.partial and renamed when complete).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Continue the interrupted run in <out>.partial from its newest checkpoint (it must be
+    /// the same run: same inputs and settings).
+    #[arg(long)]
+    pub resume: bool,
+}
+
+impl StageArgs {
+    /// Checks the shared options (before anything is read).
+    pub fn check(&self) -> Result<()> {
+        self.source.check()?;
+        self.train.config()?;
+        Ok(())
     }
 }
