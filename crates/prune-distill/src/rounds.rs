@@ -253,7 +253,7 @@ mod tests {
         let size = |h: usize| {
             let mut m = config.clone();
             m.layer_intermediate = vec![32, 32];
-            m.pruned_hidden_size = h;
+            m.kept_hidden_size = h;
             prune_speedup::ModelStats::of(&m, true, true, 1).parameters
         };
         let goal = c.hidden_goal_for(&config, true, true, size(20) + 1);

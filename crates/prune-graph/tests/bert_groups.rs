@@ -136,7 +136,7 @@ fn groups_of_shrunk_configs() -> Result<()> {
     config.pruned_heads.insert(0, (0..4).collect());
     config.pruned_heads.insert(1, (1..4).collect());
     config.layer_intermediate = vec![0, 7];
-    config.pruned_hidden_size = 20;
+    config.kept_hidden_size = 20;
     config.validate()?;
     let groups = check(&config, true, true)?;
     assert_eq!(groups[1].channels, 0);

@@ -47,7 +47,7 @@ pub fn planned_config(config: &BertConfig, plan: &PruningPlan) -> Result<BertCon
                         why: "every hidden channel would be removed".into(),
                     });
                 }
-                out.pruned_hidden_size = kept;
+                out.kept_hidden_size = kept;
             }
             GroupKind::Ffn { layer } => out.layer_intermediate[layer] = kept,
             GroupKind::Heads { layer } => {

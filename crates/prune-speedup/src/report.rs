@@ -102,7 +102,7 @@ pub fn widest_hidden_within(
 ) -> Option<usize> {
     let params = |hidden: usize| {
         let mut c = config.clone();
-        c.pruned_hidden_size = hidden;
+        c.kept_hidden_size = hidden;
         ModelStats::of(&c, pooler, classifier, 1).parameters
     };
     let (mut lo, mut hi) = (1, config.hidden());
@@ -202,7 +202,7 @@ mod tests {
         assert_eq!(s.embedding_parameters, (30522 + 512 + 2) * 384 + 2 * 384);
         let at = |h: usize| {
             let mut c = config.clone();
-            c.pruned_hidden_size = h;
+            c.kept_hidden_size = h;
             ModelStats::of(&c, true, true, 1).parameters
         };
         for target in [at(1), at(200) + 5, at(384) - 1, 10_200_000] {

@@ -76,7 +76,7 @@ pub struct BertConfig {
     /// FFN width of each layer, `[L]`.
     pub layer_intermediate: Vec<usize>,
     /// Current hidden width C (≤ `hidden_size`).
-    pub pruned_hidden_size: usize,
+    pub kept_hidden_size: usize,
     /// Number of labels of the classifier, when set.
     pub num_labels: Option<usize>,
     /// Names of the labels, when set.
@@ -313,7 +313,7 @@ impl BertConfig {
         let layer_heads = usize_list(m, "prune_layer_heads")?;
         let layer_intermediate = usize_list(m, "prune_layer_intermediate")?
             .unwrap_or_else(|| vec![intermediate_size; num_hidden_layers]);
-        let pruned_hidden_size = opt_usize(m, "prune_hidden_size")?.unwrap_or(hidden_size);
+        let kept_hidden_size = opt_usize(m, "prune_hidden_size")?.unwrap_or(hidden_size);
 
         let num_labels = opt_usize(m, "num_labels")?;
         let id2label = match m.get("id2label") {
@@ -383,7 +383,7 @@ impl BertConfig {
             pruned_heads,
             layer_heads,
             layer_intermediate,
-            pruned_hidden_size,
+            kept_hidden_size,
             num_labels,
             id2label,
             problem_type,
@@ -421,7 +421,7 @@ impl BertConfig {
 
     /// Current hidden width C.
     pub fn hidden(&self) -> usize {
-        self.pruned_hidden_size
+        self.kept_hidden_size
     }
 
     /// Head dim D.
@@ -524,8 +524,8 @@ impl BertConfig {
         if self.layer_heads != default_heads {
             put("prune_layer_heads", self.layer_heads.clone().into());
         }
-        if self.pruned_hidden_size != self.hidden_size {
-            put("prune_hidden_size", self.pruned_hidden_size.into());
+        if self.kept_hidden_size != self.hidden_size {
+            put("prune_hidden_size", self.kept_hidden_size.into());
         }
         if let Some(n) = self.num_labels {
             put("num_labels", n.into());

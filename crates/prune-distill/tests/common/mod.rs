@@ -20,7 +20,7 @@ pub fn config(layers: usize, kept_hidden: usize, labels: usize, dropout: f64) ->
         "num_labels": labels
     }))
     .unwrap();
-    c.pruned_hidden_size = kept_hidden;
+    c.kept_hidden_size = kept_hidden;
     c.validate().unwrap();
     c
 }

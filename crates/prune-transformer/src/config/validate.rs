@@ -58,7 +58,7 @@ impl BertConfig {
             ("max_position_embeddings", self.max_position_embeddings),
             ("type_vocab_size", self.type_vocab_size),
             ("attention_head_size", self.attention_head_size),
-            ("prune_hidden_size", self.pruned_hidden_size),
+            ("prune_hidden_size", self.kept_hidden_size),
         ];
         for (key, v) in positive {
             if v == 0 {
@@ -79,12 +79,12 @@ impl BertConfig {
         if self.layer_norm_eps.is_nan() || self.layer_norm_eps < 0.0 {
             return Err(Error::config("layer_norm_eps", "must be >= 0"));
         }
-        if self.pruned_hidden_size > self.hidden_size {
+        if self.kept_hidden_size > self.hidden_size {
             return Err(Error::config(
                 "prune_hidden_size",
                 format!(
                     "{} exceeds hidden_size = {}",
-                    self.pruned_hidden_size, self.hidden_size
+                    self.kept_hidden_size, self.hidden_size
                 ),
             ));
         }
