@@ -9,7 +9,7 @@ use crate::search::{CostModel, Costs};
 use prune_tensor::rng::Rng;
 use prune_tensor::{Backend, Tensor};
 use prune_transformer::layers::encoder::LayerCtx;
-use prune_transformer::layers::linear::NormSpec;
+use prune_transformer::layers::norm::NormSpec;
 use prune_transformer::{BertConfig, BertModel};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -6,7 +6,7 @@ use crate::error::{PostTrainError, Result};
 use prune_tensor::{Backend, Tensor};
 use prune_transformer::layers::embeddings::{EmbeddingInput, positions};
 use prune_transformer::layers::encoder::{LayerCache, LayerCtx};
-use prune_transformer::layers::linear::NormSpec;
+use prune_transformer::layers::norm::NormSpec;
 use prune_transformer::{Batch, BertModel, MASK_VALUE};
 
 /// One batch's inputs, checked against the model and ready for its layers.

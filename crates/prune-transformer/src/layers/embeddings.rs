@@ -1,6 +1,6 @@
 //! Embeddings: word + position + token type, LayerNorm, dropout (`embeddings.*`).
 
-use super::linear::{LayerNormCache, NormSpec};
+use super::norm::{LayerNormCache, NormSpec};
 use super::{accumulate, dropout, dropout_bwd, masked};
 use crate::error::Result;
 use crate::params::Embeddings;

@@ -6,7 +6,7 @@
 //! does), and a trace of it still shows every parameter in use.
 //! Backward derivation: `docs/bert-backward.md`, §Encoder layer.
 
-use super::linear::{LayerNormCache, NormSpec};
+use super::norm::{LayerNormCache, NormSpec};
 use super::{dropout_add, dropout_bwd, dropout_bwd_ref, site_seed};
 use crate::error::Result;
 use crate::params::Layer;

@@ -1,4 +1,4 @@
-//! The building blocks of BERT written over `Backend`: linear and LayerNorm helpers,
+//! The building blocks of BERT written over `Backend`: linear and LayerNorm (`norm`),
 //! embeddings, one encoder layer, the pooler and the classifier. Each layer struct of
 //! [`crate::params`] holds parameters only and gets `forward` (saves nothing), `forward_t`
 //! (returns a cache) and `backward` (accumulates parameter gradients with `+=`, returns a
@@ -8,6 +8,7 @@ pub mod embeddings;
 pub mod encoder;
 pub mod heads;
 pub mod linear;
+pub mod norm;
 
 use crate::error::Result;
 use prune_tensor::Backend;

@@ -11,7 +11,7 @@ use crate::layers::heads::{
     ClassifierCache, PoolerCache, classifier_forward, classifier_forward_t, pooler_forward,
     pooler_forward_t,
 };
-use crate::layers::linear::NormSpec;
+use crate::layers::norm::NormSpec;
 use crate::layers::site_seed;
 use crate::params::BertParams;
 use crate::weights::{HostParams, load_params, save_config, save_params, weights_file};
