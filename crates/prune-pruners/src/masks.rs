@@ -7,10 +7,10 @@ use crate::error::{PrunerError, Result};
 use crate::granularity::Blocking;
 use prune_tensor::{Backend, Shape, Tensor};
 use prune_transformer::model::WeightMasks;
-use prune_transformer::weights::write_atomic;
+use prune_transformer::weights::{RawTensor, write_safetensors};
 use prune_transformer::{BertModel, BertParams, canonical_name};
 use safetensors::SafeTensors;
-use safetensors::tensor::{Dtype, TensorView};
+use safetensors::tensor::Dtype;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
@@ -250,26 +250,19 @@ impl Masks {
     /// the blocking in the metadata), atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
         let mut metadata = HashMap::from([(FORMAT_KEY.to_string(), FORMAT.to_string())]);
-        let mut buffers = Vec::with_capacity(self.entries.len());
+        let mut raw = Vec::with_capacity(self.entries.len());
         for (name, m) in &self.entries {
             let blocking =
                 serde_json::to_string(&m.blocking).map_err(|e| PrunerError::file(path, e))?;
             metadata.insert(format!("{BLOCKING_KEY}{name}"), blocking);
-            let bytes: Vec<u8> = m.keep.iter().map(|&k| u8::from(k)).collect();
-            buffers.push((name.as_str(), bytes, m.blocking.metric_shape()));
+            raw.push(RawTensor {
+                name: name.as_str(),
+                dtype: Dtype::U8,
+                shape: m.blocking.metric_shape(),
+                bytes: m.keep.iter().map(|&k| u8::from(k)).collect(),
+            });
         }
-        let views = buffers
-            .iter()
-            .map(|(n, b, s)| {
-                TensorView::new(Dtype::U8, s.clone(), b)
-                    .map(|v| (*n, v))
-                    .map_err(|e| PrunerError::file(path, e))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let bytes = safetensors::serialize(views, Some(metadata))
-            .map_err(|e| PrunerError::file(path, e))?;
-        write_atomic(path, &bytes)?;
-        Ok(())
+        Ok(write_safetensors(path, &raw, metadata)?)
     }
 
     /// Reads masks written by [`Masks::save`].

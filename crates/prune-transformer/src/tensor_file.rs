@@ -237,25 +237,51 @@ pub fn save_tensors(path: &Path, tensors: &[(String, &Tensor<f32>)]) -> Result<(
             ));
         }
     }
-    let buffers: Vec<Vec<u8>> = tensors
+    let raw: Vec<RawTensor> = tensors
         .iter()
-        .map(|(_, t)| t.data().iter().flat_map(|v| v.to_le_bytes()).collect())
+        .map(|(name, t)| RawTensor {
+            name: name.as_str(),
+            dtype: Dtype::F32,
+            shape: t.dims().to_vec(),
+            bytes: t.data().iter().flat_map(|v| v.to_le_bytes()).collect(),
+        })
         .collect();
+    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+    write_safetensors(path, &raw, metadata)
+}
+
+/// One tensor to write as it is stored: name, element type, shape, little-endian bytes.
+pub struct RawTensor<'a> {
+    /// The tensor's name.
+    pub name: &'a str,
+    /// Its element type.
+    pub dtype: Dtype,
+    /// Its shape.
+    pub shape: Vec<usize>,
+    /// Its elements, little-endian, row-major.
+    pub bytes: Vec<u8>,
+}
+
+/// Writes `tensors` and `metadata` as a safetensors file, atomically (the one safetensors
+/// writer: checkpoints, training state and mask files go through it).
+pub fn write_safetensors(
+    path: &Path,
+    tensors: &[RawTensor],
+    metadata: HashMap<String, String>,
+) -> Result<()> {
     let invalid = |e: safetensors::SafeTensorError| Error::Safetensors {
         path: path.to_path_buf(),
         why: e.to_string(),
     };
     let views = tensors
         .iter()
-        .zip(&buffers)
-        .map(|((name, t), b)| {
-            TensorView::new(Dtype::F32, t.dims().to_vec(), b)
-                .map(|v| (name.as_str(), v))
+        .map(|t| {
+            TensorView::new(t.dtype, t.shape.clone(), &t.bytes)
+                .map(|v| (t.name, v))
                 .map_err(invalid)
         })
         .collect::<Result<Vec<_>>>()?;
-    let metadata = Some(HashMap::from([("format".to_string(), "pt".to_string())]));
-    let bytes = safetensors::serialize(views, metadata).map_err(invalid)?;
+    let bytes = safetensors::serialize(views, Some(metadata)).map_err(invalid)?;
     write_atomic(path, &bytes)
 }
 

@@ -15,7 +15,9 @@ use safetensors::tensor::TensorInfo;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-pub use crate::tensor_file::{bf16_to_f32, f16_to_f32, save_tensors, write_atomic};
+pub use crate::tensor_file::{
+    RawTensor, bf16_to_f32, f16_to_f32, save_tensors, write_atomic, write_safetensors,
+};
 
 /// A host parameter tree in f32, as read from or written to a checkpoint.
 pub type HostParams = BertParams<Tensor<f32>>;
