@@ -1,6 +1,9 @@
 //! `ScoreAdam`: the separate Adam of movement scores (PyTorch's `Adam`: bias-corrected
 //! moments, no weight decay), on host vectors of f64.
 
+use crate::error::Result;
+use prune_tensor::{AdamW, CpuBackend, OptimOps, Tensor};
+
 /// Adam state over a list of score vectors (serialised in a resumable run's state).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ScoreAdam {
@@ -33,24 +36,32 @@ impl ScoreAdam {
         }
     }
 
-    /// One step: `s -= lr · m̂ / (sqrt(v̂) + eps)` for every score.
-    pub fn step(&mut self, scores: &mut [Vec<f64>], grads: &[Vec<f64>]) {
+    /// One step: `s -= lr · m̂ / (sqrt(v̂) + eps)` for every score (the backend's AdamW
+    /// update without weight decay, in f64).
+    pub fn step(&mut self, scores: &mut [Vec<f64>], grads: &[Vec<f64>]) -> Result<()> {
         self.step += 1;
-        let t = self.step as i32;
-        let (bc1, bc2) = (1.0 - self.beta1.powi(t), 1.0 - self.beta2.powi(t));
-        let (b1, b2) = (self.beta1, self.beta2);
+        let hp = AdamW {
+            lr: self.lr,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+            weight_decay: 0.0,
+            step: self.step,
+        };
+        let cpu = CpuBackend::<f64>::new();
+        let tensor = |v: &Vec<f64>| Tensor::new([v.len()], v.clone());
         for (((s, g), m), v) in scores
             .iter_mut()
             .zip(grads)
             .zip(&mut self.m)
             .zip(&mut self.v)
         {
-            for (((s, &g), m), v) in s.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-                *m = b1 * *m + (1.0 - b1) * g;
-                *v = b2 * *v + (1.0 - b2) * g * g;
-                *s -= self.lr * (*m / bc1) / ((*v / bc2).sqrt() + self.eps);
-            }
+            let (mut st, mut mt, mut vt) = (tensor(s)?, tensor(m)?, tensor(v)?);
+            let gt = Tensor::new([g.len()], g.clone())?;
+            cpu.adamw_step(&mut st, &gt, &mut mt, &mut vt, &hp, None)?;
+            (*s, *m, *v) = (st.into_data(), mt.into_data(), vt.into_data());
         }
+        Ok(())
     }
 }
 
@@ -62,7 +73,7 @@ mod tests {
     fn first_step_moves_by_lr_against_the_gradient_sign() {
         let mut adam = ScoreAdam::new(1e-2, &[3]);
         let mut s = vec![vec![0.0, 0.0, 0.0]];
-        adam.step(&mut s, &[vec![2.0, -0.5, 0.0]]);
+        adam.step(&mut s, &[vec![2.0, -0.5, 0.0]]).unwrap();
         assert!((s[0][0] + 1e-2).abs() < 1e-9);
         assert!((s[0][1] - 1e-2).abs() < 1e-9);
         assert_eq!(s[0][2], 0.0);

@@ -327,7 +327,7 @@ impl<B: Backend> Callback<B> for MovementPruner {
     ) -> prune_train::Result<()> {
         let ratio = self.ratio(info.step.saturating_sub(1));
         let ds = self.score_grads(&model.bert, grads, ratio)?;
-        self.adam.step(&mut self.scores, &ds);
+        self.adam.step(&mut self.scores, &ds)?;
         Ok(())
     }
 
