@@ -42,10 +42,15 @@ fn the_pipeline_runs_end_to_end_on_a_tiny_model() {
     for file in ["report.json", "report.md", "report.svg", "recipe.toml"] {
         assert!(out.join(file).is_file(), "{file}");
     }
+    let mut accuracy = std::collections::BTreeMap::new();
     for stage in ["finetune", "heads", "distill", "ffn"] {
         let dir = out.join(stage).join("model");
         let eval = prune_ok(&["eval", "--model", dir.to_str().unwrap(), "--max-len", "64"]);
-        assert!(eval.contains("accuracy"), "{stage}");
+        let value = eval
+            .split("accuracy ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next()?.parse::<f64>().ok());
+        accuracy.insert(stage, value.unwrap_or_else(|| panic!("{stage}: {eval}")));
     }
     assert!(out.join("heads/masks.safetensors").is_file());
     for export in [
@@ -91,13 +96,32 @@ fn the_pipeline_runs_end_to_end_on_a_tiny_model() {
     let total = |m: &serde_json::Value| m["params_total"].as_f64().unwrap() / 1e6;
     let headline = format!("**{:.2}M → {:.2}M parameters", total(t), total(f));
     assert!(md.contains(&headline), "{md}");
-    for m in [t, f] {
+    // The metrics are the saved models' own (as `prune eval` prints them, to 4 places), in
+    // the headline and in every stage's row; the speed-ups are the latencies' ratios.
+    for (m, stage) in [(t, "finetune"), (f, "ffn")] {
         let metric = m["metric"].as_f64().unwrap();
-        assert!((0.0..=1.0).contains(&metric));
+        assert!(
+            (metric - accuracy[stage]).abs() < 5.1e-5,
+            "{stage}: {metric}"
+        );
         assert!(m["latency_ms_b32"].as_f64().unwrap() > 0.0);
     }
-    assert!(f["speedup_b32"].as_f64().unwrap() > 0.0);
-    assert_eq!(report["stages"].as_array().unwrap().len(), 4);
+    let ms = |m: &serde_json::Value, k: &str| m[k].as_f64().unwrap();
+    for b in ["b1", "b32"] {
+        let ratio = ms(t, &format!("latency_ms_{b}")) / ms(f, &format!("latency_ms_{b}"));
+        let speedup = ms(f, &format!("speedup_{b}"));
+        assert!(
+            (speedup - ratio).abs() < 1e-9 * ratio,
+            "{b}: {speedup} vs {ratio}"
+        );
+    }
+    let stages = report["stages"].as_array().unwrap();
+    assert_eq!(stages.len(), 4);
+    for row in stages {
+        let name = row["name"].as_str().unwrap();
+        let metric = row["metric"].as_f64().unwrap();
+        assert!((metric - accuracy[name]).abs() < 5.1e-5, "{name}: {metric}");
+    }
     assert_eq!(report["exports"]["final_onnx"], "export/final.onnx");
     let ort = report["onnxruntime"].as_str().unwrap();
     assert!(
