@@ -223,7 +223,7 @@ pub fn generate(targets: &[Target], metrics: &[Vec<f64>], scale: f64) -> Result<
 mod tests {
     use super::*;
     use crate::granularity::Blocking;
-    use crate::ops::OpType;
+    use crate::modules::OpType;
 
     fn target(name: &str, rows: usize, ratio: Option<f64>) -> Target {
         Target {

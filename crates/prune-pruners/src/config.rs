@@ -6,7 +6,7 @@
 
 use crate::error::{PrunerError, Result, did_you_mean};
 use crate::granularity::Granularity;
-use crate::ops::OpType;
+use crate::modules::OpType;
 use prune_transformer::one_line;
 use regex::Regex;
 use serde_json::{Map, Value};

@@ -4,7 +4,7 @@
 //! a per-block value over its elements).
 
 use crate::error::{PrunerError, Result};
-use crate::ops::OpType;
+use crate::modules::OpType;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 

@@ -12,7 +12,7 @@ use crate::config::{ConfigEntry, ConfigList};
 use crate::error::{PrunerError, Result};
 use crate::granularity::{Blocking, Granularity};
 use crate::masks::{Masks, ParamMask};
-use crate::ops::OpType;
+use crate::modules::OpType;
 use prune_graph::dead_in_any;
 use prune_transformer::BertConfig;
 use std::collections::BTreeMap;

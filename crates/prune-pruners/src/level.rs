@@ -6,7 +6,7 @@ use crate::config::ConfigList;
 use crate::error::Result;
 use crate::host::download;
 use crate::masks::Masks;
-use crate::ops::modules_of;
+use crate::modules::modules_of;
 use crate::select::{Selection, Target};
 use prune_tensor::Backend;
 use prune_transformer::BertModel;

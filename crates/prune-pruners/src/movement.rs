@@ -22,7 +22,7 @@ use crate::error::{PrunerError, Result};
 use crate::granularity::Blocking;
 use crate::host::download;
 use crate::masks::{Masks, ParamMask};
-use crate::ops::modules_of;
+use crate::modules::modules_of;
 use crate::schedule::Cubic;
 use crate::select::{Selection, Target};
 use prune_tensor::Backend;

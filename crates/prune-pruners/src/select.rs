@@ -6,7 +6,7 @@
 use crate::config::{ConfigEntry, ConfigList, anchored};
 use crate::error::{PrunerError, Result, did_you_mean};
 use crate::granularity::Blocking;
-use crate::ops::{Module, OpType};
+use crate::modules::{Module, OpType};
 use prune_graph::Group;
 use prune_transformer::canonical_name;
 use regex::Regex;
@@ -293,7 +293,7 @@ fn check_groups(targets: &[Target]) -> Result<()> {
 }
 
 impl ConfigList {
-    /// Resolves the list against `modules` (see [`crate::ops::modules_of`]): checks every
+    /// Resolves the list against `modules` (see [`crate::modules::modules_of`]): checks every
     /// name and pattern, finds the weights each entry prunes, resolves their granularity
     /// and checks the groups.
     pub fn select(&self, modules: &[Module]) -> Result<Selection> {
@@ -453,7 +453,7 @@ impl fmt::Display for Selection {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::modules;
+    use crate::modules::modules;
     use prune_graph::{GroupKind, Member, Role};
     use prune_transformer::{BertConfig, BertParams};
 

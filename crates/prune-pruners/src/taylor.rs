@@ -17,7 +17,7 @@ use crate::error::{PrunerError, Result};
 use crate::granularity::Blocking;
 use crate::host::{download, download_masks};
 use crate::masks::{Masks, ParamMask};
-use crate::ops::modules_of;
+use crate::modules::modules_of;
 use crate::schedule::Iterative;
 use crate::select::{Selection, Target};
 use prune_tensor::Backend;

@@ -8,14 +8,14 @@
 
 pub mod config;
 pub mod error;
-pub mod masks;
+pub mod mask_plan;
 pub mod report;
 pub mod slice;
 pub mod surgery;
 
 pub use config::planned_config;
 pub use error::{Result, SpeedupError};
-pub use masks::{PlanMasks, mask_model, masked_but_kept, plan_from_masks, plan_masks};
+pub use mask_plan::{PlanMasks, mask_model, masked_but_kept, plan_from_masks, plan_masks};
 pub use prune_graph::{Group, GroupKind, GroupPlan, PruningPlan};
 pub use report::{ModelStats, PruningReport, widest_hidden_within};
 pub use surgery::{apply, prune_heads};

@@ -4,9 +4,9 @@
 //! (returns a cache) and `backward` (accumulates parameter gradients with `+=`, returns a
 //! fresh input gradient). The maths is derived in `docs/bert-backward.md`.
 
+pub mod classifier;
 pub mod embeddings;
 pub mod encoder;
-pub mod heads;
 pub mod linear;
 pub mod norm;
 

@@ -3,7 +3,7 @@
 use super::{BertCache, BertModel, OutputGrads};
 use crate::error::{Error, Result};
 use crate::layers::accumulate;
-use crate::layers::heads::{classifier_backward, pooler_backward};
+use crate::layers::classifier::{classifier_backward, pooler_backward};
 use crate::params::BertParams;
 use prune_tensor::{Backend, Shape};
 

@@ -5,12 +5,12 @@
 use crate::batch::Batch;
 use crate::config::BertConfig;
 use crate::error::{Error, Result};
-use crate::layers::embeddings::{EmbeddingInput, EmbeddingsCache, positions};
-use crate::layers::encoder::{LayerCache, LayerCtx};
-use crate::layers::heads::{
+use crate::layers::classifier::{
     ClassifierCache, PoolerCache, classifier_forward, classifier_forward_t, pooler_forward,
     pooler_forward_t,
 };
+use crate::layers::embeddings::{EmbeddingInput, EmbeddingsCache, positions};
+use crate::layers::encoder::{LayerCache, LayerCtx};
 use crate::layers::norm::NormSpec;
 use crate::layers::site_seed;
 use crate::params::BertParams;
