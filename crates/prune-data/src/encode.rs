@@ -37,6 +37,6 @@ pub fn encode_examples(tokenizer: &Tokenizer, examples: &[Example]) -> Result<Ve
     Ok(out)
 }
 
-fn tokenizer_error(e: prune_transformer::Error) -> DataError {
+fn tokenizer_error(e: prune_transformer::TransformerError) -> DataError {
     DataError::Tokenizer(e.to_string())
 }

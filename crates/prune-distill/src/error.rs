@@ -11,7 +11,7 @@ pub enum DistillError {
     Tensor(#[from] prune_tensor::TensorError),
     /// The student or the teacher refused an input, or a model file failed.
     #[error(transparent)]
-    Model(#[from] prune_transformer::Error),
+    Model(#[from] prune_transformer::TransformerError),
     /// Training, the optimizer or a trainer checkpoint failed.
     #[error(transparent)]
     Train(#[from] prune_train::TrainError),

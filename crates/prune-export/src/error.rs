@@ -7,7 +7,7 @@ use std::path::PathBuf;
 pub enum ExportError {
     /// The checkpoint could not be read or written.
     #[error(transparent)]
-    Model(#[from] prune_transformer::Error),
+    Model(#[from] prune_transformer::TransformerError),
     /// The checkpoint has no classification head (pooler and classifier).
     #[error(
         "the checkpoint has no classification head (pooler and classifier): export a fine-tuned model"

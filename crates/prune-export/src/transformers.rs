@@ -23,7 +23,7 @@ fn padded(t: &Tensor<f32>, rows_to: usize, cols_to: usize) -> Result<Tensor<f32>
     } else {
         vec![rows_to, cols_to]
     };
-    Ok(Tensor::new(shape, data).map_err(prune_transformer::Error::from)?)
+    Ok(Tensor::new(shape, data).map_err(prune_transformer::TransformerError::from)?)
 }
 
 /// The configuration and parameters of a transformers checkpoint computing what `params`

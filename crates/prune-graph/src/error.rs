@@ -16,7 +16,7 @@ pub enum GraphError {
     },
     /// The model could not be built or run on the tracing backend.
     #[error("tracing the model: {0}")]
-    Model(prune_transformer::Error),
+    Model(prune_transformer::TransformerError),
     /// A plan's kept channels are not strictly ascending or exceed the group's width.
     #[error("plan: group {kind} keeps {keep:?} of {channels} channels: {why}")]
     BadKeep {
@@ -61,8 +61,8 @@ impl From<prune_tensor::TensorError> for GraphError {
     }
 }
 
-impl From<prune_transformer::Error> for GraphError {
-    fn from(e: prune_transformer::Error) -> Self {
+impl From<prune_transformer::TransformerError> for GraphError {
+    fn from(e: prune_transformer::TransformerError) -> Self {
         GraphError::Model(e)
     }
 }

@@ -8,7 +8,7 @@ pub enum PostTrainError {
     Tensor(#[from] prune_tensor::TensorError),
     /// The model refused an input.
     #[error(transparent)]
-    Model(#[from] prune_transformer::Error),
+    Model(#[from] prune_transformer::TransformerError),
     /// The surgery failed.
     #[error(transparent)]
     Speedup(#[from] prune_speedup::SpeedupError),

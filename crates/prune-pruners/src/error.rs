@@ -119,7 +119,7 @@ pub enum PrunerError {
     Tensor(#[from] prune_tensor::TensorError),
     /// The model refused something (mask shapes, layer counts).
     #[error(transparent)]
-    Model(#[from] prune_transformer::Error),
+    Model(#[from] prune_transformer::TransformerError),
     /// Training failed while the pruner ran inside the trainer.
     #[error(transparent)]
     Train(#[from] prune_train::TrainError),

@@ -10,7 +10,7 @@ pub enum SpeedupError {
     Graph(#[from] prune_graph::GraphError),
     /// The model refused the result (shapes, config) or could not be read or written.
     #[error(transparent)]
-    Model(#[from] prune_transformer::Error),
+    Model(#[from] prune_transformer::TransformerError),
     /// A tensor op failed while slicing.
     #[error("slicing: {0}")]
     Tensor(prune_tensor::TensorError),

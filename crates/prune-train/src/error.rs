@@ -10,7 +10,7 @@ pub enum TrainError {
     Tensor(#[from] prune_tensor::TensorError),
     /// The model failed (shapes, inputs, checkpoint files).
     #[error(transparent)]
-    Model(#[from] prune_transformer::Error),
+    Model(#[from] prune_transformer::TransformerError),
     /// The data failed.
     #[error(transparent)]
     Data(#[from] prune_data::DataError),

@@ -1,7 +1,7 @@
 //! `Batch`: the token-level inputs of one forward pass (ids, token types, attention mask),
 //! row-major over `[B, T]`.
 
-use crate::error::{Error, Result};
+use crate::error::{Result, TransformerError};
 
 /// Token ids, token type ids and attention mask of B sequences padded to T tokens.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,7 +43,7 @@ impl Batch {
     pub fn check(&self) -> Result<()> {
         let n = self.batch * self.seq;
         if n == 0 {
-            return Err(Error::Input(format!(
+            return Err(TransformerError::Input(format!(
                 "empty batch ({} sequences of {} tokens)",
                 self.batch, self.seq
             )));
@@ -54,14 +54,14 @@ impl Batch {
             ("attention_mask", self.attention_mask.len()),
         ] {
             if len != n {
-                return Err(Error::Input(format!(
+                return Err(TransformerError::Input(format!(
                     "{what} has {len} entries, expected B·T = {}·{} = {n}",
                     self.batch, self.seq
                 )));
             }
         }
         if let Some(v) = self.attention_mask.iter().find(|&&v| v > 1) {
-            return Err(Error::Input(format!(
+            return Err(TransformerError::Input(format!(
                 "attention_mask holds {v}; only 0 and 1 are allowed"
             )));
         }

@@ -11,7 +11,7 @@ mod validate;
 
 pub use validate::{MAX_LAYERS, MAX_PARAMETERS, MAX_WIDTH};
 
-use crate::error::{Error, Result};
+use crate::error::{Result, TransformerError};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -120,19 +120,19 @@ const KNOWN: &[&str] = &[
 fn req<'a>(m: &'a Map<String, Value>, key: &str) -> Result<&'a Value> {
     m.get(key)
         .filter(|v| !v.is_null())
-        .ok_or_else(|| Error::config(key, "missing"))
+        .ok_or_else(|| TransformerError::config(key, "missing"))
 }
 
 fn as_usize(key: &str, v: &Value) -> Result<usize> {
-    v.as_u64()
-        .map(|x| x as usize)
-        .ok_or_else(|| Error::config(key, format!("expected a non-negative integer, got {v}")))
+    v.as_u64().map(|x| x as usize).ok_or_else(|| {
+        TransformerError::config(key, format!("expected a non-negative integer, got {v}"))
+    })
 }
 
 fn as_f64(key: &str, v: &Value) -> Result<f64> {
     v.as_f64()
         .filter(|x| x.is_finite())
-        .ok_or_else(|| Error::config(key, format!("expected a number, got {v}")))
+        .ok_or_else(|| TransformerError::config(key, format!("expected a number, got {v}")))
 }
 
 fn usize_key(m: &Map<String, Value>, key: &str) -> Result<usize> {
@@ -157,7 +157,7 @@ fn prob(key: &str, p: f64) -> Result<f64> {
     if (0.0..1.0).contains(&p) {
         Ok(p)
     } else {
-        Err(Error::config(
+        Err(TransformerError::config(
             key,
             format!("probability {p} outside [0, 1)"),
         ))
@@ -172,7 +172,7 @@ fn usize_list(m: &Map<String, Value>, key: &str) -> Result<Option<Vec<usize>>> {
             .map(|v| as_usize(key, v))
             .collect::<Result<_>>()
             .map(Some),
-        Some(v) => Err(Error::config(
+        Some(v) => Err(TransformerError::config(
             key,
             format!("expected a list of integers, got {v}"),
         )),
@@ -182,14 +182,14 @@ fn usize_list(m: &Map<String, Value>, key: &str) -> Result<Option<Vec<usize>>> {
 impl BertConfig {
     /// Reads and validates `config.json` (a UTF-8 byte-order mark is allowed).
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = std::fs::read_to_string(path).map_err(|e| TransformerError::io(path, e))?;
         let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-        let value: Value = serde_json::from_str(text).map_err(|cause| Error::Json {
+        let value: Value = serde_json::from_str(text).map_err(|cause| TransformerError::Json {
             path: path.to_path_buf(),
             cause,
         })?;
         Self::from_json(&value).map_err(|e| match e {
-            Error::Config { key, why } => Error::Config {
+            TransformerError::Config { key, why } => TransformerError::Config {
                 key,
                 why: format!("{why} (in {})", path.display()),
             },
@@ -199,15 +199,15 @@ impl BertConfig {
 
     /// Parses and validates a `config.json` value.
     pub fn from_json(value: &Value) -> Result<Self> {
-        let m = value
-            .as_object()
-            .ok_or_else(|| Error::config("<root>", "config.json must be a JSON object"))?;
+        let m = value.as_object().ok_or_else(|| {
+            TransformerError::config("<root>", "config.json must be a JSON object")
+        })?;
         // Checked first: another family's config would fail later on a key it spells
         // differently, with a message that sends the user the wrong way.
         if let Some(t) = m.get("model_type").filter(|t| !t.is_null())
             && !SUPPORTED_MODEL_TYPES.contains(&t.as_str().unwrap_or_default())
         {
-            return Err(Error::config(
+            return Err(TransformerError::config(
                 "model_type",
                 format!(
                     "{t} is not supported (supported: {})",
@@ -227,7 +227,7 @@ impl BertConfig {
         match req(m, "hidden_act")?.as_str() {
             Some("gelu") => {}
             other => {
-                return Err(Error::config(
+                return Err(TransformerError::config(
                     "hidden_act",
                     format!("only \"gelu\" (erf form) is supported, got {other:?}"),
                 ));
@@ -236,7 +236,7 @@ impl BertConfig {
         if let Some(v) = m.get("position_embedding_type").filter(|v| !v.is_null())
             && v.as_str() != Some("absolute")
         {
-            return Err(Error::config(
+            return Err(TransformerError::config(
                 "position_embedding_type",
                 format!("only \"absolute\" is supported, got {v}"),
             ));
@@ -259,13 +259,16 @@ impl BertConfig {
         let initializer_range = opt_f64(m, "initializer_range")?.unwrap_or(0.02);
         let pad_token_id = opt_usize(m, "pad_token_id")?.unwrap_or(0);
         if num_attention_heads == 0 {
-            return Err(Error::config("num_attention_heads", "must be at least 1"));
+            return Err(TransformerError::config(
+                "num_attention_heads",
+                "must be at least 1",
+            ));
         }
         let attention_head_size = match opt_usize(m, "attention_head_size")? {
             Some(d) => d,
             None => {
                 if hidden_size % num_attention_heads != 0 {
-                    return Err(Error::config(
+                    return Err(TransformerError::config(
                         "hidden_size",
                         format!(
                             "{hidden_size} is not divisible by num_attention_heads = {num_attention_heads}"
@@ -282,13 +285,13 @@ impl BertConfig {
             Some(Value::Object(p)) => {
                 for (layer, heads) in p {
                     let l: usize = layer.parse().map_err(|_| {
-                        Error::config(
+                        TransformerError::config(
                             "pruned_heads",
                             format!("layer key {layer:?} is not an integer"),
                         )
                     })?;
                     let list = heads.as_array().ok_or_else(|| {
-                        Error::config(
+                        TransformerError::config(
                             "pruned_heads",
                             format!("layer {l}: expected a list of heads"),
                         )
@@ -303,7 +306,7 @@ impl BertConfig {
                 }
             }
             Some(v) => {
-                return Err(Error::config(
+                return Err(TransformerError::config(
                     "pruned_heads",
                     format!("expected an object {{layer: [heads]}}, got {v}"),
                 ));
@@ -322,7 +325,7 @@ impl BertConfig {
                 let mut labels = BTreeMap::new();
                 for (k, v) in o {
                     let i: usize = k.parse().map_err(|_| {
-                        Error::config("id2label", format!("key {k:?} is not an integer"))
+                        TransformerError::config("id2label", format!("key {k:?} is not an integer"))
                     })?;
                     let name = v
                         .as_str()
@@ -333,7 +336,7 @@ impl BertConfig {
                 Some(labels)
             }
             Some(v) => {
-                return Err(Error::config(
+                return Err(TransformerError::config(
                     "id2label",
                     format!("expected an object, got {v}"),
                 ));
@@ -345,7 +348,12 @@ impl BertConfig {
                 Some("regression") => ProblemType::Regression,
                 Some("single_label_classification") => ProblemType::SingleLabel,
                 Some("multi_label_classification") => ProblemType::MultiLabel,
-                _ => return Err(Error::config("problem_type", format!("unknown value {v}"))),
+                _ => {
+                    return Err(TransformerError::config(
+                        "problem_type",
+                        format!("unknown value {v}"),
+                    ));
+                }
             }),
         };
 

@@ -1,4 +1,4 @@
-//! `Error`: everything that can go wrong in this crate, with the path, key or tensor involved.
+//! `TransformerError`: everything that can go wrong in this crate, with the path, key or tensor involved.
 
 use prune_tensor::{Shape, TensorError};
 use std::borrow::Cow;
@@ -25,7 +25,7 @@ pub fn one_line(text: &str) -> Cow<'_, str> {
 
 /// Errors of configuration, checkpoint I/O, tokenization and the model's forward/backward.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub enum TransformerError {
     /// A tensor op failed (shapes, indices, arguments).
     #[error(transparent)]
     Tensor(#[from] TensorError),
@@ -128,28 +128,28 @@ pub enum Error {
 }
 
 /// Result of this crate's functions.
-pub type Result<T> = std::result::Result<T, Error>;
+pub type Result<T> = std::result::Result<T, TransformerError>;
 
-impl Error {
-    /// A [`Error::Config`] for `key`.
+impl TransformerError {
+    /// A [`TransformerError::Config`] for `key`.
     pub(crate) fn config(key: impl Into<String>, why: impl Into<String>) -> Self {
-        Error::Config {
+        TransformerError::Config {
             key: key.into(),
             why: why.into(),
         }
     }
 
-    /// An [`Error::Io`] for `path`.
+    /// An [`TransformerError::Io`] for `path`.
     pub(crate) fn io(path: impl Into<PathBuf>, cause: std::io::Error) -> Self {
-        Error::Io {
+        TransformerError::Io {
             path: path.into(),
             cause,
         }
     }
 
-    /// An [`Error::Checkpoint`] for `path`.
+    /// An [`TransformerError::Checkpoint`] for `path`.
     pub(crate) fn checkpoint(path: &std::path::Path, why: impl Into<String>) -> Self {
-        Error::Checkpoint {
+        TransformerError::Checkpoint {
             path: path.to_path_buf(),
             why: why.into(),
         }

@@ -5,7 +5,7 @@
 
 use crate::batch::Batch;
 use crate::config::BertConfig;
-use crate::error::{Error, Result};
+use crate::error::{Result, TransformerError};
 use crate::model::{BertModel, classifier_from_tensors};
 use crate::paths::{require_fixture, require_model_dir};
 use crate::weights::{load_params, read_float_tensors, weights_file};
@@ -21,8 +21,8 @@ pub fn fixture(file: &str) -> Result<PathBuf> {
 /// The JSON file `<fixtures>/minilm/<file>`.
 pub fn fixture_json(file: &str) -> Result<Value> {
     let path = fixture(file)?;
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    serde_json::from_str(&text).map_err(|cause| Error::Json { path, cause })
+    let text = std::fs::read_to_string(&path).map_err(|e| TransformerError::io(&path, e))?;
+    serde_json::from_str(&text).map_err(|cause| TransformerError::Json { path, cause })
 }
 
 /// The default checkpoint with the fixture's 2-label head and dropout 0: the model the
@@ -47,7 +47,7 @@ pub fn fixture_model_on<B: Backend>(b: B) -> Result<BertModel<B>> {
 /// Non-negative integers of a JSON array.
 fn ints(v: &Value, what: &str) -> Result<Vec<u32>> {
     let bad = || {
-        Error::Input(format!(
+        TransformerError::Input(format!(
             "fixture inputs.json: `{what}` is not a list of ids"
         ))
     };
@@ -61,7 +61,7 @@ fn ints(v: &Value, what: &str) -> Result<Vec<u32>> {
 /// The fixture batch of `inputs.json` (4 examples × 32 tokens) and its labels.
 pub fn fixture_batch() -> Result<(Batch, Vec<i64>)> {
     let v = fixture_json("inputs.json")?;
-    let bad = |what: &str| Error::Input(format!("fixture inputs.json: bad `{what}`"));
+    let bad = |what: &str| TransformerError::Input(format!("fixture inputs.json: bad `{what}`"));
     let seq = v["max_len"].as_u64().ok_or_else(|| bad("max_len"))? as usize;
     let ex = v["examples"].as_array().ok_or_else(|| bad("examples"))?;
     let (mut ids, mut types, mut mask, mut labels) = (vec![], vec![], vec![], vec![]);

@@ -7,7 +7,7 @@
 //!   (written by `cargo xtask fetch`);
 //! - fixtures: `$PRUNE_FIXTURES`, else `<workspace root>/../shared/fixtures`.
 
-use crate::error::{Error, Result};
+use crate::error::{Result, TransformerError};
 use crate::weights::WEIGHT_FILES;
 use std::path::{Path, PathBuf};
 
@@ -32,7 +32,7 @@ pub fn model_dir() -> Result<PathBuf> {
     match env_dir("PRUNE_MODEL_DIR") {
         Some(dir) => Ok(dir),
         None => Ok(cache_dir()
-            .map_err(Error::Cache)?
+            .map_err(TransformerError::Cache)?
             .join("models")
             .join(DEFAULT_MODEL)),
     }
@@ -67,7 +67,7 @@ pub fn require_checkpoint(dir: PathBuf) -> Result<PathBuf> {
     for file in ["config.json", weights, "tokenizer.json"] {
         let p = dir.join(file);
         if !p.is_file() {
-            return Err(Error::NotFound {
+            return Err(TransformerError::NotFound {
                 what: format!("checkpoint file {file}"),
                 path: p,
                 hint: FETCH_HINT.into(),
@@ -83,7 +83,7 @@ pub fn require_fixture(name: &str) -> Result<PathBuf> {
     if p.exists() {
         Ok(p)
     } else {
-        Err(Error::NotFound {
+        Err(TransformerError::NotFound {
             what: format!("fixture {name}"),
             path: p,
             hint: FETCH_HINT.into(),

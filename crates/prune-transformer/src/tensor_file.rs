@@ -3,7 +3,7 @@
 //! tensors as f32 (required finite), and atomic writes of f32 tensors (which refuse NaN and
 //! infinity).
 
-use crate::error::{Error, Result, one_line};
+use crate::error::{Result, TransformerError, one_line};
 use prune_tensor::Tensor;
 use safetensors::tensor::{Dtype, Metadata, TensorInfo, TensorView};
 use std::collections::HashMap;
@@ -28,18 +28,21 @@ impl TensorFile {
     /// Opens `path` and reads its header. Fails unless the file is exactly the header and
     /// the data the header describes.
     pub(crate) fn open(path: &Path) -> Result<Self> {
-        let invalid = |why: String| Error::Safetensors {
+        let invalid = |why: String| TransformerError::Safetensors {
             path: path.to_path_buf(),
             why,
         };
-        let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        let mut file = File::open(path).map_err(|e| TransformerError::io(path, e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| TransformerError::io(path, e))?
+            .len();
         if len < 8 {
             return Err(invalid(format!("{len} bytes, too short for a header")));
         }
         let mut prefix = [0u8; 8];
         file.read_exact(&mut prefix)
-            .map_err(|e| Error::io(path, e))?;
+            .map_err(|e| TransformerError::io(path, e))?;
         let n = u64::from_le_bytes(prefix);
         if n > MAX_HEADER_BYTES || n > len - 8 {
             return Err(invalid(format!(
@@ -48,7 +51,7 @@ impl TensorFile {
         }
         let mut header = vec![0u8; n as usize];
         file.read_exact(&mut header)
-            .map_err(|e| Error::io(path, e))?;
+            .map_err(|e| TransformerError::io(path, e))?;
         let metadata: Metadata =
             serde_json::from_slice(&header).map_err(|e| invalid(format!("header: {e}")))?;
         let held = len - 8 - n;
@@ -72,9 +75,9 @@ impl TensorFile {
         (&mut self.file)
             .take(len as u64)
             .read_to_end(&mut data)
-            .map_err(|e| Error::io(&self.path, e))?;
+            .map_err(|e| TransformerError::io(&self.path, e))?;
         if data.len() != len {
-            return Err(Error::checkpoint(
+            return Err(TransformerError::checkpoint(
                 &self.path,
                 format!(
                     "the file shrank while being read ({} of {len} bytes)",
@@ -91,7 +94,7 @@ impl TensorFile {
 pub(crate) fn tensor_buffer(path: &Path, len: usize) -> Result<Vec<u8>> {
     let mut data = Vec::new();
     data.try_reserve_exact(len).map_err(|_| {
-        Error::checkpoint(
+        TransformerError::checkpoint(
             path,
             format!("{len} bytes of tensor data do not fit in memory"),
         )
@@ -149,7 +152,7 @@ pub(crate) fn to_f32(
     let (start, end) = info.data_offsets;
     let name = one_line(name);
     let bytes = data.get(start..end).ok_or_else(|| {
-        Error::checkpoint(
+        TransformerError::checkpoint(
             path,
             format!("tensor `{name}`: offsets {start}..{end} outside the data"),
         )
@@ -172,7 +175,7 @@ pub(crate) fn to_f32(
             .map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32)
             .collect(),
         other => {
-            return Err(Error::Dtype {
+            return Err(TransformerError::Dtype {
                 path: path.to_path_buf(),
                 name: name.into_owned(),
                 dtype: format!("{other:?}"),
@@ -193,7 +196,7 @@ pub(crate) fn to_f32(
         } else {
             stored.to_string()
         };
-        return Err(Error::checkpoint(
+        return Err(TransformerError::checkpoint(
             path,
             format!("tensor `{name}` holds {what} at index {i}: weights must be finite"),
         ));
@@ -217,7 +220,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     })();
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io(path, e));
+        return Err(TransformerError::io(path, e));
     }
     Ok(())
 }
@@ -228,7 +231,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 pub fn save_tensors(path: &Path, tensors: &[(String, &Tensor<f32>)]) -> Result<()> {
     for (name, t) in tensors {
         if let Some((i, v)) = first_non_finite(t.data()) {
-            return Err(Error::checkpoint(
+            return Err(TransformerError::checkpoint(
                 path,
                 format!(
                     "not saved: tensor `{}` holds {v} at index {i}",
@@ -269,7 +272,7 @@ pub fn write_safetensors(
     tensors: &[RawTensor],
     metadata: HashMap<String, String>,
 ) -> Result<()> {
-    let invalid = |e: safetensors::SafeTensorError| Error::Safetensors {
+    let invalid = |e: safetensors::SafeTensorError| TransformerError::Safetensors {
         path: path.to_path_buf(),
         why: e.to_string(),
     };

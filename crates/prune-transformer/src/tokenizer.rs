@@ -7,7 +7,7 @@
 mod checks;
 
 use crate::batch::Batch;
-use crate::error::{Error, Result};
+use crate::error::{Result, TransformerError};
 use serde_json::Value;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -49,7 +49,7 @@ impl Tokenizer {
     /// Loads `tokenizer.json` (a UTF-8 byte-order mark is allowed); truncates to `max_len`
     /// tokens (special tokens included) and pads as `padding` says.
     pub fn from_file(path: &Path, max_len: usize, padding: Padding) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let bytes = std::fs::read(path).map_err(|e| TransformerError::io(path, e))?;
         let json = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
         // The JSON syntax is checked first (the library panics on some syntax errors), then
         // what the library trusts (see `checks`).
@@ -97,7 +97,7 @@ impl Tokenizer {
         self.inner.get_vocab_size(true)
     }
 
-    fn err(&self, message: impl Into<String>) -> Error {
+    fn err(&self, message: impl Into<String>) -> TransformerError {
         tokenizer_error(&self.path, message)
     }
 
@@ -158,7 +158,7 @@ impl Tokenizer {
     /// batch with `[CLS] a [SEP] (b [SEP])`, token types 0/1 and the attention mask.
     pub fn encode(&self, texts: &[(&str, Option<&str>)]) -> Result<Batch> {
         if texts.is_empty() {
-            return Err(Error::Input("nothing to tokenize".into()));
+            return Err(TransformerError::Input("nothing to tokenize".into()));
         }
         let inputs: Vec<EncodeInput<'_>> = texts
             .iter()
@@ -200,9 +200,9 @@ impl Tokenizer {
     }
 }
 
-/// An [`Error::Tokenizer`] for the file at `path`.
-fn tokenizer_error(path: &Path, message: impl Into<String>) -> Error {
-    Error::Tokenizer {
+/// An [`TransformerError::Tokenizer`] for the file at `path`.
+fn tokenizer_error(path: &Path, message: impl Into<String>) -> TransformerError {
+    TransformerError::Tokenizer {
         path: path.to_path_buf(),
         message: message.into(),
     }

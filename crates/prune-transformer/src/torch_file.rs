@@ -6,7 +6,7 @@
 //! conversions apply. Every size is checked against the archive before anything is
 //! allocated.
 
-use crate::error::{Error, Result};
+use crate::error::{Result, TransformerError};
 use crate::tensor_file::tensor_buffer;
 use crate::torch_pickle::{TensorRef, state_dict};
 use safetensors::tensor::TensorInfo;
@@ -40,13 +40,15 @@ fn element_bytes(t: &TensorRef) -> usize {
 /// file in PyTorch's legacy format (a bare pickle, before 1.6) is an error saying so.
 pub(crate) fn is_torch_zip(path: &Path) -> Result<bool> {
     let mut head = [0u8; 4];
-    let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
-    let n = f.read(&mut head).map_err(|e| Error::io(path, e))?;
+    let mut f = File::open(path).map_err(|e| TransformerError::io(path, e))?;
+    let n = f
+        .read(&mut head)
+        .map_err(|e| TransformerError::io(path, e))?;
     // The legacy format opens with a pickle (protocol 2) of PyTorch's 10-byte magic number:
     // PROTO 2, LONG1 of 10 bytes. (As a safetensors header length these bytes would be far
     // beyond the format's limit, so no safetensors file is taken for it.)
     if n == 4 && head == [0x80, 0x02, 0x8a, 0x0a] {
-        return Err(Error::checkpoint(
+        return Err(TransformerError::checkpoint(
             path,
             "PyTorch's legacy format (before 1.6) is not read: save it again with torch.save \
              from PyTorch 1.6 or later, or as safetensors",
@@ -74,8 +76,8 @@ fn view_extent(t: &TensorRef) -> Option<(usize, usize)> {
 impl TorchFile {
     /// Opens `path`, reads its pickle and checks every tensor against its storage's entry.
     pub(crate) fn open(path: &Path) -> Result<Self> {
-        let bad = |why: String| Error::checkpoint(path, why);
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let bad = |why: String| TransformerError::checkpoint(path, why);
+        let file = File::open(path).map_err(|e| TransformerError::io(path, e))?;
         let mut archive =
             ZipArchive::new(file).map_err(|e| bad(format!("not a readable zip archive: {e}")))?;
         let pickles: Vec<String> = archive
@@ -174,10 +176,10 @@ impl TorchFile {
             self.archive
                 .by_name(&entry)
                 .and_then(|mut e| Ok(e.read_to_end(&mut storage)?))
-                .map_err(|e| Error::checkpoint(&self.path, format!("{entry}: {e}")))?;
+                .map_err(|e| TransformerError::checkpoint(&self.path, format!("{entry}: {e}")))?;
             for (name, t) in views {
                 if storage.len() != t.storage_len * element_bytes(t) {
-                    return Err(Error::checkpoint(
+                    return Err(TransformerError::checkpoint(
                         &self.path,
                         format!("the storage of `{name}` changed while being read"),
                     ));

@@ -6,7 +6,7 @@
 //! read; NaN and infinity are refused when loading and when saving.
 
 use crate::config::BertConfig;
-use crate::error::{Error, Result, one_line};
+use crate::error::{Result, TransformerError, one_line};
 use crate::params::{BERT_PREFIX, BertParams, canonical_name};
 use crate::tensor_file::{TensorFile, is_float, to_f32};
 use crate::torch_file::{TorchFile, is_torch_zip};
@@ -73,7 +73,7 @@ fn stored_name<'a>(path: &Path, index: &NameIndex<'a>, name: &str) -> Result<Opt
     match index.get(name).map(Vec::as_slice) {
         None | Some([]) => Ok(None),
         Some([one]) => Ok(Some(one)),
-        Some([first, second, ..]) => Err(Error::checkpoint(
+        Some([first, second, ..]) => Err(TransformerError::checkpoint(
             path,
             format!(
                 "parameter `{name}` is stored twice, as `{}` and as `{}`",
@@ -85,12 +85,12 @@ fn stored_name<'a>(path: &Path, index: &NameIndex<'a>, name: &str) -> Result<Opt
 }
 
 /// A missing tensor or a wrong shape, described without the file's path.
-fn difference(e: &Error) -> Option<String> {
+fn difference(e: &TransformerError) -> Option<String> {
     match e {
-        Error::MissingTensor { name, expected, .. } => {
+        TransformerError::MissingTensor { name, expected, .. } => {
             Some(format!("missing tensor `{name}` of shape {expected}"))
         }
-        Error::TensorShape {
+        TransformerError::TensorShape {
             name,
             expected,
             found,
@@ -102,7 +102,7 @@ fn difference(e: &Error) -> Option<String> {
 }
 
 /// Reads the parameters a model with `config` needs from `path`. The file's header is
-/// checked first, before any tensor is read or allocated (see [`plan`]). The pooler and the
+/// checked first, before any tensor is read or allocated (see `plan`). The pooler and the
 /// classifier are read when the file has them (`pooler.dense.weight`, `classifier.weight`);
 /// tensors no parameter uses (masked-LM heads, `position_ids`) are ignored.
 pub fn load_params(path: &Path, config: &BertConfig) -> Result<HostParams> {
@@ -131,7 +131,7 @@ pub fn weights_file(dir: &Path) -> Result<PathBuf> {
         .map(|f| dir.join(f))
         .find(|p| p.is_file());
     found.ok_or_else(|| {
-        Error::checkpoint(
+        TransformerError::checkpoint(
             dir,
             format!("holds neither {} nor {}", WEIGHT_FILES[0], WEIGHT_FILES[1]),
         )
@@ -158,22 +158,23 @@ fn plan(
     );
     let expected = BertParams::expected(config, pooler, classifier);
     let plan = expected.try_map(|name, shape| {
-        let stored = stored_name(path, &index, name)?.ok_or_else(|| Error::MissingTensor {
-            path: path.to_path_buf(),
-            name: name.to_string(),
-            expected: shape.clone(),
-        })?;
+        let stored =
+            stored_name(path, &index, name)?.ok_or_else(|| TransformerError::MissingTensor {
+                path: path.to_path_buf(),
+                name: name.to_string(),
+                expected: shape.clone(),
+            })?;
         let info = infos[stored];
         let found = Shape::from(info.shape.as_slice());
         if &found != shape {
-            return Err(Error::TensorShape {
+            return Err(TransformerError::TensorShape {
                 name: name.to_string(),
                 expected: shape.clone(),
                 found,
             });
         }
         if !is_float(info.dtype) {
-            return Err(Error::Dtype {
+            return Err(TransformerError::Dtype {
                 path: path.to_path_buf(),
                 name: one_line(stored).into_owned(),
                 dtype: format!("{:?}", info.dtype),
@@ -189,7 +190,7 @@ fn plan(
             .map(|info| info.shape.iter().product::<usize>() as u64)
             .fold(0, u64::saturating_add);
         match (needed, difference(&e)) {
-            (Ok(needed), Some(first)) if held < needed => Error::checkpoint(
+            (Ok(needed), Some(first)) if held < needed => TransformerError::checkpoint(
                 path,
                 format!(
                     "the config describes {needed} parameter values ({} layers, hidden size \
@@ -227,7 +228,7 @@ pub fn save_params(path: &Path, params: &HostParams) -> Result<()> {
 /// `classifier` ([`BertConfig::checkpoint_json`]), atomically.
 pub fn save_config(path: &Path, config: &BertConfig, classifier: bool) -> Result<()> {
     let json = config.checkpoint_json(classifier);
-    let text = serde_json::to_string_pretty(&json).map_err(|cause| Error::Json {
+    let text = serde_json::to_string_pretty(&json).map_err(|cause| TransformerError::Json {
         path: path.to_path_buf(),
         cause,
     })?;

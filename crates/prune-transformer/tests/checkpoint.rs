@@ -6,7 +6,8 @@
 use anyhow::Result;
 use prune_tensor::{CpuBackend, Tensor};
 use prune_transformer::{
-    BertConfig, BertModel, Error, ForwardOptions, load_params, read_float_tensors, save_params,
+    BertConfig, BertModel, ForwardOptions, TransformerError, load_params, read_float_tensors,
+    save_params,
 };
 use safetensors::tensor::{Dtype, TensorView};
 use serde_json::json;
@@ -167,7 +168,7 @@ fn errors_name_the_file_tensor_shapes_and_keys() -> Result<()> {
     let bytes = std::fs::read(&path)?;
     std::fs::write(&path, &bytes[..bytes.len() / 2])?;
     let e = load_params(&path, &cfg).unwrap_err();
-    assert!(matches!(e, Error::Safetensors { .. }), "{e}");
+    assert!(matches!(e, TransformerError::Safetensors { .. }), "{e}");
     let msg = e.to_string();
     assert!(
         msg.contains(&path.display().to_string()) && msg.contains("not a valid safetensors file"),

@@ -3,7 +3,7 @@
 //! each other. Nothing sized by a configuration is allocated before these checks pass.
 
 use super::BertConfig;
-use crate::error::{Error, Result};
+use crate::error::{Result, TransformerError};
 use crate::params::BertParams;
 use std::collections::BTreeSet;
 
@@ -21,7 +21,7 @@ pub const MAX_PARAMETERS: u64 = 1 << 34;
 /// Fails unless `value` is at most `max`.
 pub(crate) fn check_limit(key: &str, value: usize, max: usize) -> Result<()> {
     if value > max {
-        return Err(Error::config(
+        return Err(TransformerError::config(
             key,
             format!("{value} is above the limit of {max}"),
         ));
@@ -62,7 +62,7 @@ impl BertConfig {
         ];
         for (key, v) in positive {
             if v == 0 {
-                return Err(Error::config(key, "must be at least 1"));
+                return Err(TransformerError::config(key, "must be at least 1"));
             }
             let max = if key == "num_hidden_layers" {
                 MAX_LAYERS
@@ -77,10 +77,10 @@ impl BertConfig {
         }
         check_limit("num_labels", self.labels(), MAX_WIDTH)?;
         if self.layer_norm_eps.is_nan() || self.layer_norm_eps < 0.0 {
-            return Err(Error::config("layer_norm_eps", "must be >= 0"));
+            return Err(TransformerError::config("layer_norm_eps", "must be >= 0"));
         }
         if self.kept_hidden_size > self.hidden_size {
-            return Err(Error::config(
+            return Err(TransformerError::config(
                 "prune_hidden_size",
                 format!(
                     "{} exceeds hidden_size = {}",
@@ -89,13 +89,13 @@ impl BertConfig {
             ));
         }
         if self.layer_heads.len() != l {
-            return Err(Error::config(
+            return Err(TransformerError::config(
                 "prune_layer_heads",
                 format!("has {} entries for {l} layers", self.layer_heads.len()),
             ));
         }
         if self.layer_intermediate.len() != l {
-            return Err(Error::config(
+            return Err(TransformerError::config(
                 "prune_layer_intermediate",
                 format!(
                     "has {} entries for {l} layers",
@@ -107,13 +107,13 @@ impl BertConfig {
         if let (Some(n), Some(names)) = (self.num_labels, &self.id2label)
             && names.len() != n
         {
-            return Err(Error::config(
+            return Err(TransformerError::config(
                 "num_labels",
                 format!("{n} but id2label names {} labels", names.len()),
             ));
         }
         if self.labels() == 0 {
-            return Err(Error::config("num_labels", "must be at least 1"));
+            return Err(TransformerError::config("num_labels", "must be at least 1"));
         }
         self.parameter_count(true, true).map(|_| ())
     }
@@ -123,13 +123,13 @@ impl BertConfig {
         let (l, heads) = (self.num_hidden_layers, self.num_attention_heads);
         for (layer, pruned) in &self.pruned_heads {
             if *layer >= l {
-                return Err(Error::config(
+                return Err(TransformerError::config(
                     "pruned_heads",
                     format!("layer {layer} does not exist ({l} layers)"),
                 ));
             }
             if let Some(h) = pruned.iter().find(|&&h| h >= heads) {
-                return Err(Error::config(
+                return Err(TransformerError::config(
                     "pruned_heads",
                     format!("layer {layer}: head {h} out of range (num_attention_heads = {heads})"),
                 ));
@@ -138,7 +138,7 @@ impl BertConfig {
         for (layer, &h) in self.layer_heads.iter().enumerate() {
             let removed = self.pruned_heads.get(&layer).map_or(0, BTreeSet::len);
             if h.checked_add(removed).is_none_or(|total| total > heads) {
-                return Err(Error::config(
+                return Err(TransformerError::config(
                     "prune_layer_heads",
                     format!(
                         "layer {layer} keeps {h} heads but {removed} of num_attention_heads = {heads} are pruned"
@@ -163,7 +163,7 @@ impl BertConfig {
                 .and_then(|n| total.checked_add(n))
                 .filter(|&t| t <= MAX_PARAMETERS);
             total = sum.ok_or_else(|| {
-                Error::config(
+                TransformerError::config(
                     key_of(&name),
                     format!(
                         "`{name}` of shape {shape} takes the model above {MAX_PARAMETERS} parameters"

@@ -6,7 +6,7 @@ use crate::error::Result;
 use crate::params::Linear;
 use prune_tensor::Backend;
 
-/// Rows of the first ([CLS]) token of each sequence in `[B·T, C]` hidden states.
+/// Rows of the first (`[CLS]`) token of each sequence in `[B·T, C]` hidden states.
 pub fn first_token_rows(batch: usize, seq: usize) -> Vec<usize> {
     (0..batch).map(|i| i * seq).collect()
 }

@@ -1,7 +1,7 @@
 //! `BertModel::backward`: the training forward pass in reverse.
 
 use super::{BertCache, BertModel, OutputGrads};
-use crate::error::{Error, Result};
+use crate::error::{Result, TransformerError};
 use crate::layers::accumulate;
 use crate::layers::classifier::{classifier_backward, pooler_backward};
 use crate::params::BertParams;
@@ -28,7 +28,7 @@ impl<B: Backend> BertModel<B> {
             || cache.head_masks.len() != n_layers
             || grads.layers.len() != n_layers
         {
-            return Err(Error::Input(format!(
+            return Err(TransformerError::Input(format!(
                 "backward of a {n_layers}-layer model got a cache of {} layers and gradients of {}",
                 cache.layers.len(),
                 grads.layers.len()
@@ -51,7 +51,7 @@ impl<B: Backend> BertModel<B> {
             let (head, cc) = match (&self.params.classifier, cache.classifier) {
                 (Some(h), Some(cc)) => (h, cc),
                 _ => {
-                    return Err(Error::Input(
+                    return Err(TransformerError::Input(
                         "logits gradient given but the model has no classifier".into(),
                     ));
                 }
@@ -59,7 +59,7 @@ impl<B: Backend> BertModel<B> {
             let grad = grads
                 .classifier
                 .as_mut()
-                .ok_or_else(|| Error::Input("gradient tree has no classifier".into()))?;
+                .ok_or_else(|| TransformerError::Input("gradient tree has no classifier".into()))?;
             let dp = classifier_backward(
                 b,
                 head,
@@ -88,7 +88,7 @@ impl<B: Backend> BertModel<B> {
             let (dense, pc) = match (&self.params.pooler, &cache.pooler) {
                 (Some(p), Some(pc)) => (p, pc),
                 _ => {
-                    return Err(Error::Input(
+                    return Err(TransformerError::Input(
                         "pooled gradient given but the model has no pooler".into(),
                     ));
                 }
@@ -96,7 +96,7 @@ impl<B: Backend> BertModel<B> {
             let grad = grads
                 .pooler
                 .as_mut()
-                .ok_or_else(|| Error::Input("gradient tree has no pooler".into()))?;
+                .ok_or_else(|| TransformerError::Input("gradient tree has no pooler".into()))?;
             let dlast = pooler_backward(
                 b,
                 dense,
@@ -110,9 +110,9 @@ impl<B: Backend> BertModel<B> {
         // hidden[l + 1] = layer_l(hidden[l]), in reverse
         let mut layer_caches = cache.layers;
         for l in (0..self.params.layers.len()).rev() {
-            let lc = layer_caches
-                .pop()
-                .ok_or_else(|| Error::Input("cache has fewer layers than the model".into()))?;
+            let lc = layer_caches.pop().ok_or_else(|| {
+                TransformerError::Input("cache has fewer layers than the model".into())
+            })?;
             let ctx = self.layer_ctx(
                 l,
                 batch,

@@ -4,7 +4,7 @@
 use super::{BertCache, BertModel, ForwardOptions, LossForward, OutputGrads};
 use crate::batch::Batch;
 use crate::config::BertConfig;
-use crate::error::{Error, Result};
+use crate::error::{Result, TransformerError};
 use crate::params::{BertParams, Linear};
 use crate::weights::{load_params, weights_file};
 use prune_tensor::rng::Rng;
@@ -53,7 +53,9 @@ impl<B: Backend> BertForSequenceClassification<B> {
     /// seeded), and so is a missing pooler.
     pub fn from_pretrained(backend: B, dir: &Path, num_labels: usize, seed: u64) -> Result<Self> {
         if num_labels == 0 {
-            return Err(Error::Input("a classifier needs at least one label".into()));
+            return Err(TransformerError::Input(
+                "a classifier needs at least one label".into(),
+            ));
         }
         let mut config = BertConfig::from_file(&dir.join("config.json"))?;
         let mut host = load_params(&weights_file(dir)?, &config)?;
@@ -82,7 +84,7 @@ impl<B: Backend> BertForSequenceClassification<B> {
     /// Wraps `bert`, which must have a pooler and a classifier.
     pub fn new(bert: BertModel<B>) -> Result<Self> {
         if bert.params.pooler.is_none() || bert.params.classifier.is_none() {
-            return Err(Error::Input(
+            return Err(TransformerError::Input(
                 "sequence classification needs a pooler and a classifier".into(),
             ));
         }
@@ -93,7 +95,7 @@ impl<B: Backend> BertForSequenceClassification<B> {
     pub fn logits(&self, batch: &Batch) -> Result<B::Tensor> {
         let out = self.bert.forward(batch, &ForwardOptions::default())?;
         out.logits
-            .ok_or_else(|| Error::Input("model has no classifier".into()))
+            .ok_or_else(|| TransformerError::Input("model has no classifier".into()))
     }
 
     /// Training forward and the mean loss over the batch.
@@ -108,12 +110,12 @@ impl<B: Backend> BertForSequenceClassification<B> {
         let logits = out
             .logits
             .as_ref()
-            .ok_or_else(|| Error::Input("model has no classifier".into()))?;
+            .ok_or_else(|| TransformerError::Input("model has no classifier".into()))?;
         let k = b.shape(logits).last();
         let (loss, cache) = match targets {
             Targets::Classes(labels) => {
                 if labels.len() != batch.batch {
-                    return Err(Error::Input(format!(
+                    return Err(TransformerError::Input(format!(
                         "{} labels for {} examples",
                         labels.len(),
                         batch.batch
@@ -130,7 +132,7 @@ impl<B: Backend> BertForSequenceClassification<B> {
             }
             Targets::Values(values) => {
                 if k != 1 || values.len() != batch.batch {
-                    return Err(Error::Input(format!(
+                    return Err(TransformerError::Input(format!(
                         "regression needs one label (have {k}) and one target per example ({} for {})",
                         values.len(),
                         batch.batch
@@ -182,7 +184,7 @@ pub fn classifier_from_tensors(
         tensors
             .get(n)
             .cloned()
-            .ok_or_else(|| Error::Input(format!("no tensor `{n}`")))
+            .ok_or_else(|| TransformerError::Input(format!("no tensor `{n}`")))
     };
     Ok(Linear {
         weight: get("classifier.weight")?,

@@ -2,7 +2,7 @@
 //! hidden-width mask, each checked against the model when set.
 
 use super::{BertModel, dims_of};
-use crate::error::{Error, Result};
+use crate::error::{Result, TransformerError};
 use crate::params::BertParams;
 use prune_tensor::Backend;
 
@@ -18,7 +18,7 @@ impl<B: Backend> BertModel<B> {
             let params = self.params.named();
             let named = m.named();
             if params.len() != named.len() {
-                return Err(Error::Input(format!(
+                return Err(TransformerError::Input(format!(
                     "mask tree has {} entries, the model {} parameters",
                     named.len(),
                     params.len()
@@ -28,7 +28,7 @@ impl<B: Backend> BertModel<B> {
                 if let Some(mask) = mask
                     && self.backend.shape(mask) != self.backend.shape(p)
                 {
-                    return Err(Error::TensorShape {
+                    return Err(TransformerError::TensorShape {
                         name: format!("mask of {name}"),
                         expected: dims_of(&self.backend, p),
                         found: dims_of(&self.backend, mask),
@@ -55,7 +55,7 @@ impl<B: Backend> BertModel<B> {
     pub fn set_head_mask(&mut self, mask: Option<Vec<Vec<f32>>>) -> Result<()> {
         if let Some(m) = &mask {
             if m.len() != self.params.layers.len() {
-                return Err(Error::Input(format!(
+                return Err(TransformerError::Input(format!(
                     "head mask has {} layers, the model {}",
                     m.len(),
                     self.params.layers.len()
@@ -64,7 +64,7 @@ impl<B: Backend> BertModel<B> {
             for (l, (row, layer)) in m.iter().zip(&self.params.layers).enumerate() {
                 let h = layer.heads(&self.backend, self.config.head_dim());
                 if row.len() != h {
-                    return Err(Error::Input(format!(
+                    return Err(TransformerError::Input(format!(
                         "head mask of layer {l} has {} entries, the layer {h} heads",
                         row.len()
                     )));
@@ -91,18 +91,20 @@ impl<B: Backend> BertModel<B> {
         if let Some(m) = &mask {
             let c = self.params.embeddings.width(&self.backend);
             if m.len() != c {
-                return Err(Error::Input(format!(
+                return Err(TransformerError::Input(format!(
                     "hidden mask has {} entries, the model's hidden width is {c}",
                     m.len()
                 )));
             }
             if let Some(v) = m.iter().find(|&&v| v != 0.0 && v != 1.0) {
-                return Err(Error::Input(format!(
+                return Err(TransformerError::Input(format!(
                     "hidden mask holds {v}; only 0 (drop) and 1 (keep) are allowed"
                 )));
             }
             if !m.contains(&1.0) {
-                return Err(Error::Input("hidden mask drops every channel".into()));
+                return Err(TransformerError::Input(
+                    "hidden mask drops every channel".into(),
+                ));
             }
         }
         self.hidden_mask = mask;
@@ -116,7 +118,7 @@ impl<B: Backend> BertModel<B> {
         if let Some(m) = &self.masks
             && m.layers.len() != l
         {
-            return Err(Error::Input(format!(
+            return Err(TransformerError::Input(format!(
                 "masks cover {} layers, the model has {l}",
                 m.layers.len()
             )));
@@ -124,7 +126,7 @@ impl<B: Backend> BertModel<B> {
         if let Some(h) = &self.head_mask
             && h.len() != l
         {
-            return Err(Error::Input(format!(
+            return Err(TransformerError::Input(format!(
                 "head mask covers {} layers, the model has {l}",
                 h.len()
             )));

@@ -4,7 +4,7 @@
 
 use crate::batch::Batch;
 use crate::config::BertConfig;
-use crate::error::{Error, Result};
+use crate::error::{Result, TransformerError};
 use crate::layers::classifier::{
     ClassifierCache, PoolerCache, classifier_forward, classifier_forward_t, pooler_forward,
     pooler_forward_t,
@@ -157,7 +157,7 @@ fn check_shapes(config: &BertConfig, found: &BertParams<Shape>) -> Result<()> {
     let found = found.named();
     for ((name, shape), (_, t)) in expected.named().into_iter().zip(&found) {
         if *t != shape {
-            return Err(Error::TensorShape {
+            return Err(TransformerError::TensorShape {
                 name,
                 expected: shape.clone(),
                 found: (*t).clone(),
@@ -165,7 +165,7 @@ fn check_shapes(config: &BertConfig, found: &BertParams<Shape>) -> Result<()> {
         }
     }
     if expected.len() != found.len() {
-        return Err(Error::Input(format!(
+        return Err(TransformerError::Input(format!(
             "parameter tree has {} tensors, the config implies {}",
             found.len(),
             expected.len()
@@ -179,7 +179,7 @@ impl<B: Backend> BertModel<B> {
     /// classifier come along when `host` has them.
     pub fn from_host(backend: B, config: BertConfig, host: &HostParams) -> Result<Self> {
         check_shapes(&config, &host.map(|_, t| t.shape().clone()))?;
-        let params = host.try_map(|_, t| backend.upload(t).map_err(Error::from))?;
+        let params = host.try_map(|_, t| backend.upload(t).map_err(TransformerError::from))?;
         Self::from_params(backend, config, params)
     }
 
@@ -264,13 +264,13 @@ impl<B: Backend> BertModel<B> {
     /// The parameters copied to the host in f32.
     pub fn to_host(&self) -> Result<HostParams> {
         self.params
-            .try_map(|_, t| self.backend.download(t).map_err(Error::from))
+            .try_map(|_, t| self.backend.download(t).map_err(TransformerError::from))
     }
 
     /// Writes `config.json` and `model.safetensors` into `dir` (created if needed), each
     /// atomically. Masks are not applied: save the masked product explicitly if wanted.
     pub fn save(&self, dir: &Path) -> Result<()> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        std::fs::create_dir_all(dir).map_err(|e| TransformerError::io(dir, e))?;
         save_params(&dir.join("model.safetensors"), &self.to_host()?)?;
         let classifier = self.params.classifier.is_some();
         save_config(&dir.join("config.json"), &self.config, classifier)
@@ -281,7 +281,7 @@ impl<B: Backend> BertModel<B> {
         self.params.try_map(|_, t| {
             self.backend
                 .zeros(self.backend.shape(t))
-                .map_err(Error::from)
+                .map_err(TransformerError::from)
         })
     }
 
@@ -306,20 +306,20 @@ impl<B: Backend> BertModel<B> {
             rows(&self.params.embeddings.position),
         );
         if batch.seq > max_pos {
-            return Err(Error::Input(format!(
+            return Err(TransformerError::Input(format!(
                 "sequence length {} exceeds max_position_embeddings = {max_pos}",
                 batch.seq
             )));
         }
         let ids: Vec<usize> = batch.input_ids.iter().map(|&i| i as usize).collect();
         if let Some(bad) = ids.iter().find(|&&i| i >= vocab) {
-            return Err(Error::Input(format!(
+            return Err(TransformerError::Input(format!(
                 "token id {bad} out of range (vocab_size = {vocab})"
             )));
         }
         let type_ids: Vec<usize> = batch.token_type_ids.iter().map(|&i| i as usize).collect();
         if let Some(bad) = type_ids.iter().find(|&&i| i >= types) {
-            return Err(Error::Input(format!(
+            return Err(TransformerError::Input(format!(
                 "token type id {bad} out of range (type_vocab_size = {types})"
             )));
         }
@@ -348,7 +348,7 @@ impl<B: Backend> BertModel<B> {
             Some(m) => {
                 let c = self.params.embeddings.width(b);
                 if m.len() != c {
-                    return Err(Error::Input(format!(
+                    return Err(TransformerError::Input(format!(
                         "hidden mask has {} entries, the model's hidden width is {c}",
                         m.len()
                     )));
@@ -411,7 +411,7 @@ impl<B: Backend> BertModel<B> {
         let shape = self.backend.shape(&t).clone();
         let c = self.params.embeddings.width(&self.backend);
         if shape.numel() != rows * c {
-            return Err(Error::Input(format!(
+            return Err(TransformerError::Input(format!(
                 "{what} has shape {shape}, expected [B, T, C] with B·T = {rows}, C = {c}"
             )));
         }
