@@ -3,17 +3,15 @@
 //! CoFi's ordered rule by option).
 
 use crate::device::on_device;
-use crate::finetune::{metrics_line, save_model, write_summary};
-use crate::inputs::{claim_distilling, evaluator, prepare};
-use crate::output::finish;
+use crate::inputs::{claim_distilling, evaluator, load_classifier, prepare};
+use crate::output::{finish, metrics_line, save_model, write_summary};
 use crate::training::StageArgs;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use prune::distill::{DistillConfig, Distiller, LayerMapping};
 use prune::tensor::Backend;
 use prune::train::Trainer;
-use prune::transformer::{BertForSequenceClassification, BertModel};
 use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Which layer mapping to use.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Serialize)]
@@ -49,12 +47,6 @@ pub struct Args {
     /// Temperature of the logit distillation loss.
     #[arg(long, default_value_t = 2.0)]
     temperature: f64,
-}
-
-/// Loads a classification checkpoint onto backend `b`.
-pub fn load_classifier<B: Backend>(b: B, dir: &Path) -> Result<BertForSequenceClassification<B>> {
-    let bert = BertModel::load(b, dir).with_context(|| format!("loading {}", dir.display()))?;
-    Ok(BertForSequenceClassification::new(bert)?)
 }
 
 /// The distillation settings these flags describe.

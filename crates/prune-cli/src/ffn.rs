@@ -3,10 +3,8 @@
 //! student (parameters truly removed, optimizer moments sliced) and distillation goes on.
 
 use crate::device::on_device;
-use crate::distill::load_classifier;
-use crate::finetune::{metrics_line, save_model, write_summary};
-use crate::inputs::{claim_distilling, evaluator, prepare};
-use crate::output::finish;
+use crate::inputs::{claim_distilling, evaluator, load_classifier, prepare};
+use crate::output::{finish, metrics_line, save_model, write_summary};
 use crate::training::StageArgs;
 use anyhow::{Context, Result, bail};
 use prune::distill::{DistillConfig, Distiller, IterativeConfig, IterativePruning};

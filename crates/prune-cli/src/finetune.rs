@@ -2,16 +2,14 @@
 //! and a linear schedule, evaluate with the task's metrics, save the model.
 
 use crate::device::{DeviceArgs, on_device};
-use crate::inputs::{Source, copy_tokenizer, evaluator, prepare, run_identity};
-use crate::output::finish;
+use crate::inputs::{Source, evaluator, load_classifier, prepare, run_identity};
+use crate::output::{finish, metrics_line, save_model, write_summary};
 use crate::training::StageArgs;
 use anyhow::Result;
 use prune::data::task::LabelKind;
 use prune::tensor::Backend;
-use prune::train::state::write_json;
-use prune::train::{Evaluation, RunDir, TrainSummary, Trainer};
-use prune::transformer::{BertForSequenceClassification, BertModel};
-use std::path::{Path, PathBuf};
+use prune::train::{RunDir, Trainer};
+use prune::transformer::BertForSequenceClassification;
 
 /// `prune eval` options.
 #[derive(clap::Args, Debug)]
@@ -68,35 +66,6 @@ fn finetune_on<B: Backend>(b: B, args: &StageArgs) -> Result<()> {
     Ok(())
 }
 
-/// Saves `model` as `<out>/model` with the tokenizer of `source_dir`; returns the path.
-pub fn save_model<B: Backend>(
-    model: &BertForSequenceClassification<B>,
-    source_dir: &Path,
-    out: &Path,
-) -> Result<PathBuf> {
-    let dir = out.join("model");
-    model.bert.save(&dir)?;
-    copy_tokenizer(source_dir, &dir)?;
-    Ok(dir)
-}
-
-/// Writes `summary.json` under `out`.
-pub fn write_summary(out: &Path, summary: &TrainSummary) -> Result<()> {
-    Ok(write_json(&out.join("summary.json"), summary)?)
-}
-
-/// `accuracy 0.8739, …` (or `n/a`).
-pub fn metrics_line(e: Option<&Evaluation>) -> String {
-    e.map_or(String::from("n/a"), |e| {
-        let parts: Vec<String> = e
-            .metrics
-            .iter()
-            .map(|(m, v)| format!("{m} {v:.4}"))
-            .collect();
-        parts.join(", ")
-    })
-}
-
 /// `prune eval`.
 pub fn eval(args: &EvalArgs) -> Result<()> {
     args.source.check()?;
@@ -106,8 +75,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
 /// `prune eval` with the model on backend `b`.
 fn eval_on<B: Backend>(b: B, args: &EvalArgs) -> Result<()> {
     let p = prepare(&args.source, None, false)?;
-    let bert = BertModel::load(b, &p.model_dir)?;
-    let model = BertForSequenceClassification::new(bert)?;
+    let model = load_classifier(b, &p.model_dir)?;
     let e = evaluator(&args.source, &p)?.evaluate(&model)?;
     println!(
         "{} dev: {} | loss {:.4} | {} examples in {:.1}s ({:.1} ex/s)",

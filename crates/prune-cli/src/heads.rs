@@ -3,9 +3,8 @@
 //! removes every dead head; the shrunk model is evaluated and saved with its masks and plan.
 
 use crate::device::on_device;
-use crate::finetune::{metrics_line, save_model, write_summary};
 use crate::inputs::{evaluator, prepare, run_identity};
-use crate::output::finish;
+use crate::output::{finish, metrics_line, save_model, write_summary};
 use crate::report::REPORT_SEQ;
 use crate::training::StageArgs;
 use anyhow::{Context, Result, bail};

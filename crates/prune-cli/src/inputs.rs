@@ -8,8 +8,11 @@ use prune::data::dataset::glue_path;
 use prune::data::{
     BadRows, Dataset, Encoded, Split, Task, encode_examples, glue_dir_for, load_glue,
 };
+use prune::tensor::Backend;
 use prune::train::{Evaluator, RunDir, RunIdentity};
-use prune::transformer::{BertConfig, Padding, Tokenizer, paths};
+use prune::transformer::{
+    BertConfig, BertForSequenceClassification, BertModel, Padding, Tokenizer, paths,
+};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -216,4 +219,10 @@ pub fn copy_tokenizer(from: &Path, to: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Loads a classification checkpoint onto backend `b`.
+pub fn load_classifier<B: Backend>(b: B, dir: &Path) -> Result<BertForSequenceClassification<B>> {
+    let bert = BertModel::load(b, dir).with_context(|| format!("loading {}", dir.display()))?;
+    Ok(BertForSequenceClassification::new(bert)?)
 }

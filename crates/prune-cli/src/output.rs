@@ -1,10 +1,15 @@
 //! A stage's output folder: claimed once the inputs are read (apart from them, locked, the
-//! same run when resumed; see [`RunDir`]), and finished by dropping what only a resume
-//! needs and renaming the folder into place.
+//! same run when resumed; see [`RunDir`]), written (the model with its tokenizer, the
+//! training summary), and finished by dropping what only a resume needs and renaming the
+//! folder into place.
 
+use crate::inputs::copy_tokenizer;
 use anyhow::{Context, Result};
-use prune::train::RunDir;
-use std::path::PathBuf;
+use prune::tensor::Backend;
+use prune::train::state::write_json;
+use prune::train::{Evaluation, RunDir, TrainSummary};
+use prune::transformer::BertForSequenceClassification;
+use std::path::{Path, PathBuf};
 
 /// What only a resumed run reads: the trainer's checkpoints, the distiller's and the
 /// movement pruner's state.
@@ -19,4 +24,33 @@ pub fn finish(run: RunDir) -> Result<PathBuf> {
         }
     }
     Ok(run.commit()?)
+}
+
+/// Saves `model` as `<out>/model` with the tokenizer of `source_dir`; returns the path.
+pub fn save_model<B: Backend>(
+    model: &BertForSequenceClassification<B>,
+    source_dir: &Path,
+    out: &Path,
+) -> Result<PathBuf> {
+    let dir = out.join("model");
+    model.bert.save(&dir)?;
+    copy_tokenizer(source_dir, &dir)?;
+    Ok(dir)
+}
+
+/// Writes `summary.json` under `out`.
+pub fn write_summary(out: &Path, summary: &TrainSummary) -> Result<()> {
+    Ok(write_json(&out.join("summary.json"), summary)?)
+}
+
+/// `accuracy 0.8739, …` (or `n/a`).
+pub fn metrics_line(e: Option<&Evaluation>) -> String {
+    e.map_or(String::from("n/a"), |e| {
+        let parts: Vec<String> = e
+            .metrics
+            .iter()
+            .map(|(m, v)| format!("{m} {v:.4}"))
+            .collect();
+        parts.join(", ")
+    })
 }

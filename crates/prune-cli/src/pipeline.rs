@@ -5,9 +5,8 @@
 
 use crate::compare::{Measured, compare};
 use crate::device::{DeviceArgs, on_device};
-use crate::distill::load_classifier;
 use crate::exports;
-use crate::inputs::{Source, evaluator, prepare};
+use crate::inputs::{Source, evaluator, load_classifier, prepare};
 use crate::report::{Report, StageSummary};
 use anyhow::{Context, Result, bail};
 use clap::Parser;

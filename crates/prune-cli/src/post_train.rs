@@ -6,11 +6,9 @@
 
 use crate::compare::{Measured, compare};
 use crate::device::{DeviceArgs, on_device};
-use crate::distill::load_classifier;
 use crate::exports;
-use crate::finetune::save_model;
-use crate::inputs::{Prepared, Source, evaluator, prepare, source_identity};
-use crate::output::finish;
+use crate::inputs::{Prepared, Source, evaluator, load_classifier, prepare, source_identity};
+use crate::output::{finish, save_model};
 use crate::report::{REPORT_SEQ, Report, StageSummary};
 use anyhow::{Context, Result, bail};
 use prune::data::{LabelledBatch, collate};
