@@ -93,19 +93,19 @@ fn run_on<B: Backend>(b: B, args: &Args) -> Result<()> {
         &args.teacher,
         (&args.stage.out, args.stage.resume),
     )?;
-    let distiller = Distiller::new(teacher, config(args))?
+    let mut distiller = Distiller::new(teacher, config(args))?
         .with_log(&out.path().join("metrics.jsonl"), 10)?
         .with_checkpoints(out.path(), train_config.checkpoint_every)?;
     if args.stage.resume {
         distiller.resume()?;
     }
     let eval = evaluator(&args.stage.source, &p)?;
-    let mut trainer = distiller.attach(
-        Trainer::new(train_config, &p.train, p.pad)?
-            .with_evaluator(&eval)
-            .with_output_dir(out.path()),
-    );
-    let summary = trainer.run(&mut student, args.stage.resume)?;
+    let trainer = Trainer::new(train_config, &p.train, p.pad)?
+        .with_evaluator(&eval)
+        .with_output_dir(out.path());
+    let summary = distiller
+        .attach(trainer)
+        .run(&mut student, args.stage.resume)?;
     write_summary(out.path(), &summary)?;
     save_model(&student, &p.model_dir, out.path())?;
     let dir = finish(out)?.join("model");

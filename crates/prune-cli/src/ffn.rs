@@ -173,7 +173,7 @@ fn run_on<B: Backend>(b: B, args: &Args, command: &str) -> Result<()> {
         let trainer = Trainer::new(train_config, &p.train, p.pad)?
             .with_evaluator(&eval)
             .with_output_dir(out.path())
-            .with_callback(prune::pruners::ByRef(&mut clock));
+            .with_callback(prune::train::ByRef(&mut clock));
         looped
             .attach(trainer)
             .run(&mut student, args.stage.resume)?

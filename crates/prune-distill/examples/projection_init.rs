@@ -11,37 +11,50 @@
 mod common;
 
 use common::{Recorder, toy_data};
+use prune_data::LabelledBatch;
 use prune_distill::{DistillConfig, Distiller, LayerMapping, ProjectionConfig, ProjectionInit};
 use prune_speedup::{GroupKind, PruningPlan};
 use prune_tensor::CpuBackend;
-use prune_train::{Callback, Optimizer, StepInfo, TrainConfig, Trainer};
-use prune_transformer::{BertConfig, BertForSequenceClassification, BertModel};
+use prune_train::{ByRef, Callback, Objective, Optimizer, StepInfo, TrainConfig, Trainer};
+use prune_transformer::{BertConfig, BertForSequenceClassification, BertModel, BertParams};
 use serde_json::json;
-use std::cell::RefCell;
-use std::rc::Rc;
 
 type Model = BertForSequenceClassification<CpuBackend>;
 
 /// Per seed, the loss after every step.
 type Curves = Vec<Vec<f64>>;
 
-/// Records the distiller's layer loss after every step.
-struct LayerLoss(Distiller<CpuBackend>, Rc<RefCell<Vec<f64>>>);
+/// The distiller as the objective, recording its layer loss after every step.
+struct LayerLoss {
+    distiller: Distiller<CpuBackend>,
+    losses: Vec<f64>,
+}
 
 impl Callback<CpuBackend> for LayerLoss {
     fn after_step(
         &mut self,
-        _info: &StepInfo,
-        _model: &mut Model,
-        _optimizer: &mut Optimizer<prune_tensor::Tensor<f32>>,
+        info: &StepInfo,
+        model: &mut Model,
+        optimizer: &mut Optimizer<prune_tensor::Tensor<f32>>,
     ) -> prune_train::Result<()> {
-        let s = self
-            .0
-            .last_stats()
-            .and_then(|s| s.layer)
-            .unwrap_or(f64::NAN);
-        self.1.borrow_mut().push(s);
+        self.distiller.after_step(info, model, optimizer)?;
+        let stats = self.distiller.last_stats();
+        self.losses
+            .push(stats.and_then(|s| s.layer).unwrap_or(f64::NAN));
         Ok(())
+    }
+}
+
+impl Objective<CpuBackend> for LayerLoss {
+    fn accumulate(
+        &mut self,
+        model: &Model,
+        batch: &LabelledBatch,
+        seed: u64,
+        scale: f64,
+        grads: &mut BertParams<prune_tensor::Tensor<f32>>,
+    ) -> prune_train::Result<f64> {
+        self.distiller.accumulate(model, batch, seed, scale, grads)
     }
 }
 
@@ -77,8 +90,10 @@ fn run(init: ProjectionInit, seed: u64, steps: u64) -> (Vec<f64>, Vec<f64>) {
         },
         ..DistillConfig::default()
     };
-    let distiller = Distiller::new(t, cfg).unwrap();
-    let layer = Rc::new(RefCell::new(Vec::new()));
+    let mut layer = LayerLoss {
+        distiller: Distiller::new(t, cfg).unwrap(),
+        losses: Vec::new(),
+    };
     let total = Recorder::default();
     let train = TrainConfig {
         max_steps: Some(steps),
@@ -88,13 +103,13 @@ fn run(init: ProjectionInit, seed: u64, steps: u64) -> (Vec<f64>, Vec<f64>) {
         seed,
         ..TrainConfig::default()
     };
-    distiller
-        .attach(Trainer::new(train, &data, 0).unwrap())
-        .with_callback(LayerLoss(distiller.clone(), layer.clone()))
+    Trainer::new(train, &data, 0)
+        .unwrap()
+        .with_objective(ByRef(&mut layer))
         .with_callback(total.clone())
         .run(&mut student, false)
         .unwrap();
-    let layer = layer.borrow().clone();
+    let layer = layer.losses;
     (layer, total.losses())
 }
 

@@ -1,5 +1,5 @@
-//! `Distiller`: the distillation objective the `Trainer` minimises, and the step callback
-//! that updates its projections, logs its statistics and saves its state.
+//! `Distiller`: the distillation objective the `Trainer` minimises; its step hooks update
+//! its projections, log its statistics and save its state.
 //!
 //! One micro-batch: the teacher (a separate `BertForSequenceClassification`, inference
 //! mode, so no dropout and no caches) runs once on the batch; the student runs its training
@@ -9,8 +9,8 @@
 //! the logits' gradient (task loss and KD) and the hidden states' gradients (through the
 //! projections `P_s`, which collect their own gradients).
 //!
-//! A `Distiller` is a handle: clones share one state, so the same distiller is the
-//! trainer's objective, one of its callbacks, and what the caller reads statistics from.
+//! The caller keeps the distiller and lends it to the trainer ([`Distiller::attach`]), so
+//! it reads the statistics once training is done.
 
 use crate::config::DistillConfig;
 use crate::error::{DistillError, Result};
@@ -22,24 +22,19 @@ use crate::stats::{DistillStats, MappingHistogram, StatsLog};
 use prune_data::LabelledBatch;
 use prune_tensor::{Backend, Shape, Tensor};
 use prune_train::state::{StateDir, read_json, write_json};
-use prune_train::{Callback, Objective, Optimizer, StepInfo, Trainer};
+use prune_train::{ByRef, Callback, Objective, Optimizer, StepInfo, Trainer};
 use prune_transformer::{
     BertForSequenceClassification, BertParams, ForwardOptions, IGNORE_INDEX, OutputGrads, Targets,
 };
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::rc::Rc;
-
-/// Micro-batches whose projection gradients may wait for an update before the distiller
-/// concludes that it is not among the trainer's callbacks.
-const MAX_PENDING: u64 = 4096;
 
 /// File name of the distiller's own state inside a state directory.
 const STATE: &str = "distiller.json";
 
-/// The shared state behind a [`Distiller`].
-struct Inner<B: Backend> {
+/// A distillation objective with a teacher: lend it to a trainer as its objective
+/// ([`Distiller::attach`]); its step hooks update the projections.
+pub struct Distiller<B: Backend> {
     teacher: BertForSequenceClassification<B>,
     config: DistillConfig,
     projections: ProjectionSet<B::Tensor>,
@@ -55,19 +50,6 @@ struct Inner<B: Backend> {
     histogram: MappingHistogram,
     log: Option<StatsLog>,
     state: Option<StateDir>,
-}
-
-/// A distillation objective with a teacher; cheap to clone (clones share their state).
-pub struct Distiller<B: Backend> {
-    inner: Rc<RefCell<Inner<B>>>,
-}
-
-impl<B: Backend> Clone for Distiller<B> {
-    fn clone(&self) -> Self {
-        Distiller {
-            inner: Rc::clone(&self.inner),
-        }
-    }
 }
 
 /// The task loss on the gold labels and its gradient with respect to the logits.
@@ -114,55 +96,49 @@ impl<B: Backend> Distiller<B> {
         config.validate()?;
         let projections = ProjectionSet::new(config.projection.clone());
         Ok(Distiller {
-            inner: Rc::new(RefCell::new(Inner {
-                teacher,
-                config,
-                projections,
-                pending: 0,
-                updated: 0,
-                logged: 0,
-                saved: 0,
-                last: None,
-                histogram: MappingHistogram::default(),
-                log: None,
-                state: None,
-            })),
+            teacher,
+            config,
+            projections,
+            pending: 0,
+            updated: 0,
+            logged: 0,
+            saved: 0,
+            last: None,
+            histogram: MappingHistogram::default(),
+            log: None,
+            state: None,
         })
     }
 
     /// Appends a `{"kind": "distill"}` line (last statistics, pair counts) to `path` every
     /// `every` steps; the trainer's `metrics.jsonl` may be that file.
-    pub fn with_log(self, path: &Path, every: u64) -> Result<Self> {
-        self.inner.borrow_mut().log = Some(StatsLog::new(path, every)?);
+    pub fn with_log(mut self, path: &Path, every: u64) -> Result<Self> {
+        self.log = Some(StatsLog::new(path, every)?);
         Ok(self)
     }
 
     /// Saves the distiller's state (projections and their moments) into `<out_dir>/distill/`
     /// at the steps the trainer checkpoints: pass the trainer's output directory and its
     /// `checkpoint_every`.
-    pub fn with_checkpoints(self, out_dir: &Path, every: Option<u64>) -> Result<Self> {
-        self.inner.borrow_mut().state = Some(StateDir::new(out_dir, "distill", every)?);
+    pub fn with_checkpoints(mut self, out_dir: &Path, every: Option<u64>) -> Result<Self> {
+        self.state = Some(StateDir::new(out_dir, "distill", every)?);
         Ok(self)
     }
 
-    /// Sets this distiller as `trainer`'s objective and adds it as a step callback (which
-    /// updates the projections after each optimizer step).
-    pub fn attach<'a>(&self, trainer: Trainer<'a, B>) -> Trainer<'a, B>
+    /// Lends this distiller to `trainer` as its objective (the trainer also runs its step
+    /// hooks, which update the projections after each optimizer step).
+    pub fn attach<'a>(&'a mut self, trainer: Trainer<'a, B>) -> Trainer<'a, B>
     where
         B: 'a,
     {
-        trainer
-            .with_objective(self.clone())
-            .with_callback(self.clone())
+        trainer.with_objective(ByRef(self))
     }
 
     /// Restores the state saved for the trainer checkpoint a resumed run starts from
     /// (call before `Trainer::run(.., true)`); returns that step, or `None` for a fresh
     /// start. Needs [`Distiller::with_checkpoints`].
-    pub fn resume(&self) -> Result<Option<u64>> {
-        let mut inner = self.inner.borrow_mut();
-        let inner = &mut *inner;
-        let state = inner.state.clone().ok_or_else(|| {
+    pub fn resume(&mut self) -> Result<Option<u64>> {
+        let state = self.state.clone().ok_or_else(|| {
             DistillError::Config("resume needs with_checkpoints(out_dir, every)".into())
         })?;
         let Some(step) = state.trainer_step()? else {
@@ -175,66 +151,60 @@ impl<B: Backend> Distiller<B> {
                 "no distiller state for the trainer's latest checkpoint",
             ));
         }
-        let b = inner.teacher.bert.backend().clone();
-        inner.projections.load(&b, &dir)?;
+        let b = self.teacher.bert.backend().clone();
+        self.projections.load(&b, &dir)?;
         let saved: BTreeMap<String, u64> = read_json(&dir.join(STATE))?;
-        inner.updated = saved.get("step").copied().unwrap_or(step);
-        inner.logged = inner.updated;
-        inner.saved = inner.updated;
-        inner.pending = 0;
+        self.updated = saved.get("step").copied().unwrap_or(step);
+        self.logged = self.updated;
+        self.saved = self.updated;
+        self.pending = 0;
         Ok(Some(step))
     }
 
     /// The settings.
     pub fn config(&self) -> DistillConfig {
-        self.inner.borrow().config.clone()
+        self.config.clone()
     }
 
     /// Statistics of the last micro-batch.
     pub fn last_stats(&self) -> Option<DistillStats> {
-        self.inner.borrow().last.clone()
+        self.last.clone()
     }
 
     /// How often each `(student, teacher)` hidden-state pair was chosen so far.
     pub fn mapping_histogram(&self) -> MappingHistogram {
-        self.inner.borrow().histogram.clone()
+        self.histogram.clone()
     }
 
     /// A copy of the projections.
     pub fn projections(&self) -> ProjectionSet<B::Tensor> {
-        self.inner.borrow().projections.clone()
+        self.projections.clone()
     }
 
     /// Runs `f` on the projections (to replace or inspect them in place); `f` must not call
     /// back into this distiller.
-    pub fn update_projections<R>(&self, f: impl FnOnce(&mut ProjectionSet<B::Tensor>) -> R) -> R {
-        f(&mut self.inner.borrow_mut().projections)
+    pub fn update_projections<R>(
+        &mut self,
+        f: impl FnOnce(&mut ProjectionSet<B::Tensor>) -> R,
+    ) -> R {
+        f(&mut self.projections)
     }
 
     /// The student's hidden width was cut to the channels `keep` (ascending): cuts every
     /// projection's input alike, so the projections keep what they learnt.
-    pub fn keep_student_hidden(&self, keep: &[usize]) -> Result<()> {
-        let mut inner = self.inner.borrow_mut();
-        let inner = &mut *inner;
-        let b = inner.teacher.bert.backend().clone();
-        inner.projections.keep_inputs(&b, keep)?;
+    pub fn keep_student_hidden(&mut self, keep: &[usize]) -> Result<()> {
+        let b = self.teacher.bert.backend().clone();
+        self.projections.keep_inputs(&b, keep)?;
         // A state saved earlier in this step predates the cut.
-        inner.saved = inner.saved.min(inner.updated.saturating_sub(1));
+        self.saved = self.saved.min(self.updated.saturating_sub(1));
         Ok(())
-    }
-
-    /// The distiller's duties after optimizer step `info.step` (each runs once per step):
-    /// updates the projections with the gradients accumulated since the last update, writes
-    /// the log line and, at checkpoint steps, the state.
-    pub fn finish_step(&self, info: &StepInfo) -> Result<()> {
-        self.inner.borrow_mut().finish_step(info)
     }
 }
 
-impl<B: Backend> Inner<B> {
+impl<B: Backend> Distiller<B> {
     /// Forward and backward of one micro-batch; accumulates the gradients of
     /// `scale · loss` into `grads` (and the projections' accumulators).
-    fn accumulate(
+    fn accumulate_batch(
         &mut self,
         student: &BertForSequenceClassification<B>,
         batch: &LabelledBatch,
@@ -242,12 +212,6 @@ impl<B: Backend> Inner<B> {
         scale: f64,
         grads: &mut BertParams<B::Tensor>,
     ) -> Result<DistillStats> {
-        if self.pending >= MAX_PENDING && !self.projections.is_empty() {
-            return Err(DistillError::Config(format!(
-                "the projections have waited {MAX_PENDING} micro-batches for an update: add the \
-                 distiller as a trainer callback too (Distiller::attach)"
-            )));
-        }
         let b = student.bert.backend().clone();
         let cfg = self.config.clone();
         let layers = cfg.alpha_layer > 0.0;
@@ -425,7 +389,10 @@ impl<B: Backend> Inner<B> {
         Ok((pairs.iter().map(|p| p.loss).sum(), pairs, dh))
     }
 
-    fn finish_step(&mut self, info: &StepInfo) -> Result<()> {
+    /// The distiller's duties after optimizer step `info.step` (each runs once per step):
+    /// updates the projections with the gradients accumulated since the last update, writes
+    /// the log line and, at checkpoint steps, the state.
+    pub fn finish_step(&mut self, info: &StepInfo) -> Result<()> {
         let b = self.teacher.bert.backend().clone();
         if info.step > self.updated {
             if self.pending > 0 {
@@ -466,10 +433,9 @@ impl<B: Backend> Objective<B> for Distiller<B> {
         scale: f64,
         grads: &mut BertParams<B::Tensor>,
     ) -> prune_train::Result<f64> {
-        let mut inner = self.inner.borrow_mut();
-        let stats = inner.accumulate(model, batch, seed, scale, grads)?;
+        let stats = self.accumulate_batch(model, batch, seed, scale, grads)?;
         let loss = stats.loss;
-        inner.last = Some(stats);
+        self.last = Some(stats);
         Ok(loss)
     }
 }

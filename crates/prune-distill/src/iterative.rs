@@ -19,11 +19,12 @@ use crate::distiller::Distiller;
 use crate::error::{DistillError, Result};
 pub use crate::rounds::{IterativeConfig, MomentPolicy, RoundGrowth};
 use crate::rounds::{exact_ratio, ffn_widths};
-use prune_pruners::{ByRef, ConfigEntry, ConfigList, Growth, Iterative, TaylorPruner};
+use prune_data::LabelledBatch;
+use prune_pruners::{ConfigEntry, ConfigList, Growth, Iterative, TaylorPruner};
 use prune_speedup::{GroupKind, PruningPlan};
 use prune_tensor::Backend;
 use prune_train::state::{StateDir, read_json, write_json};
-use prune_train::{Callback, Optimizer, StepInfo, Trainer};
+use prune_train::{ByRef, Callback, Objective, Optimizer, StepInfo, Trainer};
 use prune_transformer::{BertConfig, BertForSequenceClassification, BertParams};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -132,16 +133,18 @@ impl<B: Backend> IterativePruning<B> {
         Ok(Some(step))
     }
 
-    /// Sets the distiller as `trainer`'s objective and lends this loop to it as a step
-    /// callback (it also runs the distiller's per-step duties, so the distiller need not
-    /// be a callback itself).
+    /// Lends this loop to `trainer` as its objective: the distiller's loss, and step hooks
+    /// that run the distiller's per-step duties and the pruning rounds.
     pub fn attach<'a>(&'a mut self, trainer: Trainer<'a, B>) -> Trainer<'a, B>
     where
         B: 'a,
     {
-        trainer
-            .with_objective(self.distiller.clone())
-            .with_callback(ByRef(self))
+        trainer.with_objective(ByRef(self))
+    }
+
+    /// The distiller.
+    pub fn distiller(&self) -> &Distiller<B> {
+        &self.distiller
     }
 
     /// The rounds done so far.
@@ -382,5 +385,19 @@ impl<B: Backend> Callback<B> for IterativePruning<B> {
         // written for this step.
         self.distiller.finish_step(info)?;
         Ok(())
+    }
+}
+
+impl<B: Backend> Objective<B> for IterativePruning<B> {
+    /// The distiller's loss.
+    fn accumulate(
+        &mut self,
+        model: &BertForSequenceClassification<B>,
+        batch: &LabelledBatch,
+        seed: u64,
+        scale: f64,
+        grads: &mut BertParams<B::Tensor>,
+    ) -> prune_train::Result<f64> {
+        self.distiller.accumulate(model, batch, seed, scale, grads)
     }
 }

@@ -59,13 +59,12 @@ fn check(
         let x = student.bert.params.get(name).unwrap().clone();
         let g = grads.get(name).unwrap().clone();
         let mut probe = student.clone();
-        let mut dd = d.clone();
         gc.run(
             &x,
             &g,
             |x| {
                 *probe.bert.params.get_mut(name).unwrap() = x.clone();
-                run(&mut dd, &probe, &b).0
+                run(&mut d, &probe, &b).0
             },
             &mut rng,
         )
@@ -73,13 +72,12 @@ fn check(
     }
     if let (Some(s), Some(g)) = (projection, proj_grad) {
         let p = d.projections().get(s).unwrap().linear.clone();
-        let mut dd = d.clone();
         gc.run(
             &p.weight,
             &g.weight,
             |w| {
                 d.update_projections(|set| set.get_mut(s).unwrap().linear.weight = w.clone());
-                run(&mut dd, &student, &b).0
+                run(&mut d, &student, &b).0
             },
             &mut rng,
         )
@@ -90,7 +88,7 @@ fn check(
             &g.bias,
             |bias| {
                 d.update_projections(|set| set.get_mut(s).unwrap().linear.bias = bias.clone());
-                run(&mut dd, &student, &b).0
+                run(&mut d, &student, &b).0
             },
             &mut rng,
         )
@@ -208,9 +206,12 @@ fn a_teacher_equal_to_the_student_maps_every_layer_to_itself_at_zero_loss() {
         // Only the task loss is left to learn from.
         assert!(grads.classifier.unwrap().weight.max_abs() > 0.0);
     }
-    let hist = Distiller::new(student.clone(), DistillConfig::default()).unwrap();
-    let mut h = hist.clone();
-    run(&mut h, &student, &batch(BatchLabels::Classes(vec![0, 1])));
+    let mut hist = Distiller::new(student.clone(), DistillConfig::default()).unwrap();
+    run(
+        &mut hist,
+        &student,
+        &batch(BatchLabels::Classes(vec![0, 1])),
+    );
     assert_eq!(hist.mapping_histogram().entries(), [(1, 1, 1), (2, 2, 1)]);
 }
 

@@ -80,12 +80,8 @@ fn ffn_rounds_cut_the_live_student_and_its_moments_and_the_loss_keeps_falling() 
     let (teacher, mut student) = pair();
     let params_before = student.bert.num_parameters();
     let distiller = Distiller::new(teacher, DistillConfig::default()).unwrap();
-    let mut it = IterativePruning::new(
-        distiller.clone(),
-        loop_config(None, MomentPolicy::Slice),
-        &student,
-    )
-    .unwrap();
+    let mut it =
+        IterativePruning::new(distiller, loop_config(None, MomentPolicy::Slice), &student).unwrap();
     let rec = Recorder::default();
     let trainer = Trainer::new(train_config(40), &data, 0).unwrap();
     it.attach(trainer)
@@ -114,7 +110,7 @@ fn ffn_rounds_cut_the_live_student_and_its_moments_and_the_loss_keeps_falling() 
     );
     assert!(mean(&losses[35..]) < mean(&losses[..5]), "{losses:?}");
     assert!(
-        distiller
+        it.distiller()
             .mapping_histogram()
             .entries()
             .iter()
@@ -128,7 +124,7 @@ fn hidden_rounds_cut_the_projections_too_and_reset_moments_on_request() {
     let (teacher, mut student) = pair();
     let distiller = Distiller::new(teacher, DistillConfig::default()).unwrap();
     let mut it = IterativePruning::new(
-        distiller.clone(),
+        distiller,
         loop_config(Some(0.25), MomentPolicy::Reset),
         &student,
     )
@@ -145,7 +141,7 @@ fn hidden_rounds_cut_the_projections_too_and_reset_moments_on_request() {
     assert_eq!(hidden, [14, 13, 12]);
     assert_eq!(student.bert.config.hidden(), 12);
     let b = CpuBackend::new();
-    let set = distiller.projections();
+    let set = it.distiller().projections();
     for s in 1..=2 {
         let p = set.get(s).unwrap();
         assert_eq!((p.d_in(&b), p.d_out(&b)), (12, 16));

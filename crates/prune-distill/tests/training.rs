@@ -21,7 +21,7 @@ fn a_head_pruned_student_distils_and_logs_its_mapping() {
     let out = std::env::temp_dir().join(format!("prune-distill-train-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     let metrics = out.join("metrics.jsonl");
-    let distiller = Distiller::new(teacher, DistillConfig::default())
+    let mut distiller = Distiller::new(teacher, DistillConfig::default())
         .unwrap()
         .with_log(&metrics, 5)
         .unwrap();
@@ -82,7 +82,7 @@ fn projections_are_checkpointed_with_the_trainer_and_restored_on_resume() {
     };
     let teacher = model::<f32>(config(2, 16, 2, 0.0), 22);
     let mut student = model::<f32>(config(2, 16, 2, 0.0), 23);
-    let first = Distiller::new(teacher.clone(), cfg.clone())
+    let mut first = Distiller::new(teacher.clone(), cfg.clone())
         .unwrap()
         .with_checkpoints(&out, Some(4))
         .unwrap();
@@ -95,7 +95,7 @@ fn projections_are_checkpointed_with_the_trainer_and_restored_on_resume() {
         .run(&mut student, false)
         .unwrap();
     let saved = first.projections();
-    let second = Distiller::new(teacher, cfg)
+    let mut second = Distiller::new(teacher, cfg)
         .unwrap()
         .with_checkpoints(&out, Some(4))
         .unwrap();
@@ -109,7 +109,7 @@ fn projections_are_checkpointed_with_the_trainer_and_restored_on_resume() {
         assert_eq!(r.steps(), 8);
         assert_eq!(r.d_in(&b), 16);
     }
-    let fresh = Distiller::new(
+    let mut fresh = Distiller::new(
         model::<f32>(config(2, 16, 2, 0.0), 22),
         DistillConfig::default(),
     )

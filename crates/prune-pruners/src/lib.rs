@@ -6,7 +6,6 @@
 
 pub mod adam;
 pub mod allocate;
-mod callback;
 pub mod config;
 mod error;
 pub mod granularity;
@@ -21,7 +20,6 @@ pub mod select;
 pub mod taylor;
 
 pub use adam::ScoreAdam;
-pub use callback::ByRef;
 pub use config::{ConfigEntry, ConfigList};
 pub use error::{PrunerError, Result, Suggestion};
 pub use granularity::{Blocking, Granularity};

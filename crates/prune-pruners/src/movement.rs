@@ -16,7 +16,6 @@
 
 use crate::adam::ScoreAdam;
 use crate::allocate::generate;
-use crate::callback::ByRef;
 use crate::config::ConfigList;
 use crate::error::{PrunerError, Result};
 use crate::granularity::Blocking;
@@ -26,6 +25,7 @@ use crate::modules::modules_of;
 use crate::schedule::Cubic;
 use crate::select::{Selection, Target};
 use prune_tensor::Backend;
+use prune_train::ByRef;
 use prune_train::state::{StateDir, read_json, write_json};
 use prune_train::{Callback, Optimizer, StepInfo, TrainSummary, Trainer};
 use prune_transformer::{BertForSequenceClassification, BertModel, BertParams};

@@ -11,7 +11,6 @@
 //! A one-shot pruner over `training_steps` passes is `Iterative::once(training_steps)`.
 
 use crate::allocate::generate;
-use crate::callback::ByRef;
 use crate::config::ConfigList;
 use crate::error::{PrunerError, Result};
 use crate::granularity::Blocking;
@@ -21,6 +20,7 @@ use crate::modules::modules_of;
 use crate::schedule::Iterative;
 use crate::select::{Selection, Target};
 use prune_tensor::Backend;
+use prune_train::ByRef;
 use prune_train::{Callback, Optimizer, StepInfo, TrainSummary, Trainer};
 use prune_transformer::{BertForSequenceClassification, BertModel, BertParams};
 

@@ -7,11 +7,11 @@ mod common;
 use common::{Recorder, model_mask, tiny, tiny_on, toy_data, train_config};
 use prune_data::collate;
 use prune_pruners::{
-    ByRef, ConfigList, Cubic, MovementPruner, MovementSettings, Selection, modules_of,
-    score_gradient,
+    ConfigList, Cubic, MovementPruner, MovementSettings, Selection, modules_of, score_gradient,
 };
 use prune_tensor::rng::Rng;
 use prune_tensor::{Backend, CpuBackend, Tensor};
+use prune_train::ByRef;
 use prune_train::{Callback, Optimizer, StepInfo, TrainConfig, TrainError, Trainer};
 use prune_transformer::{BertForSequenceClassification, ForwardOptions};
 

@@ -2,6 +2,7 @@
 //! with a pluggable objective and callbacks around each optimizer step, an `Evaluator` that
 //! returns the task metrics, and atomic, resumable checkpoints.
 
+mod by_ref;
 pub mod checkpoint;
 mod error;
 mod evaluator;
@@ -12,6 +13,7 @@ pub mod schedule;
 pub mod state;
 mod trainer;
 
+pub use by_ref::ByRef;
 pub use error::{Result, TrainError};
 pub use evaluator::{Evaluation, Evaluator};
 pub use optimizer::{AdamWConfig, Optimizer, clip_grad_norm, clip_to_norm, grad_norm};

@@ -120,8 +120,10 @@ pub struct StepInfo {
     pub grad_norm: f64,
 }
 
-/// The loss a trainer minimises: forward and backward of one micro-batch.
-pub trait Objective<B: Backend> {
+/// The loss a trainer minimises: forward and backward of one micro-batch. An objective
+/// also has the step hooks of a [`Callback`] (a distiller updates its projections after
+/// each step); the trainer calls them before the callbacks'.
+pub trait Objective<B: Backend>: Callback<B> {
     /// Runs the training forward on `batch` with dropout seed `seed`, accumulates the
     /// gradients of `scale · loss` into `grads`, and returns the loss.
     fn accumulate(
@@ -137,6 +139,8 @@ pub trait Objective<B: Backend> {
 /// The task loss: cross-entropy for classification, MSE for regression.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TaskLoss;
+
+impl<B: Backend> Callback<B> for TaskLoss {}
 
 impl<B: Backend> Objective<B> for TaskLoss {
     fn accumulate(
@@ -329,6 +333,7 @@ impl<'a, B: Backend> Trainer<'a, B> {
                 let batches = order.batches(&lengths, r.progress.epoch)?;
                 check_position(&dir, r.progress, total, batches.len())?;
                 *model = r.model;
+                self.objective.resumed(r.progress.step, model)?;
                 for cb in &mut self.callbacks {
                     cb.resumed(r.progress.step, model)?;
                 }
@@ -403,6 +408,7 @@ impl<'a, B: Backend> Trainer<'a, B> {
             };
             // Pruners read the gradients as backward left them (NNI hooks the backward);
             // clipping only shapes the update.
+            self.objective.after_backward(&info, model, &grads)?;
             for cb in &mut self.callbacks {
                 cb.after_backward(&info, model, &grads)?;
             }
@@ -415,6 +421,7 @@ impl<'a, B: Backend> Trainer<'a, B> {
             let (params, masks) = model.bert.params_and_masks_mut();
             optimizer.step(&b, params, &grads, masks, info.lr)?;
             progress.step += 1;
+            self.objective.after_step(&info, model, &mut optimizer)?;
             for cb in &mut self.callbacks {
                 cb.after_step(&info, model, &mut optimizer)?;
             }
