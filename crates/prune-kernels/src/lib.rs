@@ -1,7 +1,10 @@
 //! CUDA C sources of prune's GPU kernels, one `.cu` per op family, exposed as `&'static str`
 //! and compiled at run time by NVRTC (so building prune needs no CUDA toolkit).
 //!
-//! Kernels are `extern "C"` and named `<op>_<fwd|bwd>_f32`; each file opens with a comment
+//! Kernels are `extern "C"` and named after the backend method they serve: `<op>_fwd_f32`,
+//! `<op>_bwd_f32`, `<op>_bwd_<part>_f32` for a backward in parts (`layer_norm_bwd_dx_f32`),
+//! `<method>_f32` for a method without a forward/backward pair (`add_assign_f32`,
+//! `permute_f32`, `adamw_step_f32`), or one of [`HELPERS`]; each file opens with a comment
 //! saying what is parallelised, the launch shape, the layout it expects and whether outputs
 //! are written (`=`) or accumulated (`+=`). [`COMMON`] (block reductions, a column-sum
 //! helper, the grid-stride loop) is prepended to every file before compilation.
@@ -128,6 +131,15 @@ pub const OPTIM: KernelFile = KernelFile {
     kernels: &["adamw_step_f32"],
 };
 
+/// Kernels that serve several backend methods rather than one: a fill, the two folds of
+/// the deterministic sums, and `s·(a − b)` of the losses' backward.
+pub const HELPERS: &[&str] = &[
+    "fill_f32",
+    "sum_partials_f32",
+    "column_totals_f32",
+    "scaled_difference_f32",
+];
+
 /// Every kernel file, in a fixed order.
 pub const ALL: &[KernelFile] = &[
     ELEMENTWISE,
@@ -162,6 +174,26 @@ mod tests {
                 file.kernels.len(),
                 "{}: unlisted kernels",
                 file.name
+            );
+        }
+    }
+
+    #[test]
+    fn kernel_names_follow_the_rule() {
+        // Backend methods with their own kernels but no forward/backward pair.
+        let methods = ["add_assign", "scale_assign", "permute", "adamw_step"];
+        for k in ALL.iter().flat_map(|f| f.kernels) {
+            let Some(stem) = k.strip_suffix("_f32") else {
+                panic!("{k} lacks the _f32 suffix");
+            };
+            let paired = stem.ends_with("_fwd")
+                || stem.ends_with("_bwd")
+                || stem
+                    .rsplit_once("_bwd_")
+                    .is_some_and(|(_, part)| !part.contains('_'));
+            assert!(
+                paired || methods.contains(&stem) || HELPERS.contains(k),
+                "{k} follows none of the naming rules"
             );
         }
     }
