@@ -113,17 +113,34 @@ fn tiny_bert_groups() -> Result<()> {
     Ok(())
 }
 
+/// The real checkpoint: the groups traced from the loaded tensors equal those of its
+/// config, and every member axis of the loaded tensors holds `channels · unit` entries.
 #[test]
 fn minilm_groups() -> Result<()> {
+    use prune_graph::model_groups;
+    use prune_tensor::{CpuBackend, Storage};
+    use prune_transformer::BertModel;
+
     let dir = require_model_dir()?;
     let config = BertConfig::from_file(&dir.join("config.json"))
         .with_context(|| format!("config of {}", dir.display()))?;
-    assert_eq!(config.num_hidden_layers, 6);
-    let groups = check(&config, true, true)?;
-    assert_eq!(groups[1].channels, 12);
-    assert_eq!(groups[1].unit, 32);
-    assert_eq!(groups[2].channels, 1536);
-    assert_eq!(groups[0].channels, 384);
+    let model = BertModel::load(CpuBackend::<f32>::new(), &dir)?;
+    let groups = model_groups(&model)?;
+    assert_eq!(
+        groups,
+        check(&config, model.params.pooler.is_some(), false)?
+    );
+    let b = model.backend();
+    for g in &groups {
+        for m in &g.members {
+            let t = model
+                .params
+                .get(&m.param)
+                .expect("a member names a parameter");
+            let size = b.shape(t).dims()[m.axis];
+            assert_eq!(size, g.channels * g.unit, "{} axis {}", m.param, m.axis);
+        }
+    }
     Ok(())
 }
 
