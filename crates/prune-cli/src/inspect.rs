@@ -6,11 +6,11 @@ use crate::inputs::copy_tokenizer;
 use crate::output::finish;
 use crate::report::REPORT_SEQ;
 use anyhow::{Context, Result, bail};
-use prune::graph::model_groups;
 use prune::pruners::Masks;
 use prune::speedup::{ModelStats, PruningReport, apply, masked_but_kept, plan_from_masks};
 use prune::tensor::CpuBackend;
 use prune::train::{RunDir, RunIdentity};
+use prune::transformer::groups::model_groups;
 use prune::transformer::{BertModel, paths};
 use std::path::PathBuf;
 

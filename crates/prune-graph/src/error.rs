@@ -14,9 +14,6 @@ pub enum GraphError {
         /// The repeated group.
         kind: GroupKind,
     },
-    /// The model could not be built or run on the tracing backend.
-    #[error("tracing the model: {0}")]
-    Model(prune_transformer::TransformerError),
     /// A plan's kept channels are not strictly ascending or exceed the group's width.
     #[error("plan: group {kind} keeps {keep:?} of {channels} channels: {why}")]
     BadKeep {
@@ -58,12 +55,6 @@ pub enum GraphError {
 impl From<prune_tensor::TensorError> for GraphError {
     fn from(e: prune_tensor::TensorError) -> Self {
         GraphError::Tensor(e)
-    }
-}
-
-impl From<prune_transformer::TransformerError> for GraphError {
-    fn from(e: prune_transformer::TransformerError) -> Self {
-        GraphError::Model(e)
     }
 }
 

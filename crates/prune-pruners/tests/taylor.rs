@@ -16,13 +16,13 @@ fn frozen(steps: u64) -> TrainConfig {
     }
 }
 use prune_data::collate;
-use prune_graph::bert_groups;
 use prune_pruners::{
     ConfigList, Growth, HeadRule, Iterative, Selection, TaylorPruner, modules_of, pruned_heads,
 };
 use prune_tensor::{CpuBackend, Tensor};
 use prune_train::ByRef;
 use prune_train::Trainer;
+use prune_transformer::groups::bert_groups;
 use prune_transformer::{BertForSequenceClassification, ForwardOptions};
 
 const FFN1: &str = "encoder.layer.1.intermediate.dense.weight";

@@ -10,8 +10,9 @@
 
 use crate::config::planned_config;
 use crate::error::{Result, SpeedupError};
-use prune_graph::{Group, GroupKind, PruningPlan, Role, dead_in_any, model_groups};
+use prune_graph::{Group, GroupKind, PruningPlan, Role, dead_in_any};
 use prune_tensor::{Backend, Tensor};
+use prune_transformer::groups::model_groups;
 use prune_transformer::{BertModel, WeightMasks};
 use std::collections::BTreeMap;
 

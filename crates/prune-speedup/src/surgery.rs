@@ -10,8 +10,9 @@
 use crate::config::planned_config;
 use crate::error::{Result, SpeedupError};
 use crate::slice::keep_along;
-use prune_graph::{GroupKind, PruningPlan, model_groups};
+use prune_graph::{GroupKind, PruningPlan};
 use prune_tensor::{Backend, Shape};
+use prune_transformer::groups::model_groups;
 use prune_transformer::{BertModel, BertParams, WeightMasks};
 use std::collections::{BTreeMap, HashMap};
 

@@ -125,6 +125,9 @@ pub enum TransformerError {
     /// prune's cache folder cannot be placed (no `PRUNE_CACHE_DIR`, `XDG_CACHE_HOME` or `HOME`).
     #[error(transparent)]
     Cache(prune_fetch::FetchError),
+    /// The traced model's dependency analysis failed.
+    #[error(transparent)]
+    Graph(#[from] prune_graph::GraphError),
 }
 
 /// Result of this crate's functions.

@@ -9,6 +9,7 @@ pub mod batch;
 pub mod config;
 pub mod error;
 pub mod fixtures;
+pub mod groups;
 pub mod layers;
 pub mod model;
 pub mod params;

@@ -3,8 +3,9 @@
 //! on configs left behind by surgery (a layer without heads, a layer with one head).
 
 use anyhow::{Context, Result};
-use prune_graph::{Group, GroupKind, Member, Role, bert_groups};
+use prune_graph::{Group, GroupKind, Member, Role};
 use prune_transformer::BertConfig;
+use prune_transformer::groups::bert_groups;
 use prune_transformer::paths::require_model_dir;
 use std::collections::BTreeSet;
 
@@ -117,9 +118,9 @@ fn tiny_bert_groups() -> Result<()> {
 /// config, and every member axis of the loaded tensors holds `channels · unit` entries.
 #[test]
 fn minilm_groups() -> Result<()> {
-    use prune_graph::model_groups;
     use prune_tensor::{CpuBackend, Storage};
     use prune_transformer::BertModel;
+    use prune_transformer::groups::model_groups;
 
     let dir = require_model_dir()?;
     let config = BertConfig::from_file(&dir.join("config.json"))
@@ -166,8 +167,9 @@ fn groups_of_shrunk_configs() -> Result<()> {
 #[test]
 fn training_step_trace_gives_the_same_groups() -> Result<()> {
     use prune_graph::TraceBackend;
-    use prune_graph::bert::groups_from_trace;
+    use prune_graph::naming::groups_from_trace;
     use prune_tensor::Shape;
+    use prune_transformer::groups::place_of;
     use prune_transformer::{Batch, BertModel, BertParams, ForwardOptions, OutputGrads};
 
     let mut config = tiny();
@@ -192,7 +194,7 @@ fn training_step_trace_gives_the_same_groups() -> Result<()> {
         ..OutputGrads::default()
     };
     model.backward(cache, d, &mut grads)?;
-    let trained = groups_from_trace(&tb.trace(), 2)?;
+    let trained = groups_from_trace(&tb.trace(), 2, place_of)?;
     assert_eq!(trained, bert_groups(&config, true, true)?);
     Ok(())
 }

@@ -1,0 +1,72 @@
+//! The pruning groups of a BERT model: its real forward code traced on a dummy batch with
+//! `prune_graph`'s `TraceBackend`, the trace analysed, and the classes named from where each
+//! parameter sits ([`place_of`]); nothing here lists layers or parameters.
+
+use crate::batch::Batch;
+use crate::config::BertConfig;
+use crate::error::Result;
+use crate::model::{BertModel, ForwardOptions};
+use crate::params::BertParams;
+use prune_graph::naming::{Place, groups_from_trace};
+use prune_graph::{Group, Trace, TraceBackend};
+use prune_tensor::{Backend, Shape};
+
+/// Sequences in the dummy batch.
+const DUMMY_BATCH: usize = 2;
+/// Tokens per sequence in the dummy batch (fewer when the position table is shorter).
+const DUMMY_SEQ: usize = 3;
+
+/// A dummy batch the model accepts: `DUMMY_BATCH` × `DUMMY_SEQ` tokens, both segments.
+fn dummy_batch(config: &BertConfig) -> Result<Batch> {
+    let seq = DUMMY_SEQ.min(config.max_position_embeddings);
+    let n = DUMMY_BATCH * seq;
+    let ids = (0..n).map(|i| (i % config.vocab_size) as u32).collect();
+    let types = (0..n)
+        .map(|i| (i % seq * config.type_vocab_size / seq) as u32)
+        .collect();
+    Batch::new(DUMMY_BATCH, seq, ids, types, vec![1; n])
+}
+
+/// Traces the inference forward pass of a BERT model with parameters of the given shapes
+/// (named as in the checkpoint) under `config`.
+pub fn trace_bert(config: &BertConfig, shapes: &BertParams<Shape>) -> Result<Trace> {
+    let tb = TraceBackend::new();
+    let params = shapes.map(|name, shape| tb.param(name, shape.clone()));
+    let model = BertModel::from_params(tb.clone(), config.clone(), params)?;
+    model.forward(&dummy_batch(config)?, &ForwardOptions::default())?;
+    Ok(tb.trace())
+}
+
+/// The groups of a model with `config`, with or without pooler and classifier.
+pub fn bert_groups(config: &BertConfig, pooler: bool, classifier: bool) -> Result<Vec<Group>> {
+    let shapes = BertParams::expected(config, pooler, classifier);
+    let trace = trace_bert(config, &shapes)?;
+    Ok(groups_from_trace(
+        &trace,
+        config.num_hidden_layers,
+        place_of,
+    )?)
+}
+
+/// The groups of `model` as it is now (after any surgery).
+pub fn model_groups<B: Backend>(model: &BertModel<B>) -> Result<Vec<Group>> {
+    let b = model.backend();
+    let shapes = model.params.map(|_, t| b.shape(t).clone());
+    let trace = trace_bert(&model.config, &shapes)?;
+    Ok(groups_from_trace(
+        &trace,
+        model.config.num_hidden_layers,
+        place_of,
+    )?)
+}
+
+/// Where a BERT parameter sits: `embeddings.…`, `encoder.layer.N.…`, or elsewhere.
+pub fn place_of(name: &str) -> Place {
+    if name.starts_with("embeddings.") {
+        return Place::Embeddings;
+    }
+    let layer = name
+        .strip_prefix("encoder.layer.")
+        .and_then(|rest| rest.split('.').next()?.parse().ok());
+    layer.map_or(Place::Other, Place::Layer)
+}
