@@ -143,11 +143,6 @@ impl Split {
         kept.iter_mut().for_each(|k| k.sort_unstable());
         kept
     }
-
-    /// What the forced units cost under `model`.
-    fn forced_cost(&self, model: &CostModel) -> f64 {
-        self.forced.iter().map(|f| model.of(f.len())).sum()
-    }
 }
 
 /// The heads and neurons of largest summed Fisher information whose cost fits `budget`
@@ -161,7 +156,8 @@ pub fn search(
     let heads = Split::new(head_fisher, costs.head.free);
     let neurons = Split::new(neuron_fisher, costs.neuron.free);
     let (hs, ns) = (heads.prefix(), neurons.prefix());
-    let rest = budget - heads.forced_cost(&costs.head) - neurons.forced_cost(&costs.neuron);
+    let counts = |fisher: &[Vec<f64>]| fisher.iter().map(Vec::len).collect::<Vec<_>>();
+    let rest = budget - costs.least(&counts(head_fisher), &counts(neuron_fisher));
     // Beyond the forced units, each unit costs its slope (the bases are paid by then).
     let mut best: Option<(f64, usize, usize)> = None;
     for (h, head_score) in hs.iter().enumerate() {
