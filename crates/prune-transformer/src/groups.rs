@@ -39,25 +39,20 @@ pub fn trace_bert(config: &BertConfig, shapes: &BertParams<Shape>) -> Result<Tra
 
 /// The groups of a model with `config`, with or without pooler and classifier.
 pub fn bert_groups(config: &BertConfig, pooler: bool, classifier: bool) -> Result<Vec<Group>> {
-    let shapes = BertParams::expected(config, pooler, classifier);
-    let trace = trace_bert(config, &shapes)?;
-    Ok(groups_from_trace(
-        &trace,
-        config.num_hidden_layers,
-        place_of,
-    )?)
+    groups_of(config, &BertParams::expected(config, pooler, classifier))
 }
 
 /// The groups of `model` as it is now (after any surgery).
 pub fn model_groups<B: Backend>(model: &BertModel<B>) -> Result<Vec<Group>> {
     let b = model.backend();
-    let shapes = model.params.map(|_, t| b.shape(t).clone());
-    let trace = trace_bert(&model.config, &shapes)?;
-    Ok(groups_from_trace(
-        &trace,
-        model.config.num_hidden_layers,
-        place_of,
-    )?)
+    groups_of(&model.config, &model.params.map(|_, t| b.shape(t).clone()))
+}
+
+/// The groups of a model with `config` and parameters of the given shapes.
+fn groups_of(config: &BertConfig, shapes: &BertParams<Shape>) -> Result<Vec<Group>> {
+    let trace = trace_bert(config, shapes)?;
+    let layers = config.num_hidden_layers;
+    Ok(groups_from_trace(&trace, layers, place_of)?)
 }
 
 /// Where a BERT parameter sits: `embeddings.…`, `encoder.layer.N.…`, or elsewhere.
