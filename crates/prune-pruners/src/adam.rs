@@ -1,7 +1,7 @@
 //! `ScoreAdam`: the separate Adam of movement scores (PyTorch's `Adam`: bias-corrected
 //! moments, no weight decay), on host vectors of f64.
 
-use crate::error::Result;
+use crate::error::{PrunerError, Result};
 use prune_tensor::{AdamW, CpuBackend, OptimOps, Tensor};
 
 /// Adam state over a list of score vectors (serialised in a resumable run's state).
@@ -37,8 +37,19 @@ impl ScoreAdam {
     }
 
     /// One step: `s -= lr · m̂ / (sqrt(v̂) + eps)` for every score (the backend's AdamW
-    /// update without weight decay, in f64).
+    /// update without weight decay, in f64, on the vectors moved in and out: no copy but the
+    /// gradient's). Scores, gradients and moments must have the same lengths.
     pub fn step(&mut self, scores: &mut [Vec<f64>], grads: &[Vec<f64>]) -> Result<()> {
+        let lens = |vs: &[Vec<f64>]| vs.iter().map(Vec::len).collect::<Vec<_>>();
+        let expected = lens(&self.m);
+        if lens(scores) != expected || lens(grads) != expected || lens(&self.v) != expected {
+            return Err(PrunerError::Settings(format!(
+                "score Adam over vectors of lengths {expected:?} got scores {:?} and \
+                 gradients {:?}",
+                lens(scores),
+                lens(grads)
+            )));
+        }
         self.step += 1;
         let hp = AdamW {
             lr: self.lr,
@@ -49,14 +60,14 @@ impl ScoreAdam {
             step: self.step,
         };
         let cpu = CpuBackend::<f64>::new();
-        let tensor = |v: &Vec<f64>| Tensor::new([v.len()], v.clone());
+        let moved = |v: &mut Vec<f64>| Tensor::new([v.len()], std::mem::take(v));
         for (((s, g), m), v) in scores
             .iter_mut()
             .zip(grads)
             .zip(&mut self.m)
             .zip(&mut self.v)
         {
-            let (mut st, mut mt, mut vt) = (tensor(s)?, tensor(m)?, tensor(v)?);
+            let (mut st, mut mt, mut vt) = (moved(s)?, moved(m)?, moved(v)?);
             let gt = Tensor::new([g.len()], g.clone())?;
             cpu.adamw_step(&mut st, &gt, &mut mt, &mut vt, &hp, None)?;
             (*s, *m, *v) = (st.into_data(), mt.into_data(), vt.into_data());
@@ -77,5 +88,9 @@ mod tests {
         assert!((s[0][0] + 1e-2).abs() < 1e-9);
         assert!((s[0][1] - 1e-2).abs() < 1e-9);
         assert_eq!(s[0][2], 0.0);
+        // Mismatched lengths are refused before anything moves.
+        let before = (s.clone(), adam.clone());
+        assert!(adam.step(&mut s, &[vec![1.0; 2]]).is_err());
+        assert_eq!((s, adam), before);
     }
 }
