@@ -94,7 +94,12 @@ fn config_json() {
 /// The tiny model with a classifier saved by `save_params`: the file's bytes.
 fn tiny_file(dir: &Path, classifier: bool) -> Vec<u8> {
     let path = dir.join("seed.safetensors");
-    save_params(&path, &tiny(classifier).to_host().unwrap()).unwrap();
+    save_params(
+        &path,
+        &tiny(classifier).to_host().unwrap(),
+        prune::transformer::Family::Bert,
+    )
+    .unwrap();
     std::fs::read(path).unwrap()
 }
 

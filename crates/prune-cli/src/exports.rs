@@ -39,7 +39,7 @@ pub fn save_checkpoint(
     params: &HostParams,
     source: &Path,
 ) -> Result<()> {
-    save_params(&dir.join("model.safetensors"), params)?;
+    save_params(&dir.join("model.safetensors"), params, config.family)?;
     save_config(
         &dir.join("config.json"),
         config,

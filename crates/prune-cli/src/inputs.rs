@@ -111,10 +111,12 @@ pub fn prepare(source: &Source, max_train: Option<usize>, with_train: bool) -> R
         Some(d) => paths::require_checkpoint(d.clone())?,
         None => paths::require_model_dir()?,
     };
-    let positions = BertConfig::from_file(&model_dir.join("config.json"))?.max_position_embeddings;
+    let config = BertConfig::from_file(&model_dir.join("config.json"))?;
+    let (table, pad) = (config.max_position_embeddings, config.pad_token_id);
+    let positions = config.family.max_sequence(table, pad);
     if source.max_len > positions {
         bail!(
-            "--max-len {} exceeds the model's {positions} positions",
+            "--max-len {} exceeds the {positions} tokens the model's {table} positions cover",
             source.max_len
         );
     }
@@ -123,7 +125,7 @@ pub fn prepare(source: &Source, max_train: Option<usize>, with_train: bool) -> R
         source.max_len,
         Padding::Longest,
     )?;
-    let pad = tok.token_id("[PAD]").unwrap_or(0);
+    let pad = tok.pad_id();
     let data_dir = source.data_dir()?;
     let start = Instant::now();
     let train = if with_train {

@@ -66,12 +66,14 @@ pub fn measure_alternating<B: Backend>(
     let ids = (0..batch * seq)
         .map(|_| (lo + rng.below(vocab.saturating_sub(lo).max(1))) as u32)
         .collect();
-    // Training: the second half of each sequence is segment 1, labels alternate.
+    // Training: the second half of each sequence is segment 1 (where the models have a
+    // second segment), labels alternate.
+    let segments = models.iter().map(|m| m.bert.config.type_vocab_size).min();
     let types = match work {
-        Work::Inference => vec![0; batch * seq],
-        Work::TrainStep => (0..batch * seq)
+        Work::TrainStep if segments >= Some(2) => (0..batch * seq)
             .map(|i| u32::from(i % seq >= seq / 2))
             .collect(),
+        _ => vec![0; batch * seq],
     };
     let input = Batch::new(batch, seq, ids, types, vec![1; batch * seq])?;
     let classes: Vec<i64> = (0..batch as i64).map(|i| i % 2).collect();

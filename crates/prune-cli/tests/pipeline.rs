@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{prune, prune_ok, prune_refuses, scratch, tiny_checkpoint};
+use common::{TINY_PIPELINE, prune, prune_ok, prune_refuses, scratch, tiny_checkpoint};
 use std::path::Path;
 
 #[test]
@@ -13,20 +13,6 @@ fn the_pipeline_runs_end_to_end_on_a_tiny_model() {
     let model = root.join("tiny");
     tiny_checkpoint(&model);
     let out = root.join("run");
-    let sets = [
-        "common.max-train=200",
-        "common.max-len=64",
-        "finetune.max-steps=4",
-        "finetune.lr=1e-3",
-        "heads.max-steps=6",
-        "heads.warmup-steps=1",
-        "heads.cooldown-step=4",
-        "heads.score-lr=0.5",
-        "distill.max-steps=3",
-        "ffn.max-steps=4",
-        "ffn.interval=2",
-        "ffn.rounds=2",
-    ];
     let mut args = vec!["pipeline", "--quiet", "--latency-seconds", "0.05"];
     args.extend([
         "--model",
@@ -34,7 +20,7 @@ fn the_pipeline_runs_end_to_end_on_a_tiny_model() {
         "--out",
         out.to_str().unwrap(),
     ]);
-    for s in &sets {
+    for s in &TINY_PIPELINE {
         args.extend(["--set", s]);
     }
     prune_ok(&args);

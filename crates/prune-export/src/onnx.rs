@@ -14,7 +14,7 @@ use crate::error::{ExportError, Result};
 use crate::graph::{Attr, Axis, Graph};
 use crate::proto::DataType;
 use prune_tensor::Tensor;
-use prune_transformer::{BertConfig, HostParams, LayerNorm, Linear};
+use prune_transformer::{BertConfig, Family, HostParams, LayerNorm, Linear};
 
 /// The additive mask value of padded keys, as transformers uses for f32.
 const MASK_VALUE: f32 = f32::MIN;
@@ -161,7 +161,17 @@ impl Writer<'_> {
         let words = self.g.op("Gather", &[&word, ids], &[]);
         let kinds = self.g.op("Gather", &[&kind, types], &[]);
         let sum = self.g.op("Add", &[&words, &kinds], &[]);
-        // Position ids 0..T: the first T of a [1, P] table of 0..P.
+        let positions = match self.config.family {
+            Family::Bert => self.first_positions(ids),
+            Family::Roberta | Family::XlmRoberta => self.positions_after_pad(ids),
+        };
+        let pos = self.g.op("Gather", &[&position, &positions], &[]);
+        let all = self.g.op("Add", &[&sum, &pos], &[]);
+        self.norm("bert.embeddings.LayerNorm", &all, &e.norm)
+    }
+
+    /// BERT's position ids `0..T`, `[1, T]`: the first T of a table of `0..P`.
+    fn first_positions(&mut self, ids: &str) -> String {
         let p_max = self.config.max_position_embeddings;
         let table: Vec<i64> = (0..p_max as i64).collect();
         let ids_table = self.g.ints(&[1, p_max], &table);
@@ -173,10 +183,20 @@ impl Writer<'_> {
         let zero_axis = self.g.ints(&[1], &[0]);
         let t = self.g.op("Unsqueeze", &[&t, &zero_axis], &[]);
         let (start, axis) = (self.g.ints(&[1], &[0]), self.g.ints(&[1], &[1]));
-        let positions = self.g.op("Slice", &[&ids_table, &start, &t, &axis], &[]);
-        let pos = self.g.op("Gather", &[&position, &positions], &[]);
-        let all = self.g.op("Add", &[&sum, &pos], &[]);
-        self.norm("bert.embeddings.LayerNorm", &all, &e.norm)
+        self.g.op("Slice", &[&ids_table, &start, &t, &axis], &[])
+    }
+
+    /// RoBERTa's position ids, `[B, T]`: `pad + cumsum(ids ≠ pad)` on real tokens, `pad` on
+    /// padding tokens (`Family::positions`).
+    fn positions_after_pad(&mut self, ids: &str) -> String {
+        let pad = self.g.ints(&[], &[self.config.pad_token_id as i64]);
+        let is_pad = self.g.op("Equal", &[ids, &pad], &[]);
+        let real = self.g.op("Not", &[&is_pad], &[]);
+        let real = (self.g).op("Cast", &[&real], &[Attr::Int("to", DataType::Int64 as i64)]);
+        let axis = self.g.ints(&[], &[1]);
+        let counts = self.g.op("CumSum", &[&real, &axis], &[]);
+        let counts = self.g.op("Mul", &[&counts, &real], &[]);
+        self.g.op("Add", &[&counts, &pad], &[])
     }
 
     /// The additive attention mask `(1 - mask) · f32::MIN`, `[B, 1, 1, T]`.

@@ -86,7 +86,17 @@ fn check(name: &str, model: &BertForSequenceClassification<CpuBackend>) -> serde
     let path = dir.join("model.onnx");
     let bytes = to_onnx(&model.bert.config, &model.bert.to_host().unwrap()).unwrap();
     std::fs::write(&path, bytes).unwrap();
-    let input = batch(model.bert.config.vocab_size);
+    let config = &model.bert.config;
+    let mut input = batch(config.vocab_size);
+    if config.type_vocab_size == 1 {
+        // One segment, and padding that holds the pad id, as a RoBERTa tokenizer gives.
+        input.token_type_ids.fill(0);
+        for (id, &m) in input.input_ids.iter_mut().zip(&input.attention_mask) {
+            if m == 0 {
+                *id = config.pad_token_id as u32;
+            }
+        }
+    }
     let ours = model.logits(&input).unwrap();
     let (theirs, ops) = ort_logits(&dir, &path, &input);
     assert_eq!(ours.data().len(), theirs.len(), "{name}");
@@ -133,6 +143,13 @@ fn every_shape_class_runs_in_onnx_runtime_with_prunes_logits() {
                      "prune_layer_intermediate": [24, 7, 13]})),
     );
     check("hidden", &tiny(json!({"prune_hidden_size": 11})));
+    check(
+        "roberta",
+        &tiny(
+            json!({"model_type": "roberta", "pad_token_id": 1, "type_vocab_size": 1,
+                     "pruned_heads": {"1": [2]}}),
+        ),
+    );
     check(
         "emptied",
         &tiny(json!({"pruned_heads": {"1": [0, 1, 2, 3]},

@@ -4,7 +4,7 @@
 
 use crate::error::{PostTrainError, Result};
 use prune_tensor::{Backend, Tensor};
-use prune_transformer::layers::embeddings::{EmbeddingInput, positions};
+use prune_transformer::layers::embeddings::EmbeddingInput;
 use prune_transformer::layers::encoder::{LayerCache, LayerCtx};
 use prune_transformer::layers::norm::NormSpec;
 use prune_transformer::{Batch, BertModel, MASK_VALUE};
@@ -41,7 +41,7 @@ impl<T> LayerInputs<T> {
             seq: batch.seq,
             ids: batch.input_ids.iter().map(|&i| i as usize).collect(),
             type_ids: batch.token_type_ids.iter().map(|&i| i as usize).collect(),
-            positions: positions(batch.batch, batch.seq),
+            positions: (model.config.family).positions(batch, model.config.pad_token_id),
             attn_mask: model
                 .backend()
                 .upload(&Tensor::new([batch.batch, batch.seq], mask)?)?,
@@ -65,7 +65,8 @@ impl<T> LayerInputs<T> {
         let b = model.backend();
         let rows = |t: &T| b.shape(t).dims().first().copied().unwrap_or(0);
         let e = &model.params.embeddings;
-        let fits = batch.seq <= rows(&e.position)
+        let positions = (model.config.family).positions(batch, model.config.pad_token_id);
+        let fits = positions.iter().all(|&p| p < rows(&e.position))
             && batch
                 .input_ids
                 .iter()

@@ -142,7 +142,12 @@ fn masks_expand_with_bias_rows_and_round_trip_through_safetensors() {
     let back = Masks::load(&path).unwrap();
     assert_eq!(back, masks);
     let other = dir.join("params.safetensors");
-    prune_transformer::save_params(&other, &model.bert.to_host().unwrap()).unwrap();
+    prune_transformer::save_params(
+        &other,
+        &model.bert.to_host().unwrap(),
+        model.bert.config.family,
+    )
+    .unwrap();
     let msg = Masks::load(&other).unwrap_err().to_string();
     assert!(msg.contains("not a mask file"), "{msg}");
     let _ = std::fs::remove_dir_all(&dir);

@@ -46,8 +46,9 @@ pub fn save<B: Backend>(
     std::fs::create_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
     model.bert.save(&tmp.join("model"))?;
     let (m, v) = optimizer.to_host(b)?;
-    save_params(&tmp.join("adam_m.safetensors"), &m)?;
-    save_params(&tmp.join("adam_v.safetensors"), &v)?;
+    let family = model.bert.config.family;
+    save_params(&tmp.join("adam_m.safetensors"), &m, family)?;
+    save_params(&tmp.join("adam_v.safetensors"), &v, family)?;
     let state = serde_json::json!({ "progress": progress, "adamw": optimizer.config, "optimizer_step": optimizer.step });
     write_atomic(&tmp.join("state.json"), state.to_string().as_bytes())?;
     if dir.exists() {

@@ -12,6 +12,7 @@ mod validate;
 pub use validate::{MAX_LAYERS, MAX_PARAMETERS, MAX_WIDTH};
 
 use crate::error::{Result, TransformerError};
+use crate::family::Family;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -83,12 +84,11 @@ pub struct BertConfig {
     pub id2label: Option<BTreeMap<usize, String>>,
     /// The classifier's problem type, when set.
     pub problem_type: Option<ProblemType>,
+    /// The architecture (`model_type`; BERT when absent).
+    pub family: Family,
     /// Keys this crate does not interpret, written back unchanged on save.
     pub extra: Map<String, Value>,
 }
-
-/// The `model_type`s this crate reads (a config without one is read as BERT).
-pub const SUPPORTED_MODEL_TYPES: [&str; 1] = ["bert"];
 
 /// Keys this crate interprets (everything else goes to [`BertConfig::extra`]).
 const KNOWN: &[&str] = &[
@@ -115,6 +115,7 @@ const KNOWN: &[&str] = &[
     "num_labels",
     "id2label",
     "problem_type",
+    "model_type",
 ];
 
 fn req<'a>(m: &'a Map<String, Value>, key: &str) -> Result<&'a Value> {
@@ -204,17 +205,7 @@ impl BertConfig {
         })?;
         // Checked first: another family's config would fail later on a key it spells
         // differently, with a message that sends the user the wrong way.
-        if let Some(t) = m.get("model_type").filter(|t| !t.is_null())
-            && !SUPPORTED_MODEL_TYPES.contains(&t.as_str().unwrap_or_default())
-        {
-            return Err(TransformerError::config(
-                "model_type",
-                format!(
-                    "{t} is not supported (supported: {})",
-                    SUPPORTED_MODEL_TYPES.join(", ")
-                ),
-            ));
-        }
+        let family = Family::of_config(m)?;
         let hidden_size = usize_key(m, "hidden_size")?;
         let num_hidden_layers = usize_key(m, "num_hidden_layers")?;
         // Per-layer lists are built below: bound their length first.
@@ -395,6 +386,7 @@ impl BertConfig {
             num_labels,
             id2label,
             problem_type,
+            family,
             extra,
         };
         config.validate()?;
@@ -477,6 +469,7 @@ impl BertConfig {
         let mut put = |k: &str, v: Value| {
             m.insert(k.to_string(), v);
         };
+        put("model_type", self.family.model_type().into());
         put("hidden_size", self.hidden_size.into());
         put("num_hidden_layers", self.num_hidden_layers.into());
         put("num_attention_heads", self.num_attention_heads.into());
@@ -552,21 +545,13 @@ impl BertConfig {
     }
 
     /// The `config.json` of a checkpoint, as transformers reads it: [`BertConfig::to_json`]
-    /// with `model_type` (when unset), `architectures` naming the class saved (`BertForSequenceClassification` when
-    /// the parameters include a `classifier`, else `BertModel`) and, with a classifier,
-    /// `id2label` and `label2id` for each of its outputs, so that transformers builds a
-    /// head of the same size.
+    /// with `architectures` naming the family's class saved (its sequence classification
+    /// class when the parameters include a `classifier`, else its base model) and, with a
+    /// classifier, `id2label` and `label2id` for each of its outputs, so that transformers
+    /// builds a head of the same size.
     pub fn checkpoint_json(&self, classifier: bool) -> Value {
         let mut v = self.to_json();
-        let class = if classifier {
-            "BertForSequenceClassification"
-        } else {
-            "BertModel"
-        };
-        v["architectures"] = Value::from(vec![class]);
-        if v.get("model_type").is_none() {
-            v["model_type"] = "bert".into();
-        }
+        v["architectures"] = Value::from(vec![self.family.class_name(classifier)]);
         if classifier {
             let names: Vec<String> = (0..self.labels())
                 .map(|i| {

@@ -8,6 +8,7 @@
 pub mod batch;
 pub mod config;
 pub mod error;
+pub mod family;
 pub mod fixtures;
 pub mod groups;
 pub mod layers;
@@ -23,6 +24,7 @@ pub mod weights;
 pub use batch::Batch;
 pub use config::{BertConfig, ProblemType};
 pub use error::{Result, TransformerError, one_line};
+pub use family::{FAMILIES, Family};
 pub use model::{
     BertCache, BertForSequenceClassification, BertModel, BertOutput, ClassificationCache,
     ForwardOptions, IGNORE_INDEX, LossForward, MASK_VALUE, OutputGrads, Targets, TrainForward,

@@ -5,14 +5,18 @@
 //! `encoder.layer.3.attention.self.query.weight`.
 
 use crate::config::BertConfig;
+use crate::family::FAMILIES;
 use prune_tensor::Shape;
 
 /// The prefix transformers puts before encoder parameters in task models.
 pub const BERT_PREFIX: &str = "bert.";
 
-/// A parameter name without transformers' `bert.` prefix (the canonical form used here).
+/// A parameter name without transformers' model prefix (`bert.`, `roberta.`): the
+/// canonical form used here.
 pub fn canonical_name(name: &str) -> &str {
-    name.strip_prefix(BERT_PREFIX).unwrap_or(name)
+    (FAMILIES.iter())
+        .find_map(|f| name.strip_prefix(f.prefix()))
+        .unwrap_or(name)
 }
 
 /// A linear layer `y = x · Wᵀ + b` with a PyTorch-layout weight.

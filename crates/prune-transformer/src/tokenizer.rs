@@ -16,6 +16,9 @@ use tokenizers::{
     TruncationParams, TruncationStrategy,
 };
 
+/// The pad tokens looked for, in order, when the file names none.
+const PAD_TOKENS: [&str; 2] = ["[PAD]", "<pad>"];
+
 /// How a batch is padded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Padding {
@@ -92,6 +95,28 @@ impl Tokenizer {
         self.inner.token_to_id(token)
     }
 
+    /// The file's pad token when it names one, else `[PAD]` (WordPiece vocabularies) or
+    /// `<pad>` (BPE ones): its text, id and token type.
+    fn pad(&self) -> Result<(String, u32, u32)> {
+        if let Some(p) = self.inner.get_padding() {
+            return Ok((p.pad_token.clone(), p.pad_id, p.pad_type_id));
+        }
+        PAD_TOKENS
+            .iter()
+            .find_map(|t| Some((t.to_string(), self.inner.token_to_id(t)?, 0)))
+            .ok_or_else(|| {
+                self.err(format!(
+                    "no padding token: the vocabulary has none of {}",
+                    PAD_TOKENS.join(", ")
+                ))
+            })
+    }
+
+    /// The id padding is written with.
+    pub fn pad_id(&self) -> u32 {
+        self.inner.get_padding().map_or(0, |p| p.pad_id)
+    }
+
     /// Vocabulary size, added tokens included.
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
@@ -117,17 +142,7 @@ impl Tokenizer {
                 self.max_len
             )));
         }
-        // Pad with the file's pad token when it names one, else [PAD].
-        let (pad_token, pad_id, pad_type_id) = match self.inner.get_padding() {
-            Some(p) => (p.pad_token.clone(), p.pad_id, p.pad_type_id),
-            None => {
-                let id = self
-                    .inner
-                    .token_to_id("[PAD]")
-                    .ok_or_else(|| self.err("no padding token: the vocabulary has no [PAD]"))?;
-                ("[PAD]".to_string(), id, 0)
-            }
-        };
+        let (pad_token, pad_id, pad_type_id) = self.pad()?;
         let strategy = match self.padding {
             Padding::Longest => PaddingStrategy::BatchLongest,
             Padding::Fixed(n) => PaddingStrategy::Fixed(n),

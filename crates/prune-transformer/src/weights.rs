@@ -1,13 +1,14 @@
-//! Checkpoints: reading Hugging Face BERT weights from safetensors or from PyTorch's
-//! `pytorch_model.bin` (f32, f16, bf16 or f64, with or
-//! without the `bert.` prefix, LayerNorm as `weight`/`bias` or `gamma`/`beta`) into a host
+//! Checkpoints: reading Hugging Face weights of a BERT-family model (named as its
+//! [`Family`] names them) from safetensors or from PyTorch's `pytorch_model.bin` (f32, f16,
+//! bf16 or f64, with or without the model prefix, LayerNorm as `weight`/`bias` or `gamma`/`beta`) into a host
 //! parameter tree checked against the config, and writing one back atomically in the same
 //! layout. A file is checked against the config from its header alone, before any tensor is
 //! read; NaN and infinity are refused when loading and when saving.
 
 use crate::config::BertConfig;
 use crate::error::{Result, TransformerError, one_line};
-use crate::params::{BERT_PREFIX, BertParams, canonical_name};
+use crate::family::Family;
+use crate::params::BertParams;
 use crate::tensor_file::{TensorFile, is_float, to_f32};
 use crate::torch_file::{TorchFile, is_torch_zip};
 use prune_tensor::{Shape, Tensor};
@@ -41,26 +42,16 @@ pub fn read_float_tensors(path: &Path) -> Result<BTreeMap<String, Tensor<f32>>> 
         .collect()
 }
 
-/// The canonical parameter a stored tensor provides: its name without the `bert.` prefix,
-/// LayerNorm's old `gamma`/`beta` read as `weight`/`bias`.
-fn provides(stored: &str) -> String {
-    let name = canonical_name(stored);
-    if let Some(stem) = name.strip_suffix("LayerNorm.gamma") {
-        format!("{stem}LayerNorm.weight")
-    } else if let Some(stem) = name.strip_suffix("LayerNorm.beta") {
-        format!("{stem}LayerNorm.bias")
-    } else {
-        name.to_string()
-    }
-}
-
-/// The stored names of a file by the canonical parameter they provide, sorted.
+/// The stored names of a file by the tree parameter they provide ([`Family::tree_name`]),
+/// sorted; names the family does not read are left out.
 type NameIndex<'a> = HashMap<String, Vec<&'a str>>;
 
-fn name_index<'a>(names: impl IntoIterator<Item = &'a String>) -> NameIndex<'a> {
+fn name_index<'a>(family: Family, names: impl IntoIterator<Item = &'a String>) -> NameIndex<'a> {
     let mut index: NameIndex<'a> = HashMap::new();
     for n in names {
-        index.entry(provides(n)).or_default().push(n.as_str());
+        if let Some(tree) = family.tree_name(n) {
+            index.entry(tree).or_default().push(n.as_str());
+        }
     }
     index.values_mut().for_each(|v| v.sort_unstable());
     index
@@ -150,7 +141,7 @@ fn plan(
     config: &BertConfig,
     infos: &HashMap<String, &TensorInfo>,
 ) -> Result<BertParams<(String, TensorInfo)>> {
-    let index = name_index(infos.keys());
+    let index = name_index(config.family, infos.keys());
     let has = |n: &str| index.contains_key(n);
     let (pooler, classifier) = (
         has("pooler.dense.weight"),
@@ -204,22 +195,17 @@ fn plan(
     })
 }
 
-/// Writes `params` to a safetensors file in f32, under transformers' names: with the
-/// `bert.` prefix on encoder parameters when a classifier is present (the layout of
-/// `BertForSequenceClassification`), without it otherwise (`BertModel`). Parameters holding
-/// NaN or infinity are refused (nothing is written).
-pub fn save_params(path: &Path, params: &HostParams) -> Result<()> {
+/// Writes `params` to a safetensors file in f32, under `family`'s transformers names
+/// ([`Family::stored_name`]): for BERT, with the `bert.` prefix on encoder parameters when a
+/// classifier is present (the layout of `BertForSequenceClassification`), without it
+/// otherwise (`BertModel`). Parameters holding NaN or infinity are refused (nothing is
+/// written).
+pub fn save_params(path: &Path, params: &HostParams, family: Family) -> Result<()> {
     let prefixed = params.classifier.is_some();
     let named: Vec<(String, &Tensor<f32>)> = params
         .named()
         .into_iter()
-        .map(|(name, t)| {
-            if prefixed && !name.starts_with("classifier.") {
-                (format!("{BERT_PREFIX}{name}"), t)
-            } else {
-                (name, t)
-            }
-        })
+        .map(|(name, t)| (family.stored_name(&name, prefixed), t))
         .collect();
     save_tensors(path, &named)
 }

@@ -6,8 +6,8 @@
 use anyhow::Result;
 use prune_tensor::{CpuBackend, Tensor};
 use prune_transformer::{
-    BertConfig, BertModel, ForwardOptions, TransformerError, load_params, read_float_tensors,
-    save_params,
+    BertConfig, BertModel, Family, ForwardOptions, TransformerError, load_params,
+    read_float_tensors, save_params,
 };
 use safetensors::tensor::{Dtype, TensorView};
 use serde_json::json;
@@ -164,7 +164,7 @@ fn errors_name_the_file_tensor_shapes_and_keys() -> Result<()> {
     let path = dir.join("model.safetensors");
 
     // Truncated file.
-    save_params(&path, &tiny(false).to_host()?)?;
+    save_params(&path, &tiny(false).to_host()?, Family::Bert)?;
     let bytes = std::fs::read(&path)?;
     std::fs::write(&path, &bytes[..bytes.len() / 2])?;
     let e = load_params(&path, &cfg).unwrap_err();
@@ -487,7 +487,9 @@ fn non_finite_weights_are_refused_when_loading_and_when_saving() -> Result<()> {
     let mut host = tiny(true).to_host()?;
     host.layers[1].value.weight.data_mut()[5] = f32::NEG_INFINITY;
     let saved = dir.join("saved.safetensors");
-    let msg = save_params(&saved, &host).unwrap_err().to_string();
+    let msg = save_params(&saved, &host, Family::Bert)
+        .unwrap_err()
+        .to_string();
     assert_eq!(
         msg,
         format!(

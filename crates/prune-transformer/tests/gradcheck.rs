@@ -285,3 +285,39 @@ fn regression_gradients_of_every_parameter() {
     };
     check_all(&model.bert, &grads, &loss, &mut Rng::new(23));
 }
+
+#[test]
+fn roberta_gradients_of_every_parameter_with_dropout() {
+    // RoBERTa's positions and its head's dropout on the first token, seeded so that the
+    // loss is a fixed function of the parameters.
+    let extra = json!({
+        "model_type": "roberta", "pad_token_id": 0, "type_vocab_size": 1,
+        "hidden_dropout_prob": 0.2, "classifier_dropout": 0.3,
+    });
+    let model = BertForSequenceClassification::new(model(config(extra, 3), 31)).unwrap();
+    let batch = Batch {
+        token_type_ids: vec![0; 10],
+        ..batch()
+    };
+    let labels = [1i64, 2];
+    let opts = ForwardOptions {
+        seed: 5,
+        ..ForwardOptions::default()
+    };
+    let (_, _, cache) = model
+        .forward_t(&batch, Targets::Classes(&labels), &opts)
+        .unwrap();
+    let mut grads = model.bert.zero_grads().unwrap();
+    model.backward(cache, 1.0, &mut grads).unwrap();
+    // Positions 1..=5 and 1..=3 are used; the padding row 0 gets nothing.
+    let pos = grads.embeddings.position.data();
+    assert!(pos[..32].iter().all(|&v| v == 0.0));
+    assert!(pos[32 * 5..32 * 6].iter().any(|&v| v != 0.0));
+    let loss = |m: &Model| {
+        let m = BertForSequenceClassification::new(m.clone()).unwrap();
+        m.forward_t(&batch, Targets::Classes(&labels), &opts)
+            .unwrap()
+            .0
+    };
+    check_all(&model.bert, &grads, &loss, &mut Rng::new(37));
+}

@@ -7,7 +7,7 @@ use anyhow::Result;
 use prune_tensor::CpuBackend;
 use prune_transformer::paths::fixtures_dir;
 use prune_transformer::{
-    Batch, BertConfig, BertForSequenceClassification, BertModel, load_params, save_params,
+    Batch, BertConfig, BertForSequenceClassification, BertModel, Family, load_params, save_params,
 };
 use safetensors::SafeTensors;
 use serde_json::json;
@@ -150,7 +150,7 @@ fn an_archive_loads_the_same_weights_as_safetensors() -> Result<()> {
     let dir = scratch("same");
     let model = BertModel::random(CpuBackend::<f32>::new(), tiny_config(), true, false, 3)?;
     let host = model.to_host()?;
-    save_params(&dir.join("model.safetensors"), &host)?;
+    save_params(&dir.join("model.safetensors"), &host, Family::Bert)?;
     // Every parameter in its own f32 storage, except: the query weight stored transposed
     // (a non-contiguous view), the key bias as f16, and both LayerNorm tensors of the
     // embeddings sharing one storage at two offsets.
@@ -303,7 +303,7 @@ fn a_safetensors_header_that_starts_like_a_pickle_is_still_safetensors() -> Resu
     let dir = scratch("lookalike");
     let model = BertModel::random(CpuBackend::<f32>::new(), tiny_config(), true, false, 5)?;
     let path = dir.join("model.safetensors");
-    save_params(&path, &model.to_host()?)?;
+    save_params(&path, &model.to_host()?, Family::Bert)?;
     let bytes = std::fs::read(&path)?;
     let n = u64::from_le_bytes(bytes[..8].try_into()?) as usize;
     let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n])?;

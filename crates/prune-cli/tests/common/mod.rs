@@ -47,6 +47,77 @@ pub fn tiny_checkpoint(dir: &Path) {
     std::fs::copy(tokenizer, dir.join("tokenizer.json")).unwrap();
 }
 
+/// The `--set`s of a few-step pipeline on a tiny model.
+pub const TINY_PIPELINE: [&str; 12] = [
+    "common.max-train=200",
+    "common.max-len=64",
+    "finetune.max-steps=4",
+    "finetune.lr=1e-3",
+    "heads.max-steps=6",
+    "heads.warmup-steps=1",
+    "heads.cooldown-step=4",
+    "heads.score-lr=0.5",
+    "distill.max-steps=3",
+    "ffn.max-steps=4",
+    "ffn.interval=2",
+    "ffn.rounds=2",
+];
+
+/// A tiny random RoBERTa (2 layers, hidden 32, 4 heads, FFN 64, pad id 1, positions from
+/// 2, 128 tokens) with a byte-level BPE tokenizer of the 256 bytes and RoBERTa's special tokens, saved
+/// as transformers saves a pretrained RoBERTa.
+pub fn tiny_roberta_checkpoint(dir: &Path) {
+    let config = BertConfig::from_json(&serde_json::json!({
+        "model_type": "roberta", "vocab_size": 260, "hidden_size": 32, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "intermediate_size": 64, "hidden_act": "gelu",
+        "layer_norm_eps": 1e-5, "max_position_embeddings": 130, "type_vocab_size": 1,
+        "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1, "pad_token_id": 1,
+    }))
+    .unwrap();
+    let model = BertModel::random(CpuBackend::<f32>::new(), config, false, false, 5).unwrap();
+    model.save(dir).unwrap();
+    std::fs::write(dir.join("tokenizer.json"), byte_level_bpe().to_string()).unwrap();
+}
+
+/// A byte-level BPE `tokenizer.json` as RoBERTa's: `<s>`, `<pad>`, `</s>`, `<unk>`, then
+/// one token per byte (in the byte-to-character map of byte-level BPE), no merges.
+fn byte_level_bpe() -> serde_json::Value {
+    let printable = |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || b >= 174;
+    let mut vocab = serde_json::Map::new();
+    let specials = ["<s>", "<pad>", "</s>", "<unk>"];
+    for (i, t) in specials.iter().enumerate() {
+        vocab.insert(t.to_string(), i.into());
+    }
+    let mut shifted = 256;
+    for b in 0..256u32 {
+        let c = if printable(b) {
+            b
+        } else {
+            shifted += 1;
+            shifted - 1
+        };
+        let token = char::from_u32(c).unwrap().to_string();
+        vocab.insert(token, (specials.len() as u32 + b).into());
+    }
+    let added: Vec<serde_json::Value> = (specials.iter().enumerate())
+        .map(|(i, t)| {
+            serde_json::json!({"id": i, "content": t, "single_word": false, "lstrip": false,
+                "rstrip": false, "normalized": false, "special": true})
+        })
+        .collect();
+    let byte_level = serde_json::json!({"type": "ByteLevel", "add_prefix_space": false,
+        "trim_offsets": true, "use_regex": true});
+    serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": added,
+        "normalizer": null, "pre_tokenizer": byte_level, "decoder": byte_level,
+        "post_processor": {"type": "RobertaProcessing", "sep": ["</s>", 2], "cls": ["<s>", 0],
+            "trim_offsets": true, "add_prefix_space": false},
+        "model": {"type": "BPE", "dropout": null, "unk_token": null,
+            "continuing_subword_prefix": null, "end_of_word_suffix": null, "fuse_unk": false,
+            "byte_fallback": false, "vocab": vocab, "merges": []},
+    })
+}
+
 /// A GLUE directory holding the header and the first `train` / `dev` rows of SST-2.
 pub fn small_sst2(dir: &Path, train: usize, dev: usize) {
     let task = dir.join("SST-2");

@@ -109,7 +109,9 @@ fn errors_name_the_key() {
     v.as_object_mut().unwrap().remove("hidden_size");
     let e = err_of(v);
     assert!(
-        e.contains("`model_type`: \"distilbert\" is not supported (supported: bert)"),
+        e.contains(
+            "`model_type`: \"distilbert\" is not supported (supported: bert, roberta, xlm-roberta)"
+        ),
         "{e}"
     );
 }

@@ -1,5 +1,6 @@
-//! The pooler (`tanh` of a dense layer on each sequence's first token, `pooler.dense`) and
-//! the sequence classification / regression head (`classifier`, after dropout).
+//! The pooler (`tanh` of a dense layer on each sequence's first token, `pooler.dense`;
+//! RoBERTa's `classifier.dense`, which drops out its input first) and the sequence
+//! classification / regression head (`classifier`, after dropout).
 
 use super::{dropout, dropout_bwd};
 use crate::error::Result;
@@ -14,8 +15,10 @@ pub fn first_token_rows(batch: usize, seq: usize) -> Vec<usize> {
 /// What the pooler's backward needs.
 #[derive(Clone, Debug)]
 pub struct PoolerCache<T> {
-    /// First-token hidden states, `[B, C]`.
+    /// First-token hidden states after dropout, `[B, C]`.
     first: T,
+    /// Dropout factors of the first-token states, `[B, C]`, when dropout is on.
+    keep: Option<T>,
     /// Pooled output, `[B, C]`.
     pooled: T,
     /// Rows of the first tokens in `[B·T, C]`, `[B]`.
@@ -38,21 +41,27 @@ pub fn pooler_forward<B: Backend>(
     Ok(b.tanh_fwd(&z)?)
 }
 
-/// Pooler forward keeping a cache; the pooled output is returned as well as kept.
+/// Pooler forward keeping a cache, with dropout `p` (seeded) on the first-token states
+/// (0 for BERT's pooler); the pooled output is returned as well as kept.
+#[allow(clippy::too_many_arguments)]
 pub fn pooler_forward_t<B: Backend>(
     b: &B,
     dense: &Linear<B::Tensor>,
     hidden: &B::Tensor,
     batch: usize,
     seq: usize,
+    p: f64,
+    seed: u64,
     mask: Option<&Linear<Option<B::Tensor>>>,
 ) -> Result<(B::Tensor, PoolerCache<B::Tensor>)> {
     let rows = first_token_rows(batch, seq);
     let first = b.gather_rows_fwd(hidden, &rows)?;
+    let (first, keep) = dropout(b, first, p, seed)?;
     let z = dense.forward(b, &first, mask)?;
     let pooled = b.tanh_fwd(&z)?;
     let cache = PoolerCache {
         first,
+        keep,
         pooled: pooled.clone(),
         rows,
         n: batch * seq,
@@ -72,6 +81,7 @@ pub fn pooler_backward<B: Backend>(
 ) -> Result<B::Tensor> {
     let dz = b.tanh_bwd(&cache.pooled, dpooled)?;
     let dfirst = dense.backward(b, &cache.first, &dz, mask, grads)?;
+    let dfirst = dropout_bwd(b, dfirst, &cache.keep)?;
     Ok(b.gather_rows_bwd(&dfirst, &cache.rows, cache.n)?)
 }
 

@@ -13,7 +13,7 @@ pub struct EmbeddingInput<'a> {
     pub ids: &'a [usize],
     /// Token type ids, `[B·T]`.
     pub type_ids: &'a [usize],
-    /// Position ids, `[B·T]` (`0..T` per sequence).
+    /// Position ids, `[B·T]` (`Family::positions`).
     pub positions: &'a [usize],
 }
 
@@ -117,9 +117,4 @@ impl<T: Clone> Embeddings<T> {
     pub fn width<B: Backend<Tensor = T>>(&self, b: &B) -> usize {
         b.shape(&self.word).last()
     }
-}
-
-/// The `[B·T]` position ids `0..T` of every sequence.
-pub fn positions(batch: usize, seq: usize) -> Vec<usize> {
-    (0..batch).flat_map(|_| 0..seq).collect()
 }

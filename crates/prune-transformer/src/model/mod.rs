@@ -9,7 +9,7 @@ use crate::layers::classifier::{
     ClassifierCache, PoolerCache, classifier_forward, classifier_forward_t, pooler_forward,
     pooler_forward_t,
 };
-use crate::layers::embeddings::{EmbeddingInput, EmbeddingsCache, positions};
+use crate::layers::embeddings::{EmbeddingInput, EmbeddingsCache};
 use crate::layers::encoder::{LayerCache, LayerCtx};
 use crate::layers::norm::NormSpec;
 use crate::layers::site_seed;
@@ -271,7 +271,11 @@ impl<B: Backend> BertModel<B> {
     /// atomically. Masks are not applied: save the masked product explicitly if wanted.
     pub fn save(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| TransformerError::io(dir, e))?;
-        save_params(&dir.join("model.safetensors"), &self.to_host()?)?;
+        save_params(
+            &dir.join("model.safetensors"),
+            &self.to_host()?,
+            self.config.family,
+        )?;
         let classifier = self.params.classifier.is_some();
         save_config(&dir.join("config.json"), &self.config, classifier)
     }
@@ -305,10 +309,14 @@ impl<B: Backend> BertModel<B> {
             rows(&self.params.embeddings.token_type),
             rows(&self.params.embeddings.position),
         );
-        if batch.seq > max_pos {
+        let (family, pad) = (self.config.family, self.config.pad_token_id);
+        let positions = family.positions(batch, pad);
+        if let Some(p) = positions.iter().copied().max().filter(|&p| p >= max_pos) {
             return Err(TransformerError::Input(format!(
-                "sequence length {} exceeds max_position_embeddings = {max_pos}",
-                batch.seq
+                "sequence length {} needs position id {p}, beyond max_position_embeddings = \
+                 {max_pos} (at most {} tokens)",
+                batch.seq,
+                family.max_sequence(max_pos, pad)
             )));
         }
         let ids: Vec<usize> = batch.input_ids.iter().map(|&i| i as usize).collect();
@@ -360,7 +368,7 @@ impl<B: Backend> BertModel<B> {
         Ok(Prepared {
             ids,
             type_ids,
-            positions: positions(batch.batch, batch.seq),
+            positions,
             attn_mask,
             head_masks,
             hidden_keep,
@@ -532,12 +540,18 @@ impl<B: Backend> BertModel<B> {
         }
         let (pooled, pooler_cache) = match &self.params.pooler {
             Some(p) => {
+                let first_dropout = match cfg.family.dropout_before_dense() {
+                    true => cfg.classifier_dropout_prob(),
+                    false => 0.0,
+                };
                 let (y, c) = pooler_forward_t(
                     b,
                     p,
                     &x,
                     batch.batch,
                     batch.seq,
+                    first_dropout,
+                    site_seed(opts.seed, self.params.layers.len() as u64 + 1, 1),
                     masks.and_then(|m| m.pooler.as_ref()),
                 )?;
                 (Some(y), Some(c))

@@ -1,0 +1,217 @@
+//! The architectures of the BERT family this crate reads, as data rather than copies of the
+//! model: each is BERT's parameter tree and forward pass with its own checkpoint names
+//! (prefix, classification head) and its own position ids.
+//!
+//! RoBERTa and XLM-R (`roberta.` prefix) number positions from `pad_token_id + 1`, skipping
+//! padding tokens, which sit at `pad_token_id`; their classification head (`classifier.dense`
+//! then `tanh` then `classifier.out_proj`, on the first token) is BERT's pooler and
+//! classifier under other names, so it is held in those slots of the tree. Their pretrained
+//! `roberta.pooler` is not part of that head and is not read.
+
+use crate::batch::Batch;
+use crate::error::{Result, TransformerError};
+use serde_json::{Map, Value};
+
+/// An architecture of the BERT family.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Family {
+    /// BERT (and MiniLM, which is BERT-shaped): `bert.` prefix, positions `0..T`.
+    #[default]
+    Bert,
+    /// RoBERTa: `roberta.` prefix, positions from `pad + 1`, head `classifier.{dense,out_proj}`.
+    Roberta,
+    /// XLM-RoBERTa: RoBERTa's architecture under its own `model_type` and class names.
+    XlmRoberta,
+}
+
+/// Every family, in the order they are listed to users.
+pub const FAMILIES: [Family; 3] = [Family::Bert, Family::Roberta, Family::XlmRoberta];
+
+impl Family {
+    /// transformers' `model_type`.
+    pub fn model_type(self) -> &'static str {
+        match self {
+            Family::Bert => "bert",
+            Family::Roberta => "roberta",
+            Family::XlmRoberta => "xlm-roberta",
+        }
+    }
+
+    /// The family of a config's `model_type` (BERT when absent), or an error naming it and
+    /// listing the supported ones.
+    pub fn of_config(m: &Map<String, Value>) -> Result<Family> {
+        let Some(t) = m.get("model_type").filter(|t| !t.is_null()) else {
+            return Ok(Family::Bert);
+        };
+        let name = t.as_str().unwrap_or_default();
+        FAMILIES
+            .into_iter()
+            .find(|f| f.model_type() == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = FAMILIES.iter().map(|f| f.model_type()).collect();
+                TransformerError::config(
+                    "model_type",
+                    format!("{t} is not supported (supported: {})", names.join(", ")),
+                )
+            })
+    }
+
+    /// transformers' class of the model, with a classification head or without.
+    pub fn class_name(self, classifier: bool) -> &'static str {
+        match (self, classifier) {
+            (Family::Bert, true) => "BertForSequenceClassification",
+            (Family::Bert, false) => "BertModel",
+            (Family::Roberta, true) => "RobertaForSequenceClassification",
+            (Family::Roberta, false) => "RobertaModel",
+            (Family::XlmRoberta, true) => "XLMRobertaForSequenceClassification",
+            (Family::XlmRoberta, false) => "XLMRobertaModel",
+        }
+    }
+
+    /// The prefix of encoder parameters in a task model's checkpoint.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Family::Bert => "bert.",
+            Family::Roberta | Family::XlmRoberta => "roberta.",
+        }
+    }
+
+    /// The name in the parameter tree (BERT's, without prefix) of a tensor stored as
+    /// `stored`, or `None` for a tensor this family does not read (RoBERTa's pretrained
+    /// pooler). Old LayerNorm spellings (`gamma`, `beta`) read as `weight`, `bias`.
+    pub fn tree_name(self, stored: &str) -> Option<String> {
+        let name = stored.strip_prefix(self.prefix()).unwrap_or(stored);
+        let name = match self {
+            Family::Bert => name.to_string(),
+            Family::Roberta | Family::XlmRoberta => {
+                if name.starts_with("pooler.") {
+                    return None;
+                } else if let Some(leaf) = name.strip_prefix("classifier.dense.") {
+                    format!("pooler.dense.{leaf}")
+                } else if let Some(leaf) = name.strip_prefix("classifier.out_proj.") {
+                    format!("classifier.{leaf}")
+                } else {
+                    name.to_string()
+                }
+            }
+        };
+        Some(match name.strip_suffix("LayerNorm.gamma") {
+            Some(stem) => format!("{stem}LayerNorm.weight"),
+            None => match name.strip_suffix("LayerNorm.beta") {
+                Some(stem) => format!("{stem}LayerNorm.bias"),
+                None => name,
+            },
+        })
+    }
+
+    /// The name under which transformers stores the tree's parameter `name`, in a model with
+    /// a classification head (`prefixed`: BERT's encoder names then carry `bert.`) or without.
+    pub fn stored_name(self, name: &str, prefixed: bool) -> String {
+        match self {
+            Family::Bert if prefixed && !name.starts_with("classifier.") => {
+                format!("{}{name}", self.prefix())
+            }
+            Family::Bert => name.to_string(),
+            Family::Roberta | Family::XlmRoberta => {
+                if let Some(leaf) = name.strip_prefix("pooler.dense.") {
+                    format!("classifier.dense.{leaf}")
+                } else if let Some(leaf) = name.strip_prefix("classifier.") {
+                    format!("classifier.out_proj.{leaf}")
+                } else {
+                    format!("{}{name}", self.prefix())
+                }
+            }
+        }
+    }
+
+    /// Whether the head applies dropout to the first token before its dense layer
+    /// (RoBERTa's classification head does; BERT's pooler does not).
+    pub fn dropout_before_dense(self) -> bool {
+        self != Family::Bert
+    }
+
+    /// The position id of every token of `batch`, `[B·T]`: `0..T` for BERT; for RoBERTa,
+    /// `pad + 1 + (count of non-padding tokens before it)` and `pad` on padding tokens, as
+    /// transformers computes them from the input ids.
+    pub fn positions(self, batch: &Batch, pad: usize) -> Vec<usize> {
+        match self {
+            Family::Bert => (0..batch.batch).flat_map(|_| 0..batch.seq).collect(),
+            Family::Roberta | Family::XlmRoberta => {
+                let mut out = Vec::with_capacity(batch.tokens());
+                for row in batch.input_ids.chunks(batch.seq.max(1)) {
+                    let mut count = 0;
+                    out.extend(row.iter().map(|&id| match id as usize == pad {
+                        true => pad,
+                        false => {
+                            count += 1;
+                            pad + count
+                        }
+                    }));
+                }
+                out
+            }
+        }
+    }
+
+    /// The longest sequence a table of `table` positions covers.
+    pub fn max_sequence(self, table: usize, pad: usize) -> usize {
+        match self {
+            Family::Bert => table,
+            Family::Roberta | Family::XlmRoberta => table.saturating_sub(pad + 1),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roberta_positions_start_after_the_pad_id_and_skip_padding() {
+        let batch = Batch::new(2, 4, vec![0, 5, 2, 1, 0, 2, 1, 1], vec![0; 8], vec![1; 8]).unwrap();
+        assert_eq!(
+            Family::Roberta.positions(&batch, 1),
+            vec![2, 3, 4, 1, 2, 3, 1, 1]
+        );
+        assert_eq!(
+            Family::Bert.positions(&batch, 1),
+            vec![0, 1, 2, 3, 0, 1, 2, 3]
+        );
+        assert_eq!(Family::Roberta.max_sequence(514, 1), 512);
+    }
+
+    #[test]
+    fn names_round_trip_and_the_pretrained_roberta_pooler_is_not_read() {
+        for f in FAMILIES {
+            for name in [
+                "embeddings.word_embeddings.weight",
+                "encoder.layer.0.output.LayerNorm.bias",
+                "pooler.dense.weight",
+                "classifier.bias",
+            ] {
+                for prefixed in [true, false] {
+                    let stored = f.stored_name(name, prefixed);
+                    assert_eq!(
+                        f.tree_name(&stored).as_deref(),
+                        Some(name),
+                        "{f:?} {stored}"
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            Family::Roberta.stored_name("classifier.weight", true),
+            "classifier.out_proj.weight"
+        );
+        assert_eq!(
+            Family::Roberta.tree_name("roberta.pooler.dense.weight"),
+            None
+        );
+        assert_eq!(
+            Family::Bert
+                .tree_name("bert.embeddings.LayerNorm.gamma")
+                .as_deref(),
+            Some("embeddings.LayerNorm.weight")
+        );
+    }
+}
