@@ -5,10 +5,10 @@
 use crate::latency::{self, Latency, Work};
 use crate::ort;
 use crate::report::{FinalSummary, ModelSummary, REPORT_SEQ};
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use prune::speedup::ModelStats;
 use prune::tensor::Backend;
-use prune::transformer::BertForSequenceClassification;
+use prune::transformer::{BertConfig, BertForSequenceClassification};
 use std::path::Path;
 use std::time::Duration;
 
@@ -48,6 +48,20 @@ pub struct Comparison {
     pub final_model: FinalSummary,
     /// ONNX Runtime's version, or why its latency is missing.
     pub onnxruntime: String,
+}
+
+/// Checks, before any work, that a model of `config` covers the [`REPORT_SEQ`] tokens every
+/// latency of the report is timed at.
+pub fn check_report_length(config: &BertConfig) -> Result<()> {
+    let (table, pad) = (config.max_position_embeddings, config.pad_token_id);
+    let covered = config.family.max_sequence(table, pad);
+    if covered < REPORT_SEQ {
+        bail!(
+            "the report times models at {REPORT_SEQ} tokens, but this model's {table} \
+             positions cover only {covered}"
+        );
+    }
+    Ok(())
 }
 
 /// Compares `teacher` and `final_model`, whose ONNX exports are `onnx`; every latency

@@ -3,7 +3,7 @@
 //! own artifacts under the run directory, then the report (teacher vs final: metric,
 //! parameters, FLOPs, latency measured in this process, per-stage wall time and speed).
 
-use crate::compare::{Measured, compare};
+use crate::compare::{Measured, check_report_length, compare};
 use crate::device::{DeviceArgs, on_device};
 use crate::exports;
 use crate::inputs::{Source, evaluator, load_classifier, prepare};
@@ -13,7 +13,7 @@ use clap::Parser;
 use prune::tensor::Backend;
 use prune::train::state::write_json;
 use prune::train::{RunDir, RunIdentity};
-use prune::transformer::paths;
+use prune::transformer::{BertConfig, paths};
 use prune_cli::recipe::{self, Recipe, STAGES, StageIo, preset};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -192,6 +192,7 @@ fn run_on<B: Backend>(b: &B, args: &Args) -> Result<()> {
         Some(d) => paths::require_checkpoint(d.clone())?,
         None => paths::require_model_dir()?,
     };
+    check_report_length(&BertConfig::from_file(&model_dir.join("config.json"))?)?;
     // The data is found (or downloaded) once, before the first stage.
     let data = source(&r, &model_dir, args.data.as_deref())?.data_dir()?;
     let identity = RunIdentity::new("pipeline")

@@ -4,7 +4,7 @@
 //! rearrangement, surgery and mask tuning (`prune_posttrain`); then the dev metric of both
 //! models, their exports and the same report as the pipeline's.
 
-use crate::compare::{Measured, compare};
+use crate::compare::{Measured, check_report_length, compare};
 use crate::device::{DeviceArgs, on_device};
 use crate::exports;
 use crate::inputs::{Prepared, Source, evaluator, load_classifier, prepare, source_identity};
@@ -293,6 +293,7 @@ fn run_on<B: Backend>(b: B, args: &Args) -> Result<()> {
     let started = Instant::now();
     let p = prepare(&args.source, None, true)?;
     let model = load_classifier(b.clone(), &p.model_dir)?;
+    check_report_length(&model.bert.config)?;
     let identity = source_identity("post-train", &args.source, &p)?.with_fields("post-train", args);
     let mut inputs = vec![("--model", p.model_dir.as_path()), ("--data", &p.data_dir)];
     if let Some(table) = &args.latency_table {

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{TINY_PIPELINE, prune_ok, scratch, tiny_roberta_checkpoint};
+use common::{TINY_PIPELINE, prune_ok, prune_refuses, scratch, tiny_roberta_checkpoint};
 use std::path::Path;
 
 fn config(dir: &Path) -> serde_json::Value {
@@ -24,15 +24,29 @@ fn accuracy(dir: &Path) -> f64 {
 fn the_pipeline_runs_end_to_end_on_a_tiny_roberta() {
     let root = scratch("roberta");
     let model = root.join("tiny-roberta");
-    tiny_roberta_checkpoint(&model);
     let out = root.join("run");
-    let mut args = vec!["pipeline", "--quiet", "--latency-seconds", "0.05"];
-    args.extend(["--model", model.to_str().unwrap()]);
-    args.extend(["--out", out.to_str().unwrap()]);
-    for s in &TINY_PIPELINE {
-        args.extend(["--set", s]);
-    }
-    prune_ok(&args);
+    let args = |model: &Path| {
+        let mut args = vec!["pipeline", "--quiet", "--latency-seconds", "0.05"];
+        args.extend(["--model", model.to_str().unwrap()]);
+        args.extend(["--out", out.to_str().unwrap()]);
+        for s in &TINY_PIPELINE {
+            args.extend(["--set", s]);
+        }
+        args.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    // The report times models at 128 tokens: a model covering fewer is refused up front.
+    let short = root.join("short-roberta");
+    tiny_roberta_checkpoint(&short, 64);
+    let argv = args(&short);
+    prune_refuses(
+        &argv.iter().map(String::as_str).collect::<Vec<_>>(),
+        "positions cover only 64",
+    );
+    assert!(!out.exists() && !root.join("run.partial").exists());
+
+    tiny_roberta_checkpoint(&model, 128);
+    let argv = args(&model);
+    prune_ok(&argv.iter().map(String::as_str).collect::<Vec<_>>());
     for stage in ["finetune", "heads", "distill", "ffn"] {
         let dir = out.join(stage).join("model");
         let c = config(&dir);

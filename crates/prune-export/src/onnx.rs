@@ -7,13 +7,14 @@
 //! Runtime's graph optimizer recognises: Q/K/V as MatMul + Add, Reshape to
 //! `[0, 0, heads, head dim]` and Transpose, scaled scores plus the additive mask
 //! `(1 - mask) · f32::MIN`, Softmax, the attention output plus the residual into
-//! LayerNormalization, and GELU in its erf form. A layer without heads (or FFN neurons)
+//! LayerNormalization, and the FFN's activation (GELU in its erf form, as transformers'
+//! `gelu`; its tanh form for `gelu_new`; ReLU). A layer without heads (or FFN neurons)
 //! keeps only that sub-layer's output bias, as the model computes it.
 
 use crate::error::{ExportError, Result};
 use crate::graph::{Attr, Axis, Graph};
 use crate::proto::DataType;
-use prune_tensor::Tensor;
+use prune_tensor::{Activation, Tensor};
 use prune_transformer::{BertConfig, Family, HostParams, LayerNorm, Linear};
 
 /// The additive mask value of padded keys, as transformers uses for f32.
@@ -70,6 +71,30 @@ impl Writer<'_> {
             &[x, &gamma, &beta],
             &[Attr::Int("axis", -1), Attr::Float("epsilon", eps)],
         )
+    }
+
+    /// The FFN's activation: GELU's erf form, its tanh form or ReLU.
+    fn activation(&mut self, x: &str) -> String {
+        match self.config.activation {
+            Activation::Gelu => self.gelu(x),
+            Activation::GeluTanh => self.gelu_tanh(x),
+            Activation::Relu => self.g.op("Relu", &[x], &[]),
+        }
+    }
+
+    /// GELU's tanh form as torch exports transformers' `gelu_new`:
+    /// `0.5 · x · (1 + tanh(√(2/π) · (x + 0.044715 · x³)))`.
+    fn gelu_tanh(&mut self, x: &str) -> String {
+        let (k, a) = (self.g.scalar(0.797_884_6), self.g.scalar(0.044_715));
+        let (one, half, three) = (self.g.scalar(1.0), self.g.scalar(0.5), self.g.scalar(3.0));
+        let cube = self.g.op("Pow", &[x, &three], &[]);
+        let cube = self.g.op("Mul", &[&cube, &a], &[]);
+        let inner = self.g.op("Add", &[x, &cube], &[]);
+        let inner = self.g.op("Mul", &[&inner, &k], &[]);
+        let t = self.g.op("Tanh", &[&inner], &[]);
+        let plus = self.g.op("Add", &[&t, &one], &[]);
+        let times = self.g.op("Mul", &[x, &plus], &[]);
+        self.g.op("Mul", &[&times, &half], &[])
     }
 
     /// GELU in the erf form torch exports: `x · (1 + erf(x / √2)) · 0.5`.
@@ -142,7 +167,7 @@ impl Writer<'_> {
             self.weight(&format!("{name}.output.dense.bias"), &p.output.bias)
         } else {
             let up = self.linear(&format!("{name}.intermediate.dense"), x, &p.intermediate);
-            let act = self.gelu(&up);
+            let act = self.activation(&up);
             self.linear(&format!("{name}.output.dense"), &act, &p.output)
         };
         let sum = self.g.op("Add", &[&out, x], &[]);

@@ -143,6 +143,8 @@ fn every_shape_class_runs_in_onnx_runtime_with_prunes_logits() {
                      "prune_layer_intermediate": [24, 7, 13]})),
     );
     check("hidden", &tiny(json!({"prune_hidden_size": 11})));
+    check("gelu_new", &tiny(json!({"hidden_act": "gelu_new"})));
+    check("relu", &tiny(json!({"hidden_act": "relu"})));
     check(
         "roberta",
         &tiny(

@@ -74,7 +74,8 @@ pub const REDUCE: KernelFile = KernelFile {
     kernels: &["sum_partials_f32", "column_totals_f32"],
 };
 
-/// GELU (alone and fused with a bias add) and tanh, forward and backward.
+/// GELU (erf form alone and fused with a bias add; tanh form), ReLU and tanh, forward and
+/// backward.
 pub const ACTIVATION: KernelFile = KernelFile {
     name: "activation.cu",
     source: include_str!("../kernels/activation.cu"),
@@ -82,6 +83,10 @@ pub const ACTIVATION: KernelFile = KernelFile {
         "gelu_fwd_f32",
         "bias_gelu_fwd_f32",
         "gelu_bwd_f32",
+        "gelu_tanh_fwd_f32",
+        "gelu_tanh_bwd_f32",
+        "relu_fwd_f32",
+        "relu_bwd_f32",
         "tanh_fwd_f32",
         "tanh_bwd_f32",
     ],

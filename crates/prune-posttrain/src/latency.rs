@@ -136,6 +136,7 @@ impl LatencyTable {
             },
             attn_mask: &mask,
             head_mask: None,
+            activation: config.activation,
             hidden_dropout: 0.0,
             attention_dropout: 0.0,
             seed: 0,

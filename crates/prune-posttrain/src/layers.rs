@@ -130,6 +130,7 @@ pub fn layer<B: Backend>(
         },
         attn_mask: &inp.attn_mask,
         head_mask: None,
+        activation: model.config.activation,
         hidden_dropout: 0.0,
         attention_dropout: 0.0,
         seed: 0,

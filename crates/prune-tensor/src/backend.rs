@@ -274,6 +274,40 @@ pub trait ElementwiseOps: Storage {
     }
 }
 
+/// The pointwise non-linearities of a feed-forward block, as transformers names them in
+/// `hidden_act`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Activation {
+    /// `gelu`: the erf form.
+    #[default]
+    Gelu,
+    /// `gelu_new` (also `gelu_pytorch_tanh`): the tanh approximation.
+    GeluTanh,
+    /// `relu`.
+    Relu,
+}
+
+impl Activation {
+    /// The activation transformers calls `name`, if it is one of these.
+    pub fn from_name(name: &str) -> Option<Activation> {
+        match name {
+            "gelu" => Some(Activation::Gelu),
+            "gelu_new" | "gelu_pytorch_tanh" => Some(Activation::GeluTanh),
+            "relu" => Some(Activation::Relu),
+            _ => None,
+        }
+    }
+
+    /// transformers' name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Gelu => "gelu",
+            Activation::GeluTanh => "gelu_new",
+            Activation::Relu => "relu",
+        }
+    }
+}
+
 /// Pointwise non-linearities.
 pub trait ActivationOps: ElementwiseOps {
     /// GELU in BERT's erf form: `x · Φ(x)`.
@@ -286,6 +320,51 @@ pub trait ActivationOps: ElementwiseOps {
     fn bias_gelu_fwd(&self, x: &mut Self::Tensor, bias: &Self::Tensor) -> Result<Self::Tensor> {
         self.add_bias_assign(x, bias)?;
         self.gelu_fwd(x)
+    }
+    /// GELU in its tanh approximation (transformers' `gelu_new`):
+    /// `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`.
+    fn gelu_tanh_fwd(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
+    /// `dx` of [`ActivationOps::gelu_tanh_fwd`] given its input `x`.
+    fn gelu_tanh_bwd(&self, x: &Self::Tensor, dy: &Self::Tensor) -> Result<Self::Tensor>;
+    /// `max(x, 0)`.
+    fn relu_fwd(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
+    /// `dx = dy` where the input `x` is positive, 0 elsewhere.
+    fn relu_bwd(&self, x: &Self::Tensor, dy: &Self::Tensor) -> Result<Self::Tensor>;
+    /// `act(x)`.
+    fn activation_fwd(&self, act: Activation, x: &Self::Tensor) -> Result<Self::Tensor> {
+        match act {
+            Activation::Gelu => self.gelu_fwd(x),
+            Activation::GeluTanh => self.gelu_tanh_fwd(x),
+            Activation::Relu => self.relu_fwd(x),
+        }
+    }
+    /// `dx` of `act` given its input `x`.
+    fn activation_bwd(
+        &self,
+        act: Activation,
+        x: &Self::Tensor,
+        dy: &Self::Tensor,
+    ) -> Result<Self::Tensor> {
+        match act {
+            Activation::Gelu => self.gelu_bwd(x, dy),
+            Activation::GeluTanh => self.gelu_tanh_bwd(x, dy),
+            Activation::Relu => self.relu_bwd(x, dy),
+        }
+    }
+    /// [`ActivationOps::bias_gelu_fwd`] for any activation (fused for GELU).
+    fn bias_activation_fwd(
+        &self,
+        act: Activation,
+        x: &mut Self::Tensor,
+        bias: &Self::Tensor,
+    ) -> Result<Self::Tensor> {
+        match act {
+            Activation::Gelu => self.bias_gelu_fwd(x, bias),
+            _ => {
+                self.add_bias_assign(x, bias)?;
+                self.activation_fwd(act, x)
+            }
+        }
     }
     /// `tanh(x)`.
     fn tanh_fwd(&self, x: &Self::Tensor) -> Result<Self::Tensor>;

@@ -152,6 +152,30 @@ fn activation_gradients() {
         |x| dot(&B.gelu_fwd(x).unwrap(), &r),
         &mut rng,
     );
+    let dg = B.gelu_tanh_bwd(&x, &r).unwrap();
+    check(
+        "gelu_tanh",
+        &x,
+        &dg,
+        |x| dot(&B.gelu_tanh_fwd(x).unwrap(), &r),
+        &mut rng,
+    );
+    // Away from ReLU's kink, where central differences are exact.
+    let away = Tensor::new(
+        x.dims().to_vec(),
+        (x.data().iter())
+            .map(|&v| if v.abs() < 0.1 { v + 0.2 } else { v })
+            .collect(),
+    )
+    .unwrap();
+    let dr = B.relu_bwd(&away, &r).unwrap();
+    check(
+        "relu",
+        &away,
+        &dr,
+        |x| dot(&B.relu_fwd(x).unwrap(), &r),
+        &mut rng,
+    );
     let y = B.tanh_fwd(&x).unwrap();
     let dt = B.tanh_bwd(&y, &r).unwrap();
     check(

@@ -5,8 +5,8 @@
 
 use prune_tensor::rng::Rng;
 use prune_tensor::{
-    ActivationOps, AdamW, Backend, CpuBackend, ElementwiseOps, LayerNormStats, LossOps, MatmulOps,
-    NormOps, Shape, SoftmaxOps, Tensor, Transpose, reference as r,
+    Activation, ActivationOps, AdamW, Backend, CpuBackend, ElementwiseOps, LayerNormStats, LossOps,
+    MatmulOps, NormOps, Shape, SoftmaxOps, Tensor, Transpose, reference as r,
 };
 
 /// Random f32-representable inputs as f64 tensors, so references see exactly what the
@@ -235,6 +235,21 @@ fn activations<B: Backend>(b: &B) {
         "tanh",
         &down(b, &b.tanh_fwd(&up(b, &x)).unwrap()),
         &r::map(&x, f64::tanh),
+        TOL,
+    );
+    let k = (2.0 / std::f64::consts::PI).sqrt();
+    close(
+        "gelu_tanh",
+        &down(b, &b.gelu_tanh_fwd(&up(b, &x)).unwrap()),
+        &r::map(&x, |v| {
+            0.5 * v * (1.0 + (k * (v + 0.044715 * v * v * v)).tanh())
+        }),
+        TOL,
+    );
+    close(
+        "relu",
+        &down(b, &b.relu_fwd(&up(b, &x)).unwrap()),
+        &r::map(&x, |v| v.max(0.0)),
         TOL,
     );
     // GELU at known points: gelu(1) = Φ(1) = 0.8413447460685429.
@@ -475,6 +490,14 @@ fn backwards_match_cpu_f64<B: Backend>(b: &B) {
         &want,
         TOL,
     );
+    for (name, act) in [
+        ("gelu_tanh_bwd", Activation::GeluTanh),
+        ("relu_bwd", Activation::Relu),
+    ] {
+        let want = cpu.activation_bwd(act, &x, &dy).unwrap();
+        let got = b.activation_bwd(act, &ux, &udy).unwrap();
+        close(name, &down(b, &got), &want, TOL);
+    }
     let t = cpu.tanh_fwd(&x).unwrap();
     let want = cpu.tanh_bwd(&t, &dy).unwrap();
     close(

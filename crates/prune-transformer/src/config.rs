@@ -13,6 +13,7 @@ pub use validate::{MAX_LAYERS, MAX_PARAMETERS, MAX_WIDTH};
 
 use crate::error::{Result, TransformerError};
 use crate::family::Family;
+use prune_tensor::Activation;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -84,6 +85,8 @@ pub struct BertConfig {
     pub id2label: Option<BTreeMap<usize, String>>,
     /// The classifier's problem type, when set.
     pub problem_type: Option<ProblemType>,
+    /// The FFN's activation (`hidden_act`).
+    pub activation: Activation,
     /// The architecture (`model_type`; BERT when absent).
     pub family: Family,
     /// Keys this crate does not interpret, written back unchanged on save.
@@ -215,15 +218,18 @@ impl BertConfig {
         let vocab_size = usize_key(m, "vocab_size")?;
         let max_position_embeddings = usize_key(m, "max_position_embeddings")?;
         let type_vocab_size = usize_key(m, "type_vocab_size")?;
-        match req(m, "hidden_act")?.as_str() {
-            Some("gelu") => {}
-            other => {
-                return Err(TransformerError::config(
+        let activation = req(m, "hidden_act")?;
+        let activation = (activation.as_str())
+            .and_then(Activation::from_name)
+            .ok_or_else(|| {
+                TransformerError::config(
                     "hidden_act",
-                    format!("only \"gelu\" (erf form) is supported, got {other:?}"),
-                ));
-            }
-        }
+                    format!(
+                        "{activation} is not supported (supported: gelu, gelu_new, \
+                         gelu_pytorch_tanh, relu)"
+                    ),
+                )
+            })?;
         if let Some(v) = m.get("position_embedding_type").filter(|v| !v.is_null())
             && v.as_str() != Some("absolute")
         {
@@ -386,6 +392,7 @@ impl BertConfig {
             num_labels,
             id2label,
             problem_type,
+            activation,
             family,
             extra,
         };
@@ -488,7 +495,7 @@ impl BertConfig {
                 self.layer_intermediate.clone().into(),
             );
         }
-        put("hidden_act", "gelu".into());
+        put("hidden_act", self.activation.name().into());
         put("vocab_size", self.vocab_size.into());
         put(
             "max_position_embeddings",

@@ -321,3 +321,26 @@ fn roberta_gradients_of_every_parameter_with_dropout() {
     };
     check_all(&model.bert, &grads, &loss, &mut Rng::new(37));
 }
+
+#[test]
+fn gelu_new_and_relu_gradients_of_every_parameter() {
+    for (act, seed) in [("gelu_new", 41), ("relu", 43)] {
+        let extra = json!({ "hidden_act": act });
+        let model = BertForSequenceClassification::new(model(config(extra, 2), seed)).unwrap();
+        let batch = batch();
+        let labels = [1i64, 0];
+        let opts = ForwardOptions::default();
+        let (_, _, cache) = model
+            .forward_t(&batch, Targets::Classes(&labels), &opts)
+            .unwrap();
+        let mut grads = model.bert.zero_grads().unwrap();
+        model.backward(cache, 1.0, &mut grads).unwrap();
+        let loss = |m: &Model| {
+            let m = BertForSequenceClassification::new(m.clone()).unwrap();
+            m.forward_t(&batch, Targets::Classes(&labels), &opts)
+                .unwrap()
+                .0
+        };
+        check_all(&model.bert, &grads, &loss, &mut Rng::new(seed + 1));
+    }
+}

@@ -64,13 +64,13 @@ pub const TINY_PIPELINE: [&str; 12] = [
 ];
 
 /// A tiny random RoBERTa (2 layers, hidden 32, 4 heads, FFN 64, pad id 1, positions from
-/// 2, 128 tokens) with a byte-level BPE tokenizer of the 256 bytes and RoBERTa's special tokens, saved
+/// 2, `tokens` tokens) with a byte-level BPE tokenizer of the 256 bytes and RoBERTa's special tokens, saved
 /// as transformers saves a pretrained RoBERTa.
-pub fn tiny_roberta_checkpoint(dir: &Path) {
+pub fn tiny_roberta_checkpoint(dir: &Path, tokens: usize) {
     let config = BertConfig::from_json(&serde_json::json!({
         "model_type": "roberta", "vocab_size": 260, "hidden_size": 32, "num_hidden_layers": 2,
         "num_attention_heads": 4, "intermediate_size": 64, "hidden_act": "gelu",
-        "layer_norm_eps": 1e-5, "max_position_embeddings": 130, "type_vocab_size": 1,
+        "layer_norm_eps": 1e-5, "max_position_embeddings": tokens + 2, "type_vocab_size": 1,
         "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1, "pad_token_id": 1,
     }))
     .unwrap();

@@ -309,6 +309,10 @@ impl<'t> Analysis<'t> {
             | K::Dropout { .. }
             | K::Gelu
             | K::GeluBwd
+            | K::GeluTanh
+            | K::GeluTanhBwd
+            | K::Relu
+            | K::ReluBwd
             | K::Tanh
             | K::TanhBwd
             | K::SoftmaxBwd
@@ -390,12 +394,23 @@ fn arity(kind: &OpKind) -> (std::ops::RangeInclusive<usize>, usize) {
             (2..=2, 1)
         }
         K::MatmulBwd(_) | K::MulBwd | K::ScaleRowsBwd { .. } => (3..=3, 2),
-        K::Scale(_) | K::ScaleAssign(_) | K::Gelu | K::Tanh | K::Reshape | K::Permute(_) => {
-            (1..=1, 1)
-        }
+        K::Scale(_)
+        | K::ScaleAssign(_)
+        | K::Gelu
+        | K::GeluTanh
+        | K::Relu
+        | K::Tanh
+        | K::Reshape
+        | K::Permute(_) => (1..=1, 1),
         K::GatherRows { .. } | K::GatherRowsBwd { .. } | K::AddBiasBwd => (1..=1, 1),
         K::CrossEntropy | K::CrossEntropyBwd => (1..=1, 1),
-        K::GeluBwd | K::TanhBwd | K::SoftmaxBwd | K::MseBwd | K::KlDivBwd => (2..=2, 1),
+        K::GeluBwd
+        | K::GeluTanhBwd
+        | K::ReluBwd
+        | K::TanhBwd
+        | K::SoftmaxBwd
+        | K::MseBwd
+        | K::KlDivBwd => (2..=2, 1),
         K::Mse | K::KlDiv => (2..=2, 0),
         K::Reduce | K::Download => (1..=1, 0),
         K::ReduceBwd => (0..=0, 1),

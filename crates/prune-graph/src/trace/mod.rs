@@ -99,6 +99,14 @@ pub enum OpKind {
     Gelu,
     /// GELU gradient (inputs `x`, `dy`).
     GeluBwd,
+    /// GELU's tanh form.
+    GeluTanh,
+    /// Its gradient (inputs `x`, `dy`).
+    GeluTanhBwd,
+    /// ReLU.
+    Relu,
+    /// ReLU gradient (inputs `x`, `dy`).
+    ReluBwd,
     /// tanh.
     Tanh,
     /// tanh gradient (inputs `y`, `dy`).

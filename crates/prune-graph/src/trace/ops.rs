@@ -243,6 +243,24 @@ impl ActivationOps for TraceBackend {
         Ok(self.one(OpKind::GeluBwd, &[x, dy], x.shape.clone()))
     }
 
+    fn gelu_tanh_fwd(&self, x: &SymTensor) -> Result<SymTensor> {
+        Ok(self.one(OpKind::GeluTanh, &[x], x.shape.clone()))
+    }
+
+    fn gelu_tanh_bwd(&self, x: &SymTensor, dy: &SymTensor) -> Result<SymTensor> {
+        same("gelu_tanh_bwd", x, dy)?;
+        Ok(self.one(OpKind::GeluTanhBwd, &[x, dy], x.shape.clone()))
+    }
+
+    fn relu_fwd(&self, x: &SymTensor) -> Result<SymTensor> {
+        Ok(self.one(OpKind::Relu, &[x], x.shape.clone()))
+    }
+
+    fn relu_bwd(&self, x: &SymTensor, dy: &SymTensor) -> Result<SymTensor> {
+        same("relu_bwd", x, dy)?;
+        Ok(self.one(OpKind::ReluBwd, &[x, dy], x.shape.clone()))
+    }
+
     fn tanh_fwd(&self, x: &SymTensor) -> Result<SymTensor> {
         Ok(self.one(OpKind::Tanh, &[x], x.shape.clone()))
     }

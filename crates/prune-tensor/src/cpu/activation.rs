@@ -1,4 +1,4 @@
-//! GELU (erf form) and tanh on the CPU.
+//! GELU (erf and tanh forms), ReLU and tanh on the CPU.
 
 use super::CpuBackend;
 use super::elementwise::{map, zip_map};
@@ -19,7 +19,41 @@ fn gelu<E: Element>(v: E) -> E {
     E::of(0.5) * v * (E::one() + (v * E::of(FRAC_1_SQRT_2)).erf())
 }
 
+/// `√(2/π)`.
+const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
+/// The cubic coefficient of the tanh form of GELU.
+const GELU_TANH_CUBIC: f64 = 0.044_715;
+
 impl<E: Element> ActivationOps for CpuBackend<E> {
+    fn gelu_tanh_fwd(&self, x: &Tensor<E>) -> Result<Tensor<E>> {
+        let (k, a) = (E::of(SQRT_2_OVER_PI), E::of(GELU_TANH_CUBIC));
+        Ok(map(x, move |v| {
+            E::of(0.5) * v * (E::one() + (k * (v + a * v * v * v)).tanh())
+        }))
+    }
+
+    fn gelu_tanh_bwd(&self, x: &Tensor<E>, dy: &Tensor<E>) -> Result<Tensor<E>> {
+        let (k, a, half) = (E::of(SQRT_2_OVER_PI), E::of(GELU_TANH_CUBIC), E::of(0.5));
+        zip_map("gelu_tanh_bwd", x, dy, move |v, g| {
+            let t = (k * (v + a * v * v * v)).tanh();
+            let du = k * (E::one() + E::of(3.0) * a * v * v);
+            g * (half * (E::one() + t) + half * v * (E::one() - t * t) * du)
+        })
+    }
+
+    fn relu_fwd(&self, x: &Tensor<E>) -> Result<Tensor<E>> {
+        Ok(map(x, |v| if v > E::zero() { v } else { E::zero() }))
+    }
+
+    fn relu_bwd(&self, x: &Tensor<E>, dy: &Tensor<E>) -> Result<Tensor<E>> {
+        zip_map(
+            "relu_bwd",
+            x,
+            dy,
+            |v, g| if v > E::zero() { g } else { E::zero() },
+        )
+    }
+
     fn gelu_fwd(&self, x: &Tensor<E>) -> Result<Tensor<E>> {
         Ok(map(x, gelu))
     }

@@ -1,4 +1,4 @@
-//! GELU and tanh on the GPU (`activation.cu`).
+//! GELU (erf and tanh forms), ReLU and tanh on the GPU (`activation.cu`).
 
 use super::launch::{self, launch};
 use super::{CudaBackend, CudaTensor, int};
@@ -23,6 +23,22 @@ impl ActivationOps for CudaBackend {
 
     fn gelu_bwd(&self, x: &CudaTensor, dy: &CudaTensor) -> Result<CudaTensor> {
         self.binary("gelu_bwd", ACTIVATION, "gelu_bwd_f32", x, dy)
+    }
+
+    fn gelu_tanh_fwd(&self, x: &CudaTensor) -> Result<CudaTensor> {
+        self.unary("gelu_tanh_fwd", ACTIVATION, "gelu_tanh_fwd_f32", x)
+    }
+
+    fn gelu_tanh_bwd(&self, x: &CudaTensor, dy: &CudaTensor) -> Result<CudaTensor> {
+        self.binary("gelu_tanh_bwd", ACTIVATION, "gelu_tanh_bwd_f32", x, dy)
+    }
+
+    fn relu_fwd(&self, x: &CudaTensor) -> Result<CudaTensor> {
+        self.unary("relu_fwd", ACTIVATION, "relu_fwd_f32", x)
+    }
+
+    fn relu_bwd(&self, x: &CudaTensor, dy: &CudaTensor) -> Result<CudaTensor> {
+        self.binary("relu_bwd", ACTIVATION, "relu_bwd_f32", x, dy)
     }
 
     fn tanh_fwd(&self, x: &CudaTensor) -> Result<CudaTensor> {

@@ -89,7 +89,7 @@ fn errors_name_the_key() {
     v["num_hidden_layers"] = json!(0);
     assert!(err_of(v).contains("`num_hidden_layers`"));
     let mut v = base();
-    v["hidden_act"] = json!("relu");
+    v["hidden_act"] = json!("swish");
     assert!(err_of(v).contains("`hidden_act`"));
     let mut v = base();
     v["num_attention_heads"] = json!("twelve");

@@ -10,7 +10,7 @@ use super::norm::{LayerNormCache, NormSpec};
 use super::{dropout_add, dropout_bwd, dropout_bwd_ref, site_seed};
 use crate::error::Result;
 use crate::params::Layer;
-use prune_tensor::Backend;
+use prune_tensor::{Activation, Backend};
 
 /// Per-call settings shared by every layer of one forward pass.
 #[derive(Clone, Copy, Debug)]
@@ -27,6 +27,8 @@ pub struct LayerCtx<'a, T> {
     pub attn_mask: &'a T,
     /// Per-(batch, head) factors on the attention probabilities, `[B·H]`.
     pub head_mask: Option<&'a T>,
+    /// The FFN's activation.
+    pub activation: Activation,
     /// Dropout on the attention and FFN outputs (training only).
     pub hidden_dropout: f64,
     /// Dropout on the attention probabilities (training only).
@@ -199,9 +201,12 @@ impl<T: Clone> Layer<T> {
         ctx: &LayerCtx<'_, T>,
     ) -> Result<T> {
         let m = ctx.masks;
-        let (_, g) = self
-            .intermediate
-            .forward_gelu(b, h1, m.map(|m| &m.intermediate))?;
+        let (_, g) = self.intermediate.forward_activation(
+            b,
+            h1,
+            ctx.activation,
+            m.map(|m| &m.intermediate),
+        )?;
         let o = self.output.forward(b, &g, m.map(|m| &m.output))?;
         self.output_norm
             .forward_residual(b, &o, h1, ctx.norm, m.map(|m| &m.output_norm))
@@ -230,9 +235,12 @@ impl<T: Clone> Layer<T> {
         let (h1, attention_norm) =
             self.attention_norm
                 .forward_t(b, s1, ctx.norm, m.map(|m| &m.attention_norm))?;
-        let (u, g) = self
-            .intermediate
-            .forward_gelu(b, &h1, m.map(|m| &m.intermediate))?;
+        let (u, g) = self.intermediate.forward_activation(
+            b,
+            &h1,
+            ctx.activation,
+            m.map(|m| &m.intermediate),
+        )?;
         let o = self.output.forward(b, &g, m.map(|m| &m.output))?;
         let (s2, output_keep) =
             dropout_add(b, &o, &h1, ctx.hidden_dropout, site_seed(ctx.seed, 0, 2))?;
@@ -277,7 +285,7 @@ impl<T: Clone> Layer<T> {
         let dg =
             self.output
                 .backward(b, &cache.g, &*d_o, m.map(|m| &m.output), &mut grads.output)?;
-        let du = b.gelu_bwd(&cache.u, &dg)?;
+        let du = b.activation_bwd(ctx.activation, &cache.u, &dg)?;
         let dh1_ffn = self.intermediate.backward(
             b,
             &cache.h1,

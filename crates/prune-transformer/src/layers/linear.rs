@@ -7,7 +7,7 @@
 use super::{accumulate, masked};
 use crate::error::Result;
 use crate::params::Linear;
-use prune_tensor::{Backend, Transpose};
+use prune_tensor::{Activation, Backend, Transpose};
 use std::borrow::Cow;
 
 impl<T: Clone> Linear<T> {
@@ -23,16 +23,17 @@ impl<T: Clone> Linear<T> {
         Ok(b.linear_fwd(x, &w, &bias)?)
     }
 
-    /// `(u, gelu(u))` with `u` what [`Linear::forward`] returns, its bias add fused with the
-    /// GELU where the backend can (`u` is what GELU's backward needs).
-    pub fn forward_gelu<B: Backend<Tensor = T>>(
+    /// `(u, act(u))` with `u` what [`Linear::forward`] returns, its bias add fused with the
+    /// activation where the backend can (`u` is what the activation's backward needs).
+    pub fn forward_activation<B: Backend<Tensor = T>>(
         &self,
         b: &B,
         x: &T,
+        act: Activation,
         mask: Option<&Linear<Option<T>>>,
     ) -> Result<(T, T)> {
         let (mut u, bias) = self.product_and_bias(b, x, mask)?;
-        let g = b.bias_gelu_fwd(&mut u, &*bias)?;
+        let g = b.bias_activation_fwd(act, &mut u, &*bias)?;
         Ok((u, g))
     }
 

@@ -401,6 +401,7 @@ impl<B: Backend> BertModel<B> {
             norm: self.norm(hidden_keep),
             attn_mask,
             head_mask,
+            activation: self.config.activation,
             hidden_dropout: self.config.hidden_dropout_prob,
             attention_dropout: self.config.attention_probs_dropout_prob,
             seed: site_seed(seed, l as u64 + 1, 0),
