@@ -1,11 +1,14 @@
-//! The pipeline on another architecture of the BERT family: a tiny random RoBERTa with a
-//! byte-level BPE tokenizer goes through every stage (finetune, heads, distill, ffn, then
-//! hidden) and the exports, and every model it writes is a RoBERTa checkpoint that loads
-//! and evaluates.
+//! The pipeline on other architectures of the BERT family: a tiny random RoBERTa (with a
+//! byte-level BPE tokenizer) and a tiny random DistilBERT go through every stage (finetune,
+//! heads, distill, ffn, then hidden) and the exports, and every model written is a
+//! checkpoint of the same family and class that loads and evaluates.
 
 mod common;
 
-use common::{TINY_PIPELINE, prune_ok, prune_refuses, scratch, tiny_roberta_checkpoint};
+use common::{
+    TINY_PIPELINE, prune_ok, prune_refuses, scratch, tiny_distilbert_checkpoint,
+    tiny_roberta_checkpoint,
+};
 use std::path::Path;
 
 fn config(dir: &Path) -> serde_json::Value {
@@ -20,38 +23,31 @@ fn accuracy(dir: &Path) -> f64 {
         .unwrap_or_else(|| panic!("{}: {eval}", dir.display()))
 }
 
-#[test]
-fn the_pipeline_runs_end_to_end_on_a_tiny_roberta() {
-    let root = scratch("roberta");
-    let model = root.join("tiny-roberta");
-    let out = root.join("run");
-    let args = |model: &Path| {
-        let mut args = vec!["pipeline", "--quiet", "--latency-seconds", "0.05"];
-        args.extend(["--model", model.to_str().unwrap()]);
-        args.extend(["--out", out.to_str().unwrap()]);
-        for s in &TINY_PIPELINE {
-            args.extend(["--set", s]);
-        }
-        args.into_iter().map(String::from).collect::<Vec<_>>()
-    };
-    // The report times models at 128 tokens: a model covering fewer is refused up front.
-    let short = root.join("short-roberta");
-    tiny_roberta_checkpoint(&short, 64);
-    let argv = args(&short);
-    prune_refuses(
-        &argv.iter().map(String::as_str).collect::<Vec<_>>(),
-        "positions cover only 64",
-    );
-    assert!(!out.exists() && !root.join("run.partial").exists());
+/// The `prune pipeline` arguments of a short run from `model` into `out`.
+fn pipeline_args(model: &Path, out: &Path) -> Vec<String> {
+    let mut args = vec!["pipeline", "--quiet", "--latency-seconds", "0.05"];
+    args.extend(["--model", model.to_str().unwrap()]);
+    args.extend(["--out", out.to_str().unwrap()]);
+    for s in &TINY_PIPELINE {
+        args.extend(["--set", s]);
+    }
+    args.into_iter().map(String::from).collect()
+}
 
-    tiny_roberta_checkpoint(&model, 128);
-    let argv = args(&model);
-    prune_ok(&argv.iter().map(String::as_str).collect::<Vec<_>>());
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// Runs the pipeline and then the hidden-width stage on the checkpoint `model` of
+/// `model_type` (transformers' class `class`), checking every model written.
+fn every_stage_keeps_the_family(root: &Path, model: &Path, model_type: &str, class: &str) {
+    let out = root.join("run");
+    prune_ok(&strs(&pipeline_args(model, &out)));
     for stage in ["finetune", "heads", "distill", "ffn"] {
         let dir = out.join(stage).join("model");
         let c = config(&dir);
-        assert_eq!(c["model_type"], "roberta", "{stage}");
-        assert_eq!(c["architectures"][0], "RobertaForSequenceClassification");
+        assert_eq!(c["model_type"], model_type, "{stage}");
+        assert_eq!(c["architectures"][0], class, "{stage}");
         assert!((0.0..=1.0).contains(&accuracy(&dir)), "{stage}");
     }
     let report: serde_json::Value =
@@ -60,7 +56,7 @@ fn the_pipeline_runs_end_to_end_on_a_tiny_roberta() {
     assert!(f["params_total"].as_u64() < t["params_total"].as_u64());
     assert!(out.join("export/final.onnx").is_file());
     let hf = out.join("export/final-hf");
-    assert_eq!(config(&hf)["model_type"], "roberta");
+    assert_eq!(config(&hf)["model_type"], model_type);
     assert_eq!(
         accuracy(&hf),
         accuracy(&out.join("ffn/model")),
@@ -69,33 +65,44 @@ fn the_pipeline_runs_end_to_end_on_a_tiny_roberta() {
 
     let hidden = root.join("hidden");
     let (teacher, student) = (out.join("finetune/model"), out.join("ffn/model"));
-    prune_ok(&[
-        "hidden",
-        "--quiet",
-        "--teacher",
-        teacher.to_str().unwrap(),
-        "--model",
-        student.to_str().unwrap(),
-        "--hidden-ratio",
-        "0.25",
-        "--max-steps",
-        "2",
-        "--interval",
-        "1",
-        "--rounds",
-        "2",
-        "--max-train",
-        "100",
-        "--max-len",
-        "64",
-        "--out",
-        hidden.to_str().unwrap(),
-    ]);
+    let mut argv = vec!["hidden", "--quiet", "--hidden-ratio", "0.25"];
+    argv.extend(["--teacher", teacher.to_str().unwrap()]);
+    argv.extend(["--model", student.to_str().unwrap()]);
+    argv.extend(["--max-steps", "2", "--interval", "1", "--rounds", "2"]);
+    argv.extend(["--max-train", "100", "--max-len", "64"]);
+    argv.extend(["--out", hidden.to_str().unwrap()]);
+    prune_ok(&argv);
     let c = config(&hidden.join("model"));
-    assert_eq!(
-        (c["model_type"].as_str(), c["prune_hidden_size"].as_u64()),
-        (Some("roberta"), Some(24))
-    );
+    assert_eq!(c["model_type"], model_type);
+    assert_eq!(c["prune_hidden_size"], 24);
     accuracy(&hidden.join("model"));
+}
+
+#[test]
+fn the_pipeline_runs_end_to_end_on_a_tiny_roberta() {
+    let root = scratch("roberta");
+    // The report times models at 128 tokens: a model covering fewer is refused up front.
+    let short = root.join("short-roberta");
+    tiny_roberta_checkpoint(&short, 64);
+    let out = root.join("run");
+    prune_refuses(
+        &strs(&pipeline_args(&short, &out)),
+        "positions cover only 64",
+    );
+    assert!(!out.exists() && !root.join("run.partial").exists());
+
+    let model = root.join("tiny-roberta");
+    tiny_roberta_checkpoint(&model, 128);
+    every_stage_keeps_the_family(&root, &model, "roberta", "RobertaForSequenceClassification");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn the_pipeline_runs_end_to_end_on_a_tiny_distilbert() {
+    let root = scratch("distilbert");
+    let model = root.join("tiny-distilbert");
+    tiny_distilbert_checkpoint(&model);
+    let class = "DistilBertForSequenceClassification";
+    every_stage_keeps_the_family(&root, &model, "distilbert", class);
     let _ = std::fs::remove_dir_all(&root);
 }

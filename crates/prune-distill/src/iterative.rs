@@ -25,14 +25,15 @@ use prune_speedup::{GroupKind, PruningPlan};
 use prune_tensor::Backend;
 use prune_train::state::{StateDir, read_json, write_json};
 use prune_train::{ByRef, Callback, Objective, Optimizer, StepInfo, Trainer};
-use prune_transformer::{BertConfig, BertForSequenceClassification, BertParams};
+use prune_transformer::{BertConfig, BertForSequenceClassification, BertParams, canonical_name};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 /// File name of the round history inside a state directory.
 const PLANS: &str = "plans.json";
 
-/// The three embedding tables whose hidden columns carry the hidden width's statistics.
+/// The embedding tables whose hidden columns carry the hidden width's statistics (those the
+/// model's family stores).
 const EMBEDDINGS: [&str; 3] = [
     "bert.embeddings.word_embeddings",
     "bert.embeddings.position_embeddings",
@@ -225,8 +226,18 @@ impl<B: Backend> IterativePruning<B> {
                 .config
                 .keep(self.original_hidden, goal, k, self.config.min_hidden);
             if n > keep {
+                // A table the family does not store (DistilBERT's token types) is empty.
+                let stored = |s: &&&str| {
+                    config
+                        .family
+                        .stores(&format!("{}.weight", canonical_name(s)))
+                };
                 entries.push(ConfigEntry {
-                    op_names: EMBEDDINGS.iter().map(|s| s.to_string()).collect(),
+                    op_names: EMBEDDINGS
+                        .iter()
+                        .filter(stored)
+                        .map(|s| s.to_string())
+                        .collect(),
                     sparse_ratio: Some(exact_ratio(n, keep)),
                     dependency_group_id: Some("hidden".into()),
                     ..ConfigEntry::default()

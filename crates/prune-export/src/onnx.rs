@@ -15,7 +15,7 @@ use crate::error::{ExportError, Result};
 use crate::graph::{Attr, Axis, Graph};
 use crate::proto::DataType;
 use prune_tensor::{Activation, Tensor};
-use prune_transformer::{BertConfig, Family, HostParams, LayerNorm, Linear};
+use prune_transformer::{BertConfig, Family, HeadActivation, HostParams, LayerNorm, Linear};
 
 /// The additive mask value of padded keys, as transformers uses for f32.
 const MASK_VALUE: f32 = f32::MIN;
@@ -174,20 +174,23 @@ impl Writer<'_> {
         self.norm(&format!("{name}.output.LayerNorm"), &sum, &p.output_norm)
     }
 
-    /// The embeddings of the inputs: word + token type + position, then LayerNorm.
+    /// The embeddings of the inputs: word + token type (when the model has token types;
+    /// otherwise `token_type_ids` is ignored) + position, then LayerNorm.
     fn embeddings(&mut self, ids: &str, types: &str, p: &HostParams) -> String {
         let e = &p.embeddings;
         let word = self.weight("bert.embeddings.word_embeddings.weight", &e.word);
-        let kind = self.weight(
-            "bert.embeddings.token_type_embeddings.weight",
-            &e.token_type,
-        );
         let position = self.weight("bert.embeddings.position_embeddings.weight", &e.position);
-        let words = self.g.op("Gather", &[&word, ids], &[]);
-        let kinds = self.g.op("Gather", &[&kind, types], &[]);
-        let sum = self.g.op("Add", &[&words, &kinds], &[]);
+        let mut sum = self.g.op("Gather", &[&word, ids], &[]);
+        if self.config.type_vocab_size > 0 {
+            let kind = self.weight(
+                "bert.embeddings.token_type_embeddings.weight",
+                &e.token_type,
+            );
+            let kinds = self.g.op("Gather", &[&kind, types], &[]);
+            sum = self.g.op("Add", &[&sum, &kinds], &[]);
+        }
         let positions = match self.config.family {
-            Family::Bert => self.first_positions(ids),
+            Family::Bert | Family::DistilBert => self.first_positions(ids),
             Family::Roberta | Family::XlmRoberta => self.positions_after_pad(ids),
         };
         let pos = self.g.op("Gather", &[&position, &positions], &[]);
@@ -263,7 +266,11 @@ pub fn to_onnx(config: &BertConfig, params: &HostParams) -> Result<Vec<u8>> {
     let first = w.g.ints(&[], &[0]);
     let cls = w.g.op("Gather", &[&x, &first], &[Attr::Int("axis", 1)]);
     let pooled = w.gemm("bert.pooler.dense", &cls, pooler);
-    let pooled = w.g.op("Tanh", &[&pooled], &[]);
+    let act = match config.family.head_activation() {
+        HeadActivation::Tanh => "Tanh",
+        HeadActivation::Relu => "Relu",
+    };
+    let pooled = w.g.op(act, &[&pooled], &[]);
     let logits = w.gemm("classifier", &pooled, classifier);
     w.g.rename(&logits, "logits");
     let labels = classifier.bias.dims()[0];

@@ -88,7 +88,7 @@ fn check(name: &str, model: &BertForSequenceClassification<CpuBackend>) -> serde
     std::fs::write(&path, bytes).unwrap();
     let config = &model.bert.config;
     let mut input = batch(config.vocab_size);
-    if config.type_vocab_size == 1 {
+    if config.type_vocab_size <= 1 {
         // One segment, and padding that holds the pad id, as a RoBERTa tokenizer gives.
         input.token_type_ids.fill(0);
         for (id, &m) in input.input_ids.iter_mut().zip(&input.attention_mask) {
@@ -145,6 +145,11 @@ fn every_shape_class_runs_in_onnx_runtime_with_prunes_logits() {
     check("hidden", &tiny(json!({"prune_hidden_size": 11})));
     check("gelu_new", &tiny(json!({"hidden_act": "gelu_new"})));
     check("relu", &tiny(json!({"hidden_act": "relu"})));
+    check(
+        "distilbert",
+        &tiny(json!({"model_type": "distilbert",
+                     "prune_layer_intermediate": [24, 5, 24]})),
+    );
     check(
         "roberta",
         &tiny(

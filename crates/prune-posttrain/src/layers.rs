@@ -74,7 +74,7 @@ impl<T> LayerInputs<T> {
             && batch
                 .token_type_ids
                 .iter()
-                .all(|&i| (i as usize) < rows(&e.token_type));
+                .all(|&i| rows(&e.token_type) == 0 || (i as usize) < rows(&e.token_type));
         if !fits {
             return Err(PostTrainError::Input(
                 "a batch does not fit the model's embeddings (token id, token type or length)"

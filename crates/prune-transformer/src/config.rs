@@ -209,6 +209,7 @@ impl BertConfig {
         // Checked first: another family's config would fail later on a key it spells
         // differently, with a message that sends the user the wrong way.
         let family = Family::of_config(m)?;
+        let m = &family.bert_keys(m.clone());
         let hidden_size = usize_key(m, "hidden_size")?;
         let num_hidden_layers = usize_key(m, "num_hidden_layers")?;
         // Per-layer lists are built below: bound their length first.
@@ -548,7 +549,7 @@ impl BertConfig {
         if let Some(p) = self.problem_type {
             put("problem_type", p.key().into());
         }
-        Value::Object(m)
+        Value::Object(self.family.own_keys(m))
     }
 
     /// The `config.json` of a checkpoint, as transformers reads it: [`BertConfig::to_json`]

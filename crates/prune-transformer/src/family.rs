@@ -7,6 +7,11 @@
 //! then `tanh` then `classifier.out_proj`, on the first token) is BERT's pooler and
 //! classifier under other names, so it is held in those slots of the tree. Their pretrained
 //! `roberta.pooler` is not part of that head and is not read.
+//!
+//! DistilBERT (`distilbert.` prefix) names its layers otherwise (`transformer.layer.N`,
+//! `attention.q_lin`, `sa_layer_norm`, `ffn.lin1`, …) and its config keys otherwise (`dim`,
+//! `n_layers`, …); it has no token type table (a `[0, C]` table here, never stored), and its
+//! head is `relu(pre_classifier(first token))`, the pooler slot with ReLU for tanh.
 
 use crate::batch::Batch;
 use crate::error::{Result, TransformerError};
@@ -22,10 +27,56 @@ pub enum Family {
     Roberta,
     /// XLM-RoBERTa: RoBERTa's architecture under its own `model_type` and class names.
     XlmRoberta,
+    /// DistilBERT: `distilbert.` prefix, its own layer names and config keys, no token types,
+    /// a ReLU head.
+    DistilBert,
 }
 
 /// Every family, in the order they are listed to users.
-pub const FAMILIES: [Family; 3] = [Family::Bert, Family::Roberta, Family::XlmRoberta];
+pub const FAMILIES: [Family; 4] = [
+    Family::Bert,
+    Family::Roberta,
+    Family::XlmRoberta,
+    Family::DistilBert,
+];
+
+/// The activation of the head's dense layer on the first token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeadActivation {
+    /// BERT's pooler and RoBERTa's head.
+    Tanh,
+    /// DistilBERT's `pre_classifier`.
+    Relu,
+}
+
+/// DistilBERT's names of the tree's names, as (tree, DistilBERT) pieces.
+const DISTILBERT_NAMES: [(&str, &str); 10] = [
+    ("encoder.layer.", "transformer.layer."),
+    ("attention.self.query.", "attention.q_lin."),
+    ("attention.self.key.", "attention.k_lin."),
+    ("attention.self.value.", "attention.v_lin."),
+    ("attention.output.dense.", "attention.out_lin."),
+    ("attention.output.LayerNorm.", "sa_layer_norm."),
+    ("intermediate.dense.", "ffn.lin1."),
+    ("output.dense.", "ffn.lin2."),
+    ("output.LayerNorm.", "output_layer_norm."),
+    ("pooler.dense.", "pre_classifier."),
+];
+
+/// DistilBERT's config keys of BERT's.
+const DISTILBERT_KEYS: [(&str, &str); 8] = [
+    ("hidden_size", "dim"),
+    ("num_hidden_layers", "n_layers"),
+    ("num_attention_heads", "n_heads"),
+    ("intermediate_size", "hidden_dim"),
+    ("hidden_act", "activation"),
+    ("hidden_dropout_prob", "dropout"),
+    ("attention_probs_dropout_prob", "attention_dropout"),
+    ("classifier_dropout", "seq_classif_dropout"),
+];
+
+/// The token type table of the parameter tree.
+pub const TOKEN_TYPES: &str = "embeddings.token_type_embeddings.weight";
 
 impl Family {
     /// transformers' `model_type`.
@@ -34,6 +85,7 @@ impl Family {
             Family::Bert => "bert",
             Family::Roberta => "roberta",
             Family::XlmRoberta => "xlm-roberta",
+            Family::DistilBert => "distilbert",
         }
     }
 
@@ -44,6 +96,12 @@ impl Family {
             return Ok(Family::Bert);
         };
         let name = t.as_str().unwrap_or_default();
+        if name == "distilbert" && m.get("sinusoidal_pos_embds") == Some(&Value::Bool(true)) {
+            return Err(TransformerError::config(
+                "sinusoidal_pos_embds",
+                "fixed sinusoidal positions are not supported (only learned ones)",
+            ));
+        }
         FAMILIES
             .into_iter()
             .find(|f| f.model_type() == name)
@@ -65,6 +123,8 @@ impl Family {
             (Family::Roberta, false) => "RobertaModel",
             (Family::XlmRoberta, true) => "XLMRobertaForSequenceClassification",
             (Family::XlmRoberta, false) => "XLMRobertaModel",
+            (Family::DistilBert, true) => "DistilBertForSequenceClassification",
+            (Family::DistilBert, false) => "DistilBertModel",
         }
     }
 
@@ -73,6 +133,50 @@ impl Family {
         match self {
             Family::Bert => "bert.",
             Family::Roberta | Family::XlmRoberta => "roberta.",
+            Family::DistilBert => "distilbert.",
+        }
+    }
+
+    /// A DistilBERT `config.json` object with BERT's keys (see [`Family::own_keys`]); other
+    /// families' configs unchanged. Its layer norms' epsilon is fixed at 1e-12 and it has no
+    /// token types.
+    pub fn bert_keys(self, mut m: Map<String, Value>) -> Map<String, Value> {
+        if self == Family::DistilBert {
+            for (bert, own) in DISTILBERT_KEYS {
+                if let Some(v) = m.remove(own) {
+                    m.insert(bert.to_string(), v);
+                }
+            }
+            m.insert("layer_norm_eps".into(), 1e-12.into());
+            m.insert("type_vocab_size".into(), 0.into());
+        }
+        m
+    }
+
+    /// The inverse of [`Family::bert_keys`], for writing a config transformers reads.
+    pub fn own_keys(self, mut m: Map<String, Value>) -> Map<String, Value> {
+        if self == Family::DistilBert {
+            for (bert, own) in DISTILBERT_KEYS {
+                if let Some(v) = m.remove(bert) {
+                    m.insert(own.to_string(), v);
+                }
+            }
+            for bert_only in [
+                "layer_norm_eps",
+                "type_vocab_size",
+                "position_embedding_type",
+            ] {
+                m.remove(bert_only);
+            }
+        }
+        m
+    }
+
+    /// The activation of the head's dense layer.
+    pub fn head_activation(self) -> HeadActivation {
+        match self {
+            Family::DistilBert => HeadActivation::Relu,
+            _ => HeadActivation::Tanh,
         }
     }
 
@@ -83,6 +187,15 @@ impl Family {
         let name = stored.strip_prefix(self.prefix()).unwrap_or(stored);
         let name = match self {
             Family::Bert => name.to_string(),
+            Family::DistilBert => {
+                let mut name = name.to_string();
+                for (tree, own) in DISTILBERT_NAMES {
+                    if let Some(i) = name.find(own) {
+                        name.replace_range(i..i + own.len(), tree);
+                    }
+                }
+                name
+            }
             Family::Roberta | Family::XlmRoberta => {
                 if name.starts_with("pooler.") {
                     return None;
@@ -105,13 +218,27 @@ impl Family {
     }
 
     /// The name under which transformers stores the tree's parameter `name`, in a model with
-    /// a classification head (`prefixed`: BERT's encoder names then carry `bert.`) or without.
-    pub fn stored_name(self, name: &str, prefixed: bool) -> String {
-        match self {
+    /// a classification head (`prefixed`: BERT's encoder names then carry `bert.`) or without;
+    /// `None` for a parameter the family does not store (DistilBERT's token types).
+    pub fn stored_name(self, name: &str, prefixed: bool) -> Option<String> {
+        Some(match self {
             Family::Bert if prefixed && !name.starts_with("classifier.") => {
                 format!("{}{name}", self.prefix())
             }
             Family::Bert => name.to_string(),
+            Family::DistilBert if name == TOKEN_TYPES => return None,
+            Family::DistilBert => {
+                let mut own = name.to_string();
+                for (tree, theirs) in DISTILBERT_NAMES {
+                    if let Some(i) = own.find(tree) {
+                        own.replace_range(i..i + tree.len(), theirs);
+                    }
+                }
+                match own.starts_with("classifier.") || own.starts_with("pre_classifier.") {
+                    true => own,
+                    false => format!("{}{own}", self.prefix()),
+                }
+            }
             Family::Roberta | Family::XlmRoberta => {
                 if let Some(leaf) = name.strip_prefix("pooler.dense.") {
                     format!("classifier.dense.{leaf}")
@@ -121,13 +248,19 @@ impl Family {
                     format!("{}{name}", self.prefix())
                 }
             }
-        }
+        })
+    }
+
+    /// Whether the tree's parameter `name` is stored by this family (see
+    /// [`Family::stored_name`]); one that is not is an empty table here.
+    pub fn stores(self, name: &str) -> bool {
+        self.stored_name(name, true).is_some()
     }
 
     /// Whether the head applies dropout to the first token before its dense layer
-    /// (RoBERTa's classification head does; BERT's pooler does not).
+    /// (RoBERTa's classification head does; BERT's pooler and DistilBERT's do not).
     pub fn dropout_before_dense(self) -> bool {
-        self != Family::Bert
+        matches!(self, Family::Roberta | Family::XlmRoberta)
     }
 
     /// The position id of every token of `batch`, `[B·T]`: `0..T` for BERT; for RoBERTa,
@@ -135,7 +268,9 @@ impl Family {
     /// transformers computes them from the input ids.
     pub fn positions(self, batch: &Batch, pad: usize) -> Vec<usize> {
         match self {
-            Family::Bert => (0..batch.batch).flat_map(|_| 0..batch.seq).collect(),
+            Family::Bert | Family::DistilBert => {
+                (0..batch.batch).flat_map(|_| 0..batch.seq).collect()
+            }
             Family::Roberta | Family::XlmRoberta => {
                 let mut out = Vec::with_capacity(batch.tokens());
                 for row in batch.input_ids.chunks(batch.seq.max(1)) {
@@ -156,7 +291,7 @@ impl Family {
     /// The longest sequence a table of `table` positions covers.
     pub fn max_sequence(self, table: usize, pad: usize) -> usize {
         match self {
-            Family::Bert => table,
+            Family::Bert | Family::DistilBert => table,
             Family::Roberta | Family::XlmRoberta => table.saturating_sub(pad + 1),
         }
     }
@@ -190,7 +325,7 @@ mod tests {
                 "classifier.bias",
             ] {
                 for prefixed in [true, false] {
-                    let stored = f.stored_name(name, prefixed);
+                    let stored = f.stored_name(name, prefixed).unwrap();
                     assert_eq!(
                         f.tree_name(&stored).as_deref(),
                         Some(name),
@@ -201,8 +336,17 @@ mod tests {
         }
         assert_eq!(
             Family::Roberta.stored_name("classifier.weight", true),
-            "classifier.out_proj.weight"
+            Some("classifier.out_proj.weight".into())
         );
+        assert_eq!(
+            Family::DistilBert.stored_name("encoder.layer.1.output.dense.bias", true),
+            Some("distilbert.transformer.layer.1.ffn.lin2.bias".into())
+        );
+        assert_eq!(
+            Family::DistilBert.stored_name("pooler.dense.weight", true),
+            Some("pre_classifier.weight".into())
+        );
+        assert_eq!(Family::DistilBert.stored_name(TOKEN_TYPES, true), None);
         assert_eq!(
             Family::Roberta.tree_name("roberta.pooler.dense.weight"),
             None

@@ -8,7 +8,7 @@ use crate::error::Result;
 use crate::model::{BertModel, ForwardOptions};
 use crate::params::BertParams;
 use prune_graph::naming::{Place, groups_from_trace};
-use prune_graph::{Group, Trace, TraceBackend};
+use prune_graph::{Group, Member, Role, Trace, TraceBackend};
 use prune_tensor::{Backend, Shape};
 
 /// Sequences in the dummy batch.
@@ -52,7 +52,26 @@ pub fn model_groups<B: Backend>(model: &BertModel<B>) -> Result<Vec<Group>> {
 fn groups_of(config: &BertConfig, shapes: &BertParams<Shape>) -> Result<Vec<Group>> {
     let trace = trace_bert(config, shapes)?;
     let layers = config.num_hidden_layers;
-    Ok(groups_from_trace(&trace, layers, place_of)?)
+    let family = config.family;
+    let place = |name: &str| match family.stores(name) {
+        true => place_of(name),
+        false => Place::Other,
+    };
+    let mut groups = groups_from_trace(&trace, layers, place)?;
+    // A table the family does not store (DistilBERT's empty token types) is never read, so
+    // the trace cannot couple it; its columns still follow the hidden width (the first group).
+    for (name, shape) in shapes.named() {
+        if !family.stores(&name) && place_of(&name) == Place::Embeddings {
+            let hidden = &mut groups[0].members;
+            hidden.push(Member {
+                param: name,
+                axis: shape.rank() - 1,
+                role: Role::Producer,
+            });
+            hidden.sort();
+        }
+    }
+    Ok(groups)
 }
 
 /// Where a BERT parameter sits: `embeddings.…`, `encoder.layer.N.…`, or elsewhere.

@@ -24,7 +24,7 @@ pub mod weights;
 pub use batch::Batch;
 pub use config::{BertConfig, ProblemType};
 pub use error::{Result, TransformerError, one_line};
-pub use family::{FAMILIES, Family};
+pub use family::{FAMILIES, Family, HeadActivation};
 pub use model::{
     BertCache, BertForSequenceClassification, BertModel, BertOutput, ClassificationCache,
     ForwardOptions, IGNORE_INDEX, LossForward, MASK_VALUE, OutputGrads, Targets, TrainForward,

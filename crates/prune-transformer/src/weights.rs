@@ -149,6 +149,15 @@ fn plan(
     );
     let expected = BertParams::expected(config, pooler, classifier);
     let plan = expected.try_map(|name, shape| {
+        if !config.family.stores(name) {
+            // An empty table (DistilBERT's token types): read as nothing.
+            let info = TensorInfo {
+                dtype: safetensors::Dtype::F32,
+                shape: shape.dims().to_vec(),
+                data_offsets: (0, 0),
+            };
+            return Ok((String::new(), info));
+        }
         let stored =
             stored_name(path, &index, name)?.ok_or_else(|| TransformerError::MissingTensor {
                 path: path.to_path_buf(),
@@ -205,7 +214,7 @@ pub fn save_params(path: &Path, params: &HostParams, family: Family) -> Result<(
     let named: Vec<(String, &Tensor<f32>)> = params
         .named()
         .into_iter()
-        .map(|(name, t)| (family.stored_name(&name, prefixed), t))
+        .filter_map(|(name, t)| Some((family.stored_name(&name, prefixed)?, t)))
         .collect();
     save_tensors(path, &named)
 }

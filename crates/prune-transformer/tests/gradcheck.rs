@@ -344,3 +344,27 @@ fn gelu_new_and_relu_gradients_of_every_parameter() {
         check_all(&model.bert, &grads, &loss, &mut Rng::new(seed + 1));
     }
 }
+
+#[test]
+fn distilbert_gradients_of_every_parameter() {
+    // No token types (the batch's are ignored) and a ReLU head.
+    let extra = json!({ "model_type": "distilbert" });
+    let model = BertForSequenceClassification::new(model(config(extra, 2), 47)).unwrap();
+    assert_eq!(model.bert.config.type_vocab_size, 0);
+    let batch = batch();
+    let labels = [0i64, 1];
+    let opts = ForwardOptions::default();
+    let (_, out, cache) = model
+        .forward_t(&batch, Targets::Classes(&labels), &opts)
+        .unwrap();
+    assert!(out.pooled.unwrap().data().iter().all(|&v| v >= 0.0));
+    let mut grads = model.bert.zero_grads().unwrap();
+    model.backward(cache, 1.0, &mut grads).unwrap();
+    let loss = |m: &Model| {
+        let m = BertForSequenceClassification::new(m.clone()).unwrap();
+        m.forward_t(&batch, Targets::Classes(&labels), &opts)
+            .unwrap()
+            .0
+    };
+    check_all(&model.bert, &grads, &loss, &mut Rng::new(48));
+}

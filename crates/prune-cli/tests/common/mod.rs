@@ -79,6 +79,24 @@ pub fn tiny_roberta_checkpoint(dir: &Path, tokens: usize) {
     std::fs::write(dir.join("tokenizer.json"), byte_level_bpe().to_string()).unwrap();
 }
 
+/// A tiny random DistilBERT (2 layers, dim 32, 4 heads, FFN 64) with MiniLM's vocabulary and
+/// tokenizer, its config in DistilBERT's own keys.
+pub fn tiny_distilbert_checkpoint(dir: &Path) {
+    let tokenizer = paths::require_model_dir()
+        .expect("cargo xtask fetch")
+        .join("tokenizer.json");
+    let config = BertConfig::from_json(&serde_json::json!({
+        "model_type": "distilbert", "vocab_size": 30522, "dim": 32, "n_layers": 2,
+        "n_heads": 4, "hidden_dim": 64, "activation": "gelu", "dropout": 0.1,
+        "attention_dropout": 0.1, "seq_classif_dropout": 0.2, "max_position_embeddings": 512,
+        "pad_token_id": 0, "sinusoidal_pos_embds": false,
+    }))
+    .unwrap();
+    let model = BertModel::random(CpuBackend::<f32>::new(), config, false, false, 5).unwrap();
+    model.save(dir).unwrap();
+    std::fs::copy(tokenizer, dir.join("tokenizer.json")).unwrap();
+}
+
 /// A byte-level BPE `tokenizer.json` as RoBERTa's: `<s>`, `<pad>`, `</s>`, `<unk>`, then
 /// one token per byte (in the byte-to-character map of byte-level BPE), no merges.
 fn byte_level_bpe() -> serde_json::Value {

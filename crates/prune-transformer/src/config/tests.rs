@@ -105,12 +105,13 @@ fn errors_name_the_key() {
     assert!(err_of(v).contains("`hidden_dropout_prob`"));
     // Another family: named, with what is supported, before any key it spells otherwise.
     let mut v = base();
-    v["model_type"] = json!("distilbert");
+    v["model_type"] = json!("electra");
     v.as_object_mut().unwrap().remove("hidden_size");
     let e = err_of(v);
     assert!(
         e.contains(
-            "`model_type`: \"distilbert\" is not supported (supported: bert, roberta, xlm-roberta)"
+            "`model_type`: \"electra\" is not supported (supported: bert, roberta, xlm-roberta, \
+             distilbert)"
         ),
         "{e}"
     );

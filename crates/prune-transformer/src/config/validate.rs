@@ -4,6 +4,7 @@
 
 use super::BertConfig;
 use crate::error::{Result, TransformerError};
+use crate::family::TOKEN_TYPES;
 use crate::params::BertParams;
 use std::collections::BTreeSet;
 
@@ -56,7 +57,6 @@ impl BertConfig {
             ("num_attention_heads", self.num_attention_heads),
             ("vocab_size", self.vocab_size),
             ("max_position_embeddings", self.max_position_embeddings),
-            ("type_vocab_size", self.type_vocab_size),
             ("attention_head_size", self.attention_head_size),
             ("prune_hidden_size", self.kept_hidden_size),
         ];
@@ -72,6 +72,21 @@ impl BertConfig {
             check_limit(key, v, max)?;
         }
         check_limit("intermediate_size", self.intermediate_size, MAX_WIDTH)?;
+        check_limit("type_vocab_size", self.type_vocab_size, MAX_WIDTH)?;
+        // A family without token types (DistilBERT) has an empty table, every other at
+        // least one row.
+        let with_types = self.family.stores(TOKEN_TYPES);
+        if with_types == (self.type_vocab_size == 0) {
+            return Err(TransformerError::config(
+                "type_vocab_size",
+                format!(
+                    "{} for a {} model, which has {} token types",
+                    self.type_vocab_size,
+                    self.family.model_type(),
+                    if with_types { "at least one" } else { "no" }
+                ),
+            ));
+        }
         for &f in &self.layer_intermediate {
             check_limit("prune_layer_intermediate", f, MAX_WIDTH)?;
         }

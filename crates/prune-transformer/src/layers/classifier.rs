@@ -1,9 +1,11 @@
 //! The pooler (`tanh` of a dense layer on each sequence's first token, `pooler.dense`;
-//! RoBERTa's `classifier.dense`, which drops out its input first) and the sequence
-//! classification / regression head (`classifier`, after dropout).
+//! RoBERTa's `classifier.dense`, which drops out its input first; DistilBERT's
+//! `pre_classifier`, with ReLU for tanh) and the sequence classification / regression head
+//! (`classifier`, after dropout).
 
 use super::{dropout, dropout_bwd};
 use crate::error::Result;
+use crate::family::HeadActivation;
 use crate::params::Linear;
 use prune_tensor::Backend;
 
@@ -15,6 +17,8 @@ pub fn first_token_rows(batch: usize, seq: usize) -> Vec<usize> {
 /// What the pooler's backward needs.
 #[derive(Clone, Debug)]
 pub struct PoolerCache<T> {
+    /// The activation.
+    act: HeadActivation,
     /// First-token hidden states after dropout, `[B, C]`.
     first: T,
     /// Dropout factors of the first-token states, `[B, C]`, when dropout is on.
@@ -27,10 +31,32 @@ pub struct PoolerCache<T> {
     n: usize,
 }
 
-/// Pooler forward: `tanh(first · Wᵀ + b)` from hidden states `[B·T, C]`, `[B, C]`.
+/// `act(z)`.
+fn head_fwd<B: Backend>(b: &B, act: HeadActivation, z: &B::Tensor) -> Result<B::Tensor> {
+    Ok(match act {
+        HeadActivation::Tanh => b.tanh_fwd(z)?,
+        HeadActivation::Relu => b.relu_fwd(z)?,
+    })
+}
+
+/// `dz` of `act` given its output `y` (ReLU's output is positive exactly where its input is).
+fn head_bwd<B: Backend>(
+    b: &B,
+    act: HeadActivation,
+    y: &B::Tensor,
+    dy: &B::Tensor,
+) -> Result<B::Tensor> {
+    Ok(match act {
+        HeadActivation::Tanh => b.tanh_bwd(y, dy)?,
+        HeadActivation::Relu => b.relu_bwd(y, dy)?,
+    })
+}
+
+/// Pooler forward: `act(first · Wᵀ + b)` from hidden states `[B·T, C]`, `[B, C]`.
 pub fn pooler_forward<B: Backend>(
     b: &B,
     dense: &Linear<B::Tensor>,
+    act: HeadActivation,
     hidden: &B::Tensor,
     batch: usize,
     seq: usize,
@@ -38,7 +64,7 @@ pub fn pooler_forward<B: Backend>(
 ) -> Result<B::Tensor> {
     let first = b.gather_rows_fwd(hidden, &first_token_rows(batch, seq))?;
     let z = dense.forward(b, &first, mask)?;
-    Ok(b.tanh_fwd(&z)?)
+    head_fwd(b, act, &z)
 }
 
 /// Pooler forward keeping a cache, with dropout `p` (seeded) on the first-token states
@@ -47,6 +73,7 @@ pub fn pooler_forward<B: Backend>(
 pub fn pooler_forward_t<B: Backend>(
     b: &B,
     dense: &Linear<B::Tensor>,
+    act: HeadActivation,
     hidden: &B::Tensor,
     batch: usize,
     seq: usize,
@@ -58,8 +85,9 @@ pub fn pooler_forward_t<B: Backend>(
     let first = b.gather_rows_fwd(hidden, &rows)?;
     let (first, keep) = dropout(b, first, p, seed)?;
     let z = dense.forward(b, &first, mask)?;
-    let pooled = b.tanh_fwd(&z)?;
+    let pooled = head_fwd(b, act, &z)?;
     let cache = PoolerCache {
+        act,
         first,
         keep,
         pooled: pooled.clone(),
@@ -79,7 +107,7 @@ pub fn pooler_backward<B: Backend>(
     mask: Option<&Linear<Option<B::Tensor>>>,
     grads: &mut Linear<B::Tensor>,
 ) -> Result<B::Tensor> {
-    let dz = b.tanh_bwd(&cache.pooled, dpooled)?;
+    let dz = head_bwd(b, cache.act, &cache.pooled, dpooled)?;
     let dfirst = dense.backward(b, &cache.first, &dz, mask, grads)?;
     let dfirst = dropout_bwd(b, dfirst, &cache.keep)?;
     Ok(b.gather_rows_bwd(&dfirst, &cache.rows, cache.n)?)

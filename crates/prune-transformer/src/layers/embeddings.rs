@@ -1,4 +1,5 @@
-//! Embeddings: word + position + token type, LayerNorm, dropout (`embeddings.*`).
+//! Embeddings: word + position + token type, LayerNorm, dropout (`embeddings.*`). A model
+//! without token types (an empty table) adds none and ignores the token type ids.
 
 use super::norm::{LayerNormCache, NormSpec};
 use super::{accumulate, dropout, dropout_bwd, masked};
@@ -33,7 +34,8 @@ pub struct EmbeddingsCache<T> {
 }
 
 impl<T: Clone> Embeddings<T> {
-    /// `word[ids] + position[pos] + token_type[type_ids]`, `[B·T, C]`.
+    /// `word[ids] + position[pos] + token_type[type_ids]` (no token type term when the table
+    /// is empty), `[B·T, C]`.
     fn sum<B: Backend<Tensor = T>>(
         &self,
         b: &B,
@@ -49,8 +51,12 @@ impl<T: Clone> Embeddings<T> {
         )?;
         let w = b.gather_rows_fwd(&*word, input.ids)?;
         let p = b.gather_rows_fwd(&*position, input.positions)?;
+        let sum = b.add_fwd(&w, &p)?;
+        if rows(b, &token_type) == 0 {
+            return Ok(sum);
+        }
         let t = b.gather_rows_fwd(&*token_type, input.type_ids)?;
-        Ok(b.add_fwd(&b.add_fwd(&w, &p)?, &t)?)
+        Ok(b.add_fwd(&sum, &t)?)
     }
 
     /// Inference: `LayerNorm(word + position + token type)`, `[B·T, C]` (over the kept
@@ -103,13 +109,15 @@ impl<T: Clone> Embeddings<T> {
         let de = self
             .norm
             .backward(b, &cache.norm, &dy, mask.map(|m| &m.norm), &mut grads.norm)?;
-        let rows = |t: &T| -> usize { b.shape(t).dims().first().copied().unwrap_or(0) };
-        let dw = b.gather_rows_bwd(&de, &cache.ids, rows(&self.word))?;
+        let dw = b.gather_rows_bwd(&de, &cache.ids, rows(b, &self.word))?;
         accumulate(b, &mut grads.word, &dw)?;
-        let dp = b.gather_rows_bwd(&de, &cache.positions, rows(&self.position))?;
+        let dp = b.gather_rows_bwd(&de, &cache.positions, rows(b, &self.position))?;
         accumulate(b, &mut grads.position, &dp)?;
-        let dt = b.gather_rows_bwd(&de, &cache.type_ids, rows(&self.token_type))?;
-        accumulate(b, &mut grads.token_type, &dt)?;
+        let types = rows(b, &self.token_type);
+        if types > 0 {
+            let dt = b.gather_rows_bwd(&de, &cache.type_ids, types)?;
+            accumulate(b, &mut grads.token_type, &dt)?;
+        }
         Ok(de)
     }
 
@@ -117,4 +125,9 @@ impl<T: Clone> Embeddings<T> {
     pub fn width<B: Backend<Tensor = T>>(&self, b: &B) -> usize {
         b.shape(&self.word).last()
     }
+}
+
+/// Rows of a table.
+fn rows<B: Backend>(b: &B, t: &B::Tensor) -> usize {
+    b.shape(t).dims().first().copied().unwrap_or(0)
 }

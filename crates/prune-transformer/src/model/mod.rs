@@ -326,7 +326,8 @@ impl<B: Backend> BertModel<B> {
             )));
         }
         let type_ids: Vec<usize> = batch.token_type_ids.iter().map(|&i| i as usize).collect();
-        if let Some(bad) = type_ids.iter().find(|&&i| i >= types) {
+        // A model without token types (an empty table) ignores them.
+        if let Some(bad) = type_ids.iter().find(|&&i| types > 0 && i >= types) {
             return Err(TransformerError::Input(format!(
                 "token type id {bad} out of range (type_vocab_size = {types})"
             )));
@@ -465,6 +466,7 @@ impl<B: Backend> BertModel<B> {
             Some(p) => Some(pooler_forward(
                 b,
                 p,
+                self.config.family.head_activation(),
                 &x,
                 batch.batch,
                 batch.seq,
@@ -548,6 +550,7 @@ impl<B: Backend> BertModel<B> {
                 let (y, c) = pooler_forward_t(
                     b,
                     p,
+                    cfg.family.head_activation(),
                     &x,
                     batch.batch,
                     batch.seq,
