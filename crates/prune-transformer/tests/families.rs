@@ -131,11 +131,7 @@ fn matches_transformers(name: &str, family: Family) -> Result<usize> {
                 "{name} grad {param}: {e} where the reference is 0"
             );
         } else {
-            assert!(
-                e / f64::from(scale) <= 1e-3,
-                "{name} grad {param}: rel {}",
-                e / f64::from(scale)
-            );
+            assert!(e / scale <= 1e-3, "{name} grad {param}: rel {}", e / scale);
         }
         checked += 1;
     }

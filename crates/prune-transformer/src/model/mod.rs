@@ -22,6 +22,7 @@ use std::path::Path;
 mod backward;
 mod classification;
 mod masks;
+mod prepare;
 
 pub use classification::{
     BertForSequenceClassification, ClassificationCache, IGNORE_INDEX, Targets,
@@ -114,19 +115,6 @@ pub type TrainForward<T> = (BertOutput<T>, BertCache<T>);
 /// What [`BertForSequenceClassification::forward_t`] returns: the mean loss, the outputs
 /// and the cache for backward.
 pub type LossForward<T> = (f64, BertOutput<T>, ClassificationCache<T>);
-
-/// Checked, backend-side inputs of one forward pass.
-struct Prepared<T> {
-    ids: Vec<usize>,
-    type_ids: Vec<usize>,
-    positions: Vec<usize>,
-    /// `[B, T]`
-    attn_mask: T,
-    /// `[B·H]` per layer
-    head_masks: Vec<Option<T>>,
-    /// `[C]`, under a hidden-channel mask
-    hidden_keep: Option<T>,
-}
 
 /// A BERT encoder with optional pooler and classification head, generic over the backend.
 #[derive(Clone, Debug)]
@@ -296,84 +284,6 @@ impl<B: Backend> BertModel<B> {
             .iter()
             .map(|(_, t)| self.backend.shape(t).numel())
             .sum()
-    }
-
-    /// Checks `batch` against the model and moves its masks to the backend.
-    fn prepare(&self, batch: &Batch) -> Result<Prepared<B::Tensor>> {
-        batch.check()?;
-        self.check_layer_counts()?;
-        let b = &self.backend;
-        let rows = |t: &B::Tensor| b.shape(t).dims().first().copied().unwrap_or(0);
-        let (vocab, types, max_pos) = (
-            rows(&self.params.embeddings.word),
-            rows(&self.params.embeddings.token_type),
-            rows(&self.params.embeddings.position),
-        );
-        let (family, pad) = (self.config.family, self.config.pad_token_id);
-        let positions = family.positions(batch, pad);
-        if let Some(p) = positions.iter().copied().max().filter(|&p| p >= max_pos) {
-            return Err(TransformerError::Input(format!(
-                "sequence length {} needs position id {p}, beyond max_position_embeddings = \
-                 {max_pos} (at most {} tokens)",
-                batch.seq,
-                family.max_sequence(max_pos, pad)
-            )));
-        }
-        let ids: Vec<usize> = batch.input_ids.iter().map(|&i| i as usize).collect();
-        if let Some(bad) = ids.iter().find(|&&i| i >= vocab) {
-            return Err(TransformerError::Input(format!(
-                "token id {bad} out of range (vocab_size = {vocab})"
-            )));
-        }
-        let type_ids: Vec<usize> = batch.token_type_ids.iter().map(|&i| i as usize).collect();
-        // A model without token types (an empty table) ignores them.
-        if let Some(bad) = type_ids.iter().find(|&&i| types > 0 && i >= types) {
-            return Err(TransformerError::Input(format!(
-                "token type id {bad} out of range (type_vocab_size = {types})"
-            )));
-        }
-        let mask = Tensor::new(
-            [batch.batch, batch.seq],
-            batch
-                .attention_mask
-                .iter()
-                .map(|&m| if m == 1 { 0.0 } else { MASK_VALUE })
-                .collect(),
-        )?;
-        let attn_mask = b.upload(&mask)?;
-        let head_masks = match &self.head_mask {
-            None => vec![None; self.params.layers.len()],
-            Some(hm) => hm
-                .iter()
-                .map(|row| {
-                    let expanded: Vec<f32> =
-                        (0..batch.batch).flat_map(|_| row.iter().copied()).collect();
-                    let t = Tensor::new([expanded.len()], expanded)?;
-                    Ok(Some(b.upload(&t)?))
-                })
-                .collect::<Result<_>>()?,
-        };
-        let hidden_keep = match &self.hidden_mask {
-            Some(m) => {
-                let c = self.params.embeddings.width(b);
-                if m.len() != c {
-                    return Err(TransformerError::Input(format!(
-                        "hidden mask has {} entries, the model's hidden width is {c}",
-                        m.len()
-                    )));
-                }
-                Some(b.upload(&Tensor::new([c], m.clone())?)?)
-            }
-            None => None,
-        };
-        Ok(Prepared {
-            ids,
-            type_ids,
-            positions,
-            attn_mask,
-            head_masks,
-            hidden_keep,
-        })
     }
 
     /// How every LayerNorm normalises, given the uploaded hidden-channel mask.
