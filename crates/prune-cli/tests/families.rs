@@ -1,7 +1,8 @@
-//! The pipeline on other architectures of the BERT family: a tiny random RoBERTa (with a
-//! byte-level BPE tokenizer) and a tiny random DistilBERT go through every stage (finetune,
-//! heads, distill, ffn, then hidden) and the exports, and every model written is a
-//! checkpoint of the same family and class that loads and evaluates.
+//! The pipeline on other architectures of the BERT family: tiny random RoBERTa and XLM-R
+//! models (byte-level BPE tokenizer, `gelu_new`) and a tiny random DistilBERT (ReLU) go
+//! through every stage (finetune, heads, distill, ffn, then hidden) and the exports, and
+//! every model written is a checkpoint of the same family and class that loads and
+//! evaluates.
 
 mod common;
 
@@ -83,7 +84,7 @@ fn the_pipeline_runs_end_to_end_on_a_tiny_roberta() {
     let root = scratch("roberta");
     // The report times models at 128 tokens: a model covering fewer is refused up front.
     let short = root.join("short-roberta");
-    tiny_roberta_checkpoint(&short, 64);
+    tiny_roberta_checkpoint(&short, "roberta", 64);
     let out = root.join("run");
     prune_refuses(
         &strs(&pipeline_args(&short, &out)),
@@ -92,8 +93,18 @@ fn the_pipeline_runs_end_to_end_on_a_tiny_roberta() {
     assert!(!out.exists() && !root.join("run.partial").exists());
 
     let model = root.join("tiny-roberta");
-    tiny_roberta_checkpoint(&model, 128);
+    tiny_roberta_checkpoint(&model, "roberta", 128);
     every_stage_keeps_the_family(&root, &model, "roberta", "RobertaForSequenceClassification");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn the_pipeline_runs_end_to_end_on_a_tiny_xlm_roberta() {
+    let root = scratch("xlm-roberta");
+    let model = root.join("tiny-xlm-roberta");
+    tiny_roberta_checkpoint(&model, "xlm-roberta", 128);
+    let class = "XLMRobertaForSequenceClassification";
+    every_stage_keeps_the_family(&root, &model, "xlm-roberta", class);
     let _ = std::fs::remove_dir_all(&root);
 }
 

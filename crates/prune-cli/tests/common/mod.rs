@@ -63,13 +63,14 @@ pub const TINY_PIPELINE: [&str; 12] = [
     "ffn.rounds=2",
 ];
 
-/// A tiny random RoBERTa (2 layers, hidden 32, 4 heads, FFN 64, pad id 1, positions from
-/// 2, `tokens` tokens) with a byte-level BPE tokenizer of the 256 bytes and RoBERTa's special tokens, saved
-/// as transformers saves a pretrained RoBERTa.
-pub fn tiny_roberta_checkpoint(dir: &Path, tokens: usize) {
+/// A tiny random RoBERTa-architecture model of `model_type` (`roberta` or `xlm-roberta`; 2
+/// layers, hidden 32, 4 heads, FFN 64 with `gelu_new`, pad id 1, positions from 2, `tokens`
+/// tokens) with a byte-level BPE tokenizer of the 256 bytes and RoBERTa's special tokens,
+/// saved as transformers saves a pretrained model.
+pub fn tiny_roberta_checkpoint(dir: &Path, model_type: &str, tokens: usize) {
     let config = BertConfig::from_json(&serde_json::json!({
-        "model_type": "roberta", "vocab_size": 260, "hidden_size": 32, "num_hidden_layers": 2,
-        "num_attention_heads": 4, "intermediate_size": 64, "hidden_act": "gelu",
+        "model_type": model_type, "vocab_size": 260, "hidden_size": 32, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "intermediate_size": 64, "hidden_act": "gelu_new",
         "layer_norm_eps": 1e-5, "max_position_embeddings": tokens + 2, "type_vocab_size": 1,
         "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1, "pad_token_id": 1,
     }))
@@ -79,7 +80,7 @@ pub fn tiny_roberta_checkpoint(dir: &Path, tokens: usize) {
     std::fs::write(dir.join("tokenizer.json"), byte_level_bpe().to_string()).unwrap();
 }
 
-/// A tiny random DistilBERT (2 layers, dim 32, 4 heads, FFN 64) with MiniLM's vocabulary and
+/// A tiny random DistilBERT (2 layers, dim 32, 4 heads, FFN 64 with ReLU) with MiniLM's vocabulary and
 /// tokenizer, its config in DistilBERT's own keys.
 pub fn tiny_distilbert_checkpoint(dir: &Path) {
     let tokenizer = paths::require_model_dir()
@@ -87,7 +88,7 @@ pub fn tiny_distilbert_checkpoint(dir: &Path) {
         .join("tokenizer.json");
     let config = BertConfig::from_json(&serde_json::json!({
         "model_type": "distilbert", "vocab_size": 30522, "dim": 32, "n_layers": 2,
-        "n_heads": 4, "hidden_dim": 64, "activation": "gelu", "dropout": 0.1,
+        "n_heads": 4, "hidden_dim": 64, "activation": "relu", "dropout": 0.1,
         "attention_dropout": 0.1, "seq_classif_dropout": 0.2, "max_position_embeddings": 512,
         "pad_token_id": 0, "sinusoidal_pos_embds": false,
     }))
