@@ -53,8 +53,7 @@ pub struct Comparison {
 /// Checks, before any work, that a model of `config` covers the [`REPORT_SEQ`] tokens every
 /// latency of the report is timed at.
 pub fn check_report_length(config: &BertConfig) -> Result<()> {
-    let (table, pad) = (config.max_position_embeddings, config.pad_token_id);
-    let covered = config.family.max_sequence(table, pad);
+    let (table, covered) = (config.max_position_embeddings, config.max_tokens());
     if covered < REPORT_SEQ {
         bail!(
             "the report times models at {REPORT_SEQ} tokens, but this model's {table} \

@@ -112,8 +112,7 @@ pub fn prepare(source: &Source, max_train: Option<usize>, with_train: bool) -> R
         None => paths::require_model_dir()?,
     };
     let config = BertConfig::from_file(&model_dir.join("config.json"))?;
-    let (table, pad) = (config.max_position_embeddings, config.pad_token_id);
-    let positions = config.family.max_sequence(table, pad);
+    let (table, positions) = (config.max_position_embeddings, config.max_tokens());
     if source.max_len > positions {
         bail!(
             "--max-len {} exceeds the {positions} tokens the model's {table} positions cover",

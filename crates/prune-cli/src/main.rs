@@ -224,10 +224,7 @@ fn bench_on<B: prune::tensor::Backend>(backend: B, args: &BenchArgs) -> anyhow::
     };
     let labels = BertConfig::from_file(&dir.join("config.json"))?.labels();
     let model = BertForSequenceClassification::from_pretrained(backend, &dir, labels, 0)?;
-    let c = &model.bert.config;
-    let positions = c
-        .family
-        .max_sequence(c.max_position_embeddings, c.pad_token_id);
+    let positions = model.bert.config.max_tokens();
     if args.seq > positions {
         anyhow::bail!(
             "--seq {} exceeds the {positions} tokens the model's positions cover",

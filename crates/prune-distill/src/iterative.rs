@@ -227,16 +227,12 @@ impl<B: Backend> IterativePruning<B> {
                 .keep(self.original_hidden, goal, k, self.config.min_hidden);
             if n > keep {
                 // A table the family does not store (DistilBERT's token types) is empty.
-                let stored = |s: &&&str| {
-                    config
-                        .family
-                        .stores(&format!("{}.weight", canonical_name(s)))
-                };
+                let stored =
+                    |s: &str| (config.family).stores(&format!("{}.weight", canonical_name(s)));
                 entries.push(ConfigEntry {
-                    op_names: EMBEDDINGS
-                        .iter()
-                        .filter(stored)
-                        .map(|s| s.to_string())
+                    op_names: (EMBEDDINGS.into_iter())
+                        .filter(|s| stored(s))
+                        .map(String::from)
                         .collect(),
                     sparse_ratio: Some(exact_ratio(n, keep)),
                     dependency_group_id: Some("hidden".into()),

@@ -427,6 +427,11 @@ impl BertConfig {
         Self::from_json(&v)
     }
 
+    /// The longest input the position table covers ([`Family::max_sequence`]).
+    pub fn max_tokens(&self) -> usize {
+        (self.family).max_sequence(self.max_position_embeddings, self.pad_token_id)
+    }
+
     /// Current hidden width C.
     pub fn hidden(&self) -> usize {
         self.kept_hidden_size

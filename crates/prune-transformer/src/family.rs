@@ -187,15 +187,7 @@ impl Family {
         let name = stored.strip_prefix(self.prefix()).unwrap_or(stored);
         let name = match self {
             Family::Bert => name.to_string(),
-            Family::DistilBert => {
-                let mut name = name.to_string();
-                for (tree, own) in DISTILBERT_NAMES {
-                    if let Some(i) = name.find(own) {
-                        name.replace_range(i..i + own.len(), tree);
-                    }
-                }
-                name
-            }
+            Family::DistilBert => renamed(name, DISTILBERT_NAMES.map(|(tree, own)| (own, tree))),
             Family::Roberta | Family::XlmRoberta => {
                 if name.starts_with("pooler.") {
                     return None;
@@ -228,12 +220,7 @@ impl Family {
             Family::Bert => name.to_string(),
             Family::DistilBert if name == TOKEN_TYPES => return None,
             Family::DistilBert => {
-                let mut own = name.to_string();
-                for (tree, theirs) in DISTILBERT_NAMES {
-                    if let Some(i) = own.find(tree) {
-                        own.replace_range(i..i + tree.len(), theirs);
-                    }
-                }
+                let own = renamed(name, DISTILBERT_NAMES);
                 match own.starts_with("classifier.") || own.starts_with("pre_classifier.") {
                     true => own,
                     false => format!("{}{own}", self.prefix()),
@@ -295,6 +282,17 @@ impl Family {
             Family::Roberta | Family::XlmRoberta => table.saturating_sub(pad + 1),
         }
     }
+}
+
+/// `name` with the first occurrence of each `from` piece replaced by its `to`, in order.
+fn renamed(name: &str, pieces: [(&str, &str); 10]) -> String {
+    let mut out = name.to_string();
+    for (from, to) in pieces {
+        if let Some(i) = out.find(from) {
+            out.replace_range(i..i + from.len(), to);
+        }
+    }
+    out
 }
 
 #[cfg(test)]

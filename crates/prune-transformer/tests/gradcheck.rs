@@ -2,14 +2,15 @@
 //! parameter tensor: plain with cross-entropy, with weight masks and a head mask under a
 //! loss touching logits, pooled output and hidden states, with uneven per-layer widths
 //! (a 0-head layer, pruned hidden width), under a hidden-channel mask (LayerNorm over the
-//! kept channels), and as a regression head.
+//! kept channels), as a regression head, and for the other architectures and activations
+//! (RoBERTa with dropout, DistilBERT, `gelu_new`, `relu`).
 
 use prune_tensor::gradcheck::{GradCheck, dot, uniform};
 use prune_tensor::rng::Rng;
 use prune_tensor::{CpuBackend, ElementwiseOps, Tensor};
 use prune_transformer::{
-    Batch, BertConfig, BertForSequenceClassification, BertModel, BertParams, ForwardOptions,
-    OutputGrads, Targets,
+    Batch, BertConfig, BertForSequenceClassification, BertModel, BertOutput, BertParams,
+    ForwardOptions, OutputGrads, Targets,
 };
 use serde_json::json;
 
@@ -95,20 +96,40 @@ fn check_all(
     assert_eq!(grads.len(), model.params.len());
 }
 
+/// The training forward of `model` on `batch` with `targets` under `opts`: its outputs,
+/// every parameter's gradient and the input embeddings' gradient, once the parameter
+/// gradients have passed [`check_all`] against central differences of the same loss.
+fn checked_loss_gradients(
+    model: &BertForSequenceClassification<B64>,
+    batch: &Batch,
+    targets: Targets<'_>,
+    opts: &ForwardOptions,
+    rng: &mut Rng,
+) -> (
+    BertOutput<Tensor<f64>>,
+    BertParams<Tensor<f64>>,
+    Tensor<f64>,
+) {
+    let (_, out, cache) = model.forward_t(batch, targets, opts).unwrap();
+    let mut grads = model.bert.zero_grads().unwrap();
+    let d_embed = model.backward(cache, 1.0, &mut grads).unwrap();
+    let loss = |m: &Model| {
+        let m = BertForSequenceClassification::new(m.clone()).unwrap();
+        m.forward_t(batch, targets, opts).unwrap().0
+    };
+    check_all(&model.bert, &grads, &loss, rng);
+    (out, grads, d_embed)
+}
+
 #[test]
 fn cross_entropy_gradients_of_every_parameter() {
     let model = BertForSequenceClassification::new(model(config(json!({}), 3), 1)).unwrap();
     let batch = batch();
     let labels = [2i64, 0];
-    let (_, _, cache) = model
-        .forward_t(
-            &batch,
-            Targets::Classes(&labels),
-            &ForwardOptions::default(),
-        )
-        .unwrap();
-    let mut grads = model.bert.zero_grads().unwrap();
-    let d_embed = model.backward(cache, 1.0, &mut grads).unwrap();
+    let targets = Targets::Classes(&labels);
+    let opts = ForwardOptions::default();
+    let (_, grads, d_embed) =
+        checked_loss_gradients(&model, &batch, targets, &opts, &mut Rng::new(3));
     // The position-table gradient is the input-embedding gradient summed over the batch.
     let pos = grads.embeddings.position.data();
     for t in 0..5 {
@@ -117,17 +138,6 @@ fn cross_entropy_gradients_of_every_parameter() {
             assert!((pos[t * 32 + c] - s).abs() < 1e-12);
         }
     }
-    let loss = |m: &Model| {
-        let m = BertForSequenceClassification::new(m.clone()).unwrap();
-        m.forward_t(
-            &batch,
-            Targets::Classes(&labels),
-            &ForwardOptions::default(),
-        )
-        .unwrap()
-        .0
-    };
-    check_all(&model.bert, &grads, &loss, &mut Rng::new(3));
 }
 
 /// A fixed random linear functional of logits, pooled output, last and first hidden states.
@@ -264,26 +274,11 @@ fn hidden_mask_gradients_of_every_parameter() {
 #[test]
 fn regression_gradients_of_every_parameter() {
     let model = BertForSequenceClassification::new(model(config(json!({}), 1), 21)).unwrap();
-    let batch = batch();
     let targets = [0.7f32, -1.2];
     let opts = ForwardOptions::default();
-    let (_, out, cache) = model
-        .forward_t(&batch, Targets::Values(&targets), &opts)
-        .unwrap();
+    let targets = Targets::Values(&targets);
+    let (out, _, _) = checked_loss_gradients(&model, &batch(), targets, &opts, &mut Rng::new(23));
     assert_eq!(out.logits.unwrap().dims(), &[2, 1]);
-    let mut grads = model.bert.zero_grads().unwrap();
-    model.backward(cache, 1.0, &mut grads).unwrap();
-    let loss = |m: &Model| {
-        let m = BertForSequenceClassification::new(m.clone()).unwrap();
-        m.forward_t(
-            &batch,
-            Targets::Values(&targets),
-            &ForwardOptions::default(),
-        )
-        .unwrap()
-        .0
-    };
-    check_all(&model.bert, &grads, &loss, &mut Rng::new(23));
 }
 
 #[test]
@@ -304,22 +299,12 @@ fn roberta_gradients_of_every_parameter_with_dropout() {
         seed: 5,
         ..ForwardOptions::default()
     };
-    let (_, _, cache) = model
-        .forward_t(&batch, Targets::Classes(&labels), &opts)
-        .unwrap();
-    let mut grads = model.bert.zero_grads().unwrap();
-    model.backward(cache, 1.0, &mut grads).unwrap();
+    let targets = Targets::Classes(&labels);
+    let (_, grads, _) = checked_loss_gradients(&model, &batch, targets, &opts, &mut Rng::new(37));
     // Positions 1..=5 and 1..=3 are used; the padding row 0 gets nothing.
     let pos = grads.embeddings.position.data();
     assert!(pos[..32].iter().all(|&v| v == 0.0));
     assert!(pos[32 * 5..32 * 6].iter().any(|&v| v != 0.0));
-    let loss = |m: &Model| {
-        let m = BertForSequenceClassification::new(m.clone()).unwrap();
-        m.forward_t(&batch, Targets::Classes(&labels), &opts)
-            .unwrap()
-            .0
-    };
-    check_all(&model.bert, &grads, &loss, &mut Rng::new(37));
 }
 
 #[test]
@@ -327,21 +312,9 @@ fn gelu_new_and_relu_gradients_of_every_parameter() {
     for (act, seed) in [("gelu_new", 41), ("relu", 43)] {
         let extra = json!({ "hidden_act": act });
         let model = BertForSequenceClassification::new(model(config(extra, 2), seed)).unwrap();
-        let batch = batch();
         let labels = [1i64, 0];
-        let opts = ForwardOptions::default();
-        let (_, _, cache) = model
-            .forward_t(&batch, Targets::Classes(&labels), &opts)
-            .unwrap();
-        let mut grads = model.bert.zero_grads().unwrap();
-        model.backward(cache, 1.0, &mut grads).unwrap();
-        let loss = |m: &Model| {
-            let m = BertForSequenceClassification::new(m.clone()).unwrap();
-            m.forward_t(&batch, Targets::Classes(&labels), &opts)
-                .unwrap()
-                .0
-        };
-        check_all(&model.bert, &grads, &loss, &mut Rng::new(seed + 1));
+        let (targets, opts) = (Targets::Classes(&labels), ForwardOptions::default());
+        checked_loss_gradients(&model, &batch(), targets, &opts, &mut Rng::new(seed + 1));
     }
 }
 
@@ -351,20 +324,8 @@ fn distilbert_gradients_of_every_parameter() {
     let extra = json!({ "model_type": "distilbert" });
     let model = BertForSequenceClassification::new(model(config(extra, 2), 47)).unwrap();
     assert_eq!(model.bert.config.type_vocab_size, 0);
-    let batch = batch();
     let labels = [0i64, 1];
-    let opts = ForwardOptions::default();
-    let (_, out, cache) = model
-        .forward_t(&batch, Targets::Classes(&labels), &opts)
-        .unwrap();
+    let (targets, opts) = (Targets::Classes(&labels), ForwardOptions::default());
+    let (out, _, _) = checked_loss_gradients(&model, &batch(), targets, &opts, &mut Rng::new(48));
     assert!(out.pooled.unwrap().data().iter().all(|&v| v >= 0.0));
-    let mut grads = model.bert.zero_grads().unwrap();
-    model.backward(cache, 1.0, &mut grads).unwrap();
-    let loss = |m: &Model| {
-        let m = BertForSequenceClassification::new(m.clone()).unwrap();
-        m.forward_t(&batch, Targets::Classes(&labels), &opts)
-            .unwrap()
-            .0
-    };
-    check_all(&model.bert, &grads, &loss, &mut Rng::new(48));
 }

@@ -52,7 +52,8 @@ fn head_bwd<B: Backend>(
     })
 }
 
-/// Pooler forward: `act(first · Wᵀ + b)` from hidden states `[B·T, C]`, `[B, C]`.
+/// Pooler forward: `act(first · Wᵀ + b)` from hidden states `[B·T, C]`, `[B, C]` (the
+/// training forward without dropout, its cache dropped).
 pub fn pooler_forward<B: Backend>(
     b: &B,
     dense: &Linear<B::Tensor>,
@@ -62,9 +63,8 @@ pub fn pooler_forward<B: Backend>(
     seq: usize,
     mask: Option<&Linear<Option<B::Tensor>>>,
 ) -> Result<B::Tensor> {
-    let first = b.gather_rows_fwd(hidden, &first_token_rows(batch, seq))?;
-    let z = dense.forward(b, &first, mask)?;
-    head_fwd(b, act, &z)
+    let (pooled, _) = pooler_forward_t(b, dense, act, hidden, batch, seq, 0.0, 0, mask)?;
+    Ok(pooled)
 }
 
 /// Pooler forward keeping a cache, with dropout `p` (seeded) on the first-token states
