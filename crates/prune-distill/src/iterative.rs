@@ -33,12 +33,16 @@ use std::path::Path;
 const PLANS: &str = "plans.json";
 
 /// The embedding tables whose hidden columns carry the hidden width's statistics (those the
-/// model's family stores).
+/// model's family stores), when the tables have the hidden width.
 const EMBEDDINGS: [&str; 3] = [
     "bert.embeddings.word_embeddings",
     "bert.embeddings.position_embeddings",
     "bert.embeddings.token_type_embeddings",
 ];
+
+/// The layer whose output rows carry them when a projection maps the embeddings to the
+/// hidden width (ELECTRA).
+const PROJECTION: &str = "bert.embeddings_project";
 
 /// One round: when, and what it cut.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -229,11 +233,15 @@ impl<B: Backend> IterativePruning<B> {
                 // A table the family does not store (DistilBERT's token types) is empty.
                 let stored =
                     |s: &str| (config.family).stores(&format!("{}.weight", canonical_name(s)));
-                entries.push(ConfigEntry {
-                    op_names: (EMBEDDINGS.into_iter())
+                let op_names = match config.projects_embeddings() {
+                    true => vec![PROJECTION.to_string()],
+                    false => (EMBEDDINGS.into_iter())
                         .filter(|s| stored(s))
                         .map(String::from)
                         .collect(),
+                };
+                entries.push(ConfigEntry {
+                    op_names,
                     sparse_ratio: Some(exact_ratio(n, keep)),
                     dependency_group_id: Some("hidden".into()),
                     ..ConfigEntry::default()

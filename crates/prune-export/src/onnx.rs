@@ -8,7 +8,8 @@
 //! `[0, 0, heads, head dim]` and Transpose, scaled scores plus the additive mask
 //! `(1 - mask) · f32::MIN`, Softmax, the attention output plus the residual into
 //! LayerNormalization, and the FFN's activation (GELU in its erf form, as transformers'
-//! `gelu`; its tanh form for `gelu_new`; ReLU). A layer without heads (or FFN neurons)
+//! `gelu`; its tanh form for `gelu_new`; ReLU). ELECTRA's embeddings projection is one
+//! more MatMul + Add, and its head's GELU the erf form. A layer without heads (or FFN neurons)
 //! keeps only that sub-layer's output bias, as the model computes it.
 
 use crate::error::{ExportError, Result};
@@ -175,7 +176,8 @@ impl Writer<'_> {
     }
 
     /// The embeddings of the inputs: word + token type (when the model has token types;
-    /// otherwise `token_type_ids` is ignored) + position, then LayerNorm.
+    /// otherwise `token_type_ids` is ignored) + position, then LayerNorm, then the
+    /// projection to the hidden width when the model has one.
     fn embeddings(&mut self, ids: &str, types: &str, p: &HostParams) -> String {
         let e = &p.embeddings;
         let word = self.weight("bert.embeddings.word_embeddings.weight", &e.word);
@@ -190,12 +192,16 @@ impl Writer<'_> {
             sum = self.g.op("Add", &[&sum, &kinds], &[]);
         }
         let positions = match self.config.family {
-            Family::Bert | Family::DistilBert => self.first_positions(ids),
+            Family::Bert | Family::DistilBert | Family::Electra => self.first_positions(ids),
             Family::Roberta | Family::XlmRoberta => self.positions_after_pad(ids),
         };
         let pos = self.g.op("Gather", &[&position, &positions], &[]);
         let all = self.g.op("Add", &[&sum, &pos], &[]);
-        self.norm("bert.embeddings.LayerNorm", &all, &e.norm)
+        let normed = self.norm("bert.embeddings.LayerNorm", &all, &e.norm);
+        match &p.embeddings_project {
+            Some(dense) => self.linear("bert.embeddings_project", &normed, dense),
+            None => normed,
+        }
     }
 
     /// BERT's position ids `0..T`, `[1, T]`: the first T of a table of `0..P`.
@@ -266,11 +272,11 @@ pub fn to_onnx(config: &BertConfig, params: &HostParams) -> Result<Vec<u8>> {
     let first = w.g.ints(&[], &[0]);
     let cls = w.g.op("Gather", &[&x, &first], &[Attr::Int("axis", 1)]);
     let pooled = w.gemm("bert.pooler.dense", &cls, pooler);
-    let act = match config.family.head_activation() {
-        HeadActivation::Tanh => "Tanh",
-        HeadActivation::Relu => "Relu",
+    let pooled = match config.family.head_activation() {
+        HeadActivation::Tanh => w.g.op("Tanh", &[&pooled], &[]),
+        HeadActivation::Relu => w.g.op("Relu", &[&pooled], &[]),
+        HeadActivation::Gelu => w.gelu(&pooled),
     };
-    let pooled = w.g.op(act, &[&pooled], &[]);
     let logits = w.gemm("classifier", &pooled, classifier);
     w.g.rename(&logits, "logits");
     let labels = classifier.bias.dims()[0];

@@ -2,7 +2,8 @@
 //! FFN widths that differ between layers are zero-padded to the widest (the padded
 //! neurons have zero weights and bias, so GELU gives 0 and the model computes what it did).
 //! A pruned hidden width has no such form: transformers' BERT has one width for the
-//! embeddings, every layer and the pooler.
+//! embeddings, every layer and the pooler. ELECTRA's embedding width under its projection
+//! is its own key, `embedding_size`.
 
 use crate::error::{ExportError, Result};
 use prune_tensor::Tensor;
@@ -72,5 +73,16 @@ pub fn to_transformers(
     let mut cfg = config.clone();
     cfg.layer_intermediate = vec![widest; config.num_hidden_layers];
     cfg.intermediate_size = widest;
+    if config.projects_embeddings() {
+        // ELECTRA builds `embeddings_project` only when `embedding_size` ≠ `hidden_size`.
+        if config.kept_embedding_size == config.hidden_size {
+            return Err(ExportError::Unsupported(format!(
+                "the embedding width is pruned to the hidden width ({}), where transformers' \
+                 ELECTRA has no embeddings projection; export it with --format onnx",
+                config.hidden_size
+            )));
+        }
+        cfg.embedding_size = config.kept_embedding_size;
+    }
     Ok((cfg, out))
 }

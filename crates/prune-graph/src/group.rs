@@ -22,6 +22,9 @@ pub enum GroupKind {
         /// Encoder layer index.
         layer: usize,
     },
+    /// The width E of the embedding tables, when a projection maps them to the hidden
+    /// width (ELECTRA's `embeddings_project`).
+    Embedding,
 }
 
 impl fmt::Display for GroupKind {
@@ -30,6 +33,7 @@ impl fmt::Display for GroupKind {
             GroupKind::Hidden => write!(f, "hidden"),
             GroupKind::Heads { layer } => write!(f, "heads of layer {layer}"),
             GroupKind::Ffn { layer } => write!(f, "ffn of layer {layer}"),
+            GroupKind::Embedding => write!(f, "embedding"),
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Names the classes of coupled channels that the analysis ([`crate::deps`]) finds in a
 //! trace, from where the model says each parameter sits ([`Place`]): the class holding an
-//! embedding table is the hidden width; a class inside one encoder layer whose axes are
+//! embedding table is the hidden width, unless it ends at a projection to the hidden width
+//! (then it is the embedding width, and the class the projection writes is the hidden
+//! width); a class inside one encoder layer whose axes are
 //! blocks of a split (heads of D elements) is that layer's heads, and an unsplit one is its
 //! FFN. Other classes (a pooler's output, a classifier's labels) have widths fixed by the
 //! checkpoint format, so they are no groups. Nothing here knows a model.
@@ -13,8 +15,12 @@ use crate::trace::Trace;
 /// Where a parameter sits, as the model names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Place {
-    /// An embedding table or the embeddings' LayerNorm: it carries the hidden width.
+    /// An embedding table or the embeddings' LayerNorm: it carries the hidden width, or
+    /// the embedding width under a projection.
     Embeddings,
+    /// The linear layer that maps the embeddings to the hidden width, when they have a
+    /// width of their own (ELECTRA's `embeddings_project`).
+    Projection,
     /// Inside encoder layer `l`.
     Layer(usize),
     /// Elsewhere (pooler, classifier).
@@ -23,13 +29,15 @@ pub enum Place {
 
 /// Names the classes of a trace of a model with `layers` encoder layers, where `place` says
 /// where each parameter sits; checks that there is one hidden group and one head and one
-/// FFN group per layer. Groups come out as: hidden, then heads and FFN per layer.
+/// FFN group per layer. Groups come out as: hidden, then heads and FFN per layer, then the
+/// embedding width when a projection gives the embeddings one.
 pub fn groups_from_trace(
     trace: &Trace,
     layers: usize,
     place: impl Fn(&str) -> Place,
 ) -> Result<Vec<Group>> {
     let mut hidden = None;
+    let mut embedding = None;
     let mut heads = vec![None; layers];
     let mut ffn = vec![None; layers];
     for class in analyze(trace)? {
@@ -37,11 +45,11 @@ pub fn groups_from_trace(
             Place::Layer(l) => Some(l),
             _ => None,
         };
-        let kind = if class
-            .members
-            .iter()
-            .any(|m| place(&m.param) == Place::Embeddings)
-        {
+        let at = |p: Place| class.members.iter().any(|m| place(&m.param) == p);
+        let (tables, projection) = (at(Place::Embeddings), at(Place::Projection));
+        let kind = if tables && projection {
+            GroupKind::Embedding
+        } else if tables || projection {
             GroupKind::Hidden
         } else {
             let mut ls = class.members.iter().map(|m| layer_of(&m.param));
@@ -59,6 +67,7 @@ pub fn groups_from_trace(
         };
         let slot = match kind {
             GroupKind::Hidden => &mut hidden,
+            GroupKind::Embedding => &mut embedding,
             GroupKind::Heads { layer } => &mut heads[layer],
             GroupKind::Ffn { layer } => &mut ffn[layer],
         };
@@ -75,6 +84,7 @@ pub fn groups_from_trace(
         out.push(h.ok_or_else(|| missing(GroupKind::Heads { layer }))?);
         out.push(f.ok_or_else(|| missing(GroupKind::Ffn { layer }))?);
     }
+    out.extend(embedding);
     Ok(out)
 }
 

@@ -4,20 +4,18 @@
 
 use crate::error::{PostTrainError, Result};
 use prune_tensor::{Backend, Tensor};
-use prune_transformer::layers::embeddings::EmbeddingInput;
 use prune_transformer::layers::encoder::{LayerCache, LayerCtx};
 use prune_transformer::layers::norm::NormSpec;
 use prune_transformer::{Batch, BertModel, MASK_VALUE};
 
-/// One batch's inputs, checked against the model and ready for its layers.
+/// One batch's inputs, ready for a model's layers.
 pub struct LayerInputs<T> {
     /// Batch size B.
     pub batch: usize,
     /// Sequence length T.
     pub seq: usize,
-    ids: Vec<usize>,
-    type_ids: Vec<usize>,
-    positions: Vec<usize>,
+    /// The batch itself (what the embeddings read).
+    input: Batch,
     /// Additive attention mask `[B, T]`.
     attn_mask: T,
     /// Rows of `[B·T, C]` that hold real tokens.
@@ -28,9 +26,11 @@ pub struct LayerInputs<T> {
 
 impl<T> LayerInputs<T> {
     /// `batch` for `model` (see [`LayerInputs::check`]); the inputs also serve any model
-    /// on the same backend that passes the check.
+    /// on the same backend that passes the check. The embeddings check the ids
+    /// ([`embed`]).
     pub fn new<B: Backend<Tensor = T>>(model: &BertModel<B>, batch: &Batch) -> Result<Self> {
-        Self::check(model, batch)?;
+        Self::check(model)?;
+        batch.check()?;
         let mask: Vec<f32> = batch
             .attention_mask
             .iter()
@@ -39,9 +39,7 @@ impl<T> LayerInputs<T> {
         Ok(LayerInputs {
             batch: batch.batch,
             seq: batch.seq,
-            ids: batch.input_ids.iter().map(|&i| i as usize).collect(),
-            type_ids: batch.token_type_ids.iter().map(|&i| i as usize).collect(),
-            positions: (model.config.family).positions(batch, model.config.pad_token_id),
+            input: batch.clone(),
             attn_mask: model
                 .backend()
                 .upload(&Tensor::new([batch.batch, batch.seq], mask)?)?,
@@ -52,32 +50,11 @@ impl<T> LayerInputs<T> {
         })
     }
 
-    /// Checks that `batch`'s ids fit `model`'s embeddings and that the model carries no
-    /// masks (they would not be applied layer by layer).
-    pub fn check<B: Backend<Tensor = T>>(model: &BertModel<B>, batch: &Batch) -> Result<()> {
-        batch.check()?;
+    /// Checks that `model` carries no masks (they would not be applied layer by layer).
+    pub fn check<B: Backend<Tensor = T>>(model: &BertModel<B>) -> Result<()> {
         if model.masks().is_some() || model.head_mask().is_some() || model.hidden_mask().is_some() {
             return Err(PostTrainError::Input(
                 "the model carries masks: apply them (speedup) before pruning without retraining"
-                    .into(),
-            ));
-        }
-        let b = model.backend();
-        let rows = |t: &T| b.shape(t).dims().first().copied().unwrap_or(0);
-        let e = &model.params.embeddings;
-        let positions = (model.config.family).positions(batch, model.config.pad_token_id);
-        let fits = positions.iter().all(|&p| p < rows(&e.position))
-            && batch
-                .input_ids
-                .iter()
-                .all(|&i| (i as usize) < rows(&e.word))
-            && batch
-                .token_type_ids
-                .iter()
-                .all(|&i| rows(&e.token_type) == 0 || (i as usize) < rows(&e.token_type));
-        if !fits {
-            return Err(PostTrainError::Input(
-                "a batch does not fit the model's embeddings (token id, token type or length)"
                     .into(),
             ));
         }
@@ -95,21 +72,10 @@ impl<T> LayerInputs<T> {
     }
 }
 
-/// The embedding output `[B·T, C]`.
+/// The hidden state entering the first layer, `[B·T, C]` ([`BertModel::embed`], which
+/// checks the batch against the model's embeddings).
 pub fn embed<B: Backend>(model: &BertModel<B>, inp: &LayerInputs<B::Tensor>) -> Result<B::Tensor> {
-    let input = EmbeddingInput {
-        ids: &inp.ids,
-        type_ids: &inp.type_ids,
-        positions: &inp.positions,
-    };
-    let norm = NormSpec {
-        eps: model.config.layer_norm_eps,
-        keep: None,
-    };
-    Ok(model
-        .params
-        .embeddings
-        .forward(model.backend(), &input, norm, None)?)
+    Ok(model.embed(&inp.input)?)
 }
 
 /// Layer `l` on `x` (the hidden state entering it, `[B·T, C]`): its output and what it

@@ -192,7 +192,7 @@ pub fn tune<B: Backend>(
     let inputs: Vec<LayerInputs<B::Tensor>> = batches
         .iter()
         .map(|x| {
-            LayerInputs::check(student, x)?;
+            LayerInputs::check(student)?;
             LayerInputs::new(teacher, x)
         })
         .collect::<Result<_>>()?;

@@ -1,5 +1,6 @@
 //! The configuration a plan leaves behind: per-layer head counts (with transformers'
-//! `pruned_heads` kept in the original head numbering), per-layer FFN widths, hidden width.
+//! `pruned_heads` kept in the original head numbering), per-layer FFN widths, hidden width,
+//! and the embeddings' own width under a projection.
 
 use crate::error::{Result, SpeedupError};
 use prune_graph::{GroupKind, PruningPlan};
@@ -10,6 +11,7 @@ pub fn width(config: &BertConfig, kind: GroupKind) -> Result<usize> {
     let layers = config.num_hidden_layers;
     match kind {
         GroupKind::Hidden => Ok(config.hidden()),
+        GroupKind::Embedding => Ok(config.embedding_width()),
         GroupKind::Heads { layer } | GroupKind::Ffn { layer } if layer >= layers => {
             Err(SpeedupError::PlanMismatch {
                 kind,
@@ -48,6 +50,15 @@ pub fn planned_config(config: &BertConfig, plan: &PruningPlan) -> Result<BertCon
                     });
                 }
                 out.kept_hidden_size = kept;
+            }
+            GroupKind::Embedding => {
+                if !config.projects_embeddings() {
+                    return Err(SpeedupError::PlanMismatch {
+                        kind: g.kind,
+                        why: "the embeddings have the hidden width (no projection)".into(),
+                    });
+                }
+                out.kept_embedding_size = kept;
             }
             GroupKind::Ffn { layer } => out.layer_intermediate[layer] = kept,
             GroupKind::Heads { layer } => {

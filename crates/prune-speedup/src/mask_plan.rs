@@ -122,7 +122,7 @@ pub fn plan_from_masks<B: Backend>(
             .collect();
         let dead = match group.kind {
             GroupKind::Heads { .. } => dead_heads(&group, &verdicts),
-            GroupKind::Ffn { .. } | GroupKind::Hidden => {
+            GroupKind::Ffn { .. } | GroupKind::Hidden | GroupKind::Embedding => {
                 let hidden = match (group.kind, model.hidden_mask()) {
                     (GroupKind::Hidden, Some(h)) => Some((
                         "the hidden-channel mask".to_string(),
@@ -183,6 +183,15 @@ pub fn plan_masks<B: Backend>(
                 why: "the model has no such group".into(),
             });
         };
+        if entry.kind == GroupKind::Embedding {
+            // No mask makes the embeddings' LayerNorm normalise over fewer channels.
+            return Err(SpeedupError::PlanMismatch {
+                kind: entry.kind,
+                why: "masks cannot simulate a narrower embedding width (its LayerNorm \
+                      normalises over every channel); apply the plan with surgery"
+                    .into(),
+            });
+        }
         let removed = group.element_indices(&entry.removed());
         for m in &group.members {
             let mask = host

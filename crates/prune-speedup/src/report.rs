@@ -17,7 +17,8 @@ pub struct ModelStats {
     /// Parameters of the encoder layers only (`encoder.layer.*`), the figure NNI reports.
     pub encoder_parameters: usize,
     /// Parameters of the embeddings (`embeddings.*`: word, position and token-type tables and
-    /// their LayerNorm), sized by the hidden width.
+    /// their LayerNorm, sized by the hidden width, or by their own width with a projection
+    /// `embeddings_project.*` to the hidden width, counted here too).
     #[serde(default)]
     pub embedding_parameters: usize,
     /// Hidden width C.
@@ -29,8 +30,8 @@ pub struct ModelStats {
     /// Matmul FLOPs (2·M·N·K) of the encoder for one sequence: Q/K/V, attention scores and
     /// context, attention output, FFN.
     pub encoder_flops_per_sequence: u64,
-    /// Matmul FLOPs of one whole sequence: the encoder plus pooler and classifier (which run
-    /// once per sequence).
+    /// Matmul FLOPs of one whole sequence: the encoder, the embeddings' projection when
+    /// there is one, and the pooler and classifier (which run once per sequence).
     pub flops_per_sequence: u64,
     /// `flops_per_sequence / seq_len`.
     pub flops_per_token: f64,
@@ -50,7 +51,7 @@ impl ModelStats {
                 .map(|(_, s)| s.numel())
                 .sum()
         };
-        let (encoder_parameters, embedding_parameters) = (count("encoder."), count("embeddings."));
+        let (encoder_parameters, embedding_parameters) = (count("encoder."), count("embeddings"));
         let (t, c, d) = (
             seq_len as u64,
             config.hidden() as u64,
@@ -76,7 +77,11 @@ impl ModelStats {
             } else {
                 0
             };
-        let flops_per_sequence = encoder + heads;
+        let projection = match config.projects_embeddings() {
+            true => 2 * config.embedding_width() as u64 * c * t,
+            false => 0,
+        };
+        let flops_per_sequence = encoder + projection + heads;
         ModelStats {
             parameters,
             encoder_parameters,

@@ -1,13 +1,14 @@
 //! The masked dense model and the model cut by the same plan compute the same function:
 //! random plans over heads, FFN neurons, hidden width and all of them, including a layer
-//! losing every head, on a tiny BERT and on the MiniLM checkpoint. The cut model has the
-//! parameter count the report predicts; optimizer-shaped trees and masks are cut alike;
-//! plans compose and replay on the dense checkpoint.
+//! losing every head, on a tiny BERT, a tiny ELECTRA and the MiniLM checkpoint (ELECTRA's
+//! embedding width, which no mask simulates, is checked by what surgery keeps). The cut
+//! model has the parameter count the report predicts; optimizer-shaped trees and masks are
+//! cut alike; plans compose and replay on the dense checkpoint.
 
 mod common;
 
 use anyhow::Result;
-use common::{Touch, batch, logits, masked_vs_cut, minilm, random_plan, tiny};
+use common::{Touch, batch, logits, masked_vs_cut, minilm, random_plan, tiny, tiny_electra};
 use prune_graph::{GroupKind, PruningPlan};
 use prune_speedup::{apply, mask_model, plan_from_masks, plan_masks};
 
@@ -61,6 +62,58 @@ fn tiny_masked_equals_cut() -> Result<()> {
     assert!(err <= 1e-5, "degenerate plan: {err:e}");
     worst = worst.max(err);
     println!("tiny: max |masked - cut| over all plans = {worst:.2e}");
+    Ok(())
+}
+
+#[test]
+fn electra_masked_equals_cut() -> Result<()> {
+    // The hidden width starts at the projection's output, which the hidden mask zeroes.
+    let dense = tiny_electra(4);
+    let b = batch(&dense.config, 3, 9, 1);
+    for seed in 0..2 {
+        for (name, touch) in touches(2) {
+            let plan = random_plan(&dense.config, touch, 100 * seed + name.len() as u64);
+            let err = masked_vs_cut(&dense, &plan, &b)?;
+            assert!(err <= 1e-5, "ELECTRA {name}, seed {seed}: {err:e}");
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn electra_embedding_width_is_cut_by_surgery_only() -> Result<()> {
+    let dense = tiny_electra(6);
+    let keep = [0, 3, 4, 9, 15];
+    let mut plan = PruningPlan::new();
+    plan.keep(GroupKind::Embedding, 16, &keep)?;
+    let e = plan_masks(&dense, &plan).unwrap_err().to_string();
+    assert!(
+        e.contains("masks cannot simulate a narrower embedding width"),
+        "{e}"
+    );
+    let mut cut = dense.clone();
+    apply(&mut cut, &plan, &mut [])?;
+    assert_eq!((cut.config.embedding_width(), cut.config.hidden()), (5, 32));
+    let columns = |t: &prune_tensor::Tensor<f32>, cols: &[usize]| -> Vec<f32> {
+        let n = t.dims()[t.dims().len() - 1];
+        (t.data().chunks(n))
+            .flat_map(|row| cols.iter().map(|&c| row[c]))
+            .collect()
+    };
+    let (d, c) = (&dense.params, &cut.params);
+    assert_eq!(c.embeddings.word.data(), columns(&d.embeddings.word, &keep));
+    assert_eq!(
+        c.embeddings.norm.weight.data(),
+        columns(&d.embeddings.norm.weight, &keep)
+    );
+    let (dp, cp) = (d.embeddings_project.as_ref(), c.embeddings_project.as_ref());
+    assert_eq!(
+        cp.unwrap().weight.data(),
+        columns(&dp.unwrap().weight, &keep)
+    );
+    assert_eq!(cp.unwrap().bias.data(), dp.unwrap().bias.data());
+    let b = batch(&dense.config, 2, 7, 3);
+    assert!(logits(&cut, &b).data().iter().all(|v| v.is_finite()));
     Ok(())
 }
 

@@ -7,6 +7,7 @@
 //! `attention_head_size` (the head dim D, fixed at `hidden_size / num_attention_heads`).
 //! Transformers' own `pruned_heads` (`{"layer": [original head indices]}`) is honoured too.
 
+mod json;
 mod validate;
 
 pub use validate::{MAX_LAYERS, MAX_PARAMETERS, MAX_WIDTH};
@@ -79,6 +80,13 @@ pub struct BertConfig {
     pub layer_intermediate: Vec<usize>,
     /// Current hidden width C (≤ `hidden_size`).
     pub kept_hidden_size: usize,
+    /// Width of the embedding tables of the original model: ELECTRA's `embedding_size`,
+    /// `hidden_size` for every other family. When it differs from `hidden_size`, a linear
+    /// layer (`embeddings_project`) maps the embeddings to the hidden width.
+    pub embedding_size: usize,
+    /// Current width E of the embedding tables under a projection (≤ `embedding_size`);
+    /// without one the tables follow the hidden width ([`BertConfig::embedding_width`]).
+    pub kept_embedding_size: usize,
     /// Number of labels of the classifier, when set.
     pub num_labels: Option<usize>,
     /// Names of the labels, when set.
@@ -120,6 +128,9 @@ const KNOWN: &[&str] = &[
     "problem_type",
     "model_type",
 ];
+
+/// Keys only ELECTRA's configuration has, interpreted for it alone.
+const ELECTRA_KNOWN: &[&str] = &["embedding_size", "prune_embedding_size"];
 
 fn req<'a>(m: &'a Map<String, Value>, key: &str) -> Result<&'a Value> {
     m.get(key)
@@ -315,6 +326,15 @@ impl BertConfig {
         let layer_intermediate = usize_list(m, "prune_layer_intermediate")?
             .unwrap_or_else(|| vec![intermediate_size; num_hidden_layers]);
         let kept_hidden_size = opt_usize(m, "prune_hidden_size")?.unwrap_or(hidden_size);
+        // transformers' ELECTRA defaults `embedding_size` to 128.
+        let embedding_size = match family {
+            Family::Electra => opt_usize(m, "embedding_size")?.unwrap_or(128),
+            _ => hidden_size,
+        };
+        let kept_embedding_size = match family {
+            Family::Electra => opt_usize(m, "prune_embedding_size")?.unwrap_or(embedding_size),
+            _ => embedding_size,
+        };
 
         let num_labels = opt_usize(m, "num_labels")?;
         let id2label = match m.get("id2label") {
@@ -358,6 +378,7 @@ impl BertConfig {
         let extra = m
             .iter()
             .filter(|(k, _)| !KNOWN.contains(&k.as_str()))
+            .filter(|(k, _)| family != Family::Electra || !ELECTRA_KNOWN.contains(&k.as_str()))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let layer_heads = match layer_heads {
@@ -390,6 +411,8 @@ impl BertConfig {
             layer_heads,
             layer_intermediate,
             kept_hidden_size,
+            embedding_size,
+            kept_embedding_size,
             num_labels,
             id2label,
             problem_type,
@@ -437,6 +460,20 @@ impl BertConfig {
         self.kept_hidden_size
     }
 
+    /// Whether a linear layer (`embeddings_project`) maps the embeddings to the hidden
+    /// width (the tables' width differs from it in the original model).
+    pub fn projects_embeddings(&self) -> bool {
+        self.embedding_size != self.hidden_size
+    }
+
+    /// Current width of the embedding tables: E under a projection, else the hidden width C.
+    pub fn embedding_width(&self) -> usize {
+        match self.projects_embeddings() {
+            true => self.kept_embedding_size,
+            false => self.hidden(),
+        }
+    }
+
     /// Head dim D.
     pub fn head_dim(&self) -> usize {
         self.attention_head_size
@@ -473,119 +510,6 @@ impl BertConfig {
     /// Dropout before the classifier.
     pub fn classifier_dropout_prob(&self) -> f64 {
         self.classifier_dropout.unwrap_or(self.hidden_dropout_prob)
-    }
-
-    /// The configuration as a `config.json` object (unknown keys included, surgery keys only
-    /// when they differ from the defaults).
-    pub fn to_json(&self) -> Value {
-        let mut m = self.extra.clone();
-        let mut put = |k: &str, v: Value| {
-            m.insert(k.to_string(), v);
-        };
-        put("model_type", self.family.model_type().into());
-        put("hidden_size", self.hidden_size.into());
-        put("num_hidden_layers", self.num_hidden_layers.into());
-        put("num_attention_heads", self.num_attention_heads.into());
-        // transformers holds one FFN width for every layer: when the layers agree, that
-        // width is `intermediate_size`; otherwise the original width stays and the layers'
-        // widths go to a key of ours.
-        let first = self.layer_intermediate.first().copied();
-        let uniform = first.filter(|&f| self.layer_intermediate.iter().all(|&g| g == f));
-        put(
-            "intermediate_size",
-            uniform.unwrap_or(self.intermediate_size).into(),
-        );
-        if uniform.is_none() {
-            put(
-                "prune_layer_intermediate",
-                self.layer_intermediate.clone().into(),
-            );
-        }
-        put("hidden_act", self.activation.name().into());
-        put("vocab_size", self.vocab_size.into());
-        put(
-            "max_position_embeddings",
-            self.max_position_embeddings.into(),
-        );
-        put("type_vocab_size", self.type_vocab_size.into());
-        put("layer_norm_eps", self.layer_norm_eps.into());
-        put("hidden_dropout_prob", self.hidden_dropout_prob.into());
-        put(
-            "attention_probs_dropout_prob",
-            self.attention_probs_dropout_prob.into(),
-        );
-        put(
-            "classifier_dropout",
-            self.classifier_dropout.map_or(Value::Null, Value::from),
-        );
-        put("initializer_range", self.initializer_range.into());
-        put("pad_token_id", self.pad_token_id.into());
-        put("position_embedding_type", "absolute".into());
-        let pruned: Map<String, Value> = self
-            .pruned_heads
-            .iter()
-            .map(|(l, h)| (l.to_string(), h.iter().copied().collect::<Vec<_>>().into()))
-            .collect();
-        put("pruned_heads", Value::Object(pruned));
-        let default_d = self.hidden_size / self.num_attention_heads;
-        if self.attention_head_size != default_d || self.hidden_size % self.num_attention_heads != 0
-        {
-            put("attention_head_size", self.attention_head_size.into());
-        }
-        let default_heads: Vec<usize> = (0..self.num_hidden_layers)
-            .map(|l| self.num_attention_heads - self.pruned_heads.get(&l).map_or(0, BTreeSet::len))
-            .collect();
-        if self.layer_heads != default_heads {
-            put("prune_layer_heads", self.layer_heads.clone().into());
-        }
-        if self.kept_hidden_size != self.hidden_size {
-            put("prune_hidden_size", self.kept_hidden_size.into());
-        }
-        if let Some(n) = self.num_labels {
-            put("num_labels", n.into());
-        }
-        if let Some(names) = &self.id2label {
-            let o: Map<String, Value> = names
-                .iter()
-                .map(|(i, n)| (i.to_string(), Value::from(n.as_str())))
-                .collect();
-            put("id2label", Value::Object(o));
-        }
-        if let Some(p) = self.problem_type {
-            put("problem_type", p.key().into());
-        }
-        Value::Object(self.family.own_keys(m))
-    }
-
-    /// The `config.json` of a checkpoint, as transformers reads it: [`BertConfig::to_json`]
-    /// with `architectures` naming the family's class saved (its sequence classification
-    /// class when the parameters include a `classifier`, else its base model) and, with a
-    /// classifier, `id2label` and `label2id` for each of its outputs, so that transformers
-    /// builds a head of the same size.
-    pub fn checkpoint_json(&self, classifier: bool) -> Value {
-        let mut v = self.to_json();
-        v["architectures"] = Value::from(vec![self.family.class_name(classifier)]);
-        if classifier {
-            let names: Vec<String> = (0..self.labels())
-                .map(|i| {
-                    let given = self.id2label.as_ref().and_then(|n| n.get(&i));
-                    given.cloned().unwrap_or_else(|| format!("LABEL_{i}"))
-                })
-                .collect();
-            let id2label: Map<String, Value> = names
-                .iter()
-                .enumerate()
-                .map(|(i, n)| (i.to_string(), Value::from(n.as_str())))
-                .collect();
-            let label2id: Map<String, Value> = names
-                .iter()
-                .enumerate()
-                .map(|(i, n)| (n.clone(), Value::from(i)))
-                .collect();
-            v["id2label"] = Value::Object(id2label);
-            v["label2id"] = Value::Object(label2id);
-        }
-        v
     }
 }
 

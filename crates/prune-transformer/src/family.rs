@@ -12,6 +12,11 @@
 //! `attention.q_lin`, `sa_layer_norm`, `ffn.lin1`, …) and its config keys otherwise (`dim`,
 //! `n_layers`, …); it has no token type table (a `[0, C]` table here, never stored), and its
 //! head is `relu(pre_classifier(first token))`, the pooler slot with ReLU for tanh.
+//!
+//! ELECTRA (`electra.` prefix) is BERT with embedding tables of their own width
+//! (`embedding_size`) mapped to the hidden width by `embeddings_project` when the two differ,
+//! and RoBERTa's head with GELU for tanh. The heads of its pretraining checkpoints
+//! (`discriminator_predictions`, `generator_*`) are not read.
 
 use crate::batch::Batch;
 use crate::error::{Result, TransformerError};
@@ -30,14 +35,18 @@ pub enum Family {
     /// DistilBERT: `distilbert.` prefix, its own layer names and config keys, no token types,
     /// a ReLU head.
     DistilBert,
+    /// ELECTRA: `electra.` prefix, `embeddings_project` when `embedding_size` differs from
+    /// `hidden_size`, RoBERTa's head with GELU.
+    Electra,
 }
 
 /// Every family, in the order they are listed to users.
-pub const FAMILIES: [Family; 4] = [
+pub const FAMILIES: [Family; 5] = [
     Family::Bert,
     Family::Roberta,
     Family::XlmRoberta,
     Family::DistilBert,
+    Family::Electra,
 ];
 
 /// The activation of the head's dense layer on the first token.
@@ -47,6 +56,8 @@ pub enum HeadActivation {
     Tanh,
     /// DistilBERT's `pre_classifier`.
     Relu,
+    /// ELECTRA's head (the erf form).
+    Gelu,
 }
 
 /// DistilBERT's names of the tree's names, as (tree, DistilBERT) pieces.
@@ -86,6 +97,7 @@ impl Family {
             Family::Roberta => "roberta",
             Family::XlmRoberta => "xlm-roberta",
             Family::DistilBert => "distilbert",
+            Family::Electra => "electra",
         }
     }
 
@@ -125,6 +137,8 @@ impl Family {
             (Family::XlmRoberta, false) => "XLMRobertaModel",
             (Family::DistilBert, true) => "DistilBertForSequenceClassification",
             (Family::DistilBert, false) => "DistilBertModel",
+            (Family::Electra, true) => "ElectraForSequenceClassification",
+            (Family::Electra, false) => "ElectraModel",
         }
     }
 
@@ -134,6 +148,7 @@ impl Family {
             Family::Bert => "bert.",
             Family::Roberta | Family::XlmRoberta => "roberta.",
             Family::DistilBert => "distilbert.",
+            Family::Electra => "electra.",
         }
     }
 
@@ -176,20 +191,22 @@ impl Family {
     pub fn head_activation(self) -> HeadActivation {
         match self {
             Family::DistilBert => HeadActivation::Relu,
+            Family::Electra => HeadActivation::Gelu,
             _ => HeadActivation::Tanh,
         }
     }
 
     /// The name in the parameter tree (BERT's, without prefix) of a tensor stored as
     /// `stored`, or `None` for a tensor this family does not read (RoBERTa's pretrained
-    /// pooler). Old LayerNorm spellings (`gamma`, `beta`) read as `weight`, `bias`.
+    /// pooler, the heads of ELECTRA's pretraining). Old LayerNorm spellings (`gamma`, `beta`) read as `weight`, `bias`.
     pub fn tree_name(self, stored: &str) -> Option<String> {
         let name = stored.strip_prefix(self.prefix()).unwrap_or(stored);
         let name = match self {
             Family::Bert => name.to_string(),
             Family::DistilBert => renamed(name, DISTILBERT_NAMES.map(|(tree, own)| (own, tree))),
-            Family::Roberta | Family::XlmRoberta => {
-                if name.starts_with("pooler.") {
+            Family::Roberta | Family::XlmRoberta | Family::Electra => {
+                let pretraining = ["pooler.", "discriminator_predictions.", "generator_"];
+                if pretraining.iter().any(|p| name.starts_with(p)) {
                     return None;
                 } else if let Some(leaf) = name.strip_prefix("classifier.dense.") {
                     format!("pooler.dense.{leaf}")
@@ -226,7 +243,7 @@ impl Family {
                     false => format!("{}{own}", self.prefix()),
                 }
             }
-            Family::Roberta | Family::XlmRoberta => {
+            Family::Roberta | Family::XlmRoberta | Family::Electra => {
                 if let Some(leaf) = name.strip_prefix("pooler.dense.") {
                     format!("classifier.dense.{leaf}")
                 } else if let Some(leaf) = name.strip_prefix("classifier.") {
@@ -245,9 +262,10 @@ impl Family {
     }
 
     /// Whether the head applies dropout to the first token before its dense layer
-    /// (RoBERTa's classification head does; BERT's pooler and DistilBERT's do not).
+    /// (RoBERTa's and ELECTRA's classification heads do; BERT's pooler and DistilBERT's do
+    /// not).
     pub fn dropout_before_dense(self) -> bool {
-        matches!(self, Family::Roberta | Family::XlmRoberta)
+        matches!(self, Family::Roberta | Family::XlmRoberta | Family::Electra)
     }
 
     /// The position id of every token of `batch`, `[B·T]`: `0..T` for BERT; for RoBERTa,
@@ -255,7 +273,7 @@ impl Family {
     /// transformers computes them from the input ids.
     pub fn positions(self, batch: &Batch, pad: usize) -> Vec<usize> {
         match self {
-            Family::Bert | Family::DistilBert => {
+            Family::Bert | Family::DistilBert | Family::Electra => {
                 (0..batch.batch).flat_map(|_| 0..batch.seq).collect()
             }
             Family::Roberta | Family::XlmRoberta => {
@@ -278,7 +296,7 @@ impl Family {
     /// The longest sequence a table of `table` positions covers.
     pub fn max_sequence(self, table: usize, pad: usize) -> usize {
         match self {
-            Family::Bert | Family::DistilBert => table,
+            Family::Bert | Family::DistilBert | Family::Electra => table,
             Family::Roberta | Family::XlmRoberta => table.saturating_sub(pad + 1),
         }
     }
@@ -319,6 +337,7 @@ mod tests {
             for name in [
                 "embeddings.word_embeddings.weight",
                 "encoder.layer.0.output.LayerNorm.bias",
+                "embeddings_project.weight",
                 "pooler.dense.weight",
                 "classifier.bias",
             ] {
@@ -348,6 +367,14 @@ mod tests {
         assert_eq!(
             Family::Roberta.tree_name("roberta.pooler.dense.weight"),
             None
+        );
+        assert_eq!(
+            Family::Electra.tree_name("discriminator_predictions.dense.weight"),
+            None
+        );
+        assert_eq!(
+            Family::Electra.stored_name("embeddings_project.bias", true),
+            Some("electra.embeddings_project.bias".into())
         );
         assert_eq!(
             Family::Bert

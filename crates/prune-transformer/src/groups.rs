@@ -74,10 +74,14 @@ fn groups_of(config: &BertConfig, shapes: &BertParams<Shape>) -> Result<Vec<Grou
     Ok(groups)
 }
 
-/// Where a BERT parameter sits: `embeddings.…`, `encoder.layer.N.…`, or elsewhere.
+/// Where a BERT parameter sits: `embeddings.…`, `embeddings_project.…`,
+/// `encoder.layer.N.…`, or elsewhere.
 pub fn place_of(name: &str) -> Place {
     if name.starts_with("embeddings.") {
         return Place::Embeddings;
+    }
+    if name.starts_with("embeddings_project.") {
+        return Place::Projection;
     }
     let layer = name
         .strip_prefix("encoder.layer.")

@@ -11,6 +11,9 @@ use prune_tensor::Shape;
 /// The prefix transformers puts before encoder parameters in task models.
 pub const BERT_PREFIX: &str = "bert.";
 
+/// The name prefix of the embeddings' projection to the hidden width.
+const PROJECTION: &str = "embeddings_project.";
+
 /// A parameter name without transformers' model prefix (`bert.`, `roberta.`): the
 /// canonical form used here.
 pub fn canonical_name(name: &str) -> &str {
@@ -76,6 +79,9 @@ pub struct Layer<T> {
 pub struct BertParams<T> {
     /// `embeddings.*`
     pub embeddings: Embeddings<T>,
+    /// `embeddings_project`: `[C, E]`, `[C]`, when the embeddings have a width E of their
+    /// own (ELECTRA; see [`BertConfig::projects_embeddings`]).
+    pub embeddings_project: Option<Linear<T>>,
     /// `encoder.layer.{i}.*`, `[L]` layers
     pub layers: Vec<Layer<T>>,
     /// `pooler.dense`: `[C₀, C]`, `[C₀]` (C₀ = `hidden_size`, the width before pruning)
@@ -135,10 +141,13 @@ node!(Layer {
 } leaves {});
 
 impl<T> BertParams<T> {
-    /// Visits every parameter with its canonical name, in a fixed order (embeddings, layers,
-    /// pooler, classifier).
+    /// Visits every parameter with its canonical name, in a fixed order (embeddings, their
+    /// projection, layers, pooler, classifier).
     pub fn visit<'a>(&'a self, f: &mut dyn FnMut(String, &'a T)) {
         self.embeddings.visit("embeddings.", f);
+        if let Some(p) = &self.embeddings_project {
+            p.visit(PROJECTION, f);
+        }
         for (i, layer) in self.layers.iter().enumerate() {
             layer.visit(&format!("encoder.layer.{i}."), f);
         }
@@ -153,6 +162,9 @@ impl<T> BertParams<T> {
     /// Visits every parameter mutably, in the order of [`BertParams::visit`].
     pub fn visit_mut<'a>(&'a mut self, f: &mut dyn FnMut(String, &'a mut T)) {
         self.embeddings.visit_mut("embeddings.", f);
+        if let Some(p) = &mut self.embeddings_project {
+            p.visit_mut(PROJECTION, f);
+        }
         for (i, layer) in self.layers.iter_mut().enumerate() {
             layer.visit_mut(&format!("encoder.layer.{i}."), f);
         }
@@ -205,6 +217,9 @@ impl<T> BertParams<T> {
         let f: &mut dyn FnMut(&str, &T) -> Result<U, E> = &mut f;
         Ok(BertParams {
             embeddings: self.embeddings.try_map("embeddings.", f)?,
+            embeddings_project: (self.embeddings_project.as_ref())
+                .map(|p| p.try_map(PROJECTION, f))
+                .transpose()?,
             layers: self
                 .layers
                 .iter()
@@ -246,22 +261,24 @@ impl BertParams<Shape> {
     /// and a classifier (`[K, C₀]`, K = `config.labels()`, C₀ = `hidden_size`) when asked.
     pub fn expected(config: &BertConfig, pooler: bool, classifier: bool) -> Self {
         let c = config.hidden();
+        let e = config.embedding_width();
         let d = config.head_dim();
         let linear = |o: usize, i: usize| Linear {
             weight: Shape::from([o, i]),
             bias: Shape::from([o]),
         };
-        let norm = || LayerNorm {
+        let norm = |c: usize| LayerNorm {
             weight: Shape::from([c]),
             bias: Shape::from([c]),
         };
         BertParams {
             embeddings: Embeddings {
-                word: Shape::from([config.vocab_size, c]),
-                position: Shape::from([config.max_position_embeddings, c]),
-                token_type: Shape::from([config.type_vocab_size, c]),
-                norm: norm(),
+                word: Shape::from([config.vocab_size, e]),
+                position: Shape::from([config.max_position_embeddings, e]),
+                token_type: Shape::from([config.type_vocab_size, e]),
+                norm: norm(e),
             },
+            embeddings_project: config.projects_embeddings().then(|| linear(c, e)),
             layers: (0..config.num_hidden_layers)
                 .map(|l| {
                     let hd = config.heads(l) * d;
@@ -271,10 +288,10 @@ impl BertParams<Shape> {
                         key: linear(hd, c),
                         value: linear(hd, c),
                         attention_output: linear(c, hd),
-                        attention_norm: norm(),
+                        attention_norm: norm(c),
                         intermediate: linear(f, c),
                         output: linear(c, f),
-                        output_norm: norm(),
+                        output_norm: norm(c),
                     }
                 })
                 .collect(),

@@ -166,6 +166,12 @@ fn xlm_roberta_matches_transformers() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn electra_with_its_embeddings_projection_matches_transformers() -> Result<()> {
+    matches_transformers("electra", Family::Electra)?;
+    Ok(())
+}
+
 /// A model of fixture `name` saved here holds exactly the tensor names transformers saved,
 /// and a config of the same family and class with the family's own keys; it loads back to
 /// the same logits.
@@ -224,5 +230,6 @@ fn saved_as_transformers_saves_it(name: &str, class: &str) -> Result<()> {
 #[test]
 fn saved_models_keep_transformers_names_keys_and_class() -> Result<()> {
     saved_as_transformers_saves_it("roberta", "RobertaForSequenceClassification")?;
-    saved_as_transformers_saves_it("distilbert", "DistilBertForSequenceClassification")
+    saved_as_transformers_saves_it("distilbert", "DistilBertForSequenceClassification")?;
+    saved_as_transformers_saves_it("electra", "ElectraForSequenceClassification")
 }

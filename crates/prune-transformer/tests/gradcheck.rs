@@ -3,7 +3,8 @@
 //! loss touching logits, pooled output and hidden states, with uneven per-layer widths
 //! (a 0-head layer, pruned hidden width), under a hidden-channel mask (LayerNorm over the
 //! kept channels), as a regression head, and for the other architectures and activations
-//! (RoBERTa with dropout, DistilBERT, `gelu_new`, `relu`).
+//! (RoBERTa with dropout, DistilBERT, ELECTRA with its embeddings projection, `gelu_new`,
+//! `relu`).
 
 use prune_tensor::gradcheck::{GradCheck, dot, uniform};
 use prune_tensor::rng::Rng;
@@ -247,28 +248,39 @@ fn uneven_layers_gradients_of_every_parameter() {
 
 #[test]
 fn hidden_mask_gradients_of_every_parameter() {
-    let mut m = model(config(json!({}), 3), 17);
-    let keep: Vec<f64> = (0..32)
-        .map(|i| if i % 3 == 1 { 0.0 } else { 1.0 })
-        .collect();
-    m.set_hidden_mask(Some(keep.iter().map(|&k| k as f32).collect()))
-        .unwrap();
-    let mut rng = Rng::new(19);
-    let batch = batch();
-    let f = Functional::new(32, 32, 3, &mut rng);
-    let grads = f.grads(&m, &batch);
-    check_all(&m, &grads, &|m: &Model| f.value(m, &batch), &mut rng);
-    // Every LayerNorm outputs 0 at the dropped channels.
-    let out = m.forward(&batch, &ForwardOptions::default()).unwrap();
-    for (i, v) in out.last_hidden_state.data().iter().enumerate() {
-        if keep[i % 32] == 0.0 {
-            assert_eq!(*v, 0.0);
+    // BERT, and ELECTRA whose projection's output the mask zeroes instead of the
+    // embeddings' LayerNorm.
+    let electra = json!({ "model_type": "electra", "embedding_size": 16 });
+    for (extra, seed) in [(json!({}), 17), (electra, 18)] {
+        let mut m = model(config(extra, 3), seed);
+        let keep: Vec<f64> = (0..32)
+            .map(|i| if i % 3 == 1 { 0.0 } else { 1.0 })
+            .collect();
+        m.set_hidden_mask(Some(keep.iter().map(|&k| k as f32).collect()))
+            .unwrap();
+        let mut rng = Rng::new(19);
+        let batch = batch();
+        let f = Functional::new(32, 32, 3, &mut rng);
+        let grads = f.grads(&m, &batch);
+        check_all(&m, &grads, &|m: &Model| f.value(m, &batch), &mut rng);
+        // The embedding output and every LayerNorm are 0 at the dropped channels.
+        let opts = ForwardOptions {
+            output_hidden_states: true,
+            seed: 0,
+        };
+        let out = m.forward(&batch, &opts).unwrap();
+        for state in [&out.hidden_states[0], &out.last_hidden_state] {
+            for (i, v) in state.data().iter().enumerate() {
+                if keep[i % 32] == 0.0 {
+                    assert_eq!(*v, 0.0);
+                }
+            }
         }
+        let e = m.set_hidden_mask(Some(vec![1.0; 31])).unwrap_err();
+        assert!(e.to_string().contains("hidden mask has 31 entries"), "{e}");
+        let e = m.set_hidden_mask(Some(vec![0.5; 32])).unwrap_err();
+        assert!(e.to_string().contains("only 0 (drop) and 1 (keep)"), "{e}");
     }
-    let e = m.set_hidden_mask(Some(vec![1.0; 31])).unwrap_err();
-    assert!(e.to_string().contains("hidden mask has 31 entries"), "{e}");
-    let e = m.set_hidden_mask(Some(vec![0.5; 32])).unwrap_err();
-    assert!(e.to_string().contains("only 0 (drop) and 1 (keep)"), "{e}");
 }
 
 #[test]
@@ -328,4 +340,26 @@ fn distilbert_gradients_of_every_parameter() {
     let (targets, opts) = (Targets::Classes(&labels), ForwardOptions::default());
     let (out, _, _) = checked_loss_gradients(&model, &batch(), targets, &opts, &mut Rng::new(48));
     assert!(out.pooled.unwrap().data().iter().all(|&v| v >= 0.0));
+}
+
+#[test]
+fn electra_gradients_of_every_parameter_with_dropout() {
+    // Embeddings of width 16 projected to 32, and a GELU head with dropout on the first
+    // token, seeded so that the loss is a fixed function of the parameters.
+    let extra = json!({
+        "model_type": "electra", "embedding_size": 16,
+        "hidden_dropout_prob": 0.2, "classifier_dropout": 0.3,
+    });
+    let model = BertForSequenceClassification::new(model(config(extra, 2), 53)).unwrap();
+    assert_eq!(model.bert.params.embeddings.word.dims(), &[50, 16]);
+    let labels = [1i64, 0];
+    let opts = ForwardOptions {
+        seed: 7,
+        ..ForwardOptions::default()
+    };
+    let targets = Targets::Classes(&labels);
+    let (_, grads, d_embed) =
+        checked_loss_gradients(&model, &batch(), targets, &opts, &mut Rng::new(54));
+    assert_eq!(grads.embeddings_project.unwrap().weight.dims(), &[32, 16]);
+    assert_eq!(d_embed.dims(), &[2, 5, 16]);
 }

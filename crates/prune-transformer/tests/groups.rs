@@ -1,6 +1,7 @@
 //! The groups the trace analysis finds for BERT, checked member by member against the
 //! structure of the architecture: on a tiny config, on the MiniLM checkpoint's config, and
-//! on configs left behind by surgery (a layer without heads, a layer with one head).
+//! on configs left behind by surgery (a layer without heads, a layer with one head), and
+//! on ELECTRA, whose embeddings have a width of their own.
 
 use anyhow::{Context, Result};
 use prune_graph::{Group, GroupKind, Member, Role};
@@ -196,5 +197,34 @@ fn training_step_trace_gives_the_same_groups() -> Result<()> {
     model.backward(cache, d, &mut grads)?;
     let trained = groups_from_trace(&tb.trace(), 2, place_of)?;
     assert_eq!(trained, bert_groups(&config, true, true)?);
+    Ok(())
+}
+
+/// ELECTRA with embeddings of width 16 projected to 32: the projection's output rows lead
+/// the hidden group, and the tables, their LayerNorm and the projection's input columns
+/// form the embedding group, last.
+#[test]
+fn electra_groups_split_at_the_projection() -> Result<()> {
+    let mut v = tiny().to_json();
+    v["model_type"] = "electra".into();
+    v["embedding_size"] = 16.into();
+    let config = BertConfig::from_json(&v)?;
+    let groups = bert_groups(&config, true, true)?;
+    assert_eq!(groups.len(), 2 + 2 * 2);
+    let mut hidden = expected_hidden(2, true);
+    hidden.retain(|m| !m.param.starts_with("embeddings."));
+    hidden.insert(m("embeddings_project.weight".into(), 0, Role::Producer));
+    hidden.insert(m("embeddings_project.bias".into(), 0, Role::Producer));
+    assert_eq!(groups[0].kind, GroupKind::Hidden);
+    assert_eq!((groups[0].channels, members(&groups[0])), (32, hidden));
+    let mut embedding = expected_hidden(0, false);
+    embedding.insert(m("embeddings_project.weight".into(), 1, Role::Consumer));
+    let last = groups.last().unwrap();
+    assert_eq!(last.kind, GroupKind::Embedding);
+    assert_eq!((last.channels, members(last)), (16, embedding));
+    for l in 0..2 {
+        assert_eq!(members(&groups[1 + 2 * l]), expected_heads(l));
+        assert_eq!(members(&groups[2 + 2 * l]), expected_ffn(l));
+    }
     Ok(())
 }

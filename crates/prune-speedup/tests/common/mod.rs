@@ -18,9 +18,22 @@ pub type Cpu = CpuBackend<f32>;
 /// A tiny BERT (2 layers, hidden 32, 4 heads, FFN 64, 3 labels) with random weights whose
 /// biases and LayerNorm parameters are not trivial.
 pub fn tiny(seed: u64) -> BertModel<Cpu> {
-    let config = BertConfig::new(50, 32, 2, 4, 64).unwrap();
-    let mut config = config;
+    let mut config = BertConfig::new(50, 32, 2, 4, 64).unwrap();
     config.num_labels = Some(3);
+    randomised(config, seed)
+}
+
+/// [`tiny`] as an ELECTRA whose embeddings (width 16) are projected to the hidden width.
+pub fn tiny_electra(seed: u64) -> BertModel<Cpu> {
+    let mut v = BertConfig::new(50, 32, 2, 4, 64).unwrap().to_json();
+    v["model_type"] = "electra".into();
+    v["embedding_size"] = 16.into();
+    v["num_labels"] = 3.into();
+    randomised(BertConfig::from_json(&v).unwrap(), seed)
+}
+
+/// A random model with `config` whose biases and LayerNorm parameters are not trivial.
+fn randomised(config: BertConfig, seed: u64) -> BertModel<Cpu> {
     let mut m = BertModel::random(Cpu::new(), config, true, true, seed).unwrap();
     let mut rng = Rng::new(seed + 1);
     for (name, t) in m.params.named_mut() {

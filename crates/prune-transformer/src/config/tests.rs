@@ -105,13 +105,13 @@ fn errors_name_the_key() {
     assert!(err_of(v).contains("`hidden_dropout_prob`"));
     // Another family: named, with what is supported, before any key it spells otherwise.
     let mut v = base();
-    v["model_type"] = json!("electra");
+    v["model_type"] = json!("albert");
     v.as_object_mut().unwrap().remove("hidden_size");
     let e = err_of(v);
     assert!(
         e.contains(
-            "`model_type`: \"electra\" is not supported (supported: bert, roberta, xlm-roberta, \
-             distilbert)"
+            "`model_type`: \"albert\" is not supported (supported: bert, roberta, xlm-roberta, \
+             distilbert, electra)"
         ),
         "{e}"
     );
@@ -135,4 +135,38 @@ fn counts_parameters_and_refuses_absurd_sizes() {
         "`num_attention_heads`: `encoder.layer.0.attention.self.query.weight` of shape \
          [201326592, 384] takes the model above"
     ));
+}
+
+#[test]
+fn electra_keeps_the_width_of_its_embeddings() {
+    let mut v = base();
+    v["model_type"] = json!("electra");
+    v["embedding_size"] = json!(128);
+    let c = BertConfig::from_json(&v).unwrap();
+    assert!(c.projects_embeddings());
+    assert_eq!((c.embedding_width(), c.hidden()), (128, 384));
+    assert!(!c.extra.contains_key("embedding_size"));
+    let mut pruned = c.clone();
+    pruned.kept_embedding_size = 100;
+    pruned.kept_hidden_size = 300;
+    let json = pruned.to_json();
+    assert_eq!(
+        (&json["embedding_size"], &json["prune_embedding_size"]),
+        (&json!(128), &json!(100))
+    );
+    assert_eq!(BertConfig::from_json(&json).unwrap(), pruned);
+    // transformers' default, and no projection when the widths agree.
+    v.as_object_mut().unwrap().remove("embedding_size");
+    assert_eq!(BertConfig::from_json(&v).unwrap().embedding_width(), 128);
+    v["embedding_size"] = json!(384);
+    let same = BertConfig::from_json(&v).unwrap();
+    assert!(!same.projects_embeddings());
+    v["embedding_size"] = json!(128);
+    v["prune_embedding_size"] = json!(129);
+    assert!(err_of(v).contains("`prune_embedding_size`: 129 exceeds embedding_size = 128"));
+    // Another family's `embedding_size` is a key this crate does not interpret.
+    let mut v = base();
+    v["embedding_size"] = json!(128);
+    let c = BertConfig::from_json(&v).unwrap();
+    assert!(!c.projects_embeddings() && c.extra.contains_key("embedding_size"));
 }

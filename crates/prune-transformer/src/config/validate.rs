@@ -59,6 +59,8 @@ impl BertConfig {
             ("max_position_embeddings", self.max_position_embeddings),
             ("attention_head_size", self.attention_head_size),
             ("prune_hidden_size", self.kept_hidden_size),
+            ("embedding_size", self.embedding_size),
+            ("prune_embedding_size", self.kept_embedding_size),
         ];
         for (key, v) in positive {
             if v == 0 {
@@ -100,6 +102,15 @@ impl BertConfig {
                 format!(
                     "{} exceeds hidden_size = {}",
                     self.kept_hidden_size, self.hidden_size
+                ),
+            ));
+        }
+        if self.kept_embedding_size > self.embedding_size {
+            return Err(TransformerError::config(
+                "prune_embedding_size",
+                format!(
+                    "{} exceeds embedding_size = {}",
+                    self.kept_embedding_size, self.embedding_size
                 ),
             ));
         }

@@ -1,6 +1,6 @@
 //! The pooler (`tanh` of a dense layer on each sequence's first token, `pooler.dense`;
 //! RoBERTa's `classifier.dense`, which drops out its input first; DistilBERT's
-//! `pre_classifier`, with ReLU for tanh) and the sequence classification / regression head
+//! `pre_classifier`, with ReLU for tanh; ELECTRA's, with GELU) and the sequence classification / regression head
 //! (`classifier`, after dropout).
 
 use super::{dropout, dropout_bwd};
@@ -21,6 +21,8 @@ pub struct PoolerCache<T> {
     act: HeadActivation,
     /// First-token hidden states after dropout, `[B, C]`.
     first: T,
+    /// The dense layer's output, `[B, C]` (GELU's backward needs it).
+    z: T,
     /// Dropout factors of the first-token states, `[B, C]`, when dropout is on.
     keep: Option<T>,
     /// Pooled output, `[B, C]`.
@@ -36,19 +38,23 @@ fn head_fwd<B: Backend>(b: &B, act: HeadActivation, z: &B::Tensor) -> Result<B::
     Ok(match act {
         HeadActivation::Tanh => b.tanh_fwd(z)?,
         HeadActivation::Relu => b.relu_fwd(z)?,
+        HeadActivation::Gelu => b.gelu_fwd(z)?,
     })
 }
 
-/// `dz` of `act` given its output `y` (ReLU's output is positive exactly where its input is).
+/// `dz` of `act` given its input `z` and output `y` (ReLU's output is positive exactly
+/// where its input is).
 fn head_bwd<B: Backend>(
     b: &B,
     act: HeadActivation,
+    z: &B::Tensor,
     y: &B::Tensor,
     dy: &B::Tensor,
 ) -> Result<B::Tensor> {
     Ok(match act {
         HeadActivation::Tanh => b.tanh_bwd(y, dy)?,
         HeadActivation::Relu => b.relu_bwd(y, dy)?,
+        HeadActivation::Gelu => b.gelu_bwd(z, dy)?,
     })
 }
 
@@ -89,6 +95,7 @@ pub fn pooler_forward_t<B: Backend>(
     let cache = PoolerCache {
         act,
         first,
+        z,
         keep,
         pooled: pooled.clone(),
         rows,
@@ -107,7 +114,7 @@ pub fn pooler_backward<B: Backend>(
     mask: Option<&Linear<Option<B::Tensor>>>,
     grads: &mut Linear<B::Tensor>,
 ) -> Result<B::Tensor> {
-    let dz = head_bwd(b, cache.act, &cache.pooled, dpooled)?;
+    let dz = head_bwd(b, cache.act, &cache.z, &cache.pooled, dpooled)?;
     let dfirst = dense.backward(b, &cache.first, &dz, mask, grads)?;
     let dfirst = dropout_bwd(b, dfirst, &cache.keep)?;
     Ok(b.gather_rows_bwd(&dfirst, &cache.rows, cache.n)?)

@@ -1,14 +1,16 @@
 //! The building blocks of BERT written over `Backend`: linear and LayerNorm (`norm`),
-//! embeddings, one encoder layer, the pooler and the classifier. Each layer struct of
-//! [`crate::params`] holds parameters only and gets `forward` (saves nothing), `forward_t`
-//! (returns a cache) and `backward` (accumulates parameter gradients with `+=`, returns a
-//! fresh input gradient). The maths is derived in `docs/bert-backward.md`.
+//! embeddings and their projection, one encoder layer, the pooler and the classifier. Each
+//! layer struct of [`crate::params`] holds parameters only and gets `forward` (saves
+//! nothing), `forward_t` (returns a cache) and `backward` (accumulates parameter gradients
+//! with `+=`, returns a fresh input gradient). The maths is derived in
+//! `docs/bert-backward.md`.
 
 pub mod classifier;
 pub mod embeddings;
 pub mod encoder;
 pub mod linear;
 pub mod norm;
+pub mod projection;
 
 use crate::error::Result;
 use prune_tensor::Backend;

@@ -4,6 +4,7 @@ use super::{BertCache, BertModel, OutputGrads};
 use crate::error::{Result, TransformerError};
 use crate::layers::accumulate;
 use crate::layers::classifier::{classifier_backward, pooler_backward};
+use crate::layers::projection::projection_backward;
 use crate::params::BertParams;
 use prune_tensor::{Backend, Shape};
 
@@ -11,7 +12,7 @@ impl<B: Backend> BertModel<B> {
     /// Backward of [`BertModel::forward_t`]: accumulates (`+=`) every parameter gradient
     /// into `grads` (gradients with respect to the effective, masked parameters) and
     /// returns the gradient of the summed input embeddings (word + position + type, before
-    /// the embedding LayerNorm), `[B, T, C]`. Derivation: `docs/bert-backward.md`.
+    /// the embedding LayerNorm), `[B, T, E]` (E = C unless the embeddings are projected). Derivation: `docs/bert-backward.md`.
     pub fn backward(
         &self,
         cache: BertCache<B::Tensor>,
@@ -22,7 +23,7 @@ impl<B: Backend> BertModel<B> {
         let masks = self.masks.as_ref();
         let (batch, seq) = (cache.batch, cache.seq);
         let n = batch * seq;
-        let c = self.params.embeddings.width(b);
+        let c = self.config.hidden();
         let n_layers = self.params.layers.len();
         if cache.layers.len() != n_layers
             || cache.head_masks.len() != n_layers
@@ -128,7 +129,26 @@ impl<B: Backend> BertModel<B> {
             }
             dy = dx;
         }
-        // hidden[0] = embeddings(ids)
+        // hidden[0] = embeddings_project(embeddings(ids)), or embeddings(ids)
+        if let Some(dense) = &self.params.embeddings_project {
+            let (pc, grad) = match (&cache.projection, grads.embeddings_project.as_mut()) {
+                (Some(pc), Some(g)) => (pc, g),
+                _ => {
+                    return Err(TransformerError::Input(
+                        "the cache or the gradient tree has no embeddings projection".into(),
+                    ));
+                }
+            };
+            dy = projection_backward(
+                b,
+                dense,
+                pc,
+                &dy,
+                cache.projection_keep.as_ref(),
+                masks.and_then(|m| m.embeddings_project.as_ref()),
+                grad,
+            )?;
+        }
         let de = self.params.embeddings.backward(
             b,
             cache.embeddings,

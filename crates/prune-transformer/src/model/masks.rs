@@ -89,7 +89,7 @@ impl<B: Backend> BertModel<B> {
     /// channel, so its speedup changes the function.)
     pub fn set_hidden_mask(&mut self, mask: Option<Vec<f32>>) -> Result<()> {
         if let Some(m) = &mask {
-            let c = self.params.embeddings.width(&self.backend);
+            let c = self.config.hidden();
             if m.len() != c {
                 return Err(TransformerError::Input(format!(
                     "hidden mask has {} entries, the model's hidden width is {c}",

@@ -12,6 +12,7 @@ use crate::layers::classifier::{
 use crate::layers::embeddings::{EmbeddingInput, EmbeddingsCache};
 use crate::layers::encoder::{LayerCache, LayerCtx};
 use crate::layers::norm::NormSpec;
+use crate::layers::projection::{ProjectionCache, projection_forward, projection_forward_t};
 use crate::layers::site_seed;
 use crate::params::BertParams;
 use crate::weights::{HostParams, load_params, save_config, save_params, weights_file};
@@ -23,6 +24,8 @@ mod backward;
 mod classification;
 mod masks;
 mod prepare;
+
+use prepare::Prepared;
 
 pub use classification::{
     BertForSequenceClassification, ClassificationCache, IGNORE_INDEX, Targets,
@@ -96,7 +99,10 @@ pub struct BertCache<T> {
     head_masks: Vec<Option<T>>,
     /// Kept hidden channels, `[C]`, under a hidden-channel mask.
     hidden_keep: Option<T>,
+    /// The same on every row, `[B·T, C]`, when the embeddings are projected.
+    projection_keep: Option<T>,
     embeddings: EmbeddingsCache<T>,
+    projection: Option<ProjectionCache<T>>,
     layers: Vec<LayerCache<T>>,
     pooler: Option<PoolerCache<T>>,
     classifier: Option<ClassifierCache<T>>,
@@ -320,6 +326,15 @@ impl<B: Backend> BertModel<B> {
         }
     }
 
+    /// How the embeddings' LayerNorm normalises: over the kept hidden channels, unless a
+    /// projection separates the embeddings' width from the hidden width.
+    fn embeddings_norm<'a>(&self, hidden_keep: Option<&'a B::Tensor>) -> NormSpec<'a, B::Tensor> {
+        match self.params.embeddings_project {
+            Some(_) => self.norm(None),
+            None => self.norm(hidden_keep),
+        }
+    }
+
     /// `[B·T, C]` → `[B, T, C]`.
     fn unflatten(&self, t: B::Tensor, batch: usize, seq: usize) -> Result<B::Tensor> {
         let c = self.backend.shape(&t).last();
@@ -329,7 +344,7 @@ impl<B: Backend> BertModel<B> {
     /// `[.., C]` → `[rows, C]`, checking the element count.
     fn flatten(&self, t: B::Tensor, rows: usize, what: &str) -> Result<B::Tensor> {
         let shape = self.backend.shape(&t).clone();
-        let c = self.params.embeddings.width(&self.backend);
+        let c = self.config.hidden();
         if shape.numel() != rows * c {
             return Err(TransformerError::Input(format!(
                 "{what} has shape {shape}, expected [B, T, C] with B·T = {rows}, C = {c}"
@@ -338,22 +353,47 @@ impl<B: Backend> BertModel<B> {
         Ok(self.backend.reshape(t, Shape::from([rows, c]))?)
     }
 
-    /// Inference (no dropout, nothing kept).
-    pub fn forward(&self, batch: &Batch, opts: &ForwardOptions) -> Result<BertOutput<B::Tensor>> {
-        let b = &self.backend;
+    /// The hidden state entering the first layer, `[B·T, C]`, in inference mode: the
+    /// embeddings of `batch` (checked against the model), projected to the hidden width
+    /// when the model projects them, under the model's masks.
+    pub fn embed(&self, batch: &Batch) -> Result<B::Tensor> {
         let prep = self.prepare(batch)?;
+        self.embed_prepared(&prep)
+    }
+
+    /// [`BertModel::embed`] of inputs already prepared.
+    fn embed_prepared(&self, prep: &Prepared<B::Tensor>) -> Result<B::Tensor> {
+        let b = &self.backend;
         let masks = self.masks.as_ref();
         let input = EmbeddingInput {
             ids: &prep.ids,
             type_ids: &prep.type_ids,
             positions: &prep.positions,
         };
-        let mut x = self.params.embeddings.forward(
+        let x = self.params.embeddings.forward(
             b,
             &input,
-            self.norm(prep.hidden_keep.as_ref()),
+            self.embeddings_norm(prep.hidden_keep.as_ref()),
             masks.map(|m| &m.embeddings),
         )?;
+        match &self.params.embeddings_project {
+            Some(p) => projection_forward(
+                b,
+                p,
+                &x,
+                prep.projection_keep.as_ref(),
+                masks.and_then(|m| m.embeddings_project.as_ref()),
+            ),
+            None => Ok(x),
+        }
+    }
+
+    /// Inference (no dropout, nothing kept).
+    pub fn forward(&self, batch: &Batch, opts: &ForwardOptions) -> Result<BertOutput<B::Tensor>> {
+        let b = &self.backend;
+        let prep = self.prepare(batch)?;
+        let masks = self.masks.as_ref();
+        let mut x = self.embed_prepared(&prep)?;
         let mut states = Vec::new();
         for (l, layer) in self.params.layers.iter().enumerate() {
             let ctx = self.layer_ctx(
@@ -424,14 +464,27 @@ impl<B: Backend> BertModel<B> {
             type_ids: &prep.type_ids,
             positions: &prep.positions,
         };
-        let (mut x, emb_cache) = self.params.embeddings.forward_t(
+        let (x, emb_cache) = self.params.embeddings.forward_t(
             b,
             &input,
-            self.norm(prep.hidden_keep.as_ref()),
+            self.embeddings_norm(prep.hidden_keep.as_ref()),
             cfg.hidden_dropout_prob,
             site_seed(opts.seed, 0, 0),
             masks.map(|m| &m.embeddings),
         )?;
+        let (mut x, projection_cache) = match &self.params.embeddings_project {
+            Some(p) => {
+                let (y, c) = projection_forward_t(
+                    b,
+                    p,
+                    x,
+                    prep.projection_keep.as_ref(),
+                    masks.and_then(|m| m.embeddings_project.as_ref()),
+                )?;
+                (y, Some(c))
+            }
+            None => (x, None),
+        };
         let mut states = Vec::new();
         let mut layer_caches = Vec::with_capacity(self.params.layers.len());
         for (l, layer) in self.params.layers.iter().enumerate() {
@@ -498,7 +551,9 @@ impl<B: Backend> BertModel<B> {
             attn_mask: prep.attn_mask,
             head_masks: prep.head_masks,
             hidden_keep: prep.hidden_keep,
+            projection_keep: prep.projection_keep,
             embeddings: emb_cache,
+            projection: projection_cache,
             layers: layer_caches,
             pooler: pooler_cache,
             classifier: classifier_cache,

@@ -17,6 +17,8 @@ pub(super) struct Prepared<T> {
     pub(super) head_masks: Vec<Option<T>>,
     /// `[C]`, under a hidden-channel mask
     pub(super) hidden_keep: Option<T>,
+    /// `[B·T, C]`, the hidden-channel mask on every row, for a projection's output
+    pub(super) projection_keep: Option<T>,
 }
 
 impl<B: Backend> BertModel<B> {
@@ -75,19 +77,23 @@ impl<B: Backend> BertModel<B> {
                 })
                 .collect::<Result<_>>()?,
         };
-        let hidden_keep = match &self.hidden_mask {
-            Some(m) => {
-                let c = self.params.embeddings.width(b);
-                if m.len() != c {
-                    return Err(TransformerError::Input(format!(
-                        "hidden mask has {} entries, the model's hidden width is {c}",
-                        m.len()
-                    )));
-                }
-                Some(b.upload(&Tensor::new([c], m.clone())?)?)
-            }
-            None => None,
-        };
+        let c = self.config.hidden();
+        if let Some(m) = self.hidden_mask.as_ref().filter(|m| m.len() != c) {
+            return Err(TransformerError::Input(format!(
+                "hidden mask has {} entries, the model's hidden width is {c}",
+                m.len()
+            )));
+        }
+        let hidden_keep = (self.hidden_mask.as_ref())
+            .map(|m| b.upload(&Tensor::new([c], m.clone())?))
+            .transpose()?;
+        let projection_keep = (self.hidden_mask.as_ref())
+            .filter(|_| self.params.embeddings_project.is_some())
+            .map(|m| {
+                let rows = m.repeat(batch.tokens());
+                b.upload(&Tensor::new([batch.tokens(), c], rows)?)
+            })
+            .transpose()?;
         Ok(Prepared {
             ids,
             type_ids,
@@ -95,6 +101,7 @@ impl<B: Backend> BertModel<B> {
             attn_mask,
             head_masks,
             hidden_keep,
+            projection_keep,
         })
     }
 }
