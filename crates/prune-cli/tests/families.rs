@@ -1,6 +1,7 @@
 //! The pipeline on other architectures of the BERT family: tiny random RoBERTa and XLM-R
-//! models (byte-level BPE tokenizer, `gelu_new`) and a tiny random DistilBERT (ReLU) go
-//! through every stage (finetune, heads, distill, ffn, then hidden) and the exports, and
+//! models (byte-level BPE tokenizer, `gelu_new`), a tiny random DistilBERT (ReLU) and a tiny
+//! random ELECTRA (embeddings projected to the hidden width, a GELU head) go through every
+//! stage (finetune, heads, distill, ffn, then hidden) and the exports, and
 //! every model written is a checkpoint of the same family and class that loads and
 //! evaluates.
 
@@ -8,7 +9,7 @@ mod common;
 
 use common::{
     TINY_PIPELINE, prune_ok, prune_refuses, scratch, tiny_distilbert_checkpoint,
-    tiny_roberta_checkpoint,
+    tiny_electra_checkpoint, tiny_roberta_checkpoint,
 };
 use std::path::Path;
 
@@ -77,6 +78,10 @@ fn every_stage_keeps_the_family(root: &Path, model: &Path, model_type: &str, cla
     assert_eq!(c["model_type"], model_type);
     assert_eq!(c["prune_hidden_size"], 24);
     accuracy(&hidden.join("model"));
+    let student = config(&student);
+    for key in ["embedding_size", "prune_embedding_size"] {
+        assert_eq!(c.get(key), student.get(key), "the hidden stage keeps {key}");
+    }
 }
 
 #[test]
@@ -115,5 +120,20 @@ fn the_pipeline_runs_end_to_end_on_a_tiny_distilbert() {
     tiny_distilbert_checkpoint(&model);
     let class = "DistilBertForSequenceClassification";
     every_stage_keeps_the_family(&root, &model, "distilbert", class);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn the_pipeline_runs_end_to_end_on_a_tiny_electra() {
+    let root = scratch("electra");
+    let model = root.join("tiny-electra");
+    tiny_electra_checkpoint(&model);
+    let class = "ElectraForSequenceClassification";
+    every_stage_keeps_the_family(&root, &model, "electra", class);
+    let hf = config(&root.join("run/export/final-hf"));
+    assert_eq!(
+        (&hf["embedding_size"], &hf["hidden_size"]),
+        (&16.into(), &32.into())
+    );
     let _ = std::fs::remove_dir_all(&root);
 }

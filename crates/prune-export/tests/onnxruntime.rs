@@ -158,6 +158,11 @@ fn every_shape_class_runs_in_onnx_runtime_with_prunes_logits() {
         ),
     );
     check(
+        "electra",
+        &tiny(json!({"model_type": "electra", "embedding_size": 10,
+                     "prune_embedding_size": 7, "prune_hidden_size": 13})),
+    );
+    check(
         "emptied",
         &tiny(json!({"pruned_heads": {"1": [0, 1, 2, 3]},
                      "prune_layer_intermediate": [24, 24, 0]})),

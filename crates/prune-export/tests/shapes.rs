@@ -118,6 +118,19 @@ fn uneven_ffn_widths_are_padded_for_transformers_without_changing_the_logits() {
 }
 
 #[test]
+fn a_narrower_electra_embedding_width_is_its_own_key_for_transformers() {
+    let electra = json!({"model_type": "electra", "embedding_size": 24, "prune_embedding_size": 9});
+    let (config, host) = tiny(electra);
+    let (cfg, params) = to_transformers(&config, &host).unwrap();
+    let saved = cfg.checkpoint_json(true);
+    assert_eq!(
+        (&saved["embedding_size"], saved.get("prune_embedding_size")),
+        (&json!(9), None)
+    );
+    assert_eq!(logits(&config, &host), logits(&cfg, &params));
+}
+
+#[test]
 fn shapes_transformers_cannot_hold_are_refused_naming_onnx() {
     let (config, host) = tiny(json!({"prune_hidden_size": 12}));
     match to_transformers(&config, &host) {
@@ -126,6 +139,17 @@ fn shapes_transformers_cannot_hold_are_refused_naming_onnx() {
                 why.contains("hidden width is pruned (12 of 16)") && why.contains("onnx"),
                 "{why}"
             )
+        }
+        other => panic!("{other:?}"),
+    }
+    // ELECTRA's embedding width cut to the hidden width: transformers would build no
+    // projection.
+    let electra =
+        json!({"model_type": "electra", "embedding_size": 24, "prune_embedding_size": 16});
+    let (config, host) = tiny(electra);
+    match to_transformers(&config, &host) {
+        Err(ExportError::Unsupported(why)) => {
+            assert!(why.contains("no embeddings projection"), "{why}")
         }
         other => panic!("{other:?}"),
     }

@@ -98,6 +98,21 @@ pub fn tiny_distilbert_checkpoint(dir: &Path) {
     std::fs::copy(tokenizer, dir.join("tokenizer.json")).unwrap();
 }
 
+/// A tiny random ELECTRA (2 layers, hidden 32, 4 heads, FFN 64, embeddings of width 16
+/// projected to the hidden width) with MiniLM's vocabulary and tokenizer.
+pub fn tiny_electra_checkpoint(dir: &Path) {
+    let tokenizer = paths::require_model_dir()
+        .expect("cargo xtask fetch")
+        .join("tokenizer.json");
+    let mut config = BertConfig::new(30522, 32, 2, 4, 64).unwrap().to_json();
+    config["model_type"] = "electra".into();
+    config["embedding_size"] = 16.into();
+    let config = BertConfig::from_json(&config).unwrap();
+    let model = BertModel::random(CpuBackend::<f32>::new(), config, false, false, 5).unwrap();
+    model.save(dir).unwrap();
+    std::fs::copy(tokenizer, dir.join("tokenizer.json")).unwrap();
+}
+
 /// A byte-level BPE `tokenizer.json` as RoBERTa's: `<s>`, `<pad>`, `</s>`, `<unk>`, then
 /// one token per byte (in the byte-to-character map of byte-level BPE), no merges.
 fn byte_level_bpe() -> serde_json::Value {
