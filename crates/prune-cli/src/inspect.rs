@@ -76,6 +76,13 @@ pub fn inspect(args: &InspectArgs) -> Result<()> {
         c.vocab_size,
         c.labels()
     );
+    if c.projects_embeddings() {
+        println!(
+            "embeddings {} wide (of {}), projected to the hidden width",
+            c.embedding_width(),
+            c.embedding_size
+        );
+    }
     println!("heads per layer: {:?}", stats.heads);
     println!("FFN width per layer: {:?}", stats.intermediate);
     println!(

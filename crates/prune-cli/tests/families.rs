@@ -135,5 +135,12 @@ fn the_pipeline_runs_end_to_end_on_a_tiny_electra() {
         (&hf["embedding_size"], &hf["hidden_size"]),
         (&16.into(), &32.into())
     );
+    let hidden = root.join("hidden/model");
+    let text = prune_ok(&["inspect", "--model", hidden.to_str().unwrap()]);
+    assert!(text.contains("hidden 24 (of 32)"), "{text}");
+    assert!(
+        text.contains("embeddings 16 wide (of 16), projected"),
+        "{text}"
+    );
     let _ = std::fs::remove_dir_all(&root);
 }
