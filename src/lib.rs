@@ -7,6 +7,7 @@ pub use prune_data as data;
 pub use prune_distill as distill;
 pub use prune_export as export;
 pub use prune_graph as graph;
+pub use prune_pipeline as pipeline;
 pub use prune_posttrain as posttrain;
 pub use prune_pruners as pruners;
 pub use prune_speedup as speedup;

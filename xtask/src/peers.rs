@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// ONNX Runtime's timing script (shared with the pipeline's report).
-const ORT_SCRIPT: &str = include_str!("../../crates/prune-cli/src/ort_latency.py");
+const ORT_SCRIPT: &str = include_str!("../../crates/prune-pipeline/src/ort_latency.py");
 /// PyTorch's training step.
 const TORCH_SCRIPT: &str = include_str!("train_step.py");
 /// Batch sizes and sequence lengths of the inference table.

@@ -3,10 +3,10 @@
 //! zero-padded to the widest). Checkpoints that prune saves are already transformers
 //! checkpoints whenever transformers can express their shapes.
 
-use crate::exports::{read, save_checkpoint};
 use crate::output::finish;
 use anyhow::{Context, Result, bail};
 use prune::export::{OPSET, to_onnx, to_transformers};
+use prune::pipeline::exports::{read, save_checkpoint};
 use prune::train::run_dir::check_apart;
 use prune::train::{RunDir, RunIdentity};
 use prune::transformer::paths;

@@ -5,9 +5,9 @@
 use crate::device::on_device;
 use crate::inputs::{evaluator, prepare, run_identity};
 use crate::output::{finish, metrics_line, save_model, write_summary};
-use crate::report::REPORT_SEQ;
 use crate::training::StageArgs;
 use anyhow::{Context, Result, bail};
+use prune::pipeline::report::REPORT_SEQ;
 use prune::pruners::{
     ConfigList, HeadRule, MovementPruner, MovementSettings, kept_heads, modules_of, restore_heads,
 };

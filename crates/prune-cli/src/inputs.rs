@@ -204,24 +204,6 @@ pub fn claim_distilling(
     Ok(RunDir::claim(out, &inputs, &identity, resume)?)
 }
 
-/// Copies `tokenizer.json` (and `vocab.txt` when present) so the saved model directory is
-/// self-contained.
-pub fn copy_tokenizer(from: &Path, to: &Path) -> Result<()> {
-    for file in [
-        "tokenizer.json",
-        "vocab.txt",
-        "tokenizer_config.json",
-        "special_tokens_map.json",
-    ] {
-        let src = from.join(file);
-        if src.is_file() {
-            std::fs::copy(&src, to.join(file))
-                .with_context(|| format!("copying {}", src.display()))?;
-        }
-    }
-    Ok(())
-}
-
 /// Loads a classification checkpoint onto backend `b`.
 pub fn load_classifier<B: Backend>(b: B, dir: &Path) -> Result<BertForSequenceClassification<B>> {
     let bert = BertModel::load(b, dir).with_context(|| format!("loading {}", dir.display()))?;

@@ -2,10 +2,10 @@
 //! dependency groups) and `prune speedup` (masks saved by a pruning stage → a smaller
 //! checkpoint).
 
-use crate::inputs::copy_tokenizer;
 use crate::output::finish;
-use crate::report::REPORT_SEQ;
 use anyhow::{Context, Result, bail};
+use prune::pipeline::exports::copy_tokenizer;
+use prune::pipeline::report::REPORT_SEQ;
 use prune::pruners::Masks;
 use prune::speedup::{ModelStats, PruningReport, apply, masked_but_kept, plan_from_masks};
 use prune::tensor::CpuBackend;

@@ -3,26 +3,21 @@
 //! layout, JSON logs) so they can be run, inspected and resumed separately.
 
 mod allocator;
-mod compare;
 mod device;
 mod distill;
 mod export;
-mod exports;
 mod ffn;
 mod finetune;
 mod heads;
 mod inputs;
 mod inspect;
-mod latency;
-mod ort;
 mod output;
 mod pipeline;
-mod plots;
 mod post_train;
-mod report;
 mod training;
 
 use clap::{Parser, Subcommand};
+use prune::pipeline::latency;
 
 /// Structured pruning of BERT-family transformers.
 #[derive(Parser)]

@@ -3,8 +3,8 @@
 //! training summary), and finished by dropping what only a resume needs and renaming the
 //! folder into place.
 
-use crate::inputs::copy_tokenizer;
 use anyhow::{Context, Result};
+use prune::pipeline::exports::copy_tokenizer;
 use prune::tensor::Backend;
 use prune::train::state::write_json;
 use prune::train::{Evaluation, RunDir, TrainSummary};

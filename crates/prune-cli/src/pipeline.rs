@@ -3,13 +3,13 @@
 //! own artifacts under the run directory, then the report (teacher vs final: metric,
 //! parameters, FLOPs, latency measured in this process, per-stage wall time and speed).
 
-use crate::compare::{Measured, check_report_length, compare};
 use crate::device::{DeviceArgs, on_device};
-use crate::exports;
 use crate::inputs::{Source, evaluator, load_classifier, prepare};
-use crate::report::{Report, StageSummary};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use prune::pipeline::compare::{Measured, check_report_length, compare};
+use prune::pipeline::exports;
+use prune::pipeline::report::{Report, StageSummary};
 use prune::tensor::Backend;
 use prune::train::state::write_json;
 use prune::train::{RunDir, RunIdentity};

@@ -4,14 +4,14 @@
 //! rearrangement, surgery and mask tuning (`prune_posttrain`); then the dev metric of both
 //! models, their exports and the same report as the pipeline's.
 
-use crate::compare::{Measured, check_report_length, compare};
 use crate::device::{DeviceArgs, on_device};
-use crate::exports;
 use crate::inputs::{Prepared, Source, evaluator, load_classifier, prepare, source_identity};
 use crate::output::{finish, save_model};
-use crate::report::{REPORT_SEQ, Report, StageSummary};
 use anyhow::{Context, Result, bail};
 use prune::data::{LabelledBatch, collate};
+use prune::pipeline::compare::{Measured, check_report_length, compare};
+use prune::pipeline::exports;
+use prune::pipeline::report::{REPORT_SEQ, Report, StageSummary};
 use prune::posttrain::{
     Budget, Importance, LatencyConfig, LatencyTable, PostTrainConfig, PostTrainReport, TuneConfig,
     importance, prune_to,

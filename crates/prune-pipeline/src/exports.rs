@@ -3,11 +3,10 @@
 //! transformers checkpoint with any uneven FFN widths padded (`export/final-hf/`), or why
 //! transformers cannot hold it.
 
-use crate::inputs::copy_tokenizer;
-use anyhow::{Context, Result};
-use prune::export::{ExportError, to_onnx, to_transformers};
-use prune::transformer::weights::{save_config, save_params, weights_file, write_atomic};
-use prune::transformer::{BertConfig, HostParams, load_params};
+use crate::error::{PipelineError, Result};
+use prune_export::{ExportError, to_onnx, to_transformers};
+use prune_transformer::weights::{save_config, save_params, weights_file, write_atomic};
+use prune_transformer::{BertConfig, HostParams, load_params};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -22,6 +21,28 @@ pub struct Exports {
     pub final_hf: Option<PathBuf>,
     /// Why there is no transformers checkpoint of the final model.
     pub final_hf_missing: Option<String>,
+}
+
+/// Copies the tokenizer files a checkpoint folder `from` has (`tokenizer.json`, `vocab.txt`,
+/// `tokenizer_config.json`, `special_tokens_map.json`) into `to`.
+pub fn copy_tokenizer(from: &Path, to: &Path) -> Result<()> {
+    for file in [
+        "tokenizer.json",
+        "vocab.txt",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+    ] {
+        let src = from.join(file);
+        if src.is_file() {
+            std::fs::copy(&src, to.join(file)).map_err(|e| PipelineError::io(&src, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Creates the folder `dir` (and its parents) when missing.
+fn create_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| PipelineError::io(dir, e))
 }
 
 /// A checkpoint's configuration and parameters.
@@ -63,7 +84,7 @@ pub fn write(run: &Path, teacher: &Path, final_model: &Path) -> Result<Exports> 
 /// Exports `teacher` as `<run>/export/teacher.onnx`; the path returned is relative to `run`.
 pub fn write_teacher(run: &Path, teacher: &Path) -> Result<PathBuf> {
     let dir = run.join("export");
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    create_dir(&dir)?;
     let rel = PathBuf::from("export").join("teacher.onnx");
     onnx(teacher, &run.join(&rel))?;
     Ok(rel)
@@ -74,7 +95,7 @@ pub fn write_teacher(run: &Path, teacher: &Path) -> Result<PathBuf> {
 /// `run`, written before).
 pub fn write_final(run: &Path, teacher_onnx: PathBuf, final_model: &Path) -> Result<Exports> {
     let dir = run.join("export");
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    create_dir(&dir)?;
     let rel = |name: &str| PathBuf::from("export").join(name);
     let final_onnx = rel("final.onnx");
     onnx(final_model, &run.join(&final_onnx))?;
@@ -82,7 +103,7 @@ pub fn write_final(run: &Path, teacher_onnx: PathBuf, final_model: &Path) -> Res
     let (final_hf, final_hf_missing) = match to_transformers(&config, &params) {
         Ok((cfg, padded)) => {
             let hf = run.join(rel("final-hf"));
-            std::fs::create_dir_all(&hf).with_context(|| format!("creating {}", hf.display()))?;
+            create_dir(&hf)?;
             save_checkpoint(&hf, &cfg, &padded, final_model)?;
             (Some(rel("final-hf")), None)
         }

@@ -2,13 +2,13 @@
 //! metrics and statistics, prune's own latency (both models timed alternately, B = 1 and
 //! 32, T = 128) and ONNX Runtime's on their exports.
 
+use crate::error::{PipelineError, Result};
 use crate::latency::{self, Latency, Work};
 use crate::ort;
 use crate::report::{FinalSummary, ModelSummary, REPORT_SEQ};
-use anyhow::{Context, Result, bail};
-use prune::speedup::ModelStats;
-use prune::tensor::Backend;
-use prune::transformer::{BertConfig, BertForSequenceClassification};
+use prune_speedup::ModelStats;
+use prune_tensor::Backend;
+use prune_transformer::{BertConfig, BertForSequenceClassification};
 use std::path::Path;
 use std::time::Duration;
 
@@ -55,10 +55,10 @@ pub struct Comparison {
 pub fn check_report_length(config: &BertConfig) -> Result<()> {
     let (table, covered) = (config.max_position_embeddings, config.max_tokens());
     if covered < REPORT_SEQ {
-        bail!(
+        return Err(PipelineError::Input(format!(
             "the report times models at {REPORT_SEQ} tokens, but this model's {table} \
              positions cover only {covered}"
-        );
+        )));
     }
     Ok(())
 }
@@ -75,9 +75,11 @@ pub fn compare<B: Backend>(
     // Both models are timed alternately, so that load hits both alike.
     let lat = |b: usize| -> Result<(Latency, Latency)> {
         let models = [&teacher.model, &final_model.model];
-        let mut l = latency::measure_alternating(&models, b, REPORT_SEQ, budget, Work::Inference)?;
-        let f = l.pop().context("final latency")?;
-        Ok((l.pop().context("teacher latency")?, f))
+        let l = latency::measure_alternating(&models, b, REPORT_SEQ, budget, Work::Inference)?;
+        let [t, f] = l[..] else {
+            unreachable!("one latency per model timed")
+        };
+        Ok((t, f))
     };
     let ((t1, f1), (t32, f32_)) = (lat(1)?, lat(32)?);
     let vocab = teacher.model.bert.config.vocab_size;

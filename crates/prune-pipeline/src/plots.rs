@@ -2,8 +2,8 @@
 //! heads, FFN width and hidden width as fractions of the teacher's; and the dev metric
 //! against whole-model parameters, the teacher and every stage.
 
+use crate::error::{PipelineError, Result};
 use crate::report::{ModelSummary, Report};
-use anyhow::{Result, anyhow};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -26,7 +26,7 @@ pub fn svg(report: &Report) -> Result<String> {
             metric_vs_parameters(&right, report)?;
             root.present()
         };
-        draw().map_err(|e| anyhow!("drawing the report's figure: {e}"))?;
+        draw().map_err(|e| PipelineError::Plot(e.to_string()))?;
     }
     Ok(out)
 }

@@ -1,10 +1,10 @@
 //! Latency of a model at a given batch size and sequence length: the median of repeated
 //! inference forward passes, or training steps, on random token ids (after one warm-up).
 
-use anyhow::Result;
-use prune::tensor::Backend;
-use prune::tensor::rng::Rng;
-use prune::transformer::{Batch, BertForSequenceClassification, ForwardOptions, Targets};
+use crate::error::Result;
+use prune_tensor::Backend;
+use prune_tensor::rng::Rng;
+use prune_transformer::{Batch, BertForSequenceClassification, ForwardOptions, Targets};
 use serde::Serialize;
 use std::time::{Duration, Instant};
 

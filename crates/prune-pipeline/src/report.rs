@@ -2,10 +2,10 @@
 //! latency and wall time; written as `report.json`, `report.md` and an SVG figure (per-layer
 //! kept heads and FFN width, and metric against parameters across stages).
 
+use crate::error::{PipelineError, Result};
 use crate::exports::Exports;
 use crate::latency::Latency;
-use anyhow::{Context, Result};
-use prune::speedup::ModelStats;
+use prune_speedup::ModelStats;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -126,7 +126,7 @@ impl Report {
     pub fn write(&self, dir: &Path) -> Result<()> {
         let write = |name: &str, text: String| {
             let path = dir.join(name);
-            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
+            std::fs::write(&path, text).map_err(|e| PipelineError::io(&path, e))
         };
         write("report.json", serde_json::to_string_pretty(self)?)?;
         write("report.md", self.markdown())?;
@@ -231,7 +231,7 @@ impl Report {
         let _ = write!(
             md,
             "\n## Exports\n\n- ONNX (opset {}): `{}` (teacher), `{}` (final)\n",
-            prune::export::OPSET,
+            prune_export::OPSET,
             e.teacher_onnx.display(),
             e.final_onnx.display()
         );
