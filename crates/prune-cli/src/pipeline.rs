@@ -228,17 +228,13 @@ fn run_on<B: Backend>(b: &B, args: &Args) -> Result<()> {
         }
         let saved = dir.join("model");
         let m = measure(b, &r, &saved, &data)?;
-        stages.push(StageSummary {
-            name: stage.to_string(),
-            metric: m.metric,
-            params_total: m.stats.parameters,
-            params_encoder: m.stats.encoder_parameters,
-            heads: m.stats.heads.clone(),
-            intermediate: m.stats.intermediate.clone(),
-            hidden: m.stats.hidden,
-            examples_per_second: examples_per_second(&dir),
-            seconds: seconds.get(stage).copied().unwrap_or(f64::NAN),
-        });
+        stages.push(StageSummary::new(
+            stage,
+            &m.stats,
+            m.metric,
+            examples_per_second(&dir),
+            seconds.get(stage).copied().unwrap_or(f64::NAN),
+        ));
         if stage == "finetune" {
             teacher = Some(saved.clone());
         }

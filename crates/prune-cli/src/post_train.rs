@@ -404,17 +404,8 @@ fn prune_one<B: Backend>(s: &Shared<'_, B>, ratio: f64, dir: &Path) -> Result<Su
         dir.join(&exports.final_onnx),
     ];
     let c = compare(teacher, &pruned, [&onnx[0], &onnx[1]], args.latency_seconds)?;
-    let stage = StageSummary {
-        name: "post-train".into(),
-        metric,
-        params_total: after.parameters,
-        params_encoder: after.encoder_parameters,
-        heads: after.heads.clone(),
-        intermediate: after.intermediate.clone(),
-        hidden: after.hidden,
-        examples_per_second: examples as f64 / seconds.max(1e-9),
-        seconds,
-    };
+    let per_second = examples as f64 / seconds.max(1e-9);
+    let stage = StageSummary::new("post-train", after, metric, per_second, seconds);
     let report = Report {
         teacher: c.teacher,
         final_model: c.final_model,

@@ -89,6 +89,30 @@ pub struct StageSummary {
     pub seconds: f64,
 }
 
+impl StageSummary {
+    /// The stage `name` whose model has `stats` and dev `metric`, trained at
+    /// `examples_per_second` for `seconds` of wall time.
+    pub fn new(
+        name: &str,
+        stats: &ModelStats,
+        metric: f64,
+        examples_per_second: f64,
+        seconds: f64,
+    ) -> Self {
+        StageSummary {
+            name: name.to_string(),
+            metric,
+            params_total: stats.parameters,
+            params_encoder: stats.encoder_parameters,
+            heads: stats.heads.clone(),
+            intermediate: stats.intermediate.clone(),
+            hidden: stats.hidden,
+            examples_per_second,
+            seconds,
+        }
+    }
+}
+
 /// The whole report.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {

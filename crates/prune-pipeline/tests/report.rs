@@ -24,17 +24,7 @@ fn load(dir: &Path) -> BertForSequenceClassification<Cpu> {
 }
 
 fn summary(name: &str, m: &Measured<Cpu>) -> StageSummary {
-    StageSummary {
-        name: name.into(),
-        metric: m.metric,
-        params_total: m.stats.parameters,
-        params_encoder: m.stats.encoder_parameters,
-        heads: m.stats.heads.clone(),
-        intermediate: m.stats.intermediate.clone(),
-        hidden: m.stats.hidden,
-        examples_per_second: f64::NAN,
-        seconds: 0.0,
-    }
+    StageSummary::new(name, &m.stats, m.metric, f64::NAN, 0.0)
 }
 
 #[test]
