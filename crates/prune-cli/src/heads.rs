@@ -7,11 +7,10 @@ use crate::inputs::{evaluator, prepare, run_identity};
 use crate::output::{finish, metrics_line, save_model, write_summary};
 use crate::training::StageArgs;
 use anyhow::{Context, Result, bail};
-use prune::pipeline::report::REPORT_SEQ;
+use prune::pipeline::heads::{default_config_list, prune_heads};
 use prune::pruners::{
-    ConfigList, HeadRule, MovementPruner, MovementSettings, kept_heads, modules_of, restore_heads,
+    ConfigList, HeadRule, MovementPruner, MovementSettings, kept_heads, modules_of,
 };
-use prune::speedup::{ModelStats, apply, plan_from_masks};
 use prune::tensor::Backend;
 use prune::train::run_dir::sha256_file;
 use prune::train::{RunDir, Trainer};
@@ -99,24 +98,6 @@ impl From<Rule> for HeadRule {
     }
 }
 
-/// The v3 tutorial's attention entry for a model with head dim `d` (soft mode), or with
-/// `sparse_ratio`, one hard entry over the value projections in whole-head row blocks.
-fn default_config_list(d: usize, sparse_ratio: Option<f64>) -> Result<ConfigList> {
-    let text = match sparse_ratio {
-        None => format!(
-            r#"[{{"op_types": ["Linear"],
-                  "op_names_re": ["bert\\.encoder\\.layer\\.[0-9]*\\.attention\\..*"],
-                  "sparse_threshold": 0.1, "granularity": [{d}, {d}]}}]"#
-        ),
-        Some(r) => format!(
-            r#"[{{"op_types": ["Linear"],
-                  "op_names_re": ["bert\\.encoder\\.layer\\.[0-9]*\\.attention\\.self\\.value"],
-                  "sparse_ratio": {r}, "granularity": [{d}, -1]}}]"#
-        ),
-    };
-    Ok(ConfigList::from_json_str(&text)?)
-}
-
 /// `prune heads`.
 pub fn run(args: &Args) -> Result<()> {
     args.check()?;
@@ -159,48 +140,36 @@ fn run_on<B: Backend>(b: B, args: &Args) -> Result<()> {
     let trainer = Trainer::new(config, &p.train, p.pad)?
         .with_evaluator(&eval)
         .with_output_dir(out.path());
-    let (masks, summary) = movement.compress(trainer, &mut model, args.stage.resume)?;
-    masks.save(&out.path().join("masks.safetensors"))?;
-    write_summary(out.path(), &summary)?;
-    let before = ModelStats::of(&model.bert.config, true, true, REPORT_SEQ);
-
     // Dead heads by the chosen rule; surviving heads are restored whole, then cut.
     let rule = match (args.head_rule, args.sparse_ratio) {
         (Some(r), _) => HeadRule::from(r),
         (None, Some(_)) => HeadRule::ValueOnly,
         (None, None) => HeadRule::QkvO,
     };
-    restore_heads(&masks, &model.bert.config, rule)?.apply(&mut model.bert)?;
-    let weight_masks = model
-        .bert
-        .masks()
-        .cloned()
-        .unwrap_or_else(|| model.bert.empty_masks());
-    let plan = plan_from_masks(&model.bert, &weight_masks)?;
-    let dead = plan.removed_heads();
-    apply(&mut model.bert, &plan, &mut [])?;
-    model.bert.set_masks(None)?;
-    plan.save(&out.path().join("plan.json"))?;
-    let after = ModelStats::of(&model.bert.config, true, true, REPORT_SEQ);
+    let done = prune_heads(&mut model, &mut movement, trainer, rule, args.stage.resume)?;
+    done.masks.save(&out.path().join("masks.safetensors"))?;
+    write_summary(out.path(), &done.summary)?;
+    done.plan.save(&out.path().join("plan.json"))?;
     let pruned_eval = eval.evaluate(&model)?;
     save_model(&model, &p.model_dir, out.path())?;
     let dir = finish(out)?.join("model");
+    let (before, after) = (&done.before, &done.after);
     let kept = kept_heads(&model.bert.config, &Default::default());
     println!(
         "heads kept per layer: {kept:?} (removed, by layer and position: {:?})\n\
          encoder parameters {} -> {} ({:.1}% removed), FLOPs/token ratio {:.2}x\n\
          dev after movement (masked): {} | after surgery: {}\n\
          {} steps in {:.1}s ({:.1} ex/s); model saved to {}",
-        dead,
+        done.plan.removed_heads(),
         before.encoder_parameters,
         after.encoder_parameters,
         100.0 * (1.0 - after.encoder_parameters as f64 / before.encoder_parameters as f64),
         before.flops_per_sequence as f64 / after.flops_per_sequence.max(1) as f64,
-        metrics_line(summary.evaluation.as_ref()),
+        metrics_line(done.summary.evaluation.as_ref()),
         metrics_line(Some(&pruned_eval)),
-        summary.steps,
-        summary.train_seconds,
-        summary.examples_per_second,
+        done.summary.steps,
+        done.summary.train_seconds,
+        done.summary.examples_per_second,
         dir.display()
     );
     Ok(())

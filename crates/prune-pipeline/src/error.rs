@@ -1,7 +1,11 @@
-//! `PipelineError`: what can go wrong measuring, exporting and reporting a run.
+//! `PipelineError`: what can go wrong running a stage, or measuring, exporting and
+//! reporting a run.
 
 use prune_export::ExportError;
+use prune_pruners::PrunerError;
+use prune_speedup::SpeedupError;
 use prune_tensor::TensorError;
+use prune_train::TrainError;
 use prune_transformer::TransformerError;
 use std::path::{Path, PathBuf};
 
@@ -23,6 +27,15 @@ pub enum PipelineError {
     /// A backend operation failed.
     #[error(transparent)]
     Tensor(#[from] TensorError),
+    /// A pruner failed.
+    #[error(transparent)]
+    Pruner(#[from] PrunerError),
+    /// Surgery failed.
+    #[error(transparent)]
+    Speedup(#[from] SpeedupError),
+    /// Training failed.
+    #[error(transparent)]
+    Train(#[from] TrainError),
     /// An export failed.
     #[error(transparent)]
     Export(#[from] ExportError),

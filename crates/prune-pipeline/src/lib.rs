@@ -1,4 +1,5 @@
-//! What a pruning run reports and exports, as a library: the input and the output model
+//! Stages and what a pruning run reports and exports, as a library: the heads stage
+//! ([`heads`]: movement pruning, then surgery of the dead heads), the input and the output model
 //! measured side by side ([`compare`]: metric, parameters, FLOPs, prune's latency
 //! ([`latency`]) and ONNX Runtime's on their exports ([`ort`])), the report as data with
 //! its Markdown and its figure ([`report`], [`plots`]), and the exports of the run's models
@@ -7,6 +8,7 @@
 pub mod compare;
 pub mod error;
 pub mod exports;
+pub mod heads;
 pub mod latency;
 pub mod ort;
 pub mod plots;
