@@ -1,7 +1,7 @@
 //! The pooler (`tanh` of a dense layer on each sequence's first token, `pooler.dense`;
 //! RoBERTa's `classifier.dense`, which drops out its input first; DistilBERT's
-//! `pre_classifier`, with ReLU for tanh; ELECTRA's, with GELU) and the sequence classification / regression head
-//! (`classifier`, after dropout).
+//! `pre_classifier`, with ReLU for tanh; ELECTRA's, with GELU) and the sequence
+//! classification / regression head (`classifier`, after dropout).
 
 use super::{dropout, dropout_bwd};
 use crate::error::Result;

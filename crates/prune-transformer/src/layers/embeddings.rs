@@ -1,5 +1,6 @@
-//! Embeddings: word + position + token type, LayerNorm, dropout (`embeddings.*`). A model
-//! without token types (an empty table) adds none and ignores the token type ids.
+//! Embeddings: word + position + token type, LayerNorm, dropout (`embeddings.*`), of the
+//! tables' width E (the hidden width C unless a projection follows them). A model without
+//! token types (an empty table) adds none and ignores the token type ids.
 
 use super::norm::{LayerNormCache, NormSpec};
 use super::{accumulate, dropout, dropout_bwd, masked};
@@ -27,15 +28,15 @@ pub struct EmbeddingsCache<T> {
     type_ids: Vec<usize>,
     /// Position ids, `[B·T]`.
     positions: Vec<usize>,
-    /// LayerNorm input (the summed embeddings) and statistics, `[B·T, C]`.
+    /// LayerNorm input (the summed embeddings) and statistics, `[B·T, E]`.
     norm: LayerNormCache<T>,
-    /// Dropout factors, `[B·T, C]`, when dropout is on.
+    /// Dropout factors, `[B·T, E]`, when dropout is on.
     keep: Option<T>,
 }
 
 impl<T: Clone> Embeddings<T> {
     /// `word[ids] + position[pos] + token_type[type_ids]` (no token type term when the table
-    /// is empty), `[B·T, C]`.
+    /// is empty), `[B·T, E]`.
     fn sum<B: Backend<Tensor = T>>(
         &self,
         b: &B,
@@ -59,7 +60,7 @@ impl<T: Clone> Embeddings<T> {
         Ok(b.add_fwd(&sum, &t)?)
     }
 
-    /// Inference: `LayerNorm(word + position + token type)`, `[B·T, C]` (over the kept
+    /// Inference: `LayerNorm(word + position + token type)`, `[B·T, E]` (over the kept
     /// channels when `norm` has a hidden-channel mask).
     pub fn forward<B: Backend<Tensor = T>>(
         &self,
@@ -96,7 +97,7 @@ impl<T: Clone> Embeddings<T> {
     }
 
     /// Accumulates the table and LayerNorm gradients (scatter-adds into the rows used) and
-    /// returns the gradient of the summed input embeddings, `[B·T, C]`.
+    /// returns the gradient of the summed input embeddings, `[B·T, E]`.
     pub fn backward<B: Backend<Tensor = T>>(
         &self,
         b: &B,
@@ -119,11 +120,6 @@ impl<T: Clone> Embeddings<T> {
             accumulate(b, &mut grads.token_type, &dt)?;
         }
         Ok(de)
-    }
-
-    /// Hidden width C of the tables.
-    pub fn width<B: Backend<Tensor = T>>(&self, b: &B) -> usize {
-        b.shape(&self.word).last()
     }
 }
 

@@ -12,7 +12,8 @@ impl<B: Backend> BertModel<B> {
     /// Backward of [`BertModel::forward_t`]: accumulates (`+=`) every parameter gradient
     /// into `grads` (gradients with respect to the effective, masked parameters) and
     /// returns the gradient of the summed input embeddings (word + position + type, before
-    /// the embedding LayerNorm), `[B, T, E]` (E = C unless the embeddings are projected). Derivation: `docs/bert-backward.md`.
+    /// the embedding LayerNorm), `[B, T, E]` (E = C unless the embeddings are projected).
+    /// Derivation: `docs/bert-backward.md`.
     pub fn backward(
         &self,
         cache: BertCache<B::Tensor>,
