@@ -161,6 +161,8 @@ fn electra_keeps_the_width_of_its_embeddings() {
     v["embedding_size"] = json!(384);
     let same = BertConfig::from_json(&v).unwrap();
     assert!(!same.projects_embeddings());
+    v["prune_embedding_size"] = json!(100);
+    assert!(err_of(v.clone()).contains("only a model whose embeddings are projected"));
     v["embedding_size"] = json!(128);
     v["prune_embedding_size"] = json!(129);
     assert!(err_of(v).contains("`prune_embedding_size`: 129 exceeds embedding_size = 128"));

@@ -114,6 +114,13 @@ impl BertConfig {
                 ),
             ));
         }
+        if !self.projects_embeddings() && self.kept_embedding_size != self.embedding_size {
+            return Err(TransformerError::config(
+                "prune_embedding_size",
+                "only a model whose embeddings are projected to the hidden width \
+                 (embedding_size ≠ hidden_size) has a width of its own to prune",
+            ));
+        }
         if self.layer_heads.len() != l {
             return Err(TransformerError::config(
                 "prune_layer_heads",
