@@ -40,7 +40,7 @@ pub struct Args {
 
 /// `prune export`.
 pub fn run(args: &Args) -> Result<()> {
-    let dir = paths::require_checkpoint(args.model.clone())?;
+    let dir = paths::require_given_checkpoint(args.model.clone(), false)?;
     let (config, params) = read(&dir)?;
     match args.format {
         Format::Onnx => {

@@ -108,7 +108,7 @@ fn load(source: &Source, dir: &Path, split: Split) -> Result<Dataset> {
 /// `max_train` rows) with the checkpoint's tokenizer.
 pub fn prepare(source: &Source, max_train: Option<usize>, with_train: bool) -> Result<Prepared> {
     let model_dir = match &source.model {
-        Some(d) => paths::require_checkpoint(d.clone())?,
+        Some(d) => paths::require_given_checkpoint(d.clone(), true)?,
         None => paths::require_model_dir()?,
     };
     let config = BertConfig::from_file(&model_dir.join("config.json"))?;

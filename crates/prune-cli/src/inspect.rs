@@ -45,7 +45,7 @@ pub struct SpeedupArgs {
 
 fn load(model: Option<&PathBuf>) -> Result<(PathBuf, BertModel<CpuBackend>)> {
     let dir = match model {
-        Some(d) => paths::require_checkpoint(d.clone())?,
+        Some(d) => paths::require_given_checkpoint(d.clone(), false)?,
         None => paths::require_model_dir()?,
     };
     let bert = BertModel::load(CpuBackend::<f32>::new(), &dir)

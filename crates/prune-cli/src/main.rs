@@ -214,7 +214,7 @@ fn bench(args: &BenchArgs) -> anyhow::Result<()> {
 fn bench_on<B: prune::tensor::Backend>(backend: B, args: &BenchArgs) -> anyhow::Result<()> {
     use prune::transformer::{BertConfig, BertForSequenceClassification, paths};
     let dir = match &args.model {
-        Some(d) => paths::require_checkpoint(d.clone())?,
+        Some(d) => paths::require_given_checkpoint(d.clone(), false)?,
         None => paths::require_model_dir()?,
     };
     let labels = BertConfig::from_file(&dir.join("config.json"))?.labels();

@@ -189,7 +189,7 @@ fn run_on<B: Backend>(b: &B, args: &Args) -> Result<()> {
         parsed_stage(stage, &argv)?;
     }
     let model_dir = match &args.model {
-        Some(d) => paths::require_checkpoint(d.clone())?,
+        Some(d) => paths::require_given_checkpoint(d.clone(), true)?,
         None => paths::require_model_dir()?,
     };
     check_report_length(&BertConfig::from_file(&model_dir.join("config.json"))?)?;

@@ -315,6 +315,11 @@ fn broken_inputs_are_named_once() {
     let (m, missing) = (model.to_str().unwrap(), root.join("nowhere"));
     let nowhere = missing.to_str().unwrap();
     prune_refuses(&["eval", "--model", m, "--data", nowhere], "nowhere");
+    // Without a tokenizer: commands that read no text run, the others name what is missing.
+    std::fs::remove_file(model.join("tokenizer.json")).unwrap();
+    prune_ok(&["inspect", "--model", m]);
+    prune_refuses(&["eval", "--model", m], "tokenizer.json");
+    prune_refuses(&["eval", "--model", m], "save_pretrained");
     std::fs::write(model.join("model.safetensors"), "garbage").unwrap();
     prune_refuses(&["inspect", "--model", m], "model.safetensors");
     std::fs::write(model.join("config.json"), "{").unwrap();

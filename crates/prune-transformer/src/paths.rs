@@ -59,18 +59,37 @@ pub fn require_model_dir() -> Result<PathBuf> {
     require_checkpoint(model_dir()?)
 }
 
+/// What a checkpoint folder a user names must hold.
+const GIVEN_HINT: &str = "a checkpoint folder holds config.json, model.safetensors or \
+     pytorch_model.bin, and tokenizer.json, as transformers' save_pretrained writes them \
+     for the model and for its tokenizer";
+
 /// `dir`, or an error saying how to fetch the checkpoint when its `config.json`, its
 /// weights (`model.safetensors` or `pytorch_model.bin`) or `tokenizer.json` is missing.
 pub fn require_checkpoint(dir: PathBuf) -> Result<PathBuf> {
+    require_files(dir, true, FETCH_HINT)
+}
+
+/// `dir`, a checkpoint folder the user names, or an error naming the missing file and what
+/// such a folder holds: `config.json`, the weights, and `tokenizer.json` when
+/// `with_tokenizer` (commands that read no text need none).
+pub fn require_given_checkpoint(dir: PathBuf, with_tokenizer: bool) -> Result<PathBuf> {
+    require_files(dir, with_tokenizer, GIVEN_HINT)
+}
+
+/// `dir` when it holds `config.json`, the weights and (`with_tokenizer`) `tokenizer.json`;
+/// else an error naming the first missing file, with `hint`.
+fn require_files(dir: PathBuf, with_tokenizer: bool, hint: &str) -> Result<PathBuf> {
     let weights = WEIGHT_FILES.iter().find(|f| dir.join(f).is_file());
     let weights = weights.unwrap_or(&WEIGHT_FILES[0]);
-    for file in ["config.json", weights, "tokenizer.json"] {
+    let tokenizer = with_tokenizer.then_some("tokenizer.json");
+    for file in ["config.json", weights].into_iter().chain(tokenizer) {
         let p = dir.join(file);
         if !p.is_file() {
             return Err(TransformerError::NotFound {
                 what: format!("checkpoint file {file}"),
                 path: p,
-                hint: FETCH_HINT.into(),
+                hint: hint.into(),
             });
         }
     }
@@ -101,6 +120,14 @@ mod tests {
         let msg = require_checkpoint(dir).unwrap_err().to_string();
         assert!(
             msg.contains("config.json") && msg.contains("cargo xtask fetch"),
+            "{msg}"
+        );
+        let dir = std::env::temp_dir().join("prune-no-such-model-dir");
+        let msg = require_given_checkpoint(dir, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("config.json") && msg.contains("save_pretrained"),
             "{msg}"
         );
         assert!(
