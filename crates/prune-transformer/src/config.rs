@@ -327,13 +327,12 @@ impl BertConfig {
             .unwrap_or_else(|| vec![intermediate_size; num_hidden_layers]);
         let kept_hidden_size = opt_usize(m, "prune_hidden_size")?.unwrap_or(hidden_size);
         // transformers' ELECTRA defaults `embedding_size` to 128.
-        let embedding_size = match family {
-            Family::Electra => opt_usize(m, "embedding_size")?.unwrap_or(128),
-            _ => hidden_size,
-        };
-        let kept_embedding_size = match family {
-            Family::Electra => opt_usize(m, "prune_embedding_size")?.unwrap_or(embedding_size),
-            _ => embedding_size,
+        let (embedding_size, kept_embedding_size) = match family {
+            Family::Electra => {
+                let e = opt_usize(m, "embedding_size")?.unwrap_or(128);
+                (e, opt_usize(m, "prune_embedding_size")?.unwrap_or(e))
+            }
+            _ => (hidden_size, hidden_size),
         };
 
         let num_labels = opt_usize(m, "num_labels")?;
