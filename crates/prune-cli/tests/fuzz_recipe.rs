@@ -1,6 +1,6 @@
 //! Fuzz targets of the pipeline's recipe loader, with the workspace's mutation fuzzer
-//! (`tests/fuzzing` at the workspace root): recipe files (text, then every stage's command
-//! line as the pipeline builds it) and `--set` overrides applied to the default recipe.
+//! (`tests/fuzzing` at the workspace root): recipe files (text, then every stage's typed
+//! options) and `--set` overrides applied to the default recipe.
 //! `PRUNE_FUZZ_SECONDS=60 cargo test -p prune-cli --test fuzz_recipe` runs each for a time
 //! budget.
 
@@ -8,22 +8,22 @@
 mod fuzzing;
 
 use fuzzing::fuzz;
-use prune_cli::recipe::{self, PRESETS, Recipe, STAGES, StageIo};
-use std::path::Path;
+use prune::pipeline::distill::DistillOptions;
+use prune::pipeline::ffn::FfnOptions;
+use prune::pipeline::finetune::FinetuneOptions;
+use prune::pipeline::heads::HeadsOptions;
+use prune::pipeline::recipe::{self, PRESETS, Recipe, stage_options};
 
-/// Every stage's command line of `r`, as the pipeline builds it.
-fn command_lines(r: &Recipe) {
-    let io = StageIo {
-        model: Some(Path::new("model")),
-        teacher: Some(Path::new("teacher")),
-        data: None,
-        out: Path::new("out"),
-        extra: vec!["--quiet".into()],
-    };
-    for stage in STAGES {
-        let argv = recipe::stage_argv(r, stage, &io);
-        assert_eq!(argv[1], stage);
-    }
+/// Every stage's typed options of `r`, as the pipeline reads them: a refusal is an
+/// error, never a panic.
+fn typed_options(r: &Recipe) -> Result<(), String> {
+    let e = |e: prune::pipeline::PipelineError| e.to_string();
+    stage_options::<FinetuneOptions>(r, "finetune").map_err(e)?;
+    stage_options::<HeadsOptions>(r, "heads").map_err(e)?;
+    stage_options::<DistillOptions>(r, "distill").map_err(e)?;
+    stage_options::<FfnOptions>(r, "ffn").map_err(e)?;
+    recipe::source(r).map_err(e)?;
+    Ok(())
 }
 
 #[test]
@@ -32,9 +32,8 @@ fn recipe_file() {
     fuzz("recipe_file", seeds, |input| {
         // The pipeline reads a recipe file as UTF-8 text first.
         let text = std::str::from_utf8(input).map_err(|e| e.to_string())?;
-        let r = recipe::parse(text, &[]).map_err(|e| format!("{e:#}"))?;
-        command_lines(&r);
-        Ok(())
+        let r = recipe::parse(text, &[]).map_err(|e| e.to_string())?;
+        typed_options(&r)
     });
 }
 
@@ -54,9 +53,8 @@ fn recipe_overrides() {
         |input| {
             let text = String::from_utf8_lossy(input);
             let sets: Vec<String> = text.lines().map(str::to_string).collect();
-            let r = recipe::parse(default, &sets).map_err(|e| format!("{e:#}"))?;
-            command_lines(&r);
-            Ok(())
+            let r = recipe::parse(default, &sets).map_err(|e| e.to_string())?;
+            typed_options(&r)
         },
     );
 }

@@ -1,7 +1,12 @@
 //! `PipelineError`: what can go wrong running a stage, or measuring, exporting and
-//! reporting a run.
+//! reporting a run; [`Context`] adds what was being done to an error, and [`refuse!`]
+//! returns a refusal of bad input.
 
+use prune_data::DataError;
+use prune_distill::DistillError;
 use prune_export::ExportError;
+use prune_graph::GraphError;
+use prune_posttrain::PostTrainError;
 use prune_pruners::PrunerError;
 use prune_speedup::SpeedupError;
 use prune_tensor::TensorError;
@@ -30,6 +35,9 @@ pub enum PipelineError {
     /// A pruner failed.
     #[error(transparent)]
     Pruner(#[from] PrunerError),
+    /// A pruning plan could not be made, read or written.
+    #[error(transparent)]
+    Graph(#[from] GraphError),
     /// Surgery failed.
     #[error(transparent)]
     Speedup(#[from] SpeedupError),
@@ -42,9 +50,26 @@ pub enum PipelineError {
     /// The report could not be serialised.
     #[error(transparent)]
     Json(#[from] serde_json::Error),
-    /// A model the report cannot describe.
+    /// Reading a task's data failed.
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// Distillation failed.
+    #[error(transparent)]
+    Distill(#[from] DistillError),
+    /// Retraining-free pruning failed.
+    #[error(transparent)]
+    PostTrain(#[from] PostTrainError),
+    /// Bad input: an option, a recipe, or a model a stage or the report cannot take.
     #[error("{0}")]
     Input(String),
+    /// An error with what was being done when it happened.
+    #[error("{context}: {cause}")]
+    Context {
+        /// What was being done.
+        context: String,
+        /// The error.
+        cause: Box<PipelineError>,
+    },
     /// The report's figure could not be drawn.
     #[error("drawing the report's figure: {0}")]
     Plot(String),
@@ -58,6 +83,36 @@ impl PipelineError {
             source,
         }
     }
+}
+
+/// Adds what was being done to an error.
+pub trait Context<T> {
+    /// The error, if any, prefixed with `what()`.
+    fn context_with(self, what: impl FnOnce() -> String) -> Result<T>;
+
+    /// The error, if any, prefixed with `what`.
+    fn context(self, what: &str) -> Result<T>;
+}
+
+impl<T, E: Into<PipelineError>> Context<T> for std::result::Result<T, E> {
+    fn context_with(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|e| PipelineError::Context {
+            context: what(),
+            cause: Box::new(e.into()),
+        })
+    }
+
+    fn context(self, what: &str) -> Result<T> {
+        self.context_with(|| what.to_string())
+    }
+}
+
+/// Returns `Err(PipelineError::Input(format!(…)))`: bad input, said in words.
+#[macro_export]
+macro_rules! refuse {
+    ($($arg:tt)*) => {
+        return Err($crate::PipelineError::Input(format!($($arg)*)))
+    };
 }
 
 /// This crate's result.

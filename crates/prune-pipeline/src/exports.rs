@@ -1,10 +1,17 @@
-//! The pipeline's exports of its models into the run folder: the teacher and the final
-//! model as ONNX (`export/teacher.onnx`, `export/final.onnx`), and the final model as a
-//! transformers checkpoint with any uneven FFN widths padded (`export/final-hf/`), or why
-//! transformers cannot hold it.
+//! Exports: the pipeline's of its models into the run folder (the teacher and the final
+//! model as ONNX, `export/teacher.onnx` and `export/final.onnx`, and the final model as a
+//! transformers checkpoint with any uneven FFN widths padded, `export/final-hf/`, or why
+//! transformers cannot hold it), and `prune export`'s of one checkpoint.
 
+use crate::command::Command;
 use crate::error::{PipelineError, Result};
-use prune_export::{ExportError, to_onnx, to_transformers};
+use crate::refuse;
+use crate::stage_output::finish;
+use prune_export::{ExportError, OPSET, to_onnx, to_transformers};
+use prune_tensor::Backend;
+use prune_train::run_dir::check_apart;
+use prune_train::{RunDir, RunIdentity};
+use prune_transformer::paths;
 use prune_transformer::weights::{save_config, save_params, weights_file, write_atomic};
 use prune_transformer::{BertConfig, HostParams, load_params};
 use serde::Serialize;
@@ -116,4 +123,75 @@ pub fn write_final(run: &Path, teacher_onnx: PathBuf, final_model: &Path) -> Res
         final_hf,
         final_hf_missing,
     })
+}
+
+/// What `prune export` writes.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// An ONNX model file (opset 17): inputs input_ids, attention_mask, token_type_ids,
+    /// output logits.
+    Onnx,
+    /// A transformers checkpoint folder (FFN widths zero-padded to the widest layer).
+    Hf,
+}
+
+/// `prune export` options.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ExportOptions {
+    /// The checkpoint to export (for onnx, a fine-tuned classifier).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// What to write.
+    #[arg(long, value_enum)]
+    pub format: Format,
+    /// The .onnx file, or the checkpoint folder for hf (with run.json naming the source);
+    /// it must not exist yet.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+impl Command for ExportOptions {
+    fn check(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Writes the export (the backend is not used: an export reads the saved weights).
+    fn run<B: Backend>(&self, _: B) -> Result<String> {
+        let args = self;
+        let dir = paths::require_given_checkpoint(args.model.clone(), false)?;
+        let (config, params) = read(&dir)?;
+        match args.format {
+            Format::Onnx => {
+                check_apart(&args.out, &[("--model", &dir)])?;
+                if args.out.exists() {
+                    refuse!(
+                        "{} already exists: an export is never written over a file",
+                        args.out.display()
+                    );
+                }
+                let bytes = to_onnx(&config, &params)?;
+                if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    create_dir(parent)?;
+                }
+                write_atomic(&args.out, &bytes)?;
+                Ok(format!(
+                    "ONNX (opset {OPSET}, {:.1} MB) written to {}",
+                    bytes.len() as f64 / 1e6,
+                    args.out.display()
+                ))
+            }
+            Format::Hf => {
+                let (cfg, padded) = to_transformers(&config, &params)?;
+                let identity = RunIdentity::new("export-hf").with_checkpoint("model", &dir)?;
+                let out = RunDir::claim(&args.out, &[("--model", &dir)], &identity, false)?;
+                save_checkpoint(out.path(), &cfg, &padded, &dir)?;
+                let saved = finish(out)?;
+                Ok(format!(
+                    "transformers checkpoint (FFN {} in every layer) written to {}",
+                    cfg.intermediate_size,
+                    saved.display()
+                ))
+            }
+        }
+    }
 }

@@ -1,11 +1,18 @@
 //! Latency of a model at a given batch size and sequence length: the median of repeated
-//! inference forward passes, or training steps, on random token ids (after one warm-up).
+//! inference forward passes, or training steps, on random token ids (after one warm-up);
+//! and `prune bench`, which measures a checkpoint's.
 
+use crate::command::Command;
+use crate::device::{Device, DeviceArgs};
 use crate::error::Result;
+use crate::refuse;
 use prune_tensor::Backend;
 use prune_tensor::rng::Rng;
-use prune_transformer::{Batch, BertForSequenceClassification, ForwardOptions, Targets};
+use prune_transformer::{
+    Batch, BertConfig, BertForSequenceClassification, ForwardOptions, Targets, paths,
+};
 use serde::Serialize;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// One latency measurement.
@@ -133,4 +140,87 @@ pub fn measure_alternating<B: Backend>(
             }
         })
         .collect())
+}
+
+/// `prune bench` options.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchOptions {
+    /// Checkpoint directory; default: the fetched all-MiniLM-L6-v2.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Batch sizes to time (repeatable).
+    #[arg(long = "batch", default_values_t = [1, 32])]
+    pub batches: Vec<usize>,
+    /// Sequence length.
+    #[arg(long, default_value_t = 128)]
+    pub seq: usize,
+    /// Seconds spent timing each batch size.
+    #[arg(long, default_value_t = 3.0)]
+    pub seconds: f64,
+    /// Time a training step (forward with dropout, loss, backward; no optimizer) instead
+    /// of an inference forward.
+    #[arg(long)]
+    pub train: bool,
+    /// Where the model runs.
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+impl Command for BenchOptions {
+    fn check(&self) -> Result<()> {
+        if !(self.seconds.is_finite() && (0.0..=3600.0).contains(&self.seconds)) {
+            refuse!(
+                "--seconds must be a number of seconds in [0, 3600], got {}",
+                self.seconds
+            );
+        }
+        if self.batches.iter().any(|b| !(1..=4096).contains(b)) || self.seq == 0 {
+            refuse!("--batch must be in [1, 4096] and --seq at least 1");
+        }
+        Ok(())
+    }
+
+    fn device(&self) -> Device {
+        self.device.device
+    }
+
+    /// Loads the checkpoint (a classifier is added if it has none) and measures the median
+    /// latency of an inference forward (or, with `train`, a training step) per batch size.
+    fn run<B: Backend>(&self, backend: B) -> Result<String> {
+        let dir = match &self.model {
+            Some(d) => paths::require_given_checkpoint(d.clone(), false)?,
+            None => paths::require_model_dir()?,
+        };
+        let labels = BertConfig::from_file(&dir.join("config.json"))?.labels();
+        let model = BertForSequenceClassification::from_pretrained(backend, &dir, labels, 0)?;
+        let positions = model.bert.config.max_tokens();
+        if self.seq > positions {
+            refuse!(
+                "--seq {} exceeds the {positions} tokens the model's positions cover",
+                self.seq
+            );
+        }
+        let gemm = match prune_tensor::cpu::blas::available() {
+            true => "OpenBLAS",
+            false => "the gemm crate",
+        };
+        let mut lines = vec![format!(
+            "{}: {} parameters (CPU GEMMs: {gemm})",
+            dir.display(),
+            model.bert.num_parameters()
+        )];
+        let work = match self.train {
+            true => Work::TrainStep,
+            false => Work::Inference,
+        };
+        let budget = Duration::from_secs_f64(self.seconds);
+        for &b in &self.batches {
+            let l = measure(&model, b, self.seq, budget, work)?;
+            lines.push(format!(
+                "B={:<3} T={}: {:8.2} ms median of {} runs, {:.1} examples/s",
+                l.batch, l.seq, l.median_ms, l.runs, l.examples_per_second
+            ));
+        }
+        Ok(lines.join("\n"))
+    }
 }

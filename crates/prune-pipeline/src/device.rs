@@ -1,12 +1,13 @@
 //! `--device cpu|cuda[:N]`: where a command runs its model, and [`on_device!`], which runs a
 //! generic body with the backend of that device.
 
-use anyhow::Result;
+use crate::error::Result;
 
 /// Where a model runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Device {
     /// The CPU backend (f32).
+    #[default]
     Cpu,
     /// The CUDA backend on GPU `N` (needs a build with the feature `cuda`).
     Cuda(usize),
@@ -38,7 +39,7 @@ impl std::fmt::Display for Device {
 }
 
 /// The `--device` flag.
-#[derive(clap::Args, Debug, Clone, Copy)]
+#[derive(clap::Args, Debug, Clone, Copy, Default)]
 pub struct DeviceArgs {
     /// Where the model runs: cpu, cuda (GPU 0) or cuda:N.
     #[arg(long, default_value = "cpu")]
@@ -47,26 +48,28 @@ pub struct DeviceArgs {
 
 /// The CUDA backend on GPU `ordinal`, or an error saying this build has none.
 #[cfg(feature = "cuda")]
-pub fn cuda_backend(ordinal: usize) -> Result<prune::tensor::CudaBackend> {
-    Ok(prune::tensor::CudaBackend::new(ordinal)?)
+pub fn cuda_backend(ordinal: usize) -> Result<prune_tensor::CudaBackend> {
+    Ok(prune_tensor::CudaBackend::new(ordinal)?)
 }
 
 /// The CUDA backend on GPU `ordinal`, or an error saying this build has none.
 #[cfg(not(feature = "cuda"))]
-pub fn cuda_backend(ordinal: usize) -> Result<prune::tensor::CpuBackend> {
-    anyhow::bail!(
+pub fn cuda_backend(ordinal: usize) -> Result<prune_tensor::CpuBackend> {
+    crate::refuse!(
         "--device cuda:{ordinal}: this `prune` was built without the CUDA backend; rebuild \
          with `cargo build --release -p prune-cli --features cuda`"
     )
 }
 
 /// Evaluates `$body` with `$b` bound to the backend of `$device` (a [`Device`]); `$body` is
-/// compiled once per backend, so it may call generic code.
+/// compiled once per backend, so it may call generic code. The enclosing function returns
+/// the error of a device this build cannot run on.
+#[macro_export]
 macro_rules! on_device {
     ($device:expr, $b:ident => $body:expr) => {
         match $device {
             $crate::device::Device::Cpu => {
-                let $b = prune::tensor::CpuBackend::<f32>::new();
+                let $b = $crate::device::CpuBackend::<f32>::new();
                 $body
             }
             $crate::device::Device::Cuda(ordinal) => {
@@ -76,4 +79,5 @@ macro_rules! on_device {
         }
     };
 }
-pub(crate) use on_device;
+
+pub use prune_tensor::CpuBackend;

@@ -1,29 +1,31 @@
 //! What every stage reads: a checkpoint directory and a GLUE task, tokenized once; the
-//! evaluator of the task's dev split; the identity of a run over them; and copying the
-//! tokenizer next to a saved model.
+//! evaluator of the task's dev split; the identity of a run over them; and loading a
+//! classifier.
 
-use crate::training::TrainArgs;
-use anyhow::{Context, Result, bail};
-use prune::data::dataset::glue_path;
-use prune::data::{
+use crate::error::{Context, Result};
+use crate::options::TrainOptions;
+use crate::refuse;
+use prune_data::dataset::glue_path;
+use prune_data::{
     BadRows, Dataset, Encoded, Split, Task, encode_examples, glue_dir_for, load_glue,
 };
-use prune::tensor::Backend;
-use prune::train::{Evaluator, RunDir, RunIdentity};
-use prune::transformer::{
+use prune_tensor::Backend;
+use prune_train::{Evaluator, RunDir, RunIdentity};
+use prune_transformer::{
     BertConfig, BertForSequenceClassification, BertModel, Padding, Tokenizer, paths,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Where the model and the data come from. Serialised, the settings that decide what the
 /// examples are (the task, the model and the data files are recorded as such elsewhere).
-#[derive(clap::Args, Debug, Clone, Serialize)]
+#[derive(clap::Args, Debug, Clone, Serialize, Deserialize)]
+#[serde(default, rename_all(deserialize = "kebab-case"))]
 pub struct Source {
     /// GLUE task: cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli.
-    #[arg(long, default_value = "sst2")]
-    #[serde(skip)]
+    #[arg(long, default_value_t = Source::default().task)]
+    #[serde(skip_serializing)]
     pub task: Task,
     /// Checkpoint directory (config.json, model.safetensors, tokenizer.json); default: the
     /// fetched all-MiniLM-L6-v2 (`cargo xtask fetch`).
@@ -37,28 +39,41 @@ pub struct Source {
     #[serde(skip)]
     pub data: Option<PathBuf>,
     /// Longest sequence in tokens (longer inputs are truncated, longest-first for pairs).
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = Source::default().max_len)]
     pub max_len: usize,
     /// Examples per evaluation batch.
-    #[arg(long, default_value_t = 64)]
-    #[serde(skip)]
+    #[arg(long, default_value_t = Source::default().eval_batch_size)]
+    #[serde(skip_serializing)]
     pub eval_batch_size: usize,
     /// Skip malformed data rows (with a warning count) instead of failing.
     #[arg(long)]
     pub skip_bad_rows: bool,
 }
 
+impl Default for Source {
+    fn default() -> Self {
+        Source {
+            task: Task::Sst2,
+            model: None,
+            data: None,
+            max_len: 128,
+            eval_batch_size: 64,
+            skip_bad_rows: false,
+        }
+    }
+}
+
 impl Source {
     /// Checks the values (before anything is read).
     pub fn check(&self) -> Result<()> {
         if self.max_len < 2 {
-            bail!(
+            refuse!(
                 "--max-len must be at least 2 tokens ([CLS] and [SEP]), got {}",
                 self.max_len
             );
         }
         if self.eval_batch_size == 0 {
-            bail!("--eval-batch-size must be at least 1");
+            refuse!("--eval-batch-size must be at least 1");
         }
         Ok(())
     }
@@ -93,7 +108,7 @@ fn load(source: &Source, dir: &Path, split: Split) -> Result<Dataset> {
         BadRows::Fail
     };
     let d = load_glue(dir, source.task, split, bad)
-        .with_context(|| format!("loading {} {split:?}", source.task))?;
+        .context_with(|| format!("loading {} {split:?}", source.task))?;
     if !d.skipped.is_empty() {
         eprintln!(
             "warning: skipped {} malformed rows, first: {}",
@@ -114,7 +129,7 @@ pub fn prepare(source: &Source, max_train: Option<usize>, with_train: bool) -> R
     let config = BertConfig::from_file(&model_dir.join("config.json"))?;
     let (table, positions) = (config.max_position_embeddings, config.max_tokens());
     if source.max_len > positions {
-        bail!(
+        refuse!(
             "--max-len {} exceeds the {positions} tokens the model's {table} positions cover",
             source.max_len
         );
@@ -168,7 +183,7 @@ pub fn run_identity(
     command: &str,
     source: &Source,
     p: &Prepared,
-    train: &TrainArgs,
+    train: &TrainOptions,
 ) -> Result<RunIdentity> {
     Ok(source_identity(command, source, p)?.with_fields("train", train))
 }
@@ -188,7 +203,7 @@ pub fn evaluator(source: &Source, p: &Prepared) -> Result<Evaluator> {
 /// (model, teacher, data).
 pub fn claim_distilling(
     command: &str,
-    (source, p, train): (&Source, &Prepared, &TrainArgs),
+    (source, p, train): (&Source, &Prepared, &TrainOptions),
     settings: &impl Serialize,
     teacher: &Path,
     (out, resume): (&Path, bool),
@@ -206,6 +221,6 @@ pub fn claim_distilling(
 
 /// Loads a classification checkpoint onto backend `b`.
 pub fn load_classifier<B: Backend>(b: B, dir: &Path) -> Result<BertForSequenceClassification<B>> {
-    let bert = BertModel::load(b, dir).with_context(|| format!("loading {}", dir.display()))?;
+    let bert = BertModel::load(b, dir).context_with(|| format!("loading {}", dir.display()))?;
     Ok(BertForSequenceClassification::new(bert)?)
 }

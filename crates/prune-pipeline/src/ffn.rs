@@ -1,50 +1,79 @@
-//! `prune ffn`: iterative Taylor pruning of the FFN (and optionally the hidden width) while
-//! distilling from the teacher: every `interval` steps a round ranks neurons, cuts the live
-//! student (parameters truly removed, optimizer moments sliced) and distillation goes on.
+//! The ffn and hidden stages: iterative Taylor pruning of the FFN (and optionally the
+//! hidden width) while distilling from the teacher: every `interval` steps a round ranks
+//! neurons, cuts the live student (parameters truly removed, optimizer moments sliced) and
+//! distillation goes on.
 
-use crate::device::on_device;
-use crate::inputs::{claim_distilling, evaluator, load_classifier, prepare};
-use crate::output::{finish, metrics_line, save_model, write_summary};
-use crate::training::StageArgs;
-use anyhow::{Context, Result, bail};
-use prune::distill::{DistillConfig, Distiller, IterativeConfig, IterativePruning};
-use prune::pruners::ffn_sparse_ratios;
-use prune::tensor::Backend;
-use prune::train::state::write_json;
-use prune::train::{Callback, Optimizer, StepInfo, Trainer};
-use prune::transformer::BertForSequenceClassification;
-use serde::Serialize;
-use std::path::PathBuf;
+use crate::command::Command;
+use crate::device::Device;
+use crate::error::{Context, PipelineError, Result};
+use crate::options::StageOptions;
+use crate::refuse;
+use crate::source::{claim_distilling, evaluator, load_classifier, prepare};
+use crate::stage_output::{finish, metrics_line, save_model, write_summary};
+use prune_distill::{DistillConfig, Distiller, IterativeConfig, IterativePruning};
+use prune_pruners::ffn_sparse_ratios;
+use prune_tensor::Backend;
+use prune_train::state::write_json;
+use prune_train::{Callback, Optimizer, StepInfo, Trainer};
+use prune_transformer::BertForSequenceClassification;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// `prune ffn` (and `prune hidden`) options. Serialised, the stage's own settings (its run
-/// identity).
-#[derive(clap::Args, Debug, Clone, Serialize)]
-pub struct Args {
+/// The ffn stage's options (`prune ffn`, a recipe's `[ffn]`). Serialised, the stage's own
+/// settings (its run identity).
+#[derive(clap::Args, Debug, Clone, Serialize, Deserialize)]
+#[serde(default, rename_all(deserialize = "kebab-case"))]
+pub struct FfnOptions {
+    /// What every training stage takes.
     #[command(flatten)]
-    #[serde(skip)]
-    stage: StageArgs,
+    #[serde(skip_serializing, flatten)]
+    pub stage: StageOptions,
     /// The fine-tuned teacher checkpoint.
     #[arg(long)]
     #[serde(skip)]
-    teacher: PathBuf,
+    pub teacher: PathBuf,
     /// Optimizer steps between pruning rounds.
-    #[arg(long, default_value_t = 100)]
-    interval: u64,
+    #[arg(long, default_value_t = FfnOptions::default().interval)]
+    pub interval: u64,
     /// Number of rounds (AGP schedule: the goal is reached at the last).
-    #[arg(long, default_value_t = 4)]
-    rounds: u64,
+    #[arg(long, default_value_t = FfnOptions::default().rounds)]
+    pub rounds: u64,
     /// Fraction of FFN neurons to remove in every layer; default: NNI's per-layer rule
     /// `1 − (kept heads / heads) / 2` from the student's heads.
     #[arg(long)]
-    ffn_ratio: Option<f64>,
+    pub ffn_ratio: Option<f64>,
     /// Also remove this fraction of the hidden width (rounds alike).
     #[arg(long)]
-    hidden_ratio: Option<f64>,
+    pub hidden_ratio: Option<f64>,
     /// Also cut the hidden width, as little as leaves the final model at most this many
     /// parameters (embeddings, pooler and classifier included) beside its final FFN widths.
     #[arg(long, conflicts_with = "hidden_ratio")]
-    target_params: Option<usize>,
+    pub target_params: Option<usize>,
+}
+
+impl Default for FfnOptions {
+    fn default() -> Self {
+        FfnOptions {
+            stage: StageOptions::default(),
+            teacher: PathBuf::new(),
+            interval: 100,
+            rounds: 4,
+            ffn_ratio: None,
+            hidden_ratio: None,
+            target_params: None,
+        }
+    }
+}
+
+/// The hidden stage's options (`prune hidden`): those of the ffn stage with a hidden goal
+/// (`--hidden-ratio` or `--target-params`) required and the FFN left alone unless
+/// `--ffn-ratio` is given too.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct HiddenOptions {
+    /// The ffn stage's options.
+    #[command(flatten)]
+    pub ffn: FfnOptions,
 }
 
 /// Times optimizer steps between rounds, to report each round's training throughput.
@@ -62,7 +91,7 @@ impl<B: Backend> Callback<B> for RoundClock {
         info: &StepInfo,
         _: &mut BertForSequenceClassification<B>,
         _: &mut Optimizer<B::Tensor>,
-    ) -> prune::train::Result<()> {
+    ) -> prune_train::Result<()> {
         let now = Instant::now();
         if let Some(t) = self.last.replace(now) {
             self.steps.push((now - t).as_secs_f64());
@@ -79,22 +108,21 @@ impl<B: Backend> Callback<B> for RoundClock {
     }
 }
 
-impl Args {
-    /// Checks the options (before anything is read).
-    pub fn check(&self) -> Result<()> {
+impl Command for FfnOptions {
+    fn check(&self) -> Result<()> {
         self.stage.check()?;
         if self.interval == 0 || self.rounds == 0 {
-            bail!("--interval and --rounds must be at least 1");
+            refuse!("--interval and --rounds must be at least 1");
         }
         if let Some(r) = self.ffn_ratio.filter(|r| !(0.0..=1.0).contains(r)) {
-            bail!("--ffn-ratio must be in [0, 1], got {r}");
+            refuse!("--ffn-ratio must be in [0, 1], got {r}");
         }
         if let Some(r) = self.hidden_ratio.filter(|r| !(0.0..1.0).contains(r)) {
-            bail!("--hidden-ratio must be in [0, 1), got {r}");
+            refuse!("--hidden-ratio must be in [0, 1), got {r}");
         }
         let steps = self.interval.saturating_mul(self.rounds);
         if let Some(max) = self.stage.train.max_steps.filter(|&m| m < steps) {
-            bail!(
+            refuse!(
                 "--max-steps {max} ends before the last of {} rounds {} steps apart (step {steps})",
                 self.rounds,
                 self.interval
@@ -102,16 +130,52 @@ impl Args {
         }
         Ok(())
     }
+
+    fn device(&self) -> Device {
+        self.stage.device.device
+    }
+
+    /// Prunes while distilling, saves `<out>/model` with the plan and the rounds.
+    fn run<B: Backend>(&self, b: B) -> Result<String> {
+        prune_while_distilling(b, self, "ffn")
+    }
 }
 
-/// `prune ffn`.
-pub fn run(args: &Args) -> Result<()> {
-    args.check()?;
-    on_device!(args.stage.device.device, b => run_on(b, args, "ffn"))
+impl HiddenOptions {
+    /// The ffn stage's options this stage runs.
+    fn ffn_options(&self) -> Result<FfnOptions> {
+        let ffn = &self.ffn;
+        if ffn.hidden_ratio.is_none() && ffn.target_params.is_none() {
+            refuse!(
+                "prune hidden needs --hidden-ratio (the fraction of hidden channels to remove) \
+                 or --target-params (the size to reach)"
+            );
+        }
+        Ok(FfnOptions {
+            ffn_ratio: ffn.ffn_ratio.or(Some(0.0)),
+            ..ffn.clone()
+        })
+    }
 }
 
-/// `prune ffn` (or `hidden`, named by `command`) with teacher and student on backend `b`.
-fn run_on<B: Backend>(b: B, args: &Args, command: &str) -> Result<()> {
+impl Command for HiddenOptions {
+    fn check(&self) -> Result<()> {
+        self.ffn_options()?.check()
+    }
+
+    fn device(&self) -> Device {
+        self.ffn.device()
+    }
+
+    /// Prunes the hidden width while distilling, as the ffn stage does.
+    fn run<B: Backend>(&self, b: B) -> Result<String> {
+        prune_while_distilling(b, &self.ffn_options()?, "hidden")
+    }
+}
+
+/// The ffn stage (or the hidden one, named by `command`) with teacher and student on
+/// backend `b`.
+fn prune_while_distilling<B: Backend>(b: B, args: &FfnOptions, command: &str) -> Result<String> {
     let mut train_config = args.stage.train.config()?;
     if train_config.eval_every.is_none() {
         train_config.eval_every = Some(args.interval);
@@ -141,7 +205,7 @@ fn run_on<B: Backend>(b: B, args: &Args, command: &str) -> Result<()> {
         let (pooler, classifier) = (b.params.pooler.is_some(), b.params.classifier.is_some());
         config.hidden = config
             .hidden_goal_for(&b.config, pooler, classifier, target)
-            .with_context(|| format!("--target-params {target}"))?;
+            .context_with(|| format!("--target-params {target}"))?;
     }
     let base = (&args.stage.source, &p, &args.stage.train);
     let out = claim_distilling(
@@ -173,7 +237,7 @@ fn run_on<B: Backend>(b: B, args: &Args, command: &str) -> Result<()> {
         let trainer = Trainer::new(train_config, &p.train, p.pad)?
             .with_evaluator(&eval)
             .with_output_dir(out.path())
-            .with_callback(prune::train::ByRef(&mut clock));
+            .with_callback(prune_train::ByRef(&mut clock));
         looped
             .attach(trainer)
             .run(&mut student, args.stage.resume)?
@@ -185,6 +249,7 @@ fn run_on<B: Backend>(b: B, args: &Args, command: &str) -> Result<()> {
     save_model(&student, &p.model_dir, out.path())?;
     let evals = read_evals(&out.path().join("metrics.jsonl"))?;
     let dir = finish(out)?.join("model");
+    let mut text = String::new();
     for (i, r) in rounds.iter().enumerate() {
         let acc = evals
             .iter()
@@ -194,12 +259,12 @@ fn run_on<B: Backend>(b: B, args: &Args, command: &str) -> Result<()> {
             .segments
             .get(i)
             .map_or(String::from("n/a"), |v| format!("{v:.1}"));
-        println!(
-            "round {} at step {}: FFN {:?}, hidden {}, {} parameters; dev right after the cut {acc}; {speed} ex/s during the round",
+        text += &format!(
+            "round {} at step {}: FFN {:?}, hidden {}, {} parameters; dev right after the cut {acc}; {speed} ex/s during the round\n",
             r.round, r.step, r.ffn, r.hidden, r.parameters
         );
     }
-    println!(
+    text += &format!(
         "final: {} | after the last round {} ex/s | {} steps, {:.0}s wall; model saved to {}",
         metrics_line(summary.evaluation.as_ref()),
         clock
@@ -210,35 +275,12 @@ fn run_on<B: Backend>(b: B, args: &Args, command: &str) -> Result<()> {
         started.elapsed().as_secs_f64(),
         dir.display()
     );
-    Ok(())
-}
-
-/// `prune hidden`'s options: those of `prune ffn` with `--hidden-ratio` or `--target-params`
-/// required and the FFN left alone unless `--ffn-ratio` is given too.
-pub fn hidden_args(args: &Args) -> Result<Args> {
-    if args.hidden_ratio.is_none() && args.target_params.is_none() {
-        bail!(
-            "prune hidden needs --hidden-ratio (the fraction of hidden channels to remove) or \
-             --target-params (the size to reach)"
-        );
-    }
-    Ok(Args {
-        ffn_ratio: args.ffn_ratio.or(Some(0.0)),
-        ..args.clone()
-    })
-}
-
-/// `prune hidden`: the same loop over the hidden width.
-pub fn run_hidden(args: &Args) -> Result<()> {
-    let args = hidden_args(args)?;
-    args.check()?;
-    on_device!(args.stage.device.device, b => run_on(b, &args, "hidden"))
+    Ok(text)
 }
 
 /// `(step, main metric)` of every evaluation in a `metrics.jsonl`.
-fn read_evals(path: &std::path::Path) -> Result<Vec<(u64, f64)>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+fn read_evals(path: &Path) -> Result<Vec<(u64, f64)>> {
+    let text = std::fs::read_to_string(path).map_err(|e| PipelineError::io(path, e))?;
     Ok(text
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())

@@ -3,12 +3,12 @@
 //! training summary), and finished by dropping what only a resume needs and renaming the
 //! folder into place.
 
-use anyhow::{Context, Result};
-use prune::pipeline::exports::copy_tokenizer;
-use prune::tensor::Backend;
-use prune::train::state::write_json;
-use prune::train::{Evaluation, RunDir, TrainSummary};
-use prune::transformer::BertForSequenceClassification;
+use crate::error::{PipelineError, Result};
+use crate::exports::copy_tokenizer;
+use prune_tensor::Backend;
+use prune_train::state::write_json;
+use prune_train::{Evaluation, RunDir, TrainSummary};
+use prune_transformer::BertForSequenceClassification;
 use std::path::{Path, PathBuf};
 
 /// What only a resumed run reads: the trainer's checkpoints, the distiller's and the
@@ -20,7 +20,7 @@ pub fn finish(run: RunDir) -> Result<PathBuf> {
     for name in RESUME_STATE {
         let dir = run.path().join(name);
         if dir.exists() {
-            std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+            std::fs::remove_dir_all(&dir).map_err(|e| PipelineError::io(&dir, e))?;
         }
     }
     Ok(run.commit()?)

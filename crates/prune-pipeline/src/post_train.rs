@@ -1,34 +1,36 @@
-//! `prune post-train`: retraining-free pruning of a fine-tuned model (Kwon et al. 2022) to a
+//! The post-train command: retraining-free pruning of a fine-tuned model (Kwon et al. 2022) to a
 //! fraction of its head and FFN FLOPs, or of their latency as timed on this machine, from
 //! a seeded sample of the training split: Fisher importance, the search under the budget,
 //! rearrangement, surgery and mask tuning (`prune_posttrain`); then the dev metric of both
 //! models, their exports and the same report as the pipeline's.
 
-use crate::device::{DeviceArgs, on_device};
-use crate::inputs::{Prepared, Source, evaluator, load_classifier, prepare, source_identity};
-use crate::output::{finish, save_model};
-use anyhow::{Context, Result, bail};
-use prune::data::{LabelledBatch, collate};
-use prune::pipeline::compare::{Measured, check_report_length, compare};
-use prune::pipeline::exports;
-use prune::pipeline::report::{REPORT_SEQ, Report, StageSummary};
-use prune::posttrain::{
+use crate::command::Command;
+use crate::compare::{Measured, check_report_length, compare};
+use crate::device::{Device, DeviceArgs};
+use crate::error::{Context, PipelineError, Result};
+use crate::exports;
+use crate::refuse;
+use crate::report::{REPORT_SEQ, Report, StageSummary};
+use crate::source::{Prepared, Source, evaluator, load_classifier, prepare, source_identity};
+use crate::stage_output::{finish, save_model};
+use prune_data::{LabelledBatch, collate};
+use prune_posttrain::{
     Budget, Importance, LatencyConfig, LatencyTable, PostTrainConfig, PostTrainReport, TuneConfig,
     importance, prune_to,
 };
-use prune::tensor::Backend;
-use prune::tensor::rng::Rng;
-use prune::train::Evaluator;
-use prune::train::RunDir;
-use prune::train::state::write_json;
-use prune::transformer::BertForSequenceClassification;
+use prune_tensor::Backend;
+use prune_tensor::rng::Rng;
+use prune_train::Evaluator;
+use prune_train::RunDir;
+use prune_train::state::write_json;
+use prune_transformer::BertForSequenceClassification;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// `prune post-train` options. Serialised, the settings that decide the result.
 #[derive(clap::Args, Debug, Clone, Serialize)]
-pub struct Args {
+pub struct PostTrainOptions {
     /// The fine-tuned checkpoint (`--model`) and its task.
     #[command(flatten)]
     #[serde(skip)]
@@ -94,7 +96,7 @@ pub struct Args {
     damping: f64,
 }
 
-impl Args {
+impl PostTrainOptions {
     /// The budget's option name and its ratios.
     fn ratios(&self) -> (&'static str, &[f64]) {
         if self.latency_ratio.is_empty() {
@@ -113,41 +115,7 @@ impl Args {
         }
     }
 
-    /// Checks the options (before anything is read).
-    pub fn check(&self) -> Result<()> {
-        self.source.check()?;
-        let (name, ratios) = self.ratios();
-        for r in ratios {
-            if !(*r > 0.0 && *r <= 1.0) {
-                bail!("{name} must be in (0, 1], got {r}");
-            }
-        }
-        let mut names: Vec<String> = ratios.iter().map(|&r| ratio_dir(r)).collect();
-        names.sort();
-        if names.windows(2).any(|w| w[0] == w[1]) {
-            bail!("{name} lists the same ratio twice (to two decimals)");
-        }
-        if self.latency_table.is_some() && self.latency_ratio.is_empty() {
-            bail!("--latency-table is the timing of a --latency-ratio budget; give one");
-        }
-        if self.samples == 0 || self.batch_size == 0 {
-            bail!("--samples and --batch-size must be at least 1");
-        }
-        if !(self.damping.is_finite() && self.damping >= 0.0) {
-            bail!("--damping must be a number ≥ 0, got {}", self.damping);
-        }
-        if !(self.latency_seconds.is_finite() && (0.0..=3600.0).contains(&self.latency_seconds)) {
-            bail!(
-                "--latency-seconds must be a number of seconds in [0, 3600], got {}",
-                self.latency_seconds
-            );
-        }
-        self.latency()
-            .check()
-            .map_err(|e| anyhow::anyhow!("--latency-batch/--latency-seq: {e}"))?;
-        Ok(())
-    }
-
+    /// The pruner's settings for `ratio` of `budget`.
     fn config(&self, ratio: f64, budget: &Budget) -> PostTrainConfig {
         PostTrainConfig {
             ratio,
@@ -158,6 +126,51 @@ impl Args {
                 ..TuneConfig::default()
             }),
         }
+    }
+}
+
+impl Command for PostTrainOptions {
+    fn check(&self) -> Result<()> {
+        self.source.check()?;
+        let (name, ratios) = self.ratios();
+        for r in ratios {
+            if !(*r > 0.0 && *r <= 1.0) {
+                refuse!("{name} must be in (0, 1], got {r}");
+            }
+        }
+        let mut names: Vec<String> = ratios.iter().map(|&r| ratio_dir(r)).collect();
+        names.sort();
+        if names.windows(2).any(|w| w[0] == w[1]) {
+            refuse!("{name} lists the same ratio twice (to two decimals)");
+        }
+        if self.latency_table.is_some() && self.latency_ratio.is_empty() {
+            refuse!("--latency-table is the timing of a --latency-ratio budget; give one");
+        }
+        if self.samples == 0 || self.batch_size == 0 {
+            refuse!("--samples and --batch-size must be at least 1");
+        }
+        if !(self.damping.is_finite() && self.damping >= 0.0) {
+            refuse!("--damping must be a number ≥ 0, got {}", self.damping);
+        }
+        if !(self.latency_seconds.is_finite() && (0.0..=3600.0).contains(&self.latency_seconds)) {
+            refuse!(
+                "--latency-seconds must be a number of seconds in [0, 3600], got {}",
+                self.latency_seconds
+            );
+        }
+        self.latency()
+            .check()
+            .context("--latency-batch/--latency-seq")?;
+        Ok(())
+    }
+
+    fn device(&self) -> Device {
+        self.device.device
+    }
+
+    /// Prunes to every ratio, writes each one's model, summary, exports and report.
+    fn run<B: Backend>(&self, b: B) -> Result<String> {
+        post_train(b, self)
     }
 }
 
@@ -198,19 +211,13 @@ struct Summary {
     pruning: PostTrainReport,
 }
 
-/// `prune post-train`.
-pub fn run(args: &Args) -> Result<()> {
-    args.check()?;
-    on_device!(args.device.device, b => run_on(b, args))
-}
-
 /// A seeded sample of the training split, in batches of similar lengths.
-fn sample(p: &Prepared, args: &Args) -> Result<Vec<LabelledBatch>> {
+fn sample(p: &Prepared, args: &PostTrainOptions) -> Result<Vec<LabelledBatch>> {
     let mut order: Vec<usize> = (0..p.train.len()).collect();
     Rng::new(args.seed).shuffle(&mut order);
     order.truncate(args.samples);
     if order.is_empty() {
-        bail!("the training split is empty");
+        refuse!("the training split is empty");
     }
     // Batches of similar lengths pad little (the draw itself stays random).
     order.sort_by_key(|&i| p.train[i].ids.len());
@@ -225,7 +232,7 @@ fn sample(p: &Prepared, args: &Args) -> Result<Vec<LabelledBatch>> {
 
 /// What every ratio of one run shares.
 struct Shared<'a, B: Backend> {
-    args: &'a Args,
+    args: &'a PostTrainOptions,
     prepared: &'a Prepared,
     teacher: &'a Measured<B>,
     batches: &'a [LabelledBatch],
@@ -246,7 +253,7 @@ struct Shared<'a, B: Backend> {
 /// the seconds spent timing too.
 fn budget_of<B: Backend>(
     b: &B,
-    args: &Args,
+    args: &PostTrainOptions,
     model: &BertForSequenceClassification<B>,
 ) -> Result<(Budget, f64)> {
     let config = &model.bert.config;
@@ -256,7 +263,7 @@ fn budget_of<B: Backend>(
             let table = read_table(path)?;
             table
                 .check(config)
-                .with_context(|| format!("--latency-table {}", path.display()))?;
+                .context_with(|| format!("--latency-table {}", path.display()))?;
             (Budget::Latency(table), 0.0)
         }
         (None, false) => {
@@ -274,14 +281,13 @@ fn budget_of<B: Backend>(
 
 /// A latency table from a JSON file: a summary's `latency_table`, or the table itself.
 fn read_table(path: &Path) -> Result<LatencyTable> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("--latency-table {}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| PipelineError::io(path, e))?;
     let mut value: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("--latency-table {}: not JSON", path.display()))?;
+        .context_with(|| format!("--latency-table {}: not JSON", path.display()))?;
     if let Some(table) = value.get_mut("latency_table") {
         value = table.take();
     }
-    serde_json::from_value(value).with_context(|| {
+    serde_json::from_value(value).context_with(|| {
         format!(
             "--latency-table {}: not a latency table (batch, seq, heads, neurons, seconds)",
             path.display()
@@ -289,7 +295,9 @@ fn read_table(path: &Path) -> Result<LatencyTable> {
     })
 }
 
-fn run_on<B: Backend>(b: B, args: &Args) -> Result<()> {
+/// Prunes the model of `args` on backend `b` to each ratio; returns what was done, in
+/// words.
+fn post_train<B: Backend>(b: B, args: &PostTrainOptions) -> Result<String> {
     let started = Instant::now();
     let p = prepare(&args.source, None, true)?;
     let model = load_classifier(b.clone(), &p.model_dir)?;
@@ -329,30 +337,32 @@ fn run_on<B: Backend>(b: B, args: &Args) -> Result<()> {
         teacher_onnx,
         timing_seconds,
     };
-    let mut summaries = Vec::new();
+    let (mut summaries, mut text) = (Vec::new(), String::new());
     for &ratio in ratios {
         let dir = match several {
             true => out.path().join(ratio_dir(ratio)),
             false => out.path().to_path_buf(),
         };
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        summaries.push(prune_one(&shared, ratio, &dir)?);
+        std::fs::create_dir_all(&dir).map_err(|e| PipelineError::io(&dir, e))?;
+        let (summary, line) = prune_one(&shared, ratio, &dir)?;
+        summaries.push(summary);
+        text += &line;
     }
     if several {
         write_json(&out.path().join("summary.json"), &summaries)?;
     }
     let dir = finish(out)?;
-    println!(
+    text += &format!(
         "{} in {:.0}s",
         dir.display(),
         started.elapsed().as_secs_f64()
     );
-    Ok(())
+    Ok(text)
 }
 
 /// Prunes to `ratio` of the budget and writes the model, plan, summary, exports and report
-/// into `dir`.
-fn prune_one<B: Backend>(s: &Shared<'_, B>, ratio: f64, dir: &Path) -> Result<Summary> {
+/// into `dir`; returns the summary and a line saying what was done.
+fn prune_one<B: Backend>(s: &Shared<'_, B>, ratio: f64, dir: &Path) -> Result<(Summary, String)> {
     let (args, teacher) = (s.args, s.teacher);
     let config = args.config(ratio, s.budget);
     let (pruned, plan, report) = prune_to(&teacher.model, s.batches, s.importance, &config)?;
@@ -416,7 +426,7 @@ fn prune_one<B: Backend>(s: &Shared<'_, B>, ratio: f64, dir: &Path) -> Result<Su
         total_seconds: seconds,
     };
     report.write(dir)?;
-    println!(
+    let line = format!(
         "{} dev {metric:.4} (input {:.4}) at {:.3} of the {} budget, {:.3} of the head and FFN FLOPs ({:.3} of all at T={REPORT_SEQ}); heads {:?}, FFN {:?}; pruned in {:.1}s; measured speed-up {:.2}x at B=32, {:.2}x at B=1",
         args.source.task,
         teacher.metric,
@@ -430,5 +440,5 @@ fn prune_one<B: Backend>(s: &Shared<'_, B>, ratio: f64, dir: &Path) -> Result<Su
         report.final_model.speedup_b32,
         report.final_model.speedup_b1,
     );
-    Ok(summary)
+    Ok((summary, line + "\n"))
 }

@@ -1,35 +1,38 @@
-//! What every training stage (`finetune`, `heads`, `distill`, `ffn`, `hidden`) takes, as
-//! flags: the checkpoint and task, the training options and the `TrainConfig` they make,
-//! the device, the output folder and resuming.
+//! What every training stage (`finetune`, `heads`, `distill`, `ffn`, `hidden`) takes: the
+//! checkpoint and task, the training options and the `TrainConfig` they make, the device,
+//! the output folder and resuming. Each option is a flag of the `prune` command and a key
+//! of a recipe's stage table, with one default for both.
 
 use crate::device::DeviceArgs;
-use crate::inputs::Source;
-use anyhow::{Result, bail};
-use prune::train::{AdamWConfig, TrainConfig};
-use serde::Serialize;
+use crate::error::Result;
+use crate::refuse;
+use crate::source::Source;
+use prune_train::{AdamWConfig, TrainConfig};
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 /// Training options. Serialised, they are the part of a run's identity that decides its
 /// result (how often it evaluates, checkpoints or draws a progress bar does not).
-#[derive(clap::Args, Debug, Clone, Serialize)]
-pub struct TrainArgs {
+#[derive(clap::Args, Debug, Clone, Serialize, Deserialize)]
+#[serde(default, rename_all(deserialize = "kebab-case"))]
+pub struct TrainOptions {
     /// Use only the first N training rows.
     #[arg(long)]
     pub max_train: Option<usize>,
     /// Passes over the training data.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = TrainOptions::default().epochs)]
     pub epochs: u64,
     /// Stop after N optimizer steps (the schedule spans them).
     #[arg(long)]
     pub max_steps: Option<u64>,
     /// Examples per batch.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = TrainOptions::default().batch_size)]
     pub batch_size: usize,
     /// Micro-batches per optimizer step.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = TrainOptions::default().grad_accum)]
     pub grad_accum: usize,
     /// Peak learning rate.
-    #[arg(long, default_value_t = 5e-5)]
+    #[arg(long, default_value_t = TrainOptions::default().lr)]
     pub lr: f64,
     /// Fraction of steps for linear warm-up.
     #[arg(long, default_value_t = 0.0)]
@@ -38,43 +41,64 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0.0)]
     pub weight_decay: f64,
     /// Clip the global gradient norm (0 disables).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = TrainOptions::default().clip_norm)]
     pub clip_norm: f64,
     /// Seed of initialisation, data order and dropout.
-    #[arg(long, default_value_t = 42)]
+    #[arg(long, default_value_t = TrainOptions::default().seed)]
     pub seed: u64,
     /// Batches in shuffled file order instead of grouping similar lengths.
     #[arg(long)]
     pub no_bucketing: bool,
     /// Evaluate every N steps (and at the end).
     #[arg(long)]
-    #[serde(skip)]
+    #[serde(skip_serializing)]
     pub eval_every: Option<u64>,
     /// Checkpoint every N steps (and at the end), so that --resume can continue a run
     /// that was stopped.
-    #[arg(long, default_value_t = 250)]
-    #[serde(skip)]
+    #[arg(long, default_value_t = TrainOptions::default().checkpoint_every)]
+    #[serde(skip_serializing)]
     pub checkpoint_every: u64,
     /// No progress bar.
     #[arg(long)]
-    #[serde(skip)]
+    #[serde(skip_serializing)]
     pub quiet: bool,
 }
 
-impl TrainArgs {
-    /// The trainer settings these flags describe.
+impl Default for TrainOptions {
+    fn default() -> Self {
+        TrainOptions {
+            max_train: None,
+            epochs: 1,
+            max_steps: None,
+            batch_size: 32,
+            grad_accum: 1,
+            lr: 5e-5,
+            warmup_ratio: 0.0,
+            weight_decay: 0.0,
+            clip_norm: 1.0,
+            seed: 42,
+            no_bucketing: false,
+            eval_every: None,
+            checkpoint_every: 250,
+            quiet: false,
+        }
+    }
+}
+
+impl TrainOptions {
+    /// The trainer settings these options describe.
     pub fn config(&self) -> Result<TrainConfig> {
         if !(self.clip_norm.is_finite() && self.clip_norm >= 0.0) {
-            bail!(
+            refuse!(
                 "--clip-norm must be a finite number >= 0, got {}",
                 self.clip_norm
             );
         }
         if self.max_train == Some(0) {
-            bail!("--max-train must be at least 1 row");
+            refuse!("--max-train must be at least 1 row");
         }
         if self.max_steps == Some(0) {
-            bail!("--max-steps must be at least 1");
+            refuse!("--max-steps must be at least 1");
         }
         let config = TrainConfig {
             epochs: self.epochs,
@@ -102,25 +126,33 @@ impl TrainArgs {
 
 /// The options every training stage shares. Its output folder is written as
 /// `<out>.partial` and renamed when complete; each stage's help says what it holds.
-#[derive(clap::Args, Debug, Clone)]
-pub struct StageArgs {
+#[derive(clap::Args, Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct StageOptions {
     /// The checkpoint to train (`--model`) and its task.
     #[command(flatten)]
+    #[serde(flatten)]
     pub source: Source,
+    /// How to train.
     #[command(flatten)]
-    pub train: TrainArgs,
+    #[serde(flatten)]
+    pub train: TrainOptions,
+    /// Where the models run (set by the pipeline, not by a recipe).
     #[command(flatten)]
+    #[serde(skip)]
     pub device: DeviceArgs,
     /// Output directory (written as <out>.partial and renamed when complete).
     #[arg(long)]
+    #[serde(skip)]
     pub out: PathBuf,
     /// Continue the interrupted run in <out>.partial from its newest checkpoint (it must be
     /// the same run: same inputs and settings).
     #[arg(long)]
+    #[serde(skip)]
     pub resume: bool,
 }
 
-impl StageArgs {
+impl StageOptions {
     /// Checks the shared options (before anything is read).
     pub fn check(&self) -> Result<()> {
         self.source.check()?;

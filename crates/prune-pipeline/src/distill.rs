@@ -1,0 +1,142 @@
+//! The distill stage: re-train a (pruned) student from the fine-tuned teacher with logit
+//! distillation and hidden-state losses under a dynamic layer mapping (NNI's rule by default,
+//! CoFi's ordered rule by option).
+
+use crate::command::Command;
+use crate::device::Device;
+use crate::error::Result;
+use crate::options::StageOptions;
+use crate::source::{claim_distilling, evaluator, load_classifier, prepare};
+use crate::stage_output::{finish, metrics_line, save_model, write_summary};
+use prune_distill::{DistillConfig, Distiller, LayerMapping};
+use prune_tensor::Backend;
+use prune_train::Trainer;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Which layer mapping to use.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mapping {
+    /// NNI: each student layer picks, every step, the teacher layer j ≥ i with the smallest loss.
+    #[default]
+    Dynamic,
+    /// CoFi: 4 fixed teacher layers aligned in increasing order by smallest loss.
+    Ordered,
+}
+
+/// The distill stage's options (`prune distill`, a recipe's `[distill]`). Serialised, the
+/// stage's own settings (its run identity).
+#[derive(clap::Args, Debug, Clone, Serialize, Deserialize)]
+#[serde(default, rename_all(deserialize = "kebab-case"))]
+pub struct DistillOptions {
+    /// What every training stage takes.
+    #[command(flatten)]
+    #[serde(skip_serializing, flatten)]
+    pub stage: StageOptions,
+    /// The fine-tuned teacher checkpoint.
+    #[arg(long)]
+    #[serde(skip)]
+    pub teacher: PathBuf,
+    /// Layer mapping.
+    #[arg(long, value_enum, default_value_t = Mapping::Dynamic)]
+    pub mapping: Mapping,
+    /// Weight of the task loss.
+    #[arg(long, default_value_t = DistillConfig::default().alpha_ce)]
+    pub alpha_ce: f64,
+    /// Weight of the hidden-state losses.
+    #[arg(long, default_value_t = DistillConfig::default().alpha_layer)]
+    pub alpha_layer: f64,
+    /// Weight of the logit distillation loss.
+    #[arg(long, default_value_t = DistillConfig::default().alpha_kd)]
+    pub alpha_kd: f64,
+    /// Temperature of the logit distillation loss.
+    #[arg(long, default_value_t = DistillConfig::default().temperature)]
+    pub temperature: f64,
+}
+
+impl Default for DistillOptions {
+    fn default() -> Self {
+        let d = DistillConfig::default();
+        DistillOptions {
+            stage: StageOptions::default(),
+            teacher: PathBuf::new(),
+            mapping: Mapping::Dynamic,
+            alpha_ce: d.alpha_ce,
+            alpha_layer: d.alpha_layer,
+            alpha_kd: d.alpha_kd,
+            temperature: d.temperature,
+        }
+    }
+}
+
+impl DistillOptions {
+    /// The distillation settings these options describe.
+    fn config(&self) -> DistillConfig {
+        DistillConfig {
+            alpha_ce: self.alpha_ce,
+            alpha_layer: self.alpha_layer,
+            alpha_kd: self.alpha_kd,
+            temperature: self.temperature,
+            mapping: match self.mapping {
+                Mapping::Dynamic => LayerMapping::Dynamic,
+                Mapping::Ordered => LayerMapping::Ordered { teacher: None },
+            },
+            ..DistillConfig::default()
+        }
+    }
+}
+
+impl Command for DistillOptions {
+    fn check(&self) -> Result<()> {
+        self.stage.check()?;
+        self.config().validate()?;
+        Ok(())
+    }
+
+    fn device(&self) -> Device {
+        self.stage.device.device
+    }
+
+    /// Distils the student from the teacher, saves `<out>/model`.
+    fn run<B: Backend>(&self, b: B) -> Result<String> {
+        let args = self;
+        let train_config = args.stage.train.config()?;
+        let p = prepare(&args.stage.source, args.stage.train.max_train, true)?;
+        let teacher = load_classifier(b.clone(), &args.teacher)?;
+        let mut student = load_classifier(b, &p.model_dir)?;
+        let base = (&args.stage.source, &p, &args.stage.train);
+        let out = claim_distilling(
+            "distill",
+            base,
+            args,
+            &args.teacher,
+            (&args.stage.out, args.stage.resume),
+        )?;
+        let mut distiller = Distiller::new(teacher, args.config())?
+            .with_log(&out.path().join("metrics.jsonl"), 10)?
+            .with_checkpoints(out.path(), train_config.checkpoint_every)?;
+        if args.stage.resume {
+            distiller.resume()?;
+        }
+        let eval = evaluator(&args.stage.source, &p)?;
+        let trainer = Trainer::new(train_config, &p.train, p.pad)?
+            .with_evaluator(&eval)
+            .with_output_dir(out.path());
+        let summary = distiller
+            .attach(trainer)
+            .run(&mut student, args.stage.resume)?;
+        write_summary(out.path(), &summary)?;
+        save_model(&student, &p.model_dir, out.path())?;
+        let dir = finish(out)?.join("model");
+        Ok(format!(
+            "distilled: {} | layer mapping counts {:?} | {} steps in {:.1}s ({:.1} ex/s); model saved to {}",
+            metrics_line(summary.evaluation.as_ref()),
+            distiller.mapping_histogram(),
+            summary.steps,
+            summary.train_seconds,
+            summary.examples_per_second,
+            dir.display()
+        ))
+    }
+}

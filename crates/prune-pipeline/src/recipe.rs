@@ -1,0 +1,194 @@
+//! Pipeline recipes: TOML with a `[common]` table and one table of options per stage (a
+//! stage's value overrides the common one), `--set STAGE.KEY=VALUE` overrides, and each
+//! stage's typed options they describe.
+
+use crate::error::{PipelineError, Result};
+use crate::refuse;
+use crate::source::Source;
+use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
+
+/// The stages a recipe may configure, in the order they run.
+pub const STAGES: [&str; 4] = ["finetune", "heads", "distill", "ffn"];
+
+/// Recipes built into the binary.
+pub const PRESETS: [(&str, &str); 2] = [
+    ("default", include_str!("../recipes/default.toml")),
+    (
+        "nni-bert-base-mnli",
+        include_str!("../recipes/nni-bert-base-mnli.toml"),
+    ),
+];
+
+/// A recipe: option values per stage (and `common`), keyed by the stage's flag names.
+pub type Recipe = BTreeMap<String, toml::Table>;
+
+/// The text of the built-in recipe `name`.
+pub fn preset(name: &str) -> Result<&'static str> {
+    match PRESETS.iter().find(|(n, _)| *n == name) {
+        Some((_, text)) => Ok(text),
+        None => {
+            let known: Vec<&str> = PRESETS.iter().map(|(n, _)| *n).collect();
+            refuse!("unknown preset {name:?} (known: {})", known.join(", "))
+        }
+    }
+}
+
+/// Parses a recipe's text (a UTF-8 byte-order mark is allowed) and applies `overrides`
+/// (`STAGE.KEY=VALUE`, the value in TOML syntax or else taken as a string); stage names
+/// are checked.
+pub fn parse(text: &str, overrides: &[String]) -> Result<Recipe> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut r: Recipe = toml::from_str(text)
+        .map_err(|e| PipelineError::Input(format!("malformed recipe: {}", e.message())))?;
+    for o in overrides {
+        let Some((stage, flag, value)) = o
+            .split_once('=')
+            .and_then(|(key, value)| {
+                let (stage, flag) = key.split_once('.')?;
+                Some((stage, flag, value))
+            })
+            .filter(|(stage, flag, _)| !stage.is_empty() && !flag.is_empty())
+        else {
+            refuse!("--set {o:?}: expected STAGE.KEY=VALUE");
+        };
+        let value = toml::from_str::<toml::Table>(&format!("v = {value}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(value.to_string()));
+        r.entry(stage.to_string())
+            .or_default()
+            .insert(flag.to_string(), value);
+    }
+    if let Some(bad) = r
+        .keys()
+        .find(|k| *k != "common" && !STAGES.contains(&k.as_str()))
+    {
+        refuse!(
+            "recipe: unknown stage [{bad}] (stages: common, {})",
+            STAGES.join(", ")
+        );
+    }
+    for (stage, table) in &r {
+        if let Some((key, _)) = table.iter().find(|(_, v)| !is_flag_value(v)) {
+            refuse!("recipe [{stage}] {key}: expected a number, a string or true/false");
+        }
+    }
+    Ok(r)
+}
+
+/// Whether a recipe value can be an option's value: a scalar, not a table, list or date.
+fn is_flag_value(v: &toml::Value) -> bool {
+    matches!(
+        v,
+        toml::Value::String(_)
+            | toml::Value::Integer(_)
+            | toml::Value::Float(_)
+            | toml::Value::Boolean(_)
+    )
+}
+
+/// Options the pipeline sets for every stage (the input and output folders, the device,
+/// resuming); a recipe may not.
+pub const SET_BY_PIPELINE: [&str; 6] = ["model", "teacher", "data", "out", "device", "resume"];
+
+/// The long flag names of the options `T`.
+fn flag_names<T: clap::Args>() -> Vec<String> {
+    T::augment_args(clap::Command::new("recipe"))
+        .get_arguments()
+        .filter_map(|a| a.get_long().map(str::to_string))
+        .collect()
+}
+
+/// The options `T` of `stage` from its table (keys are `T`'s flag names; a missing key
+/// takes the flag's default).
+fn typed<T: clap::Args + DeserializeOwned>(stage: &str, table: toml::Table) -> Result<T> {
+    let known = flag_names::<T>();
+    for key in table.keys() {
+        if SET_BY_PIPELINE.contains(&key.as_str()) {
+            refuse!("recipe [{stage}] {key}: the pipeline sets it for every stage");
+        }
+        if !known.contains(key) {
+            refuse!(
+                "recipe [{stage}] {key}: not an option of this stage (see `prune {stage} --help`)"
+            );
+        }
+    }
+    toml::Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| {
+            PipelineError::Input(format!("recipe [{stage}]: {}", e.message()))
+        })
+}
+
+/// The values `r` sets for `stage`: its table over the common one.
+pub fn stage_table(r: &Recipe, stage: &str) -> toml::Table {
+    let mut table = r.get("common").cloned().unwrap_or_default();
+    table.extend(r.get(stage).cloned().unwrap_or_default());
+    table
+}
+
+/// The options of `stage` in `r` ([`stage_table`]; the rest take their defaults).
+pub fn stage_options<T: clap::Args + DeserializeOwned>(r: &Recipe, stage: &str) -> Result<T> {
+    typed(stage, stage_table(r, stage))
+}
+
+/// The task and how it is read, as the common table sets them (its other keys are
+/// training options).
+pub fn source(r: &Recipe) -> Result<Source> {
+    let known = flag_names::<Source>();
+    let mut table = r.get("common").cloned().unwrap_or_default();
+    table.retain(|k, _| known.iter().any(|n| n == k) || SET_BY_PIPELINE.contains(&k));
+    typed("common", table)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::heads::HeadsOptions;
+
+    #[test]
+    fn overrides_stage_names_and_keys_are_checked() {
+        let r = parse(
+            "\u{feff}[common]\ntask = \"rte\"\nmax-train = 9\n",
+            &["heads.lr=3e-5".into(), "heads.regular-scale=20".into()],
+        )
+        .unwrap();
+        assert_eq!(r["heads"]["lr"].as_float(), Some(3e-5));
+        let heads: HeadsOptions = stage_options(&r, "heads").unwrap();
+        assert_eq!(heads.stage.train.lr, 3e-5);
+        assert_eq!(heads.regular_scale, 20.0, "an integer is taken as a float");
+        assert_eq!(heads.stage.train.max_train, Some(9), "common applies");
+        assert_eq!(heads.stage.source.task, prune_data::Task::Rte);
+        assert_eq!(heads.warmup_steps, HeadsOptions::default().warmup_steps);
+        assert_eq!(source(&r).unwrap().task, prune_data::Task::Rte);
+        for (bad, why) in [
+            ("[x]\n", "unknown stage [x]"),
+            ("[heads\n", "malformed recipe"),
+            ("[heads]\nlr = [1]\n", "expected a number"),
+        ] {
+            let e = parse(bad, &[]).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+        for (set, why) in [
+            (
+                "heads.no-such-flag=1",
+                "recipe [heads] no-such-flag: not an option",
+            ),
+            ("heads.out=\"x\"", "the pipeline sets it"),
+            ("heads.lr=\"fast\"", "recipe [heads]"),
+            ("heads.warmup-steps=-1", "recipe [heads]"),
+        ] {
+            let r = parse("", &[set.into()]).unwrap();
+            let e = stage_options::<HeadsOptions>(&r, "heads")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(why), "{set}: {e}");
+        }
+        let e = parse("", &["heads=1".into()]).unwrap_err().to_string();
+        assert!(e.contains("STAGE.KEY=VALUE"), "{e}");
+        for (_, text) in PRESETS {
+            parse(text, &[]).unwrap();
+        }
+    }
+}
