@@ -100,32 +100,31 @@ impl Command for DistillOptions {
 
     /// Distils the student from the teacher, saves `<out>/model`.
     fn run<B: Backend>(&self, b: B) -> Result<String> {
-        let args = self;
-        let train_config = args.stage.train.config()?;
-        let p = prepare(&args.stage.source, args.stage.train.max_train, true)?;
-        let teacher = load_classifier(b.clone(), &args.teacher)?;
+        let train_config = self.stage.train.config()?;
+        let p = prepare(&self.stage.source, self.stage.train.max_train, true)?;
+        let teacher = load_classifier(b.clone(), &self.teacher)?;
         let mut student = load_classifier(b, &p.model_dir)?;
-        let base = (&args.stage.source, &p, &args.stage.train);
+        let base = (&self.stage.source, &p, &self.stage.train);
         let out = claim_distilling(
             "distill",
             base,
-            args,
-            &args.teacher,
-            (&args.stage.out, args.stage.resume),
+            self,
+            &self.teacher,
+            (&self.stage.out, self.stage.resume),
         )?;
-        let mut distiller = Distiller::new(teacher, args.config())?
+        let mut distiller = Distiller::new(teacher, self.config())?
             .with_log(&out.path().join("metrics.jsonl"), 10)?
             .with_checkpoints(out.path(), train_config.checkpoint_every)?;
-        if args.stage.resume {
+        if self.stage.resume {
             distiller.resume()?;
         }
-        let eval = evaluator(&args.stage.source, &p)?;
+        let eval = evaluator(&self.stage.source, &p)?;
         let trainer = Trainer::new(train_config, &p.train, p.pad)?
             .with_evaluator(&eval)
             .with_output_dir(out.path());
         let summary = distiller
             .attach(trainer)
-            .run(&mut student, args.stage.resume)?;
+            .run(&mut student, self.stage.resume)?;
         write_summary(out.path(), &summary)?;
         save_model(&student, &p.model_dir, out.path())?;
         let dir = finish(out)?.join("model");

@@ -157,33 +157,32 @@ impl Command for ExportOptions {
 
     /// Writes the export (the backend is not used: an export reads the saved weights).
     fn run<B: Backend>(&self, _: B) -> Result<String> {
-        let args = self;
-        let dir = paths::require_given_checkpoint(args.model.clone(), false)?;
+        let dir = paths::require_given_checkpoint(self.model.clone(), false)?;
         let (config, params) = read(&dir)?;
-        match args.format {
+        match self.format {
             Format::Onnx => {
-                check_apart(&args.out, &[("--model", &dir)])?;
-                if args.out.exists() {
+                check_apart(&self.out, &[("--model", &dir)])?;
+                if self.out.exists() {
                     refuse!(
                         "{} already exists: an export is never written over a file",
-                        args.out.display()
+                        self.out.display()
                     );
                 }
                 let bytes = to_onnx(&config, &params)?;
-                if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+                if let Some(parent) = self.out.parent().filter(|p| !p.as_os_str().is_empty()) {
                     create_dir(parent)?;
                 }
-                write_atomic(&args.out, &bytes)?;
+                write_atomic(&self.out, &bytes)?;
                 Ok(format!(
                     "ONNX (opset {OPSET}, {:.1} MB) written to {}",
                     bytes.len() as f64 / 1e6,
-                    args.out.display()
+                    self.out.display()
                 ))
             }
             Format::Hf => {
                 let (cfg, padded) = to_transformers(&config, &params)?;
                 let identity = RunIdentity::new("export-hf").with_checkpoint("model", &dir)?;
-                let out = RunDir::claim(&args.out, &[("--model", &dir)], &identity, false)?;
+                let out = RunDir::claim(&self.out, &[("--model", &dir)], &identity, false)?;
                 save_checkpoint(out.path(), &cfg, &padded, &dir)?;
                 let saved = finish(out)?;
                 Ok(format!(

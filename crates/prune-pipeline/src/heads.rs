@@ -195,49 +195,48 @@ impl Command for HeadsOptions {
     /// Movement-prunes the heads while training, cuts the dead ones, saves `<out>/model`
     /// with the masks and the plan.
     fn run<B: Backend>(&self, b: B) -> Result<String> {
-        let args = self;
-        let config = args.stage.train.config()?;
+        let config = self.stage.train.config()?;
         let p = prepare(
-            &args.stage.source,
-            args.stage.train.max_train,
-            !args.dry_run,
+            &self.stage.source,
+            self.stage.train.max_train,
+            !self.dry_run,
         )?;
         let bert = BertModel::load(b, &p.model_dir)
             .context_with(|| format!("loading the fine-tuned model {}", p.model_dir.display()))?;
         let mut model = BertForSequenceClassification::new(bert)?;
-        let list = match &args.config_list {
+        let list = match &self.config_list {
             Some(path) => ConfigList::from_path(path).context("--config-list")?,
-            None => default_config_list(model.bert.config.head_dim(), args.sparse_ratio)?,
+            None => default_config_list(model.bert.config.head_dim(), self.sparse_ratio)?,
         };
         let selected = list.dry_run(&modules_of(&model.bert))?;
-        if args.dry_run {
+        if self.dry_run {
             return Ok(selected.to_string());
         }
         println!("{selected}");
-        let movement = MovementPruner::from_config(&list, &model.bert, args.settings())?;
-        let eval = evaluator(&args.stage.source, &p)?;
-        let mut identity = run_identity("heads", &args.stage.source, &p, &args.stage.train)?
-            .with_fields("heads", args);
+        let movement = MovementPruner::from_config(&list, &model.bert, self.settings())?;
+        let eval = evaluator(&self.stage.source, &p)?;
+        let mut identity = run_identity("heads", &self.stage.source, &p, &self.stage.train)?
+            .with_fields("heads", self);
         let mut inputs = vec![("--model", p.model_dir.as_path()), ("--data", &p.data_dir)];
-        if let Some(path) = &args.config_list {
+        if let Some(path) = &self.config_list {
             inputs.push(("--config-list", path));
             identity = identity.with("heads.config_list", sha256_file(path)?);
         }
-        let out = RunDir::claim(&args.stage.out, &inputs, &identity, args.stage.resume)?;
+        let out = RunDir::claim(&self.stage.out, &inputs, &identity, self.stage.resume)?;
         let mut movement = movement.with_checkpoints(out.path(), config.checkpoint_every)?;
-        if args.stage.resume {
+        if self.stage.resume {
             movement.resume()?;
         }
         let trainer = Trainer::new(config, &p.train, p.pad)?
             .with_evaluator(&eval)
             .with_output_dir(out.path());
         // Dead heads by the chosen rule; surviving heads are restored whole, then cut.
-        let rule = match (args.head_rule, args.sparse_ratio) {
+        let rule = match (self.head_rule, self.sparse_ratio) {
             (Some(r), _) => HeadRule::from(r),
             (None, Some(_)) => HeadRule::ValueOnly,
             (None, None) => HeadRule::QkvO,
         };
-        let done = prune_heads(&mut model, &mut movement, trainer, rule, args.stage.resume)?;
+        let done = prune_heads(&mut model, &mut movement, trainer, rule, self.stage.resume)?;
         done.masks.save(&out.path().join("masks.safetensors"))?;
         write_summary(out.path(), &done.summary)?;
         done.plan.save(&out.path().join("plan.json"))?;

@@ -135,9 +135,8 @@ impl Command for SpeedupOptions {
 
     /// Applies the masks, cuts what they remove whole, saves `<out>/model`.
     fn run<B: Backend>(&self, b: B) -> Result<String> {
-        let args = self;
-        let (dir, mut bert) = load(b, Some(&args.model))?;
-        let masks = Masks::load(&args.masks).context("--masks")?;
+        let (dir, mut bert) = load(b, Some(&self.model))?;
+        let masks = Masks::load(&self.masks).context("--masks")?;
         masks.apply(&mut bert)?;
         let weight_masks = bert.masks().cloned().unwrap_or_else(|| bert.empty_masks());
         let plan = plan_from_masks(&bert, &weight_masks)?;
@@ -146,7 +145,7 @@ impl Command for SpeedupOptions {
             refuse!(
                 "{}: the masks zero {left} weights but no whole head, FFN neuron or hidden channel, \
              so surgery has nothing to remove (it only cuts whole structures)",
-                args.masks.display()
+                self.masks.display()
             );
         }
         if left > 0 {
@@ -157,9 +156,9 @@ impl Command for SpeedupOptions {
         }
         let identity = RunIdentity::new("speedup")
             .with_checkpoint("model", &dir)?
-            .with_file("masks", &args.masks)?;
-        let inputs = [("--model", dir.as_path()), ("--masks", &args.masks)];
-        let out = RunDir::claim(&args.out, &inputs, &identity, false)?;
+            .with_file("masks", &self.masks)?;
+        let inputs = [("--model", dir.as_path()), ("--masks", &self.masks)];
+        let out = RunDir::claim(&self.out, &inputs, &identity, false)?;
         let (pooler, classifier) = (
             bert.params.pooler.is_some(),
             bert.params.classifier.is_some(),

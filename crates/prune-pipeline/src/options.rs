@@ -35,10 +35,10 @@ pub struct TrainOptions {
     #[arg(long, default_value_t = TrainOptions::default().lr)]
     pub lr: f64,
     /// Fraction of steps for linear warm-up.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = TrainOptions::default().warmup_ratio)]
     pub warmup_ratio: f64,
     /// AdamW decoupled weight decay (not on biases and LayerNorm).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = TrainOptions::default().weight_decay)]
     pub weight_decay: f64,
     /// Clip the global gradient norm (0 disables).
     #[arg(long, default_value_t = TrainOptions::default().clip_norm)]
@@ -65,22 +65,24 @@ pub struct TrainOptions {
 }
 
 impl Default for TrainOptions {
+    /// The trainer's defaults, with a checkpoint every 250 steps.
     fn default() -> Self {
+        let c = TrainConfig::default();
         TrainOptions {
             max_train: None,
-            epochs: 1,
-            max_steps: None,
-            batch_size: 32,
-            grad_accum: 1,
-            lr: 5e-5,
-            warmup_ratio: 0.0,
-            weight_decay: 0.0,
-            clip_norm: 1.0,
-            seed: 42,
-            no_bucketing: false,
-            eval_every: None,
+            epochs: c.epochs,
+            max_steps: c.max_steps,
+            batch_size: c.batch_size,
+            grad_accum: c.grad_accum,
+            lr: c.lr,
+            warmup_ratio: c.warmup_ratio,
+            weight_decay: c.adamw.weight_decay,
+            clip_norm: c.clip_norm.unwrap_or(0.0),
+            seed: c.seed,
+            no_bucketing: !c.bucket_by_length,
+            eval_every: c.eval_every,
             checkpoint_every: 250,
-            quiet: false,
+            quiet: !c.progress_bar,
         }
     }
 }

@@ -145,7 +145,49 @@ pub fn source(r: &Recipe) -> Result<Source> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::distill::DistillOptions;
+    use crate::ffn::FfnOptions;
+    use crate::finetune::FinetuneOptions;
     use crate::heads::HeadsOptions;
+    use clap::Parser;
+
+    /// Options `T` as a command line parses them.
+    #[derive(Parser)]
+    struct Flags<T: clap::Args> {
+        #[command(flatten)]
+        options: T,
+    }
+
+    /// `T` from the command line `args` and from an empty recipe table, as `Debug` text.
+    fn both<T: clap::Args + DeserializeOwned + std::fmt::Debug>(
+        stage: &str,
+        args: &[&str],
+        clear: impl Fn(&mut T),
+    ) -> (String, String) {
+        let mut flags = Flags::<T>::try_parse_from(args).unwrap().options;
+        clear(&mut flags);
+        let recipe = parse(&format!("[{stage}]\n"), &[]).unwrap();
+        let typed: T = stage_options(&recipe, stage).unwrap();
+        (format!("{flags:?}"), format!("{typed:?}"))
+    }
+
+    #[test]
+    fn a_flag_and_a_recipe_key_left_out_take_the_same_default() {
+        let out = ["x", "--out", "o"];
+        let with_teacher = ["x", "--out", "o", "--teacher", "t"];
+        let (a, b) = both::<FinetuneOptions>("finetune", &out, |o| o.stage.out = "".into());
+        assert_eq!(a, b);
+        let (a, b) = both::<HeadsOptions>("heads", &out, |o| o.stage.out = "".into());
+        assert_eq!(a, b);
+        let (a, b) = both::<DistillOptions>("distill", &with_teacher, |o| {
+            (o.stage.out, o.teacher) = ("".into(), "".into())
+        });
+        assert_eq!(a, b);
+        let (a, b) = both::<FfnOptions>("ffn", &with_teacher, |o| {
+            (o.stage.out, o.teacher) = ("".into(), "".into())
+        });
+        assert_eq!(a, b);
+    }
 
     #[test]
     fn overrides_stage_names_and_keys_are_checked() {

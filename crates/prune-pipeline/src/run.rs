@@ -26,14 +26,14 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// The pipeline's options (`prune pipeline`).
-#[derive(clap::Args, Debug, Clone, Default)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct PipelineOptions {
     /// Recipe file (TOML: a `[common]` table and one table of options per stage, keyed by
     /// the stage's flag names; a stage's value overrides the common one).
     #[arg(long, conflicts_with = "preset")]
     pub recipe: Option<PathBuf>,
     /// Built-in recipe: `default` (MiniLM + SST-2 on a 2-core CPU) or `nni-bert-base-mnli`.
-    #[arg(long, default_value = "default")]
+    #[arg(long, default_value_t = PipelineOptions::default().preset)]
     pub preset: String,
     /// Override a recipe value, `STAGE.KEY=VALUE` (e.g. `heads.regular-scale=20`,
     /// `common.max-train=2000`); repeatable.
@@ -62,7 +62,7 @@ pub struct PipelineOptions {
     pub resume: bool,
     /// Seconds spent timing each latency figure of the report (teacher and final model
     /// alternately).
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = PipelineOptions::default().latency_seconds)]
     pub latency_seconds: f64,
     /// No progress bars.
     #[arg(long)]
@@ -70,6 +70,25 @@ pub struct PipelineOptions {
     /// Every stage, the evaluations and the latency figures run here.
     #[command(flatten)]
     pub device: DeviceArgs,
+}
+
+impl Default for PipelineOptions {
+    /// The default recipe on the default checkpoint, into `runs/<unix time>`.
+    fn default() -> Self {
+        PipelineOptions {
+            recipe: None,
+            preset: "default".into(),
+            overrides: Vec::new(),
+            target_params: None,
+            model: None,
+            data: None,
+            out: None,
+            resume: false,
+            latency_seconds: 10.0,
+            quiet: false,
+            device: DeviceArgs::default(),
+        }
+    }
 }
 
 /// One stage of a recipe, with its typed options.
