@@ -34,17 +34,18 @@ pub struct PostTrainOptions {
     /// The fine-tuned checkpoint (`--model`) and its task.
     #[command(flatten)]
     #[serde(skip)]
-    source: Source,
+    pub source: Source,
+    /// Where the model runs.
     #[command(flatten)]
     #[serde(skip)]
-    device: DeviceArgs,
+    pub device: DeviceArgs,
     /// Output directory: model/, plan.json, summary.json, the report (report.json, .md,
     /// .svg), export/, run.json (written as <out>.partial and renamed when complete); with
     /// several ratios, one folder per ratio (`ratio-0.60/`), the input model's ONNX export
     /// once in export/, and a summary.json listing them.
     #[arg(long)]
     #[serde(skip)]
-    out: PathBuf,
+    pub out: PathBuf,
     /// Fraction of the encoder's head and FFN FLOPs to keep, in (0, 1], counted at the
     /// sample's mean sequence length; several (`0.4,0.5,0.6`) share one importance pass.
     #[arg(
@@ -53,47 +54,47 @@ pub struct PostTrainOptions {
         required_unless_present = "latency_ratio",
         conflicts_with = "latency_ratio"
     )]
-    flops_ratio: Vec<f64>,
+    pub flops_ratio: Vec<f64>,
     /// Fraction of the encoder's attention and FFN latency to keep, in (0, 1], as timed
     /// here (`--latency-batch` × `--latency-seq`) for every head count and a grid of FFN
     /// widths; every layer keeps the units its fixed cost pays for. Several ratios share
     /// one importance pass and one timing.
     #[arg(long, value_delimiter = ',')]
-    latency_ratio: Vec<f64>,
+    pub latency_ratio: Vec<f64>,
     /// Batch size at which `--latency-ratio` times the sub-layers.
     #[arg(long, default_value_t = 32)]
-    latency_batch: usize,
+    pub latency_batch: usize,
     /// Sequence length at which `--latency-ratio` times the sub-layers.
     #[arg(long, default_value_t = 128)]
-    latency_seq: usize,
+    pub latency_seq: usize,
     /// Sub-layer timings for `--latency-ratio` read from FILE instead of measured here: the
     /// `latency_table` of an earlier run's summary.json (or the table alone), e.g. timed on
     /// the machine the model will serve on.
     #[arg(long, value_name = "FILE")]
-    latency_table: Option<PathBuf>,
+    pub latency_table: Option<PathBuf>,
     /// Seconds spent timing each latency figure of the report (input and pruned model
     /// alternately).
     #[arg(long, default_value_t = 3.0)]
     #[serde(skip)]
-    latency_seconds: f64,
+    pub latency_seconds: f64,
     /// Training examples drawn (seeded, without replacement) for importance and tuning.
     #[arg(long, default_value_t = 2048)]
-    samples: usize,
+    pub samples: usize,
     /// Examples per sample batch (one gradient per batch).
     #[arg(long, default_value_t = 32)]
-    batch_size: usize,
+    pub batch_size: usize,
     /// Seed of the sample.
     #[arg(long, default_value_t = 0)]
-    seed: u64,
+    pub seed: u64,
     /// Skip the rearrangement of each layer's pruned set.
     #[arg(long)]
-    no_rearrange: bool,
+    pub no_rearrange: bool,
     /// Skip mask tuning (the kept units keep scale 1).
     #[arg(long)]
-    no_tune: bool,
+    pub no_tune: bool,
     /// Mask tuning's pull of the scales towards 1, relative to the mean of diag(AᵀA).
     #[arg(long, default_value_t = 1e-3)]
-    damping: f64,
+    pub damping: f64,
 }
 
 impl PostTrainOptions {
