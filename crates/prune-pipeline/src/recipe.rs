@@ -100,25 +100,34 @@ fn flag_names<T: clap::Args>() -> Vec<String> {
         .collect()
 }
 
-/// The options `T` of `stage` from its table (keys are `T`'s flag names; a missing key
-/// takes the flag's default).
-fn typed<T: clap::Args + DeserializeOwned>(stage: &str, table: toml::Table) -> Result<T> {
-    let known = flag_names::<T>();
-    for key in table.keys() {
+/// Refuses a key of table `[table]` that the pipeline sets itself or that is not one of
+/// `stage`'s flags (`known`).
+fn check_keys(table: &str, keys: &toml::Table, stage: &str, known: &[String]) -> Result<()> {
+    for key in keys.keys() {
         if SET_BY_PIPELINE.contains(&key.as_str()) {
-            refuse!("recipe [{stage}] {key}: the pipeline sets it for every stage");
+            refuse!("recipe [{table}] {key}: the pipeline sets it for every stage");
         }
         if !known.contains(key) {
             refuse!(
-                "recipe [{stage}] {key}: not an option of this stage (see `prune {stage} --help`)"
+                "recipe [{table}] {key}: not an option of the {stage} stage (see `prune {stage} --help`)"
             );
         }
     }
-    toml::Value::Table(table)
-        .try_into()
-        .map_err(|e: toml::de::Error| {
-            PipelineError::Input(format!("recipe [{stage}]: {}", e.message()))
-        })
+    Ok(())
+}
+
+/// The options `T` of `stage` from `table` (its keys checked), the rest at their
+/// defaults; a value of the wrong type is named by its key.
+fn typed<T: clap::Args + DeserializeOwned>(stage: &str, table: toml::Table) -> Result<T> {
+    let parse = |t: toml::Table| toml::Value::Table(t).try_into::<T>();
+    parse(table.clone()).map_err(|e| {
+        let key = table.iter().find(|(k, v)| {
+            let alone = toml::Table::from_iter([((*k).clone(), (*v).clone())]);
+            parse(alone).is_err()
+        });
+        let at = key.map_or(String::new(), |(k, _)| format!(" {k}"));
+        PipelineError::Input(format!("recipe [{stage}]{at}: {}", e.message()))
+    })
 }
 
 /// The values `r` sets for `stage`: its table over the common one.
@@ -128,8 +137,18 @@ pub fn stage_table(r: &Recipe, stage: &str) -> toml::Table {
     table
 }
 
-/// The options of `stage` in `r` ([`stage_table`]; the rest take their defaults).
+/// The options of `stage` in `r` ([`stage_table`]; the rest take their defaults). Every
+/// key of `[common]` must be an option of every stage.
 pub fn stage_options<T: clap::Args + DeserializeOwned>(r: &Recipe, stage: &str) -> Result<T> {
+    let known = flag_names::<T>();
+    for table in ["common", stage] {
+        check_keys(
+            table,
+            &r.get(table).cloned().unwrap_or_default(),
+            stage,
+            &known,
+        )?;
+    }
     typed(stage, stage_table(r, stage))
 }
 
@@ -139,6 +158,7 @@ pub fn source(r: &Recipe) -> Result<Source> {
     let known = flag_names::<Source>();
     let mut table = r.get("common").cloned().unwrap_or_default();
     table.retain(|k, _| known.iter().any(|n| n == k) || SET_BY_PIPELINE.contains(&k));
+    check_keys("common", &table, "eval", &known)?;
     typed("common", table)
 }
 
