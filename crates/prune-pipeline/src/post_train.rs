@@ -95,6 +95,10 @@ pub struct PostTrainOptions {
     /// Mask tuning's pull of the scales towards 1, relative to the mean of diag(AᵀA).
     #[arg(long, default_value_t = 1e-3)]
     pub damping: f64,
+    /// Mask tuning fits the scales only, as the paper does, not the output projections'
+    /// biases as well.
+    #[arg(long)]
+    pub no_bias_correction: bool,
 }
 
 impl PostTrainOptions {
@@ -124,6 +128,7 @@ impl PostTrainOptions {
             rearrange: !self.no_rearrange,
             tune: (!self.no_tune).then_some(TuneConfig {
                 damping: self.damping,
+                bias: !self.no_bias_correction,
                 ..TuneConfig::default()
             }),
         }

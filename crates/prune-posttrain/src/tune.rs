@@ -9,8 +9,16 @@
 //! already tuned; the target is the unpruned model's sum on the unpruned model's inputs.
 //! The scales minimise `‖A·s − (target − x − b)‖² + λ‖s − 1‖²` over real tokens (the last
 //! layer: each sequence's first token, all the pooler reads), `λ = damping · mean(diag AᵀA)`
-//! so that the scales stay near 1 where the data says little. A solve that fails, or any
-//! scale outside `±max_scale`, is ill-posed: tuning stops there and keeps what it did.
+//! so that the scales stay near 1 where the data says little. A scale outside `±max_scale`
+//! raises the damping tenfold and solves again; a solve that fails, or scales still out of
+//! range at the largest damping, is ill-posed: tuning stops there and keeps what it did.
+//!
+//! With `bias` (bias correction, beyond the paper) the output projection's bias is fitted
+//! too, free of damping: the pruned units' mean contribution is a constant offset that no
+//! scale of the kept units can give back (a GELU output's mean is not zero), and the
+//! LayerNorm that follows removes each token's mean over channels, not a channel's mean
+//! over tokens. The bias is eliminated first (`δ = mean(target) − mean(A)·s`), which
+//! centres the normal equations; the scales are solved on those, then `δ` is added.
 
 use crate::error::{PostTrainError, Result};
 use crate::fisher::column_groups;
@@ -29,6 +37,8 @@ pub struct TuneConfig {
     pub damping: f64,
     /// Largest accepted |scale|.
     pub max_scale: f64,
+    /// Also fit the output projection's bias (bias correction).
+    pub bias: bool,
 }
 
 impl Default for TuneConfig {
@@ -36,6 +46,7 @@ impl Default for TuneConfig {
         TuneConfig {
             damping: 1e-3,
             max_scale: 10.0,
+            bias: true,
         }
     }
 }
@@ -55,6 +66,11 @@ pub struct SublayerFit {
     pub error_after: f64,
     /// Smallest and largest scale.
     pub scale_range: [f64; 2],
+    /// Euclidean norm of the change to the output projection's bias (0 without `bias`).
+    pub bias_shift: f64,
+    /// The damping the fit needed to keep its scales within range (at least the
+    /// configured one).
+    pub damping: f64,
 }
 
 /// What mask tuning did.
@@ -66,20 +82,57 @@ pub struct TuneReport {
     pub stopped: Option<String>,
 }
 
-/// The normal equations of one sub-layer, summed over batches.
+/// The largest damping tried before a fit with scales out of range is called ill-posed.
+const MAX_DAMPING: f64 = 1e3;
+
+/// The normal equations of one sub-layer, summed over batches, with the sums a free bias
+/// needs.
+#[derive(Clone)]
 struct Normal {
     gram: Array2<f64>,
     rhs: Array1<f64>,
     target: f64,
+    /// Rows fitted.
+    rows: f64,
+    /// Per unit, its contribution summed over the rows, `[n, C]`.
+    unit_sums: Array2<f64>,
+    /// The target summed over the rows, `[C]`.
+    target_sum: Array1<f64>,
 }
 
 impl Normal {
-    fn new(n: usize) -> Self {
+    fn new(n: usize, channels: usize) -> Self {
         Normal {
             gram: Array2::zeros((n, n)),
             rhs: Array1::zeros(n),
             target: 0.0,
+            rows: 0.0,
+            unit_sums: Array2::zeros((n, channels)),
+            target_sum: Array1::zeros(channels),
         }
+    }
+
+    /// Adds the constant `d` to every row of the target.
+    fn shift_target(&mut self, d: &Array1<f64>) {
+        self.rhs += &self.unit_sums.dot(d);
+        self.target += 2.0 * d.dot(&self.target_sum) + self.rows * d.dot(d);
+        self.target_sum.scaled_add(self.rows, d);
+    }
+
+    /// The equations with the bias eliminated: `G − M·Mᵀ/N`, `r − M·t/N`, `‖b‖² − ‖t‖²/N`
+    /// (`M` the unit sums, `t` the target sum, `N` the rows).
+    fn centred(&self) -> Normal {
+        let n = self.rows.max(1.0);
+        let mut c = self.clone();
+        c.gram -= &(self.unit_sums.dot(&self.unit_sums.t()) / n);
+        c.rhs -= &(self.unit_sums.dot(&self.target_sum) / n);
+        c.target -= self.target_sum.dot(&self.target_sum) / n;
+        c
+    }
+
+    /// The bias that is best for the scales `s`: `(t − Mᵀ·s) / N`.
+    fn bias(&self, s: &Array1<f64>) -> Array1<f64> {
+        (&self.target_sum - &self.unit_sums.t().dot(s)) / self.rows.max(1.0)
     }
 
     /// `sᵀ·G·s − 2·sᵀ·r + ‖b‖²`.
@@ -87,27 +140,39 @@ impl Normal {
         s.dot(&self.gram.dot(s)) - 2.0 * s.dot(&self.rhs) + self.target
     }
 
-    /// The damped solution, or why the problem is ill-posed.
-    fn solve(&self, cfg: &TuneConfig) -> std::result::Result<Array1<f64>, String> {
+    /// The damped solution with the least damping, from `cfg.damping` up by factors of 10,
+    /// whose scales all lie within `±max_scale`, and that damping; or why the problem is
+    /// ill-posed (no unit contributes, a failed solve, or scales out of range even at
+    /// [`MAX_DAMPING`]).
+    fn solve(&self, cfg: &TuneConfig) -> std::result::Result<(Array1<f64>, f64), String> {
         let n = self.rhs.len();
         let mean = self.gram.diag().sum() / n.max(1) as f64;
         if !(mean.is_finite() && mean > 0.0) {
             return Err("the units contribute nothing on the sample".into());
         }
-        let lambda = cfg.damping * mean;
-        let mut a = self.gram.clone();
-        a.diag_mut().mapv_inplace(|v| v + lambda);
-        let b = &self.rhs + lambda;
-        let s = a
-            .solveh(&b)
-            .map_err(|e| format!("the solve failed ({e})"))?;
-        if let Some(bad) = s
-            .iter()
-            .find(|v| !(v.is_finite() && v.abs() <= cfg.max_scale))
-        {
-            return Err(format!("a scale of {bad} is outside ±{}", cfg.max_scale));
+        let mut damping = cfg.damping;
+        loop {
+            let lambda = damping * mean;
+            let mut a = self.gram.clone();
+            a.diag_mut().mapv_inplace(|v| v + lambda);
+            let b = &self.rhs + lambda;
+            let s = a
+                .solveh(&b)
+                .map_err(|e| format!("the solve failed ({e})"))?;
+            match s
+                .iter()
+                .find(|v| !(v.is_finite() && v.abs() <= cfg.max_scale))
+            {
+                None => return Ok((s, damping)),
+                Some(bad) if damping >= MAX_DAMPING => {
+                    return Err(format!(
+                        "a scale of {bad} is outside ±{} even at damping {damping}",
+                        cfg.max_scale
+                    ));
+                }
+                Some(_) => damping = (damping * 10.0).clamp(1e-4, MAX_DAMPING),
+            }
         }
-        Ok(s)
     }
 }
 
@@ -118,6 +183,23 @@ fn frob(a: &Tensor<f32>, b: &Tensor<f32>) -> f64 {
         .zip(b.data())
         .map(|(x, y)| f64::from(*x) * f64::from(*y))
         .sum()
+}
+
+/// The column sums of a host matrix `[R, C]`, in f64.
+fn column_sums(t: &Tensor<f32>) -> Array1<f64> {
+    let c = t.dims().last().copied().unwrap_or(0);
+    let mut sums = Array1::zeros(c);
+    for row in t.data().chunks(c.max(1)) {
+        sums.iter_mut()
+            .zip(row)
+            .for_each(|(a, v)| *a += f64::from(*v));
+    }
+    sums
+}
+
+/// A host vector as f64.
+fn to_f64(t: &Tensor<f32>) -> Array1<f64> {
+    t.data().iter().map(|v| f64::from(*v)).collect()
 }
 
 /// `w` with the columns of unit `u` (`group` consecutive ones) multiplied by `scales[u]`.
@@ -214,6 +296,10 @@ pub fn tune<B: Backend>(
             b.download(&tl.attention_output.weight)?,
             b.download(&tl.output.weight)?,
         );
+        let biases = [
+            to_f64(&b.download(&tl.attention_output.bias)?),
+            to_f64(&b.download(&tl.output.bias)?),
+        ];
         let mut targets = Vec::with_capacity(batches.len());
         for (i, inp) in inputs.iter().enumerate() {
             let rows = inp.rows(last);
@@ -235,6 +321,7 @@ pub fn tune<B: Backend>(
             inputs: &inputs,
             x: &xs,
             targets: &targets,
+            biases: &biases,
             last,
             cfg,
         };
@@ -292,6 +379,8 @@ struct SubLayer<'a, B: Backend> {
     x: &'a [B::Tensor],
     /// Per batch, the teacher's attention and FFN sums (less biases), `[N, C]`.
     targets: &'a [(Tensor<f32>, Tensor<f32>)],
+    /// The teacher's attention and FFN output biases.
+    biases: &'a [Array1<f64>; 2],
     /// Whether this is the last layer (see [`LayerInputs::rows`]).
     last: bool,
     cfg: &'a TuneConfig,
@@ -309,39 +398,60 @@ impl<B: Backend> SubLayer<'_, B> {
         if units == 0 {
             return Ok(Fitted::Done(None));
         }
-        let weight = {
+        let projection = {
             let p = &student.params.layers[l];
             match sub {
-                Sub::Attention => &p.attention_output.weight,
-                Sub::Ffn => &p.output.weight,
+                Sub::Attention => &p.attention_output,
+                Sub::Ffn => &p.output,
             }
         };
-        let w = host.b.download(weight)?;
-        let normal = match sub {
+        let w = host.b.download(&projection.weight)?;
+        let bias = to_f64(&host.b.download(&projection.bias)?);
+        let mut normal = match sub {
             Sub::Attention => self.attention(student, &w, units, d)?,
             Sub::Ffn => self.ffn(student, &w, units)?,
         };
-        let scales = match normal.solve(self.cfg) {
-            Ok(s) => s,
+        // The targets leave the biases out: add the teacher's less the student's.
+        normal.shift_target(&(&self.biases[sub as usize] - &bias));
+        let problem = if self.cfg.bias {
+            normal.centred()
+        } else {
+            normal.clone()
+        };
+        let (scales, damping) = match problem.solve(self.cfg) {
+            Ok(fit) => fit,
             Err(why) => return Ok(Fitted::Ill(why)),
+        };
+        let shift = if self.cfg.bias {
+            normal.bias(&scales)
+        } else {
+            Array1::zeros(bias.len())
         };
         let fit = SublayerFit {
             layer: l,
             sublayer: sub.name(),
             units,
             error_before: normal.error(&Array1::ones(units)),
-            error_after: normal.error(&scales),
+            error_after: problem.error(&scales),
             scale_range: [
                 scales.iter().copied().fold(f64::INFINITY, f64::min),
                 scales.iter().copied().fold(f64::NEG_INFINITY, f64::max),
             ],
+            bias_shift: shift.dot(&shift).sqrt(),
+            damping,
         };
         let folded = host.b.upload(&scale_columns(&w, &scales, group)?)?;
+        let shifted = (bias.iter().zip(&shift))
+            .map(|(b, d)| (b + d) as f32)
+            .collect();
+        let shifted = host.b.upload(&Tensor::new([bias.len()], shifted)?)?;
         let p = &mut student.params.layers[l];
-        match sub {
-            Sub::Attention => p.attention_output.weight = folded,
-            Sub::Ffn => p.output.weight = folded,
-        }
+        let projection = match sub {
+            Sub::Attention => &mut p.attention_output,
+            Sub::Ffn => &mut p.output,
+        };
+        projection.weight = folded;
+        projection.bias = shifted;
         Ok(Fitted::Done(Some(fit)))
     }
 
@@ -357,7 +467,7 @@ impl<B: Backend> SubLayer<'_, B> {
         let blocks: Vec<Tensor<f32>> = (0..heads)
             .map(|h| columns(&host.cpu, w, h * d, (h + 1) * d))
             .collect::<Result<_>>()?;
-        let mut n = Normal::new(heads);
+        let mut n = Normal::new(heads, w.dims()[0]);
         for (i, inp) in self.inputs.iter().enumerate() {
             let rows = inp.rows(self.last);
             let (_, cache) = layer(student, self.l, &self.x[i], inp)?;
@@ -383,8 +493,12 @@ impl<B: Backend> SubLayer<'_, B> {
                     }
                 }
                 n.rhs[h] += frob(&a[h], &target);
+                let mut sums = n.unit_sums.row_mut(h);
+                sums += &column_sums(&a[h]);
             }
             n.target += frob(&target, &target);
+            n.target_sum += &column_sums(&target);
+            n.rows += rows.len() as f64;
         }
         Ok(n)
     }
@@ -392,7 +506,8 @@ impl<B: Backend> SubLayer<'_, B> {
     /// Normal equations of the neurons: `AᵀA = (WᵀW) ∘ (GᵀG)`, `Aᵀb_j = Σₜ g_tj·(b_t·w_j)`.
     fn ffn(&self, student: &BertModel<B>, w: &Tensor<f32>, neurons: usize) -> Result<Normal> {
         let host = self.host;
-        let mut n = Normal::new(neurons);
+        let mut n = Normal::new(neurons, w.dims()[0]);
+        let mut activation_sums = Array1::<f64>::zeros(neurons);
         for (i, inp) in self.inputs.iter().enumerate() {
             let rows = inp.rows(self.last);
             let (_, cache) = layer(student, self.l, &self.x[i], inp)?;
@@ -410,7 +525,15 @@ impl<B: Backend> SubLayer<'_, B> {
                 }
             }
             n.target += frob(&target, &target);
+            n.target_sum += &column_sums(&target);
+            activation_sums += &column_sums(&g);
+            n.rows += rows.len() as f64;
         }
+        // Neuron j adds g_tj·w_j to row t, so its sum is (Σₜ g_tj)·w_j.
+        let wt = Array2::from_shape_fn((neurons, w.dims()[0]), |(j, c)| {
+            f64::from(w.data()[c * neurons + j])
+        });
+        n.unit_sums = &wt * &activation_sums.insert_axis(ndarray::Axis(1));
         let ww = host.mm(w, w, Transpose::TN)?;
         n.gram
             .iter_mut()

@@ -17,6 +17,8 @@ use prune_tensor::{CpuBackend, Tensor};
 use prune_transformer::{BertConfig, BertForSequenceClassification, BertModel, ForwardOptions};
 
 type Cpu = CpuBackend<f32>;
+/// The encoder under test.
+type Model = BertModel<Cpu>;
 
 /// Linear costs per head and per neuron.
 fn linear(head: f64, neuron: f64) -> Costs {
@@ -217,12 +219,11 @@ fn rearrangement_never_raises_the_objective() {
     assert!(objective(&g, &set) < 0.05 && objective(&g, &[2, 3]) > 1.4);
 }
 
-#[test]
-fn mask_tuning_recovers_planted_scales() -> Result<()> {
-    let teacher = tiny(8).bert;
+/// `teacher` with every head's and neuron's output scaled by a planted `1/s`, and, with
+/// `shift`, every output projection's bias moved by a planted offset.
+fn planted_student(teacher: &Model, shift: bool) -> Model {
     let mut student = teacher.clone();
     let mut rng = Rng::new(1);
-    let mut planted = Vec::new();
     for layer in &mut student.params.layers {
         for h in 0..4 {
             let s = rng.range(0.5, 1.5) as f32;
@@ -232,42 +233,57 @@ fn mask_tuning_recovers_planted_scales() -> Result<()> {
                 h * 8 + 8,
                 1.0 / s,
             );
-            planted.push(s);
         }
         for n in 0..24 {
-            scale_cols(
-                &mut layer.output.weight,
-                n,
-                n + 1,
-                1.0 / rng.range(0.5, 1.5) as f32,
-            );
+            let s = rng.range(0.5, 1.5) as f32;
+            scale_cols(&mut layer.output.weight, n, n + 1, 1.0 / s);
+        }
+        if shift {
+            for bias in [&mut layer.attention_output.bias, &mut layer.output.bias] {
+                bias.data_mut()
+                    .iter_mut()
+                    .for_each(|v| *v += rng.range(-0.5, 0.5) as f32);
+            }
         }
     }
+    student
+}
+
+/// The largest difference between the teacher's and the student's output projections.
+fn projection_gap(teacher: &Model, student: &Model) -> f32 {
+    let mut gap = 0.0f32;
+    for (t, s) in teacher.params.layers.iter().zip(&student.params.layers) {
+        for (a, b) in [
+            (&t.attention_output.weight, &s.attention_output.weight),
+            (&t.attention_output.bias, &s.attention_output.bias),
+            (&t.output.weight, &s.output.weight),
+            (&t.output.bias, &s.output.bias),
+        ] {
+            (a.data().iter().zip(b.data())).for_each(|(x, y)| gap = gap.max((x - y).abs()));
+        }
+    }
+    gap
+}
+
+#[test]
+fn mask_tuning_recovers_planted_scales() -> Result<()> {
+    let teacher = tiny(8).bert;
+    let mut student = planted_student(&teacher, false);
     let data: Vec<_> = batches(12, 3).into_iter().map(|b| b.inputs).collect();
     let cfg = TuneConfig {
         damping: 0.0,
         max_scale: 10.0,
+        bias: false,
     };
     let report = tune(&teacher, &mut student, &data, &cfg)?;
     assert_eq!(report.stopped, None);
     assert_eq!(report.fits.len(), 6);
     for f in &report.fits {
         assert!(f.error_after <= 1e-6 * f.error_before, "{f:?}");
+        assert_eq!(f.bias_shift, 0.0);
     }
-    for (t, s) in teacher.params.layers.iter().zip(&student.params.layers) {
-        for (a, b) in [
-            (&t.attention_output.weight, &s.attention_output.weight),
-            (&t.output.weight, &s.output.weight),
-        ] {
-            let diff = a
-                .data()
-                .iter()
-                .zip(b.data())
-                .map(|(x, y)| (x - y).abs())
-                .fold(0.0, f32::max);
-            assert!(diff < 1e-3, "weights differ by {diff}");
-        }
-    }
+    let gap = projection_gap(&teacher, &student);
+    assert!(gap < 1e-3, "weights differ by {gap}");
     // The fits are of tokens the pooler can see: with damping, an ill-posed layer stops.
     let mut broken = teacher.clone();
     scale_cols(
@@ -282,6 +298,37 @@ fn mask_tuning_recovers_planted_scales() -> Result<()> {
             .stopped
             .as_deref()
             .is_some_and(|s| s.starts_with("layer 1 attention")),
+        "{report:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn bias_correction_recovers_planted_scales_and_biases() -> Result<()> {
+    let teacher = tiny(8).bert;
+    let data: Vec<_> = batches(12, 3).into_iter().map(|b| b.inputs).collect();
+    let cfg = |bias| TuneConfig {
+        damping: 0.0,
+        max_scale: 10.0,
+        bias,
+    };
+    let mut student = planted_student(&teacher, true);
+    let report = tune(&teacher, &mut student, &data, &cfg(true))?;
+    assert_eq!(report.stopped, None);
+    for f in &report.fits {
+        assert!(f.error_after <= 1e-6 * f.error_before, "{f:?}");
+        assert!(f.bias_shift > 0.1, "{f:?}");
+    }
+    let gap = projection_gap(&teacher, &student);
+    assert!(gap < 1e-3, "projections differ by {gap}");
+    // Scales alone cannot undo a moved bias.
+    let mut scales_only = planted_student(&teacher, true);
+    let report = tune(&teacher, &mut scales_only, &data, &cfg(false))?;
+    assert!(
+        report
+            .fits
+            .iter()
+            .all(|f| f.error_after > 1e-3 * f.error_before),
         "{report:?}"
     );
     Ok(())
