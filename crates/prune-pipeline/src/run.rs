@@ -103,6 +103,18 @@ enum Stage {
     Ffn(FfnOptions),
 }
 
+/// `$body` with `$s` bound to the options of whichever stage `$stage` holds.
+macro_rules! on_stage {
+    ($stage:expr, $s:ident => $body:expr) => {
+        match $stage {
+            Stage::Finetune($s) => $body,
+            Stage::Heads($s) => $body,
+            Stage::Distill($s) => $body,
+            Stage::Ffn($s) => $body,
+        }
+    };
+}
+
 impl Stage {
     /// Stage `name`'s options in recipe `r`.
     fn from_recipe(r: &Recipe, name: &str) -> Result<Stage> {
@@ -117,12 +129,7 @@ impl Stage {
 
     /// The options every training stage shares.
     fn shared(&mut self) -> &mut StageOptions {
-        match self {
-            Stage::Finetune(s) => &mut s.stage,
-            Stage::Heads(s) => &mut s.stage,
-            Stage::Distill(s) => &mut s.stage,
-            Stage::Ffn(s) => &mut s.stage,
-        }
+        on_stage!(self, s => &mut s.stage)
     }
 
     /// Sets the teacher of a stage that distils.
@@ -136,22 +143,12 @@ impl Stage {
 
     /// Checks the options.
     fn check(&self) -> Result<()> {
-        match self {
-            Stage::Finetune(s) => s.check(),
-            Stage::Heads(s) => s.check(),
-            Stage::Distill(s) => s.check(),
-            Stage::Ffn(s) => s.check(),
-        }
+        on_stage!(self, s => s.check())
     }
 
     /// Runs the stage on backend `b`.
     fn run<B: Backend>(&self, b: B) -> Result<String> {
-        match self {
-            Stage::Finetune(s) => s.run(b),
-            Stage::Heads(s) => s.run(b),
-            Stage::Distill(s) => s.run(b),
-            Stage::Ffn(s) => s.run(b),
-        }
+        on_stage!(self, s => s.run(b))
     }
 }
 
@@ -167,6 +164,25 @@ impl PipelineOptions {
             overrides.push(format!("ffn.target-params={n}"));
         }
         recipe::parse(&text, &overrides)
+    }
+
+    /// The recipe, once the options, the recipe and every stage's options in it are checked.
+    fn checked_recipe(&self) -> Result<Recipe> {
+        if !(self.latency_seconds.is_finite() && (0.0..=3600.0).contains(&self.latency_seconds)) {
+            refuse!(
+                "--latency-seconds must be a number of seconds in [0, 3600], got {}",
+                self.latency_seconds
+            );
+        }
+        let r = self.recipe()?;
+        let placeholder = Path::new(".");
+        for name in STAGES {
+            let io = (Some(placeholder), placeholder);
+            let stage = self.stage(&r, name, io, self.data.as_deref(), placeholder)?;
+            stage.check().context_with(|| format!("recipe [{name}]"))?;
+        }
+        recipe::source(&r)?.check()?;
+        Ok(r)
     }
 
     /// Stage `name` of recipe `r` reading `model` (and `teacher`) and the data in `data`,
@@ -236,20 +252,7 @@ const STAGE_SECONDS: &str = "stage-seconds.json";
 impl Command for PipelineOptions {
     /// Checks the options, the recipe and every stage's options in it.
     fn check(&self) -> Result<()> {
-        if !(self.latency_seconds.is_finite() && (0.0..=3600.0).contains(&self.latency_seconds)) {
-            refuse!(
-                "--latency-seconds must be a number of seconds in [0, 3600], got {}",
-                self.latency_seconds
-            );
-        }
-        let r = self.recipe()?;
-        let placeholder = Path::new(".");
-        for name in STAGES {
-            let io = (Some(placeholder), placeholder);
-            let stage = self.stage(&r, name, io, self.data.as_deref(), placeholder)?;
-            stage.check().context_with(|| format!("recipe [{name}]"))?;
-        }
-        recipe::source(&r)?.check()
+        self.checked_recipe().map(drop)
     }
 
     fn device(&self) -> Device {
@@ -259,7 +262,8 @@ impl Command for PipelineOptions {
     /// Runs every stage, measures the teacher and the final model, exports both and writes
     /// the report; returns the report in Markdown.
     fn run<B: Backend>(&self, b: B) -> Result<String> {
-        let r = self.recipe()?;
+        // Read and checked again: the recipe run is the recipe checked.
+        let r = self.checked_recipe()?;
         let out = self.out.clone().unwrap_or_else(|| {
             let secs = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
