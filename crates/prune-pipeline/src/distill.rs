@@ -25,19 +25,11 @@ pub enum Mapping {
     Ordered,
 }
 
-/// The distill stage's options (`prune distill`, a recipe's `[distill]`). Serialised, the
-/// stage's own settings (its run identity).
+/// The distillation loss of a stage that distils from the teacher (the distill and ffn
+/// stages): its layer mapping and weights.
 #[derive(clap::Args, Debug, Clone, Serialize, Deserialize)]
 #[serde(default, rename_all(deserialize = "kebab-case"))]
-pub struct DistillOptions {
-    /// What every training stage takes.
-    #[command(flatten)]
-    #[serde(skip_serializing, flatten)]
-    pub stage: StageOptions,
-    /// The fine-tuned teacher checkpoint.
-    #[arg(long)]
-    #[serde(skip)]
-    pub teacher: PathBuf,
+pub struct DistillLoss {
     /// Layer mapping.
     #[arg(long, value_enum, default_value_t = Mapping::Dynamic)]
     pub mapping: Mapping,
@@ -55,12 +47,10 @@ pub struct DistillOptions {
     pub temperature: f64,
 }
 
-impl Default for DistillOptions {
+impl Default for DistillLoss {
     fn default() -> Self {
         let d = DistillConfig::default();
-        DistillOptions {
-            stage: StageOptions::default(),
-            teacher: PathBuf::new(),
+        DistillLoss {
             mapping: Mapping::Dynamic,
             alpha_ce: d.alpha_ce,
             alpha_layer: d.alpha_layer,
@@ -70,9 +60,9 @@ impl Default for DistillOptions {
     }
 }
 
-impl DistillOptions {
+impl DistillLoss {
     /// The distillation settings these options describe.
-    fn config(&self) -> DistillConfig {
+    pub fn config(&self) -> DistillConfig {
         DistillConfig {
             alpha_ce: self.alpha_ce,
             alpha_layer: self.alpha_layer,
@@ -87,10 +77,29 @@ impl DistillOptions {
     }
 }
 
+/// The distill stage's options (`prune distill`, a recipe's `[distill]`). Serialised, the
+/// stage's own settings (its run identity).
+#[derive(clap::Args, Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, rename_all(deserialize = "kebab-case"))]
+pub struct DistillOptions {
+    /// What every training stage takes.
+    #[command(flatten)]
+    #[serde(skip_serializing, flatten)]
+    pub stage: StageOptions,
+    /// The fine-tuned teacher checkpoint.
+    #[arg(long)]
+    #[serde(skip)]
+    pub teacher: PathBuf,
+    /// The distillation loss.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub loss: DistillLoss,
+}
+
 impl Command for DistillOptions {
     fn check(&self) -> Result<()> {
         self.stage.check()?;
-        self.config().validate()?;
+        self.loss.config().validate()?;
         Ok(())
     }
 
@@ -112,7 +121,7 @@ impl Command for DistillOptions {
             &self.teacher,
             (&self.stage.out, self.stage.resume),
         )?;
-        let mut distiller = Distiller::new(teacher, self.config())?
+        let mut distiller = Distiller::new(teacher, self.loss.config())?
             .with_log(&out.path().join("metrics.jsonl"), 10)?
             .with_checkpoints(out.path(), train_config.checkpoint_every)?;
         if self.stage.resume {

@@ -5,12 +5,13 @@
 
 use crate::command::Command;
 use crate::device::Device;
+use crate::distill::DistillLoss;
 use crate::error::{Context, PipelineError, Result};
 use crate::options::StageOptions;
 use crate::refuse;
 use crate::source::{claim_distilling, evaluator, load_classifier, prepare};
 use crate::stage_output::{finish, metrics_line, save_model, write_summary};
-use prune_distill::{DistillConfig, Distiller, IterativeConfig, IterativePruning};
+use prune_distill::{Distiller, IterativeConfig, IterativePruning};
 use prune_pruners::ffn_sparse_ratios;
 use prune_tensor::Backend;
 use prune_train::state::write_json;
@@ -50,6 +51,10 @@ pub struct FfnOptions {
     /// parameters (embeddings, pooler and classifier included) beside its final FFN widths.
     #[arg(long, conflicts_with = "hidden_ratio")]
     pub target_params: Option<usize>,
+    /// The distillation loss.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub loss: DistillLoss,
 }
 
 impl Default for FfnOptions {
@@ -62,6 +67,7 @@ impl Default for FfnOptions {
             ffn_ratio: None,
             hidden_ratio: None,
             target_params: None,
+            loss: DistillLoss::default(),
         }
     }
 }
@@ -111,6 +117,7 @@ impl<B: Backend> Callback<B> for RoundClock {
 impl Command for FfnOptions {
     fn check(&self) -> Result<()> {
         self.stage.check()?;
+        self.loss.config().validate()?;
         if self.interval == 0 || self.rounds == 0 {
             refuse!("--interval and --rounds must be at least 1");
         }
@@ -216,7 +223,7 @@ fn prune_while_distilling<B: Backend>(b: B, args: &FfnOptions, command: &str) ->
         (&args.stage.out, args.stage.resume),
     )?;
     let every = train_config.checkpoint_every;
-    let distiller = Distiller::new(teacher, DistillConfig::default())?
+    let distiller = Distiller::new(teacher, args.loss.config())?
         .with_log(&out.path().join("metrics.jsonl"), 10)?
         .with_checkpoints(out.path(), every)?;
     let mut looped =

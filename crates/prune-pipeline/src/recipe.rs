@@ -165,7 +165,7 @@ pub fn source(r: &Recipe) -> Result<Source> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::distill::DistillOptions;
+    use crate::distill::{DistillLoss, DistillOptions};
     use crate::ffn::FfnOptions;
     use crate::finetune::FinetuneOptions;
     use crate::heads::HeadsOptions;
@@ -207,6 +207,16 @@ mod tests {
             (o.stage.out, o.teacher) = ("".into(), "".into())
         });
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn the_distillation_loss_is_set_per_stage() {
+        let r = parse("[ffn]\nalpha-layer = 0\nmapping = \"ordered\"\n", &[]).unwrap();
+        let ffn: FfnOptions = stage_options(&r, "ffn").unwrap();
+        assert_eq!(ffn.loss.alpha_layer, 0.0);
+        assert!(matches!(ffn.loss.mapping, crate::distill::Mapping::Ordered));
+        let distill: DistillOptions = stage_options(&r, "distill").unwrap();
+        assert_eq!(distill.loss.alpha_layer, DistillLoss::default().alpha_layer);
     }
 
     #[test]
