@@ -95,10 +95,10 @@ pub struct PostTrainOptions {
     /// Mask tuning's pull of the scales towards 1, relative to the mean of diag(AᵀA).
     #[arg(long, default_value_t = 1e-3)]
     pub damping: f64,
-    /// Mask tuning fits the scales only, as the paper does, not the output projections'
-    /// biases as well.
+    /// Mask tuning also fits the output projections' biases (beyond the paper, which fits
+    /// the scales only).
     #[arg(long)]
-    pub no_bias_correction: bool,
+    pub bias_correction: bool,
 }
 
 impl PostTrainOptions {
@@ -128,7 +128,7 @@ impl PostTrainOptions {
             rearrange: !self.no_rearrange,
             tune: (!self.no_tune).then_some(TuneConfig {
                 damping: self.damping,
-                bias: !self.no_bias_correction,
+                bias: self.bias_correction,
                 ..TuneConfig::default()
             }),
         }

@@ -46,7 +46,7 @@ impl Default for TuneConfig {
         TuneConfig {
             damping: 1e-3,
             max_scale: 10.0,
-            bias: true,
+            bias: false,
         }
     }
 }
