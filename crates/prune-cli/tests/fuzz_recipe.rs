@@ -53,7 +53,7 @@ fn recipe_overrides() {
         |input| {
             let text = String::from_utf8_lossy(input);
             let sets: Vec<String> = text.lines().map(str::to_string).collect();
-            let r = recipe::parse(default, &sets).map_err(|e| e.to_string())?;
+            let r = recipe::parse(&default, &sets).map_err(|e| e.to_string())?;
             typed_options(&r)
         },
     );

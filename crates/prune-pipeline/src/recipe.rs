@@ -23,12 +23,27 @@ pub const PRESETS: [(&str, &str); 2] = [
 /// A recipe: option values per stage (and `common`), keyed by the stage's flag names.
 pub type Recipe = BTreeMap<String, toml::Table>;
 
-/// The text of the built-in recipe `name`.
-pub fn preset(name: &str) -> Result<&'static str> {
+/// Built-in recipes that change another: (name, base preset, tables that replace the base's).
+pub const VARIANTS: [(&str, &str, &str); 1] = [(
+    "keep-width",
+    "default",
+    include_str!("../recipes/keep-width.toml"),
+)];
+
+/// The text of the built-in recipe `name` (a variant: its base with the variant's tables in
+/// place of the base's).
+pub fn preset(name: &str) -> Result<String> {
+    if let Some((_, base, tables)) = VARIANTS.iter().find(|(n, ..)| *n == name) {
+        let mut r = parse(&preset(base)?, &[])?;
+        r.extend(parse(tables, &[])?);
+        return toml::to_string(&r).map_err(|e| PipelineError::Input(e.to_string()));
+    }
     match PRESETS.iter().find(|(n, _)| *n == name) {
-        Some((_, text)) => Ok(text),
+        Some((_, text)) => Ok(text.to_string()),
         None => {
-            let known: Vec<&str> = PRESETS.iter().map(|(n, _)| *n).collect();
+            let known: Vec<&str> = (PRESETS.iter().map(|(n, _)| *n))
+                .chain(VARIANTS.iter().map(|(n, ..)| *n))
+                .collect();
             refuse!("unknown preset {name:?} (known: {})", known.join(", "))
         }
     }
@@ -262,5 +277,23 @@ mod tests {
         for (_, text) in PRESETS {
             parse(text, &[]).unwrap();
         }
+    }
+
+    #[test]
+    fn a_variant_replaces_only_its_tables() {
+        let base = parse(&preset("default").unwrap(), &[]).unwrap();
+        let variant = parse(&preset("keep-width").unwrap(), &[]).unwrap();
+        for stage in ["common", "finetune", "heads", "distill"] {
+            assert_eq!(base[stage], variant[stage], "{stage}");
+        }
+        let (b, v): (FfnOptions, FfnOptions) = (
+            stage_options(&base, "ffn").unwrap(),
+            stage_options(&variant, "ffn").unwrap(),
+        );
+        assert!(b.target_params.is_some() && v.target_params.is_none());
+        assert_eq!(v.loss.alpha_layer, DistillLoss::default().alpha_layer);
+        assert_eq!(v.stage.train.max_steps, Some(900));
+        let e = preset("no-such").unwrap_err().to_string();
+        assert!(e.contains("keep-width"), "{e}");
     }
 }

@@ -32,7 +32,9 @@ pub struct PipelineOptions {
     /// the stage's flag names; a stage's value overrides the common one).
     #[arg(long, conflicts_with = "preset")]
     pub recipe: Option<PathBuf>,
-    /// Built-in recipe: `default` (MiniLM + SST-2 on a 2-core CPU) or `nni-bert-base-mnli`.
+    /// Built-in recipe: `default` (MiniLM + SST-2 on a 2-core CPU; the whole model cut to
+    /// 10.2M parameters, the hidden width with it), `keep-width` (the default without the
+    /// hidden-width cut, for a final model transformers loads) or `nni-bert-base-mnli`.
     #[arg(long, default_value_t = PipelineOptions::default().preset)]
     pub preset: String,
     /// Override a recipe value, `STAGE.KEY=VALUE` (e.g. `heads.regular-scale=20`,
@@ -157,7 +159,7 @@ impl PipelineOptions {
     pub fn recipe(&self) -> Result<Recipe> {
         let text = match &self.recipe {
             Some(path) => std::fs::read_to_string(path).map_err(|e| PipelineError::io(path, e))?,
-            None => preset(&self.preset)?.to_string(),
+            None => preset(&self.preset)?,
         };
         let mut overrides = self.overrides.clone();
         if let Some(n) = self.target_params {
