@@ -145,7 +145,10 @@ fn the_pipeline_runs_end_to_end_on_a_tiny_model() {
             "{err}"
         );
     }
-    assert!(err.contains("== ffn: batch-size=32"), "{err}");
+    assert!(
+        err.contains("== ffn: ") && err.contains(" batch-size=32 "),
+        "{err}"
+    );
     assert!(out.join("report.json").is_file() && !partial.exists());
     assert_eq!(
         std::fs::read(out.join("distill/model/model.safetensors")).unwrap(),
