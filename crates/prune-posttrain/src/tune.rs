@@ -542,3 +542,41 @@ impl<B: Backend> SubLayer<'_, B> {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two nearly collinear units whose exact fit is (20, −18).
+    fn collinear() -> Normal {
+        let mut n = Normal::new(2, 1);
+        n.gram = ndarray::arr2(&[[1.0, 0.999], [0.999, 1.0]]);
+        n.rhs = n.gram.dot(&ndarray::arr1(&[20.0, -18.0]));
+        n
+    }
+
+    #[test]
+    fn scales_out_of_range_raise_the_damping_instead_of_stopping() {
+        let cfg = |max_scale| TuneConfig {
+            damping: 0.0,
+            max_scale,
+            bias: false,
+        };
+        let (s, damping) = collinear().solve(&cfg(100.0)).unwrap();
+        assert_eq!(damping, 0.0);
+        assert!(
+            (s[0] - 20.0).abs() < 1e-6 && (s[1] + 18.0).abs() < 1e-6,
+            "{s}"
+        );
+        let (s, damping) = collinear().solve(&cfg(10.0)).unwrap();
+        assert!((1e-4..=MAX_DAMPING).contains(&damping), "{damping}");
+        assert!(s.iter().all(|v| v.abs() <= 10.0), "{s}");
+        // One step less damping would have left the range.
+        let less = TuneConfig {
+            damping: damping / 10.0,
+            ..cfg(f64::INFINITY)
+        };
+        let (s, _) = collinear().solve(&less).unwrap();
+        assert!(s.iter().any(|v| v.abs() > 10.0) || damping == 1e-4, "{s}");
+    }
+}
