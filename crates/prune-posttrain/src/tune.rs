@@ -413,10 +413,12 @@ impl<B: Backend> SubLayer<'_, B> {
         };
         // The targets leave the biases out: add the teacher's less the student's.
         normal.shift_target(&(&self.biases[sub as usize] - &bias));
+        let centred;
         let problem = if self.cfg.bias {
-            normal.centred()
+            centred = normal.centred();
+            &centred
         } else {
-            normal.clone()
+            &normal
         };
         let (scales, damping) = match problem.solve(self.cfg) {
             Ok(fit) => fit,
