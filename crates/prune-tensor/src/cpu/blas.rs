@@ -4,6 +4,12 @@
 //! `libopenblas0` installs it), so nothing is needed to build or run without it: every GEMM
 //! then stays in the `gemm` crate.
 //!
+//! OpenBLAS picks its kernels for the CPU it finds at load time, and a release older than
+//! the CPU falls back to kernels for a CPU of 2004 (Debian 12's 0.3.21 runs its `Prescott`
+//! SSE3 kernels on a Sapphire Rapids Xeon, ten times slower than AVX-512). Such a library is
+//! left unused on a CPU with AVX2 and FMA, and the `gemm` crate does the work;
+//! `OPENBLAS_CORETYPE` (e.g. `SkylakeX`) makes OpenBLAS load the right kernels instead.
+//!
 //! OpenBLAS runs on one thread per call: its own worker threads spin after each call and
 //! would fight rayon's workers for the cores between GEMMs. A large product is instead split
 //! into a few blocks of rows (or columns), run in parallel by rayon; the blocks depend on the
@@ -34,39 +40,115 @@ type Sgemm = unsafe extern "C" fn(
 );
 /// `openblas_set_num_threads`.
 type SetThreads = unsafe extern "C" fn(c_int);
+/// `openblas_get_corename`: the name of the kernels OpenBLAS chose at load time.
+type CoreName = unsafe extern "C" fn() -> *const std::ffi::c_char;
 
 /// Library names tried in turn.
 const LIBRARIES: [&str; 3] = ["libopenblas.so.0", "libopenblas.so", "libopenblas.dylib"];
 /// Setting this variable (to anything) keeps every GEMM in the pure-Rust `gemm` crate.
 pub const OFF_VAR: &str = "PRUNE_NO_OPENBLAS";
 
-/// OpenBLAS's `cblas_sgemm`, loaded once; `None` where the library is missing (or
-/// [`OFF_VAR`] is set): the `gemm` crate then does the work.
-fn library() -> Option<Sgemm> {
-    static SGEMM: OnceLock<Option<Sgemm>> = OnceLock::new();
-    *SGEMM.get_or_init(|| {
+/// OpenBLAS kernels (`openblas_get_corename`) for CPUs without AVX2: slower than the `gemm`
+/// crate on a CPU that has it.
+const PRE_AVX2_CORES: [&str; 20] = [
+    "Unknown",
+    "Katmai",
+    "Coppermine",
+    "Northwood",
+    "Prescott",
+    "Banias",
+    "Atom",
+    "Core2",
+    "Penryn",
+    "Dunnington",
+    "Nehalem",
+    "Athlon",
+    "Opteron",
+    "Opteron_SSE3",
+    "Barcelona",
+    "Nano",
+    "Sandybridge",
+    "Bobcat",
+    "Bulldozer",
+    "Piledriver",
+];
+
+/// Whether OpenBLAS kernels named `core` would leave a CPU with AVX2 and FMA
+/// (`cpu_has_avx2`) half idle.
+fn outdated_for_this_cpu(core: &str, cpu_has_avx2: bool) -> bool {
+    cpu_has_avx2 && PRE_AVX2_CORES.iter().any(|c| c.eq_ignore_ascii_case(core))
+}
+
+/// What was found of OpenBLAS: its `cblas_sgemm` when it is used, and why not otherwise.
+struct Loaded {
+    sgemm: Option<Sgemm>,
+    /// Where f32 GEMMs run, in words (for `prune bench`).
+    description: String,
+}
+
+/// OpenBLAS, loaded once; `sgemm` is `None` where the library is missing, [`OFF_VAR`] is
+/// set or its kernels are outdated for this CPU: the `gemm` crate then does the work.
+fn library() -> &'static Loaded {
+    static LOADED: OnceLock<Loaded> = OnceLock::new();
+    LOADED.get_or_init(|| {
+        let unused = |why: String| Loaded {
+            sgemm: None,
+            description: format!("the gemm crate ({why})"),
+        };
         if std::env::var_os(OFF_VAR).is_some() {
-            return None;
+            return unused(format!("{OFF_VAR} is set"));
         }
         // SAFETY: loading OpenBLAS runs only its own initialisers, and the symbols are
         // read with the types its header declares. The library is never unloaded (leaked),
-        // so the function pointers stay valid.
+        // so the function pointers stay valid; the core name is a static C string.
         unsafe {
-            let lib = LIBRARIES
+            let Some(lib) = LIBRARIES
                 .iter()
-                .find_map(|&name| libloading::Library::new(name).ok())?;
-            let sgemm = *lib.get::<Sgemm>(b"cblas_sgemm\0").ok()?;
-            let threads = *lib.get::<SetThreads>(b"openblas_set_num_threads\0").ok()?;
-            threads(1);
+                .find_map(|&name| libloading::Library::new(name).ok())
+            else {
+                return unused("no OpenBLAS found".into());
+            };
+            let (Ok(sgemm), Ok(threads)) = (
+                lib.get::<Sgemm>(b"cblas_sgemm\0"),
+                lib.get::<SetThreads>(b"openblas_set_num_threads\0"),
+            ) else {
+                return unused("the OpenBLAS found lacks cblas_sgemm".into());
+            };
+            let (sgemm, threads) = (*sgemm, *threads);
+            let core = match lib.get::<CoreName>(b"openblas_get_corename\0") {
+                Ok(name) => std::ffi::CStr::from_ptr(name())
+                    .to_string_lossy()
+                    .into_owned(),
+                Err(_) => String::from("unnamed"),
+            };
             std::mem::forget(lib);
-            Some(sgemm)
+            #[cfg(target_arch = "x86_64")]
+            let cpu_has_avx2 = super::simd::has_avx2_fma();
+            #[cfg(not(target_arch = "x86_64"))]
+            let cpu_has_avx2 = false;
+            if outdated_for_this_cpu(&core, cpu_has_avx2) {
+                return unused(format!(
+                    "OpenBLAS chose its {core} kernels, outdated for this CPU; \
+                     OPENBLAS_CORETYPE overrides"
+                ));
+            }
+            threads(1);
+            Loaded {
+                sgemm: Some(sgemm),
+                description: format!("OpenBLAS, {core} kernels"),
+            }
         }
     })
 }
 
 /// Whether f32 GEMMs run in OpenBLAS here.
 pub fn available() -> bool {
-    library().is_some()
+    library().sgemm.is_some()
+}
+
+/// Where f32 GEMMs run here, in words: OpenBLAS and its kernels, or the `gemm` crate and why.
+pub fn description() -> &'static str {
+    &library().description
 }
 
 /// `CblasRowMajor`.
@@ -87,7 +169,7 @@ pub(super) fn for_extents(m: usize, n: usize, k: usize, ld: Strides) -> Option<S
     let fits = [m, n, k, ld.a, ld.b, ld.c]
         .iter()
         .all(|&d| c_int::try_from(d).is_ok());
-    library().filter(|_| fits)
+    library().sgemm.filter(|_| fits)
 }
 
 /// `c (+)= op(a) · op(b)` on row-major blocks with row strides `ld`, laid out as in
@@ -166,5 +248,26 @@ pub(super) unsafe fn sgemm(
         });
     } else {
         block(0, m, 0, n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernels_without_avx2_are_outdated_only_on_a_cpu_that_has_it() {
+        assert!(outdated_for_this_cpu("Prescott", true));
+        assert!(outdated_for_this_cpu("sandybridge", true));
+        assert!(!outdated_for_this_cpu("Prescott", false));
+        for modern in ["Haswell", "Zen", "SkylakeX", "Cooperlake", "SapphireRapids"] {
+            assert!(!outdated_for_this_cpu(modern, true), "{modern}");
+        }
+    }
+
+    #[test]
+    fn the_description_names_the_gemm_that_runs() {
+        let text = description();
+        assert_eq!(available(), text.starts_with("OpenBLAS"), "{text}");
     }
 }
