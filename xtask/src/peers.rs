@@ -47,6 +47,9 @@ pub struct Args {
     /// `$PRUNE_TORCH_PYTHON`); without one the training table is left out.
     #[arg(long)]
     torch_python: Option<PathBuf>,
+    /// Also time prune with `--bf16` (bf16 products on Intel AMX) in its own column.
+    #[arg(long)]
+    bf16: bool,
 }
 
 /// Medians of one tool, per model, per sequence length, per batch size, per round.
@@ -76,16 +79,23 @@ pub fn run(args: &Args) -> Result<()> {
     let dirs = [&teacher, &pruned];
     let mut ours: Cells = vec![vec![vec![Vec::new(); BATCHES.len()]; SEQS.len()]; 2];
     let mut ort = ours.clone();
+    let mut ours_bf16 = ours.clone();
     let mut train = vec![(Vec::new(), Vec::new()); SEQS.len()];
     let mut versions = (String::new(), String::new());
     for round in 1..=args.rounds {
         eprintln!("round {round} of {}", args.rounds);
         for (s, &seq) in SEQS.iter().enumerate() {
             for (m, dir) in dirs.iter().enumerate() {
-                let ms = prune_bench(&prune, dir, &BATCHES, seq, args.seconds, false)?;
+                let ms = prune_bench(&prune, dir, &BATCHES, seq, args.seconds, Work::F32)?;
                 ms.into_iter()
                     .zip(&mut ours[m][s])
                     .for_each(|(v, c)| c.push(v));
+                if args.bf16 {
+                    let ms = prune_bench(&prune, dir, &BATCHES, seq, args.seconds, Work::Bf16)?;
+                    ms.into_iter()
+                        .zip(&mut ours_bf16[m][s])
+                        .for_each(|(v, c)| c.push(v));
+                }
             }
             let timed = ort_latency(&onnx, vocab, seq, args.seconds)?;
             versions.0 = timed.version;
@@ -96,7 +106,14 @@ pub fn run(args: &Args) -> Result<()> {
                     .for_each(|(v, c)| c.push(v));
             }
             if let Some(python) = &torch {
-                let ms = prune_bench(&prune, &teacher, &[TRAIN_BATCH], seq, args.seconds, true)?;
+                let ms = prune_bench(
+                    &prune,
+                    &teacher,
+                    &[TRAIN_BATCH],
+                    seq,
+                    args.seconds,
+                    Work::Train,
+                )?;
                 train[s].0.push(ms[0]);
                 let (version, ms) = torch_step(python, &teacher, seq, args.seconds)?;
                 versions.1 = version;
@@ -104,7 +121,7 @@ pub fn run(args: &Args) -> Result<()> {
             }
         }
     }
-    let table = render(&ours, &ort, &train, &versions, args.rounds);
+    let table = render(&ours, &ours_bf16, &ort, &train, &versions, args.rounds);
     println!("{table}");
     let out = target_dir()?.join("bench-peers.md");
     std::fs::write(&out, &table).with_context(|| format!("cannot write {}", out.display()))?;
@@ -186,6 +203,17 @@ fn output(cmd: &mut Command, what: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// What `prune bench` times.
+#[derive(Clone, Copy, PartialEq)]
+enum Work {
+    /// Inference in f32.
+    F32,
+    /// Inference with bf16 products (`--bf16`).
+    Bf16,
+    /// A training step (`--train`).
+    Train,
+}
+
 /// `prune bench` medians (ms) of `dir` at each batch size.
 fn prune_bench(
     prune: &Path,
@@ -193,7 +221,7 @@ fn prune_bench(
     batches: &[usize],
     seq: usize,
     seconds: f64,
-    train: bool,
+    work: Work,
 ) -> Result<Vec<f64>> {
     let mut cmd = Command::new(prune);
     cmd.env("RAYON_NUM_THREADS", THREADS.to_string())
@@ -204,8 +232,14 @@ fn prune_bench(
     for b in batches {
         cmd.args(["--batch", &b.to_string()]);
     }
-    if train {
-        cmd.arg("--train");
+    match work {
+        Work::F32 => {}
+        Work::Bf16 => {
+            cmd.arg("--bf16");
+        }
+        Work::Train => {
+            cmd.arg("--train");
+        }
     }
     let text = output(&mut cmd, "prune bench")?;
     // Lines like `B=32  T=128:   974.54 ms median of 3 runs, …`.
@@ -279,6 +313,7 @@ fn median(v: &[f64]) -> f64 {
 /// The tables, as Markdown.
 fn render(
     ours: &Cells,
+    ours_bf16: &Cells,
     ort: &Cells,
     train: &[(Vec<f64>, Vec<f64>)],
     versions: &(String, String),
@@ -289,20 +324,31 @@ fn render(
         t,
         "Inference, {THREADS} threads, median of {rounds} rounds (ms; ratio < 1: prune is faster)\n"
     );
+    let bf16 = !ours_bf16[0][0][0].is_empty();
+    let (head, rule) = match bf16 {
+        true => (" prune bf16 | bf16 / ORT |", "---:|---:|"),
+        false => ("", ""),
+    };
     let _ = writeln!(
         t,
-        "| model | B | T | ONNX Runtime {} | prune | prune / ORT |\n|---|---:|---:|---:|---:|---:|",
+        "| model | B | T | ONNX Runtime {} | prune | prune / ORT |{head}\n\
+         |---|---:|---:|---:|---:|---:|{rule}",
         versions.0
     );
     for (m, name) in ["dense", "pruned"].iter().enumerate() {
         for (s, seq) in SEQS.iter().enumerate() {
             for (b, batch) in BATCHES.iter().enumerate() {
                 let (o, p) = (median(&ort[m][s][b]), median(&ours[m][s][b]));
-                let _ = writeln!(
+                let _ = write!(
                     t,
                     "| {name} | {batch} | {seq} | {o:.1} | {p:.1} | {:.2} |",
                     p / o
                 );
+                if bf16 {
+                    let h = median(&ours_bf16[m][s][b]);
+                    let _ = write!(t, " {h:.1} | {:.2} |", h / o);
+                }
+                let _ = writeln!(t);
             }
         }
     }

@@ -326,3 +326,38 @@ fn broken_inputs_are_named_once() {
     prune_refuses(&["inspect", "--model", m], "config.json: invalid JSON");
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[test]
+fn bf16_products_run_where_amx_is_and_are_refused_elsewhere() {
+    prune_refuses(&["bench", "--bf16", "--train"], "--bf16 is for inference");
+    prune_refuses(&["bench", "--bf16", "--device", "cuda"], "CPU only");
+    let root = scratch("bf16");
+    let model = root.join("model");
+    tiny_checkpoint(&model);
+    let m = model.to_str().unwrap();
+    let args = [
+        "bench",
+        "--model",
+        m,
+        "--batch",
+        "2",
+        "--seq",
+        "16",
+        "--seconds",
+        "0",
+    ];
+    let bf16 = [&args[..], &["--bf16"]].concat();
+    match prune::tensor::cpu::check_bf16_products() {
+        Ok(()) => {
+            assert!(prune_ok(&bf16).contains("bf16 products, f32 sums, on Intel AMX"));
+            assert!(
+                !prune_ok(&args).contains("on Intel AMX"),
+                "bf16 products without --bf16"
+            );
+        }
+        Err(_) => {
+            prune_refuses(&bf16, "Intel AMX");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}

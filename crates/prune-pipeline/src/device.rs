@@ -46,6 +46,53 @@ pub struct DeviceArgs {
     pub device: Device,
 }
 
+/// The `--bf16` flag of inference commands.
+#[derive(clap::Args, Debug, Clone, Copy, Default)]
+pub struct PrecisionArgs {
+    /// Run the matrix products in bf16 on Intel AMX (inputs rounded to bf16, sums in f32):
+    /// faster inference at a small loss of precision; CPU only
+    #[arg(long)]
+    pub bf16: bool,
+}
+
+impl PrecisionArgs {
+    /// Refuses `--bf16` on a device other than the CPU, or on a CPU or OS without AMX.
+    pub fn check(&self, device: Device) -> Result<()> {
+        if self.bf16 {
+            if device != Device::Cpu {
+                crate::refuse!("--bf16 runs on the CPU only, not on --device {device}");
+            }
+            if let Err(e) = prune_tensor::cpu::check_bf16_products() {
+                crate::refuse!("--bf16: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    /// Turns bf16 products on (process-wide) until the returned guard is dropped, when asked.
+    pub fn apply(&self) -> Result<Bf16Products> {
+        if self.bf16 {
+            if let Err(e) = prune_tensor::cpu::set_bf16_products(true) {
+                crate::refuse!("--bf16: {e}");
+            }
+        }
+        Ok(Bf16Products(self.bf16))
+    }
+}
+
+/// Keeps bf16 products on while alive (when it turned them on), off again when dropped.
+#[must_use = "bf16 products are turned off again when this is dropped"]
+pub struct Bf16Products(bool);
+
+impl Drop for Bf16Products {
+    fn drop(&mut self) {
+        if self.0 {
+            // Turning them off cannot fail.
+            let _ = prune_tensor::cpu::set_bf16_products(false);
+        }
+    }
+}
+
 /// The CUDA backend on GPU `ordinal`, or an error saying this build has none.
 #[cfg(feature = "cuda")]
 pub fn cuda_backend(ordinal: usize) -> Result<prune_tensor::CudaBackend> {

@@ -2,7 +2,7 @@
 //! and a linear schedule, evaluate with the task's metrics, save the model.
 
 use crate::command::Command;
-use crate::device::{Device, DeviceArgs};
+use crate::device::{Device, DeviceArgs, PrecisionArgs};
 use crate::error::Result;
 use crate::options::StageOptions;
 use crate::source::{Source, evaluator, load_classifier, prepare, run_identity};
@@ -81,11 +81,15 @@ pub struct EvalOptions {
     /// Where the model runs.
     #[command(flatten)]
     pub device: DeviceArgs,
+    /// The precision of its matrix products.
+    #[command(flatten)]
+    pub precision: PrecisionArgs,
 }
 
 impl Command for EvalOptions {
     fn check(&self) -> Result<()> {
-        self.source.check()
+        self.source.check()?;
+        self.precision.check(self.device.device)
     }
 
     fn device(&self) -> Device {
@@ -94,6 +98,7 @@ impl Command for EvalOptions {
 
     /// Evaluates the checkpoint on the task's dev split.
     fn run<B: Backend>(&self, b: B) -> Result<String> {
+        let _bf16 = self.precision.apply()?;
         let p = prepare(&self.source, None, false)?;
         let model = load_classifier(b, &p.model_dir)?;
         let e = evaluator(&self.source, &p)?.evaluate(&model)?;

@@ -3,7 +3,7 @@
 //! and `prune bench`, which measures a checkpoint's.
 
 use crate::command::Command;
-use crate::device::{Device, DeviceArgs};
+use crate::device::{Device, DeviceArgs, PrecisionArgs};
 use crate::error::Result;
 use crate::refuse;
 use prune_tensor::Backend;
@@ -164,6 +164,9 @@ pub struct BenchOptions {
     /// Where the model runs.
     #[command(flatten)]
     pub device: DeviceArgs,
+    /// The precision of its matrix products.
+    #[command(flatten)]
+    pub precision: PrecisionArgs,
 }
 
 impl Command for BenchOptions {
@@ -177,7 +180,10 @@ impl Command for BenchOptions {
         if self.batches.iter().any(|b| !(1..=4096).contains(b)) || self.seq == 0 {
             refuse!("--batch must be in [1, 4096] and --seq at least 1");
         }
-        Ok(())
+        if self.train && self.precision.bf16 {
+            refuse!("--bf16 is for inference; a training step (--train) runs in f32");
+        }
+        self.precision.check(self.device.device)
     }
 
     fn device(&self) -> Device {
@@ -187,6 +193,7 @@ impl Command for BenchOptions {
     /// Loads the checkpoint (a classifier is added if it has none) and measures the median
     /// latency of an inference forward (or, with `train`, a training step) per batch size.
     fn run<B: Backend>(&self, backend: B) -> Result<String> {
+        let _bf16 = self.precision.apply()?;
         let dir = match &self.model {
             Some(d) => paths::require_given_checkpoint(d.clone(), false)?,
             None => paths::require_model_dir()?,
@@ -200,9 +207,9 @@ impl Command for BenchOptions {
                 self.seq
             );
         }
-        let gemm = match prune_tensor::cpu::blas::available() {
-            true => "OpenBLAS",
-            false => "the gemm crate",
+        let gemm = match prune_tensor::cpu::bf16_products() {
+            true => "bf16 products, f32 sums, on Intel AMX",
+            false => prune_tensor::cpu::blas::description(),
         };
         let mut lines = vec![format!(
             "{}: {} parameters (CPU GEMMs: {gemm})",

@@ -60,7 +60,7 @@ pub(super) struct Strides {
 
 impl Strides {
     /// The strides of dense row-major operands.
-    fn dense(m: usize, n: usize, k: usize, ta: bool, tb: bool) -> Self {
+    pub(super) fn dense(m: usize, n: usize, k: usize, ta: bool, tb: bool) -> Self {
         Strides {
             a: if ta { m } else { k },
             b: if tb { k } else { n },
@@ -117,6 +117,17 @@ pub(super) unsafe fn gemm_strided<E: Element>(
         return;
     }
     let is_f32 = std::any::TypeId::of::<E>() == std::any::TypeId::of::<f32>();
+    if is_f32 && super::amx::bf16_products() {
+        // SAFETY: `E` is `f32` (checked just above), so the casts keep lengths and layout;
+        // the caller's contract is `amx::gemm`'s, and bf16 products are on only where the
+        // tile unit was granted.
+        unsafe {
+            let a = std::slice::from_raw_parts(a.as_ptr().cast::<f32>(), a.len());
+            let b = std::slice::from_raw_parts(b.as_ptr().cast::<f32>(), b.len());
+            super::amx::gemm(m, n, k, a, ta, b, tb, c.cast(), ld, accumulate, threaded);
+        }
+        return;
+    }
     if let Some(sgemm) = super::blas::for_extents(m, n, k, ld).filter(|_| is_f32) {
         // SAFETY: `E` is `f32` (checked just above), so the casts keep lengths and layout;
         // the caller's contract is `sgemm`'s.

@@ -4,6 +4,7 @@
 //! `CpuBackend<f64>` for gradient checks of the very same code.
 
 mod activation;
+mod amx;
 mod attention;
 pub mod blas;
 mod elementwise;
@@ -16,6 +17,7 @@ mod optim;
 mod simd;
 mod softmax;
 
+pub use amx::{AmxUnavailable, bf16_products, check_bf16_products, set_bf16_products};
 pub use matmul::gemm_into;
 
 use crate::error::Result;

@@ -1,0 +1,498 @@
+//! f32 GEMMs with bf16 inputs on Intel AMX, an opt-in for inference ([`set_bf16_products`]).
+//!
+//! Each operand is rounded to bf16 (to nearest, ties to even) and packed, and the tile unit
+//! multiplies 16 × 32 bf16 tiles into 16 × 16 f32 accumulators (`tdpbf16ps`): about eight
+//! times the f32 multiply-adds per cycle of AVX-512. Products and sums stay in f32, so the
+//! only loss is the inputs' rounding to 8 bits of mantissa (relative error ≤ 2⁻⁹ per input),
+//! as in PyTorch's bf16 autocast, whose outputs are rounded too.
+//!
+//! Layout: `A` is packed as row blocks of [`BLOCK`] rows, `K` padded with zeros to a multiple
+//! of [`TILE_K`]; `B` as panels of 16 columns in the tile unit's pair layout (row `p` of a
+//! panel holds `B[2p][j]`, `B[2p+1][j]` side by side for its 16 columns `j`). One kernel call
+//! computes a [`BLOCK`] × [`BLOCK`] block of `C` in four accumulator tiles. Each element of
+//! `C` is summed by one kernel in a fixed order, so results do not depend on threads.
+//!
+//! The packing and the driver are shared with a scalar model of the tile instruction, which
+//! runs on every CPU, so that the tests check them everywhere; the tile kernel itself runs
+//! only where the CPU has AMX and the OS grants its state (Linux's `arch_prctl`).
+
+use super::SendPtr;
+use super::matmul::Strides;
+use rayon::prelude::*;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Rows (and columns) of `C` one kernel call computes: two tiles of 16 each way.
+const BLOCK: usize = 32;
+/// Columns of a `B` panel (one tile's width of f32 results).
+const PANEL: usize = 16;
+/// Depth one tile multiply consumes: 32 bf16 (64 bytes) per row of an `A` tile.
+const TILE_K: usize = 32;
+
+/// Whether products of f32 operands run in bf16 on AMX (set by [`set_bf16_products`]).
+static BF16_PRODUCTS: AtomicBool = AtomicBool::new(false);
+
+/// Why bf16 products cannot run here.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "bf16 products need Intel AMX (AMX-TILE and AMX-BF16) with tile state enabled by the OS: {0}"
+)]
+pub struct AmxUnavailable(pub &'static str);
+
+/// Turns bf16 products on or off for every f32 GEMM of the CPU backend in this process
+/// (inference: training keeps f32). Fails, leaving them off, where the CPU or OS lacks AMX.
+pub fn set_bf16_products(on: bool) -> Result<(), AmxUnavailable> {
+    if on {
+        tile_unit()?;
+    }
+    BF16_PRODUCTS.store(on, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Whether bf16 products can run here: `Ok` where the CPU has AMX and the OS grants it.
+pub fn check_bf16_products() -> Result<(), AmxUnavailable> {
+    tile_unit()
+}
+
+/// Whether f32 GEMMs currently run in bf16 on AMX.
+pub fn bf16_products() -> bool {
+    BF16_PRODUCTS.load(Ordering::Relaxed)
+}
+
+/// Checks once that the CPU has AMX-TILE and AMX-BF16 and asks Linux for the tile state.
+fn tile_unit() -> Result<(), AmxUnavailable> {
+    static GRANTED: OnceLock<Result<(), AmxUnavailable>> = OnceLock::new();
+    GRANTED.get_or_init(request_tile_state).clone()
+}
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+fn request_tile_state() -> Result<(), AmxUnavailable> {
+    if std::arch::x86_64::__cpuid(0).eax < 7 {
+        return Err(AmxUnavailable("this CPU has none"));
+    }
+    let leaf7 = std::arch::x86_64::__cpuid_count(7, 0);
+    let (amx_bf16, amx_tile) = (leaf7.edx & (1 << 22) != 0, leaf7.edx & (1 << 24) != 0);
+    if !(amx_bf16 && amx_tile) {
+        return Err(AmxUnavailable("this CPU has none"));
+    }
+    /// `ARCH_REQ_XCOMP_PERM` and the tile data's state component (`XFEATURE_XTILEDATA`).
+    const ARCH_REQ_XCOMP_PERM: libc::c_int = 0x1023;
+    const XFEATURE_XTILEDATA: libc::c_ulong = 18;
+    // SAFETY: a plain system call with integer arguments.
+    let status = unsafe {
+        libc::syscall(
+            libc::SYS_arch_prctl,
+            ARCH_REQ_XCOMP_PERM,
+            XFEATURE_XTILEDATA,
+        )
+    };
+    match status {
+        0 => Ok(()),
+        _ => Err(AmxUnavailable(
+            "Linux refused the tile state (kernel before 5.16?)",
+        )),
+    }
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+fn request_tile_state() -> Result<(), AmxUnavailable> {
+    Err(AmxUnavailable("supported on x86-64 Linux only"))
+}
+
+/// `x` rounded to bf16 (to nearest, ties to even), as its bits; NaN stays NaN.
+#[inline(always)]
+pub(super) fn to_bf16(x: f32) -> u16 {
+    let bits = x.to_bits();
+    let rounded = bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) >> 16;
+    let quiet_nan = (bits >> 16) | 0x40;
+    // A select rather than an early return, so that packing loops vectorise.
+    (if x.is_nan() { quiet_nan } else { rounded }) as u16
+}
+
+/// The f32 value of bf16 bits.
+#[cfg(test)]
+fn from_bf16(h: u16) -> f32 {
+    f32::from_bits(u32::from(h) << 16)
+}
+
+/// How one [`BLOCK`] × [`BLOCK`] block of `C` is computed from packed operands: `a` is a
+/// block of `BLOCK` rows of `kp` bf16, `b` the two panels of its columns (each `kp / 2` rows
+/// of `2 · PANEL` bf16, `panel` elements apart), `out` the block's f32 result.
+type Kernel = fn(a: &[u16], b: &[u16], panel: usize, kp: usize, out: &mut [f32; BLOCK * BLOCK]);
+
+/// `c (+)= op(a) · op(b)` in bf16 products with f32 sums, laid out as in
+/// `matmul::gemm_strided`; `threaded` spreads blocks of rows over rayon.
+///
+/// # Safety
+/// As `matmul::gemm_strided`, whose checks must have passed, with `m`, `n`, `k` positive;
+/// [`set_bf16_products`] must have succeeded (the tile unit is granted).
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn gemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    ta: bool,
+    b: &[f32],
+    tb: bool,
+    c: *mut f32,
+    ld: Strides,
+    accumulate: bool,
+    threaded: bool,
+) {
+    // SAFETY: forwarded from the caller; the tile unit was granted.
+    unsafe {
+        gemm_with(
+            tile_kernel,
+            m,
+            n,
+            k,
+            a,
+            ta,
+            b,
+            tb,
+            c,
+            ld,
+            accumulate,
+            threaded,
+        )
+    }
+}
+
+/// [`gemm`] with any [`Kernel`] (the tile unit's, or the scalar model in tests).
+///
+/// # Safety
+/// As [`gemm`], for `kernel`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_with(
+    kernel: Kernel,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    ta: bool,
+    b: &[f32],
+    tb: bool,
+    c: *mut f32,
+    ld: Strides,
+    accumulate: bool,
+    threaded: bool,
+) {
+    let kp = k.div_ceil(TILE_K) * TILE_K;
+    let panels = pack_b(b, tb, ld.b, k, n, kp);
+    let panel = kp * PANEL;
+    let c = SendPtr(c);
+    let row_block = |r0: usize| {
+        let rows = BLOCK.min(m - r0);
+        let a_block = pack_a_block(a, ta, ld.a, r0, rows, k, kp);
+        let mut out = [0.0f32; BLOCK * BLOCK];
+        for c0 in (0..n).step_by(BLOCK) {
+            let first = (c0 / PANEL) * panel;
+            kernel(&a_block, &panels[first..], panel, kp, &mut out);
+            let cols = BLOCK.min(n - c0);
+            for (i, row) in out.chunks_exact(BLOCK).take(rows).enumerate() {
+                // SAFETY: rows r0 + i < m and columns c0..c0 + cols ≤ n of C, which the
+                // caller lets this call write; row blocks are disjoint between tasks.
+                let dst = unsafe {
+                    std::slice::from_raw_parts_mut(c.get().add((r0 + i) * ld.c + c0), cols)
+                };
+                match accumulate {
+                    true => dst.iter_mut().zip(row).for_each(|(d, v)| *d += v),
+                    false => dst.copy_from_slice(&row[..cols]),
+                }
+            }
+        }
+    };
+    let starts = (0..m).step_by(BLOCK);
+    if threaded && m * n * k >= 1 << 18 {
+        starts
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .for_each(row_block);
+    } else {
+        starts.for_each(row_block);
+    }
+}
+
+/// Rows `r0..r0 + rows` of `op(a)` (`[m, k]`) as bf16, [`BLOCK`] rows of `kp`, zero-padded.
+fn pack_a_block(
+    a: &[f32],
+    ta: bool,
+    lda: usize,
+    r0: usize,
+    rows: usize,
+    k: usize,
+    kp: usize,
+) -> Vec<u16> {
+    let mut packed = vec![0u16; BLOCK * kp];
+    for (i, dst) in packed.chunks_exact_mut(kp).take(rows).enumerate() {
+        let r = r0 + i;
+        match ta {
+            false => {
+                let src = &a[r * lda..r * lda + k];
+                dst.iter_mut().zip(src).for_each(|(d, &v)| *d = to_bf16(v));
+            }
+            true => (0..k).for_each(|l| dst[l] = to_bf16(a[l * lda + r])),
+        }
+    }
+    packed
+}
+
+/// `op(b)` (`[k, n]`) as bf16 panels of [`PANEL`] columns in pair layout, `k` padded to `kp`
+/// and `n` to a whole number of [`BLOCK`]s with zeros; panels are packed in parallel.
+fn pack_b(b: &[f32], tb: bool, ldb: usize, k: usize, n: usize, kp: usize) -> Vec<u16> {
+    let panels = n.div_ceil(BLOCK) * (BLOCK / PANEL);
+    let panel = kp * PANEL;
+    let mut packed = vec![0u16; panels * panel];
+    let pack_panel = |(p, dst): (usize, &mut [u16])| {
+        let cols = PANEL.min(n.saturating_sub(p * PANEL));
+        let j0 = p * PANEL;
+        if cols == 0 {
+            return; // a padding panel: zeros
+        }
+        if tb {
+            // Column j of op(b) is row j of b: read it along, write every other slot.
+            for col in 0..cols {
+                let src = &b[(j0 + col) * ldb..(j0 + col) * ldb + k];
+                for (l, &v) in src.iter().enumerate() {
+                    dst[(l / 2) * 2 * PANEL + 2 * col + l % 2] = to_bf16(v);
+                }
+            }
+        } else {
+            // Row l of op(b) is row l of b: its panel's columns go to one half of a pair row.
+            for l in 0..k {
+                let src = &b[l * ldb + j0..l * ldb + j0 + cols];
+                let row = &mut dst[(l / 2) * 2 * PANEL..(l / 2 + 1) * 2 * PANEL];
+                for (col, &v) in src.iter().enumerate() {
+                    row[2 * col + l % 2] = to_bf16(v);
+                }
+            }
+        }
+    };
+    if k * n >= 1 << 16 {
+        packed
+            .par_chunks_exact_mut(panel)
+            .enumerate()
+            .for_each(pack_panel);
+    } else {
+        packed
+            .chunks_exact_mut(panel)
+            .enumerate()
+            .for_each(pack_panel);
+    }
+    packed
+}
+
+/// The scalar model of the tile kernel: what four `tdpbf16ps` accumulators compute, in pairs.
+#[cfg(test)]
+fn scalar_kernel(a: &[u16], b: &[u16], panel: usize, kp: usize, out: &mut [f32; BLOCK * BLOCK]) {
+    for i in 0..BLOCK {
+        for j in 0..BLOCK {
+            let pb = &b[(j / PANEL) * panel..];
+            let col = j % PANEL;
+            let mut sum = 0.0f32;
+            for p in 0..kp / 2 {
+                let pair = &pb[p * 2 * PANEL + 2 * col..];
+                sum += from_bf16(a[i * kp + 2 * p]) * from_bf16(pair[0])
+                    + from_bf16(a[i * kp + 2 * p + 1]) * from_bf16(pair[1]);
+            }
+            out[i * BLOCK + j] = sum;
+        }
+    }
+}
+
+/// Tile configuration (palette 1): eight tiles of 16 rows × 64 bytes.
+#[repr(C, align(64))]
+struct TileConfig {
+    palette: u8,
+    start_row: u8,
+    reserved: [u8; 14],
+    bytes_per_row: [u16; 16],
+    rows: [u8; 16],
+}
+
+/// The tile unit's kernel: accumulators `tmm0..tmm3`, `A` tiles `tmm4`, `tmm5`, `B` tiles
+/// `tmm6`, `tmm7`.
+#[cfg(target_arch = "x86_64")]
+fn tile_kernel(a: &[u16], b: &[u16], panel: usize, kp: usize, out: &mut [f32; BLOCK * BLOCK]) {
+    assert!(a.len() >= BLOCK * kp && b.len() >= 2 * panel && panel >= kp * PANEL);
+    let mut config = TileConfig {
+        palette: 1,
+        start_row: 0,
+        reserved: [0; 14],
+        bytes_per_row: [0; 16],
+        rows: [0; 16],
+    };
+    config.bytes_per_row[..8].fill(64);
+    config.rows[..8].fill(16);
+    let (a, b0, b1) = (a.as_ptr(), b.as_ptr(), b[panel..].as_ptr());
+    let a_stride = kp * 2; // bytes between rows of an A tile
+    // SAFETY: the tile unit was granted ([`gemm`]'s contract). Every tile load stays inside
+    // `a` (rows 0..32, bytes 2·kk..2·kk + 64 of each, kk + 32 ≤ kp) and the two panels of
+    // `b` (rows kk/2..kk/2 + 16 of 64 bytes); stores write the 32 × 32 f32 of `out`.
+    unsafe {
+        std::arch::asm!(
+            "ldtilecfg [{cfg}]",
+            "tilezero tmm0",
+            "tilezero tmm1",
+            "tilezero tmm2",
+            "tilezero tmm3",
+            cfg = in(reg) &config,
+            options(nostack),
+        );
+        for kk in (0..kp).step_by(TILE_K) {
+            std::arch::asm!(
+                "tileloadd tmm4, [{a0} + {sa}*1]",
+                "tileloadd tmm5, [{a1} + {sa}*1]",
+                "tileloadd tmm6, [{b0} + {sb}*1]",
+                "tileloadd tmm7, [{b1} + {sb}*1]",
+                "tdpbf16ps tmm0, tmm4, tmm6",
+                "tdpbf16ps tmm1, tmm4, tmm7",
+                "tdpbf16ps tmm2, tmm5, tmm6",
+                "tdpbf16ps tmm3, tmm5, tmm7",
+                a0 = in(reg) a.add(kk),
+                a1 = in(reg) a.add(16 * kp + kk),
+                b0 = in(reg) b0.add(kk * PANEL),
+                b1 = in(reg) b1.add(kk * PANEL),
+                sa = in(reg) a_stride,
+                sb = in(reg) 2 * PANEL * 2,
+                options(nostack, readonly),
+            );
+        }
+        let o = out.as_mut_ptr();
+        std::arch::asm!(
+            "tilestored [{c00} + {sc}*1], tmm0",
+            "tilestored [{c01} + {sc}*1], tmm1",
+            "tilestored [{c10} + {sc}*1], tmm2",
+            "tilestored [{c11} + {sc}*1], tmm3",
+            "tilerelease",
+            c00 = in(reg) o,
+            c01 = in(reg) o.add(PANEL),
+            c10 = in(reg) o.add(16 * BLOCK),
+            c11 = in(reg) o.add(16 * BLOCK + PANEL),
+            sc = in(reg) BLOCK * 4,
+            options(nostack),
+        );
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn tile_kernel(_: &[u16], _: &[u16], _: usize, _: usize, _: &mut [f32; BLOCK * BLOCK]) {
+    unreachable!("bf16 products are refused off x86-64 (`request_tile_state`)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `op(a) · op(b)` in f64 from the bf16-rounded inputs, plus `c0` when given.
+    #[allow(clippy::too_many_arguments)]
+    fn reference(
+        m: usize,
+        n: usize,
+        k: usize,
+        a: &[f32],
+        ta: bool,
+        b: &[f32],
+        tb: bool,
+        c0: Option<&[f32]>,
+    ) -> Vec<f64> {
+        let r = |x: f32| f64::from(from_bf16(to_bf16(x)));
+        let mut c = vec![0.0f64; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let mut s = c0.map_or(0.0, |c0| f64::from(c0[i * n + j]));
+                for l in 0..k {
+                    let x = if ta { a[l * m + i] } else { a[i * k + l] };
+                    let y = if tb { b[j * k + l] } else { b[l * n + j] };
+                    s += r(x) * r(y);
+                }
+                c[i * n + j] = s;
+            }
+        }
+        c
+    }
+
+    fn values(len: usize, seed: u32) -> Vec<f32> {
+        (0..len)
+            .map(|i| {
+                (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) % 2001) as f32
+                    / 1000.0
+                    - 1.0
+            })
+            .collect()
+    }
+
+    /// Runs `kernel` on odd shapes, both transposes, overwrite and accumulate, and compares
+    /// with the f64 reference of the rounded inputs.
+    fn check(kernel: Kernel) {
+        for &(m, n, k) in &[
+            (1, 1, 1),
+            (5, 7, 3),
+            (33, 17, 40),
+            (64, 96, 64),
+            (70, 45, 129),
+        ] {
+            for (ta, tb, acc) in [
+                (false, false, false),
+                (true, false, true),
+                (false, true, true),
+                (true, true, false),
+            ] {
+                let (a, b) = (values(m * k, 1), values(k * n, 2));
+                let start = values(m * n, 3);
+                let mut c = start.clone();
+                let ld = Strides::dense(m, n, k, ta, tb);
+                // SAFETY: dense operands of exactly these extents; `c` is owned here.
+                unsafe {
+                    gemm_with(
+                        kernel,
+                        m,
+                        n,
+                        k,
+                        &a,
+                        ta,
+                        &b,
+                        tb,
+                        c.as_mut_ptr(),
+                        ld,
+                        acc,
+                        true,
+                    )
+                };
+                let want = reference(m, n, k, &a, ta, &b, tb, acc.then_some(&start[..]));
+                for (got, want) in c.iter().zip(&want) {
+                    let tol = 1e-6 * k as f64 * (1.0 + want.abs());
+                    assert!(
+                        (f64::from(*got) - want).abs() < tol,
+                        "{m}x{n}x{k} ta={ta} tb={tb}: {got} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn packing_and_blocks_give_the_products_of_the_rounded_inputs() {
+        check(scalar_kernel);
+    }
+
+    #[test]
+    fn the_tile_unit_gives_the_products_of_the_rounded_inputs() {
+        match tile_unit() {
+            Ok(()) => check(tile_kernel),
+            Err(why) => eprintln!("skipped: {why}"),
+        }
+    }
+
+    #[test]
+    fn rounding_to_bf16_is_to_nearest_even() {
+        assert_eq!(to_bf16(1.0), 0x3f80);
+        // 1 + 2^-8 lies halfway between 1 and 1 + 2^-7: ties go to the even mantissa (1.0).
+        assert_eq!(to_bf16(1.0 + 1.0 / 256.0), 0x3f80);
+        assert_eq!(to_bf16(1.0 + 3.0 / 256.0), 0x3f82);
+        assert_eq!(to_bf16(f32::MAX), 0x7f80); // rounds up to infinity
+        assert!(from_bf16(to_bf16(f32::NAN)).is_nan());
+        assert_eq!(from_bf16(to_bf16(-2.5)), -2.5);
+    }
+}
