@@ -2,40 +2,21 @@
 //!
 //! The crate is compiled for the baseline of its target (SSE2 on x86-64), so that one binary
 //! runs on every CPU of that target. Elementwise, softmax and LayerNorm loops are then limited
-//! to 4-lane vectors although nearly every x86-64 CPU in use has AVX2 (8 lanes) and FMA,
-//! and many servers AVX-512 (16 lanes). [`vectorized`] runs a closure inside a function
-//! compiled with AVX-512 or AVX2 + FMA enabled when the CPU has them: the closure (and what
-//! it calls that is inlined) is then vectorised 16- or 8-wide. Results are bit-identical to
-//! the baseline path: Rust never fuses `a · b + c` into an FMA on its own, and the
-//! reductions (`lanes.rs`) keep their fixed lane order.
+//! to 4-lane vectors although nearly every x86-64 CPU in use has AVX2 (8 lanes) and FMA.
+//! [`vectorized`] runs a closure inside a function compiled with AVX2 and FMA enabled when
+//! the CPU has them: the closure (and what it calls that is inlined) is then vectorised
+//! 8-wide. Results are bit-identical to the baseline path: Rust never fuses `a · b + c`
+//! into an FMA on its own, and the reductions (`lanes.rs`) keep their fixed lane order.
 
-/// Runs `f`, compiled for AVX-512 or AVX2 + FMA when this CPU has them, else for the
-/// baseline.
+/// Runs `f`, compiled for AVX2 + FMA when this CPU has both, else for the baseline.
 #[inline(always)]
 pub(super) fn vectorized<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
-    {
-        if has_avx512() {
-            // SAFETY: the CPU supports AVX-512 F/BW/DQ/VL, AVX2 and FMA (checked just above).
-            return unsafe { avx512(f) };
-        }
-        if has_avx2_fma() {
-            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-            return unsafe { avx2_fma(f) };
-        }
+    if has_avx2_fma() {
+        // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+        return unsafe { avx2_fma(f) };
     }
     f()
-}
-
-/// Whether this CPU supports AVX-512 F, BW, DQ and VL besides AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-fn has_avx512() -> bool {
-    is_x86_feature_detected!("avx512f")
-        && is_x86_feature_detected!("avx512bw")
-        && is_x86_feature_detected!("avx512dq")
-        && is_x86_feature_detected!("avx512vl")
-        && has_avx2_fma()
 }
 
 /// Whether this CPU supports AVX2 and FMA (cached by `std` after the first query).
@@ -52,17 +33,6 @@ pub(super) fn has_avx2_fma() -> bool {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn avx2_fma<R>(f: impl FnOnce() -> R) -> R {
-    f()
-}
-
-/// Calls `f` from code compiled with AVX-512 (F, BW, DQ, VL), AVX2 and FMA; `f` inlines
-/// into it.
-///
-/// # Safety
-/// The CPU must support those instruction sets.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
-unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
