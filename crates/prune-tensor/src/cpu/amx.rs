@@ -121,50 +121,14 @@ fn from_bf16(h: u16) -> f32 {
 type Kernel = fn(a: &[u16], b: &[u16], panel: usize, kp: usize, out: &mut [f32; BLOCK * BLOCK]);
 
 /// `c (+)= op(a) · op(b)` in bf16 products with f32 sums, laid out as in
-/// `matmul::gemm_strided`; `threaded` spreads blocks of rows over rayon.
+/// `matmul::gemm_strided`, each block of `C` computed by `kernel` ([`tile_kernel`], or the
+/// scalar model in tests); `threaded` spreads blocks of rows over rayon.
 ///
 /// # Safety
 /// As `matmul::gemm_strided`, whose checks must have passed, with `m`, `n`, `k` positive;
-/// [`set_bf16_products`] must have succeeded (the tile unit is granted).
+/// for [`tile_kernel`], [`set_bf16_products`] must have succeeded (the tile unit is granted).
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn gemm(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[f32],
-    ta: bool,
-    b: &[f32],
-    tb: bool,
-    c: *mut f32,
-    ld: Strides,
-    accumulate: bool,
-    threaded: bool,
-) {
-    // SAFETY: forwarded from the caller; the tile unit was granted.
-    unsafe {
-        gemm_with(
-            tile_kernel,
-            m,
-            n,
-            k,
-            a,
-            ta,
-            b,
-            tb,
-            c,
-            ld,
-            accumulate,
-            threaded,
-        )
-    }
-}
-
-/// [`gemm`] with any [`Kernel`] (the tile unit's, or the scalar model in tests).
-///
-/// # Safety
-/// As [`gemm`], for `kernel`.
-#[allow(clippy::too_many_arguments)]
-unsafe fn gemm_with(
     kernel: Kernel,
     m: usize,
     n: usize,
@@ -314,7 +278,13 @@ struct TileConfig {
 /// The tile unit's kernel: accumulators `tmm0..tmm3`, `A` tiles `tmm4`, `tmm5`, `B` tiles
 /// `tmm6`, `tmm7`.
 #[cfg(target_arch = "x86_64")]
-fn tile_kernel(a: &[u16], b: &[u16], panel: usize, kp: usize, out: &mut [f32; BLOCK * BLOCK]) {
+pub(super) fn tile_kernel(
+    a: &[u16],
+    b: &[u16],
+    panel: usize,
+    kp: usize,
+    out: &mut [f32; BLOCK * BLOCK],
+) {
     assert!(a.len() >= BLOCK * kp && b.len() >= 2 * panel && panel >= kp * PANEL);
     let mut config = TileConfig {
         palette: 1,
@@ -377,7 +347,7 @@ fn tile_kernel(a: &[u16], b: &[u16], panel: usize, kp: usize, out: &mut [f32; BL
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn tile_kernel(_: &[u16], _: &[u16], _: usize, _: usize, _: &mut [f32; BLOCK * BLOCK]) {
+pub(super) fn tile_kernel(_: &[u16], _: &[u16], _: usize, _: usize, _: &mut [f32; BLOCK * BLOCK]) {
     unreachable!("bf16 products are refused off x86-64 (`request_tile_state`)")
 }
 
@@ -445,7 +415,7 @@ mod tests {
                 let ld = Strides::dense(m, n, k, ta, tb);
                 // SAFETY: dense operands of exactly these extents; `c` is owned here.
                 unsafe {
-                    gemm_with(
+                    gemm(
                         kernel,
                         m,
                         n,

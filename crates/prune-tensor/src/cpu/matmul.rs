@@ -116,40 +116,35 @@ pub(super) unsafe fn gemm_strided<E: Element>(
         }
         return;
     }
-    let is_f32 = std::any::TypeId::of::<E>() == std::any::TypeId::of::<f32>();
-    if is_f32 && super::amx::bf16_products() {
-        // SAFETY: `E` is `f32` (checked just above), so the casts keep lengths and layout;
-        // the caller's contract is `amx::gemm`'s, and bf16 products are on only where the
-        // tile unit was granted.
-        unsafe {
-            let a = std::slice::from_raw_parts(a.as_ptr().cast::<f32>(), a.len());
-            let b = std::slice::from_raw_parts(b.as_ptr().cast::<f32>(), b.len());
-            super::amx::gemm(m, n, k, a, ta, b, tb, c.cast(), ld, accumulate, threaded);
+    if std::any::TypeId::of::<E>() == std::any::TypeId::of::<f32>() {
+        // SAFETY: `E` is `f32` (checked just above), so the casts keep lengths and layout.
+        let (a32, b32, c32) = unsafe {
+            (
+                std::slice::from_raw_parts(a.as_ptr().cast::<f32>(), a.len()),
+                std::slice::from_raw_parts(b.as_ptr().cast::<f32>(), b.len()),
+                c.cast::<f32>(),
+            )
+        };
+        if super::amx::bf16_products() {
+            let kernel = super::amx::tile_kernel;
+            // SAFETY: the caller's contract is `amx::gemm`'s; bf16 products are on only
+            // where the tile unit was granted.
+            unsafe {
+                super::amx::gemm(
+                    kernel, m, n, k, a32, ta, b32, tb, c32, ld, accumulate, threaded,
+                )
+            };
+            return;
         }
-        return;
-    }
-    if let Some(sgemm) = super::blas::for_extents(m, n, k, ld).filter(|_| is_f32) {
-        // SAFETY: `E` is `f32` (checked just above), so the casts keep lengths and layout;
-        // the caller's contract is `sgemm`'s.
-        unsafe {
-            let a = std::slice::from_raw_parts(a.as_ptr().cast::<f32>(), a.len());
-            let b = std::slice::from_raw_parts(b.as_ptr().cast::<f32>(), b.len());
-            super::blas::sgemm(
-                sgemm,
-                m,
-                n,
-                k,
-                a,
-                ta,
-                b,
-                tb,
-                c.cast(),
-                ld,
-                accumulate,
-                threaded,
-            );
+        if let Some(sgemm) = super::blas::for_extents(m, n, k, ld) {
+            // SAFETY: the caller's contract is `sgemm`'s.
+            unsafe {
+                super::blas::sgemm(
+                    sgemm, m, n, k, a32, ta, b32, tb, c32, ld, accumulate, threaded,
+                )
+            };
+            return;
         }
-        return;
     }
     let (a_rs, a_cs) = if ta {
         (1, ld.a as isize)
