@@ -1,10 +1,10 @@
 //! f32 GEMMs with bf16 inputs on Intel AMX, an opt-in for inference ([`set_bf16_products`]).
 //!
 //! Each operand is rounded to bf16 (to nearest, ties to even) and packed, and the tile unit
-//! multiplies 16 × 32 bf16 tiles into 16 × 16 f32 accumulators (`tdpbf16ps`): about eight
-//! times the f32 multiply-adds per cycle of AVX-512. Products and sums stay in f32, so the
-//! only loss is the inputs' rounding to 8 bits of mantissa (relative error ≤ 2⁻⁹ per input),
-//! as in PyTorch's bf16 autocast, whose outputs are rounded too.
+//! multiplies 16 × 32 bf16 tiles into 16 × 16 f32 accumulators (`tdpbf16ps`), many more
+//! multiply-adds per cycle than AVX-512's f32 FMAs. Products and sums are f32, so the only
+//! loss is the inputs' rounding to 8 bits of mantissa (relative error ≤ 2⁻⁹ each); PyTorch's
+//! bf16 autocast rounds the outputs as well.
 //!
 //! Layout: `A` is packed as row blocks of [`BLOCK`] rows, `K` padded with zeros to a multiple
 //! of [`TILE_K`]; `B` as panels of 16 columns in the tile unit's pair layout (row `p` of a
