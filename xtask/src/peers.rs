@@ -87,23 +87,16 @@ pub fn run(args: &Args) -> Result<()> {
         for (s, &seq) in SEQS.iter().enumerate() {
             for (m, dir) in dirs.iter().enumerate() {
                 let ms = prune_bench(&prune, dir, &BATCHES, seq, args.seconds, Work::F32)?;
-                ms.into_iter()
-                    .zip(&mut ours[m][s])
-                    .for_each(|(v, c)| c.push(v));
+                push_round(&mut ours[m][s], ms);
                 if args.bf16 {
                     let ms = prune_bench(&prune, dir, &BATCHES, seq, args.seconds, Work::Bf16)?;
-                    ms.into_iter()
-                        .zip(&mut ours_bf16[m][s])
-                        .for_each(|(v, c)| c.push(v));
+                    push_round(&mut ours_bf16[m][s], ms);
                 }
             }
             let timed = ort_latency(&onnx, vocab, seq, args.seconds)?;
             versions.0 = timed.version;
             for (m, per_batch) in timed.median_ms.into_iter().enumerate() {
-                per_batch
-                    .into_iter()
-                    .zip(&mut ort[m][s])
-                    .for_each(|(v, c)| c.push(v));
+                push_round(&mut ort[m][s], per_batch);
             }
             if let Some(python) = &torch {
                 let ms = prune_bench(
@@ -203,8 +196,13 @@ fn output(cmd: &mut Command, what: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Adds one round's medians, one per batch size, to the cells of those batch sizes.
+fn push_round(cells: &mut [Vec<f64>], per_batch: Vec<f64>) {
+    cells.iter_mut().zip(per_batch).for_each(|(c, v)| c.push(v));
+}
+
 /// What `prune bench` times.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy)]
 enum Work {
     /// Inference in f32.
     F32,

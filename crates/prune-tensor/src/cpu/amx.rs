@@ -17,7 +17,7 @@
 //! only where the CPU has AMX and the OS grants its state (Linux's `arch_prctl`).
 
 use super::SendPtr;
-use super::matmul::Strides;
+use super::matmul::{PARALLEL_MIN_MACS, Strides};
 use rayon::prelude::*;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -167,14 +167,11 @@ pub(super) unsafe fn gemm(
             }
         }
     };
-    let starts = (0..m).step_by(BLOCK);
-    if threaded && m * n * k >= 1 << 18 {
-        starts
-            .collect::<Vec<_>>()
-            .into_par_iter()
-            .for_each(row_block);
+    let blocks = 0..m.div_ceil(BLOCK);
+    if threaded && m * n * k >= PARALLEL_MIN_MACS {
+        blocks.into_par_iter().for_each(|i| row_block(i * BLOCK));
     } else {
-        starts.for_each(row_block);
+        blocks.for_each(|i| row_block(i * BLOCK));
     }
 }
 

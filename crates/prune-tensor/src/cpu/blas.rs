@@ -16,7 +16,7 @@
 //! product's shape only, so results are the same with any number of threads.
 
 use super::SendPtr;
-use super::matmul::Strides;
+use super::matmul::{PARALLEL_MIN_MACS, Strides};
 use std::ffi::c_int;
 use std::sync::OnceLock;
 
@@ -112,7 +112,9 @@ fn library() -> &'static Loaded {
                 lib.get::<Sgemm>(b"cblas_sgemm\0"),
                 lib.get::<SetThreads>(b"openblas_set_num_threads\0"),
             ) else {
-                return unused("the OpenBLAS found lacks cblas_sgemm".into());
+                return unused(
+                    "the OpenBLAS found lacks cblas_sgemm or openblas_set_num_threads".into(),
+                );
             };
             let (sgemm, threads) = (*sgemm, *threads);
             let core = match lib.get::<CoreName>(b"openblas_get_corename\0") {
@@ -141,11 +143,6 @@ fn library() -> &'static Loaded {
     })
 }
 
-/// Whether f32 GEMMs run in OpenBLAS here.
-pub fn available() -> bool {
-    library().sgemm.is_some()
-}
-
 /// Where f32 GEMMs run here, in words: OpenBLAS and its kernels, or the `gemm` crate and why.
 pub fn description() -> &'static str {
     &library().description
@@ -156,8 +153,6 @@ const ROW_MAJOR: c_int = 101;
 /// `CblasNoTrans` and `CblasTrans`.
 const NO_TRANS: c_int = 111;
 const TRANS: c_int = 112;
-/// Multiply-adds below which a product runs as one call (splitting costs more than it gains).
-const SPLIT_MIN_MACS: usize = 1 << 18;
 /// Blocks a large product is split into (along its longer side), whatever the thread count.
 const PARTS: usize = 4;
 /// Fewest rows (or columns) per block of a split product.
@@ -232,7 +227,7 @@ pub(super) unsafe fn sgemm(
     // The blocks depend on the shape alone, never on the thread count: OpenBLAS rounds a
     // block of a few rows differently from a large one, and runs must not depend on how
     // many threads they had.
-    let split = threaded && m * n * k >= SPLIT_MIN_MACS;
+    let split = threaded && m * n * k >= PARALLEL_MIN_MACS;
     let extent = |d: usize| (d.div_ceil(PARTS).div_ceil(16) * 16).max(SPLIT_MIN_EXTENT);
     if split && m >= n && m > SPLIT_MIN_EXTENT {
         let rows = extent(m);
@@ -268,6 +263,7 @@ mod tests {
     #[test]
     fn the_description_names_the_gemm_that_runs() {
         let text = description();
-        assert_eq!(available(), text.starts_with("OpenBLAS"), "{text}");
+        let used = library().sgemm.is_some();
+        assert_eq!(used, text.starts_with("OpenBLAS"), "{text}");
     }
 }

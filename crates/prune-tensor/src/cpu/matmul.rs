@@ -10,6 +10,10 @@ use crate::{Element, LinearOps, MatmulOps, Tensor, Transpose};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
+/// Multiply-adds below which a product runs on one thread (splitting costs more than it
+/// gains), whichever GEMM runs it.
+pub(super) const PARALLEL_MIN_MACS: usize = 1 << 18;
+
 /// `c (+)= op(a) · op(b)` for one `[m, k] · [k, n]` product on row-major buffers. `a` is
 /// stored `[m, k]` (or `[k, m]` when `ta`), `b` `[k, n]` (or `[n, k]` when `tb`), `c` `[m, n]`.
 /// `accumulate` adds into `c` instead of overwriting it; `threaded` lets `gemm` use rayon.
@@ -156,7 +160,7 @@ pub(super) unsafe fn gemm_strided<E: Element>(
     } else {
         (ld.b as isize, 1)
     };
-    let parallelism = if threaded && m * n * k >= 1 << 18 {
+    let parallelism = if threaded && m * n * k >= PARALLEL_MIN_MACS {
         Parallelism::Rayon(0)
     } else {
         Parallelism::None
