@@ -123,6 +123,15 @@ fn linear(c: &mut Criterion) {
             bench(c, "matmul_bwd", &shape, flops(2 * macs), || {
                 cpu.matmul_bwd(&x, &w, Transpose::NT, &dy).unwrap()
             });
+            if prune_tensor::cpu::set_bf16_products(true).is_ok() {
+                bench(c, "matmul_nt_bf16", &shape, flops(macs), || {
+                    cpu.matmul_fwd(&x, &w, Transpose::NT).unwrap()
+                });
+                bench(c, "matmul_bwd_bf16", &shape, flops(2 * macs), || {
+                    cpu.matmul_bwd(&x, &w, Transpose::NT, &dy).unwrap()
+                });
+                prune_tensor::cpu::set_bf16_products(false).unwrap();
+            }
         }
     }
 }

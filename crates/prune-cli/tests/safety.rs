@@ -329,11 +329,17 @@ fn broken_inputs_are_named_once() {
 
 #[test]
 fn bf16_products_run_where_amx_is_and_are_refused_elsewhere() {
-    prune_refuses(&["bench", "--bf16", "--train"], "--bf16 is for inference");
     prune_refuses(&["bench", "--bf16", "--device", "cuda"], "CPU only");
     let root = scratch("bf16");
+    let data = root.join("glue");
+    small_sst2(&data, 64, 16);
     let model = root.join("model");
     tiny_checkpoint(&model);
+    let out = root.join("out");
+    refuses(
+        &finetune(&model, &data, &out, "2", &["--bf16", "--device", "cuda"]),
+        "CPU only",
+    );
     let m = model.to_str().unwrap();
     let args = [
         "bench",
@@ -347,16 +353,25 @@ fn bf16_products_run_where_amx_is_and_are_refused_elsewhere() {
         "0",
     ];
     let bf16 = [&args[..], &["--bf16"]].concat();
+    let train_bf16 = [&bf16[..], &["--train"]].concat();
+    let fine = finetune(&model, &data, &out, "2", &["--bf16"]);
     match prune::tensor::cpu::check_bf16_products() {
         Ok(()) => {
             assert!(prune_ok(&bf16).contains("bf16 products, f32 sums, on Intel AMX"));
+            assert!(prune_ok(&train_bf16).contains("on Intel AMX"));
             assert!(
                 !prune_ok(&args).contains("on Intel AMX"),
                 "bf16 products without --bf16"
             );
+            run_ok(&fine);
+            let run = std::fs::read_to_string(out.join("run.json")).unwrap();
+            assert!(run.contains("\"train.bf16\": true"), "{run}");
         }
         Err(_) => {
             prune_refuses(&bf16, "Intel AMX");
+            prune_refuses(&train_bf16, "Intel AMX");
+            refuses(&fine, "Intel AMX");
+            assert!(!out.exists(), "a refused run writes nothing");
         }
     }
     let _ = std::fs::remove_dir_all(&root);

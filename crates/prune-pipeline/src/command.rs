@@ -17,6 +17,12 @@ pub trait Command {
         Device::Cpu
     }
 
+    /// Whether its CPU matrix products run in bf16 on Intel AMX (`--bf16`, refused by
+    /// `check` where AMX is unavailable).
+    fn bf16(&self) -> bool {
+        false
+    }
+
     /// Runs the command with its models on `backend`; returns what it did, in words.
     fn run<B: prune_tensor::Backend>(&self, backend: B) -> Result<String>;
 }
@@ -24,5 +30,18 @@ pub trait Command {
 /// Checks `command`'s options and runs it on its device; returns what it did, in words.
 pub fn execute(command: &impl Command) -> Result<String> {
     command.check()?;
-    on_device!(command.device(), b => command.run(b))
+    on_device!(command.device(), b => run_in_precision(command, b))
+}
+
+/// Runs `command` on `backend` with bf16 products on for its duration when it asks for
+/// them (the setting before is restored after).
+pub fn run_in_precision<B: prune_tensor::Backend>(
+    command: &impl Command,
+    backend: B,
+) -> Result<String> {
+    let _bf16 = match prune_tensor::cpu::Bf16Scope::enter(command.bf16()) {
+        Ok(scope) => scope,
+        Err(e) => crate::refuse!("--bf16: {e}"),
+    };
+    command.run(backend)
 }

@@ -46,11 +46,12 @@ pub struct DeviceArgs {
     pub device: Device,
 }
 
-/// The `--bf16` flag of inference commands.
+/// The `--bf16` flag of the inference commands (training stages take it among their
+/// training options).
 #[derive(clap::Args, Debug, Clone, Copy, Default)]
 pub struct PrecisionArgs {
     /// Run the matrix products in bf16 on Intel AMX (inputs rounded to bf16, sums in f32):
-    /// faster inference at a small loss of precision; CPU only
+    /// faster at a small loss of precision; CPU only
     #[arg(long)]
     pub bf16: bool,
 }
@@ -67,29 +68,6 @@ impl PrecisionArgs {
             }
         }
         Ok(())
-    }
-
-    /// Turns bf16 products on (process-wide) until the returned guard is dropped, when asked.
-    pub fn apply(&self) -> Result<Bf16Products> {
-        if self.bf16 {
-            if let Err(e) = prune_tensor::cpu::set_bf16_products(true) {
-                crate::refuse!("--bf16: {e}");
-            }
-        }
-        Ok(Bf16Products(self.bf16))
-    }
-}
-
-/// Keeps bf16 products on while alive (when it turned them on), off again when dropped.
-#[must_use = "bf16 products are turned off again when this is dropped"]
-pub struct Bf16Products(bool);
-
-impl Drop for Bf16Products {
-    fn drop(&mut self) {
-        if self.0 {
-            // Turning them off cannot fail.
-            let _ = prune_tensor::cpu::set_bf16_products(false);
-        }
     }
 }
 

@@ -107,6 +107,10 @@ impl Command for DistillOptions {
         self.stage.device.device
     }
 
+    fn bf16(&self) -> bool {
+        self.stage.train.bf16
+    }
+
     /// Distils the student from the teacher, saves `<out>/model`.
     fn run<B: Backend>(&self, b: B) -> Result<String> {
         let train_config = self.stage.train.config()?;

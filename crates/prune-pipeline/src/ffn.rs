@@ -142,6 +142,10 @@ impl Command for FfnOptions {
         self.stage.device.device
     }
 
+    fn bf16(&self) -> bool {
+        self.stage.train.bf16
+    }
+
     /// Prunes while distilling, saves `<out>/model` with the plan and the rounds.
     fn run<B: Backend>(&self, b: B) -> Result<String> {
         prune_while_distilling(b, self, "ffn")
@@ -172,6 +176,10 @@ impl Command for HiddenOptions {
 
     fn device(&self) -> Device {
         self.ffn.device()
+    }
+
+    fn bf16(&self) -> bool {
+        self.ffn.bf16()
     }
 
     /// Prunes the hidden width while distilling, as the ffn stage does.

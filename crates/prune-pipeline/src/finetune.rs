@@ -32,6 +32,10 @@ impl Command for FinetuneOptions {
         self.stage.device.device
     }
 
+    fn bf16(&self) -> bool {
+        self.stage.train.bf16
+    }
+
     /// Fine-tunes the checkpoint on the task, saves it into `<out>/model`.
     fn run<B: Backend>(&self, b: B) -> Result<String> {
         let stage = &self.stage;
@@ -96,9 +100,12 @@ impl Command for EvalOptions {
         self.device.device
     }
 
+    fn bf16(&self) -> bool {
+        self.precision.bf16
+    }
+
     /// Evaluates the checkpoint on the task's dev split.
     fn run<B: Backend>(&self, b: B) -> Result<String> {
-        let _bf16 = self.precision.apply()?;
         let p = prepare(&self.source, None, false)?;
         let model = load_classifier(b, &p.model_dir)?;
         let e = evaluator(&self.source, &p)?.evaluate(&model)?;

@@ -192,6 +192,10 @@ impl Command for HeadsOptions {
         self.stage.device.device
     }
 
+    fn bf16(&self) -> bool {
+        self.stage.train.bf16
+    }
+
     /// Movement-prunes the heads while training, cuts the dead ones, saves `<out>/model`
     /// with the masks and the plan.
     fn run<B: Backend>(&self, b: B) -> Result<String> {

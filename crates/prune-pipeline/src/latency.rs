@@ -180,9 +180,6 @@ impl Command for BenchOptions {
         if self.batches.iter().any(|b| !(1..=4096).contains(b)) || self.seq == 0 {
             refuse!("--batch must be in [1, 4096] and --seq at least 1");
         }
-        if self.train && self.precision.bf16 {
-            refuse!("--bf16 is for inference; a training step (--train) runs in f32");
-        }
         self.precision.check(self.device.device)
     }
 
@@ -190,10 +187,13 @@ impl Command for BenchOptions {
         self.device.device
     }
 
+    fn bf16(&self) -> bool {
+        self.precision.bf16
+    }
+
     /// Loads the checkpoint (a classifier is added if it has none) and measures the median
     /// latency of an inference forward (or, with `train`, a training step) per batch size.
     fn run<B: Backend>(&self, backend: B) -> Result<String> {
-        let _bf16 = self.precision.apply()?;
         let dir = match &self.model {
             Some(d) => paths::require_given_checkpoint(d.clone(), false)?,
             None => paths::require_model_dir()?,

@@ -3,7 +3,7 @@
 //! own artifacts under the run directory, then the report (teacher vs final: metric,
 //! parameters, FLOPs, latency measured in this process, per-stage wall time and speed).
 
-use crate::command::Command;
+use crate::command::{Command, run_in_precision};
 use crate::compare::{Measured, check_report_length, compare};
 use crate::device::{Device, DeviceArgs};
 use crate::distill::DistillOptions;
@@ -148,9 +148,9 @@ impl Stage {
         on_stage!(self, s => s.check())
     }
 
-    /// Runs the stage on backend `b`.
+    /// Runs the stage on backend `b` (in bf16 when its options ask).
     fn run<B: Backend>(&self, b: B) -> Result<String> {
-        on_stage!(self, s => s.run(b))
+        on_stage!(self, s => run_in_precision(s, b))
     }
 }
 

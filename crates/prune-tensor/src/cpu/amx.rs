@@ -1,4 +1,5 @@
-//! f32 GEMMs with bf16 inputs on Intel AMX, an opt-in for inference ([`set_bf16_products`]).
+//! f32 GEMMs with bf16 inputs on Intel AMX, an opt-in for inference and training
+//! ([`set_bf16_products`]).
 //!
 //! Each operand is rounded to bf16 (to nearest, ties to even) and packed, and the tile unit
 //! multiplies 16 × 32 bf16 tiles into 16 × 16 f32 accumulators (`tdpbf16ps`), many more
@@ -10,7 +11,10 @@
 //! of [`TILE_K`]; `B` as panels of 16 columns in the tile unit's pair layout (row `p` of a
 //! panel holds `B[2p][j]`, `B[2p+1][j]` side by side for its 16 columns `j`). One kernel call
 //! computes a [`BLOCK`] × [`BLOCK`] block of `C` in four accumulator tiles. Each element of
-//! `C` is summed by one kernel in a fixed order, so results do not depend on threads.
+//! `C` is summed by one kernel in a fixed order, so results do not depend on threads. The
+//! rounding runs 32 elements per instruction (`vcvtne2ps2bf16`, AVX-512 BF16, which every
+//! CPU with AMX-BF16 has; inline assembly, as the tile instructions); a transposed operand is rounded along its rows and transposed
+//! through a small staging block. Products under [`MIN_MACS`] multiply-adds stay f32.
 //!
 //! The packing and the driver are shared with a scalar model of the tile instruction, which
 //! runs on every CPU, so that the tests check them everywhere; the tile kernel itself runs
@@ -39,14 +43,39 @@ static BF16_PRODUCTS: AtomicBool = AtomicBool::new(false);
 )]
 pub struct AmxUnavailable(pub &'static str);
 
-/// Turns bf16 products on or off for every f32 GEMM of the CPU backend in this process
-/// (inference: training keeps f32). Fails, leaving them off, where the CPU or OS lacks AMX.
+/// Turns bf16 products on or off for every f32 GEMM of the CPU backend in this process (the
+/// small ones stay f32). Fails, leaving them off, where the CPU or OS lacks AMX.
 pub fn set_bf16_products(on: bool) -> Result<(), AmxUnavailable> {
     if on {
         tile_unit()?;
     }
     BF16_PRODUCTS.store(on, Ordering::Relaxed);
     Ok(())
+}
+
+/// Keeps bf16 products on while alive (when it turned them on), then restores what was set.
+#[must_use = "the previous setting is restored when this is dropped"]
+pub struct Bf16Scope(Option<bool>);
+
+impl Bf16Scope {
+    /// Turns bf16 products on when `on` (an error where AMX is unavailable); with `on` false
+    /// it changes nothing.
+    pub fn enter(on: bool) -> Result<Self, AmxUnavailable> {
+        if !on {
+            return Ok(Bf16Scope(None));
+        }
+        let before = bf16_products();
+        set_bf16_products(true)?;
+        Ok(Bf16Scope(Some(before)))
+    }
+}
+
+impl Drop for Bf16Scope {
+    fn drop(&mut self) {
+        if let Some(before) = self.0 {
+            BF16_PRODUCTS.store(before, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Whether bf16 products can run here: `Ok` where the CPU has AMX and the OS grants it.
@@ -57,6 +86,15 @@ pub fn check_bf16_products() -> Result<(), AmxUnavailable> {
 /// Whether f32 GEMMs currently run in bf16 on AMX.
 pub fn bf16_products() -> bool {
     BF16_PRODUCTS.load(Ordering::Relaxed)
+}
+
+/// Multiply-adds below which a product stays f32: packing both operands costs more than the
+/// tile unit saves (attention's per-head products, 128 × 128 × 32, ran 2-4× slower).
+const MIN_MACS: usize = 1 << 21;
+
+/// Whether a product of these extents is large enough to run faster on the tile unit.
+pub(super) fn pays(m: usize, n: usize, k: usize) -> bool {
+    m * n * k >= MIN_MACS
 }
 
 /// Checks once that the CPU has AMX-TILE and AMX-BF16 and asks Linux for the tile state.
@@ -117,16 +155,37 @@ fn from_bf16(h: u16) -> f32 {
 
 /// How one [`BLOCK`] × [`BLOCK`] block of `C` is computed from packed operands: `a` is a
 /// block of `BLOCK` rows of `kp` bf16, `b` the two panels of its columns (each `kp / 2` rows
-/// of `2 · PANEL` bf16, `panel` elements apart), `out` the block's f32 result.
-type Kernel = fn(a: &[u16], b: &[u16], panel: usize, kp: usize, out: &mut [f32; BLOCK * BLOCK]);
+/// of `2 · PANEL` bf16, `panel` elements apart); the f32 result is written to (or, with
+/// `accumulate`, added to) the block at `c`, whose rows are `ldc` elements apart.
+///
+/// # Safety
+/// `c` must be valid for reads and writes of that block, which no other thread touches, and
+/// the kernel's `begin` must have run on this thread since its last `end`.
+type BlockFn = unsafe fn(&[u16], &[u16], usize, usize, *mut f32, usize, bool);
+
+/// A block kernel and what it needs done around a run of blocks on one thread.
+#[derive(Clone, Copy)]
+pub(super) struct Kernel {
+    block: BlockFn,
+    begin: fn(),
+    end: fn(),
+}
+
+/// The tile unit's kernel (configured once per run of blocks).
+#[cfg(target_arch = "x86_64")]
+pub(super) const TILE_KERNEL: Kernel = Kernel {
+    block: tile_block,
+    begin: tile_begin,
+    end: tile_end,
+};
 
 /// `c (+)= op(a) · op(b)` in bf16 products with f32 sums, laid out as in
-/// `matmul::gemm_strided`, each block of `C` computed by `kernel` ([`tile_kernel`], or the
+/// `matmul::gemm_strided`, each block of `C` computed by `kernel` ([`TILE_KERNEL`], or the
 /// scalar model in tests); `threaded` spreads blocks of rows over rayon.
 ///
 /// # Safety
 /// As `matmul::gemm_strided`, whose checks must have passed, with `m`, `n`, `k` positive;
-/// for [`tile_kernel`], [`set_bf16_products`] must have succeeded (the tile unit is granted).
+/// for [`TILE_KERNEL`], [`set_bf16_products`] must have succeeded (the tile unit is granted).
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn gemm(
     kernel: Kernel,
@@ -149,14 +208,26 @@ pub(super) unsafe fn gemm(
     let row_block = |r0: usize| {
         let rows = BLOCK.min(m - r0);
         let a_block = pack_a_block(a, ta, ld.a, r0, rows, k, kp);
-        let mut out = [0.0f32; BLOCK * BLOCK];
+        let mut edge = [0.0f32; BLOCK * BLOCK];
+        (kernel.begin)();
         for c0 in (0..n).step_by(BLOCK) {
             let first = (c0 / PANEL) * panel;
-            kernel(&a_block, &panels[first..], panel, kp, &mut out);
             let cols = BLOCK.min(n - c0);
-            for (i, row) in out.chunks_exact(BLOCK).take(rows).enumerate() {
-                // SAFETY: rows r0 + i < m and columns c0..c0 + cols ≤ n of C, which the
-                // caller lets this call write; row blocks are disjoint between tasks.
+            let b_panels = &panels[first..];
+            if rows == BLOCK && cols == BLOCK {
+                // SAFETY: rows r0..r0 + BLOCK < m and columns c0..c0 + BLOCK ≤ n of C, which
+                // the caller lets this call write; row blocks are disjoint between tasks.
+                let dst = unsafe { c.get().add(r0 * ld.c + c0) };
+                // SAFETY: as above; `begin` ran on this thread.
+                unsafe { (kernel.block)(&a_block, b_panels, panel, kp, dst, ld.c, accumulate) };
+                continue;
+            }
+            // A block at the edge of C: computed whole into `edge`, its part of C copied.
+            // SAFETY: `edge` is a whole block; `begin` ran on this thread.
+            let out = edge.as_mut_ptr();
+            unsafe { (kernel.block)(&a_block, b_panels, panel, kp, out, BLOCK, false) };
+            for (i, row) in edge.chunks_exact(BLOCK).take(rows).enumerate() {
+                // SAFETY: rows r0 + i < m and columns c0..c0 + cols ≤ n of C, as above.
                 let dst = unsafe {
                     std::slice::from_raw_parts_mut(c.get().add((r0 + i) * ld.c + c0), cols)
                 };
@@ -166,6 +237,7 @@ pub(super) unsafe fn gemm(
                 }
             }
         }
+        (kernel.end)();
     };
     let blocks = 0..m.div_ceil(BLOCK);
     if threaded && m * n * k >= PARALLEL_MIN_MACS {
@@ -186,14 +258,27 @@ fn pack_a_block(
     kp: usize,
 ) -> Vec<u16> {
     let mut packed = vec![0u16; BLOCK * kp];
-    for (i, dst) in packed.chunks_exact_mut(kp).take(rows).enumerate() {
-        let r = r0 + i;
-        match ta {
-            false => {
-                let src = &a[r * lda..r * lda + k];
-                dst.iter_mut().zip(src).for_each(|(d, &v)| *d = to_bf16(v));
+    if ta {
+        // Row l of a holds element l of the block's rows: rounded along, [`TILE_K`] rows at
+        // a time, then transposed through a small staging block (writing each packed row
+        // a line at a time: the rows are `kp` apart, a stride that maps them all to the
+        // same cache set when `kp` is a multiple of 2048).
+        let mut stage = [[0u16; BLOCK]; TILE_K];
+        for l0 in (0..k).step_by(TILE_K) {
+            let depth = TILE_K.min(k - l0);
+            for (dl, line) in stage.iter_mut().take(depth).enumerate() {
+                let at = (l0 + dl) * lda + r0;
+                convert(&a[at..at + rows], &mut line[..rows]);
             }
-            true => (0..k).for_each(|l| dst[l] = to_bf16(a[l * lda + r])),
+            for (i, dst) in packed.chunks_exact_mut(kp).take(rows).enumerate() {
+                for (d, line) in dst[l0..l0 + depth].iter_mut().zip(&stage) {
+                    *d = line[i];
+                }
+            }
+        }
+    } else {
+        for (i, dst) in packed.chunks_exact_mut(kp).take(rows).enumerate() {
+            convert(&a[(r0 + i) * lda..(r0 + i) * lda + k], &mut dst[..k]);
         }
     }
     packed
@@ -211,21 +296,31 @@ fn pack_b(b: &[f32], tb: bool, ldb: usize, k: usize, n: usize, kp: usize) -> Vec
         if cols == 0 {
             return; // a padding panel: zeros
         }
+        let mut line = vec![0u16; if tb { kp } else { 2 * PANEL }];
         if tb {
-            // Column j of op(b) is row j of b: read it along, write every other slot.
+            // Column j of op(b) is row j of b: rounded along, its pairs side by side.
             for col in 0..cols {
-                let src = &b[(j0 + col) * ldb..(j0 + col) * ldb + k];
-                for (l, &v) in src.iter().enumerate() {
-                    dst[(l / 2) * 2 * PANEL + 2 * col + l % 2] = to_bf16(v);
+                convert(&b[(j0 + col) * ldb..(j0 + col) * ldb + k], &mut line[..k]);
+                for (q, pair) in line.chunks_exact(2).enumerate() {
+                    dst[q * 2 * PANEL + 2 * col..][..2].copy_from_slice(pair);
                 }
             }
         } else {
-            // Row l of op(b) is row l of b: its panel's columns go to one half of a pair row.
-            for l in 0..k {
-                let src = &b[l * ldb + j0..l * ldb + j0 + cols];
-                let row = &mut dst[(l / 2) * 2 * PANEL..(l / 2 + 1) * 2 * PANEL];
-                for (col, &v) in src.iter().enumerate() {
-                    row[2 * col + l % 2] = to_bf16(v);
+            // Rows 2q and 2q + 1 of op(b) are rows of b: interleaved into pair row q.
+            let (even, odd) = line.split_at_mut(PANEL);
+            for (q, row) in dst
+                .chunks_exact_mut(2 * PANEL)
+                .take(k.div_ceil(2))
+                .enumerate()
+            {
+                let at = |l: usize| &b[l * ldb + j0..l * ldb + j0 + cols];
+                convert(at(2 * q), &mut even[..cols]);
+                match 2 * q + 1 < k {
+                    true => convert(at(2 * q + 1), &mut odd[..cols]),
+                    false => odd.fill(0),
+                }
+                for (j, pair) in row.chunks_exact_mut(2).take(cols).enumerate() {
+                    pair.copy_from_slice(&[even[j], odd[j]]);
                 }
             }
         }
@@ -244,20 +339,102 @@ fn pack_b(b: &[f32], tb: bool, ldb: usize, k: usize, n: usize, kp: usize) -> Vec
     packed
 }
 
+/// `src` rounded to bf16 into `dst` (as [`to_bf16`], denormals flushed to zero where the
+/// CPU converts, as the tile unit reads them).
+fn convert(src: &[f32], dst: &mut [u16]) {
+    assert_eq!(src.len(), dst.len());
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx512bf16") {
+        // SAFETY: the CPU has AVX-512 BF16 (and so AVX-512 F), checked just above; `dst` is
+        // as long as `src`.
+        done = unsafe { convert_avx512(src, dst) };
+    }
+    dst[done..]
+        .iter_mut()
+        .zip(&src[done..])
+        .for_each(|(d, &v)| *d = to_bf16(v));
+}
+
+/// Converts the leading elements of `src` into `dst` 32 at a time with `vcvtne2ps2bf16`
+/// (then 16 with `vcvtneps2bf16`), leaving fewer than 16; returns how many it converted.
+///
+/// # Safety
+/// The CPU must support AVX-512 F and BF16; `dst` must be as long as `src`.
+#[cfg(target_arch = "x86_64")]
+unsafe fn convert_avx512(src: &[f32], dst: &mut [u16]) -> usize {
+    let mut left = src.len();
+    // SAFETY: each step reads 32 (or 16) f32 from `s` and writes as many u16 to `d` only
+    // while `left` says that many remain in both slices. Every vector register is declared
+    // clobbered (the C ABI's caller-saved set), so the zmm registers used and `vzeroupper`
+    // (which spares the caller's code the AVX-512 upper state) disturb nothing live.
+    unsafe {
+        std::arch::asm!(
+            "2:",
+            "cmp rcx, 32",
+            "jb 3f",
+            "vmovups zmm0, [rsi]",
+            "vmovups zmm1, [rsi + 64]",
+            "vcvtne2ps2bf16 zmm0, zmm1, zmm0",
+            "vmovdqu16 [rdi], zmm0",
+            "add rsi, 128",
+            "add rdi, 64",
+            "sub rcx, 32",
+            "jmp 2b",
+            "3:",
+            "cmp rcx, 16",
+            "jb 4f",
+            "vmovups zmm0, [rsi]",
+            "vcvtneps2bf16 ymm0, zmm0",
+            "vmovdqu16 [rdi], ymm0",
+            "sub rcx, 16",
+            "4:",
+            "vzeroupper",
+            inout("rsi") src.as_ptr() => _,
+            inout("rdi") dst.as_mut_ptr() => _,
+            inout("rcx") left,
+            clobber_abi("C"),
+            options(nostack),
+        );
+    }
+    src.len() - left
+}
+
 /// The scalar model of the tile kernel: what four `tdpbf16ps` accumulators compute, in pairs.
 #[cfg(test)]
-fn scalar_kernel(a: &[u16], b: &[u16], panel: usize, kp: usize, out: &mut [f32; BLOCK * BLOCK]) {
+const SCALAR_KERNEL: Kernel = Kernel {
+    block: scalar_block,
+    begin: || {},
+    end: || {},
+};
+
+/// [`SCALAR_KERNEL`]'s block.
+///
+/// # Safety
+/// As [`BlockFn`].
+#[cfg(test)]
+unsafe fn scalar_block(
+    a: &[u16],
+    b: &[u16],
+    panel: usize,
+    kp: usize,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+) {
     for i in 0..BLOCK {
         for j in 0..BLOCK {
             let pb = &b[(j / PANEL) * panel..];
             let col = j % PANEL;
-            let mut sum = 0.0f32;
+            // SAFETY: element (i, j) of the block the caller lends.
+            let out = unsafe { &mut *c.add(i * ldc + j) };
+            let mut sum = if accumulate { *out } else { 0.0f32 };
             for p in 0..kp / 2 {
                 let pair = &pb[p * 2 * PANEL + 2 * col..];
                 sum += from_bf16(a[i * kp + 2 * p]) * from_bf16(pair[0])
                     + from_bf16(a[i * kp + 2 * p + 1]) * from_bf16(pair[1]);
             }
-            out[i * BLOCK + j] = sum;
+            *out = sum;
         }
     }
 }
@@ -272,17 +449,9 @@ struct TileConfig {
     rows: [u8; 16],
 }
 
-/// The tile unit's kernel: accumulators `tmm0..tmm3`, `A` tiles `tmm4`, `tmm5`, `B` tiles
-/// `tmm6`, `tmm7`.
+/// Loads the tile configuration of [`tile_block`] on this thread.
 #[cfg(target_arch = "x86_64")]
-pub(super) fn tile_kernel(
-    a: &[u16],
-    b: &[u16],
-    panel: usize,
-    kp: usize,
-    out: &mut [f32; BLOCK * BLOCK],
-) {
-    assert!(a.len() >= BLOCK * kp && b.len() >= 2 * panel && panel >= kp * PANEL);
+fn tile_begin() {
     let mut config = TileConfig {
         palette: 1,
         start_row: 0,
@@ -292,21 +461,62 @@ pub(super) fn tile_kernel(
     };
     config.bytes_per_row[..8].fill(64);
     config.rows[..8].fill(16);
+    // SAFETY: the tile unit was granted (the contract of [`gemm`] with this kernel); the
+    // configuration is a valid palette-1 layout.
+    unsafe { std::arch::asm!("ldtilecfg [{cfg}]", cfg = in(reg) &config, options(nostack)) };
+}
+
+/// Releases this thread's tile state.
+#[cfg(target_arch = "x86_64")]
+fn tile_end() {
+    // SAFETY: the tile unit was granted; releasing returns it to its initial state.
+    unsafe { std::arch::asm!("tilerelease", options(nostack)) };
+}
+
+/// The tile unit's block: accumulators `tmm0..tmm3`, `A` tiles `tmm4`, `tmm5`, `B` tiles
+/// `tmm6`, `tmm7`.
+///
+/// # Safety
+/// As [`BlockFn`].
+#[cfg(target_arch = "x86_64")]
+unsafe fn tile_block(
+    a: &[u16],
+    b: &[u16],
+    panel: usize,
+    kp: usize,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+) {
+    assert!(a.len() >= BLOCK * kp && b.len() >= 2 * panel && panel >= kp * PANEL);
     let (a, b0, b1) = (a.as_ptr(), b.as_ptr(), b[panel..].as_ptr());
     let a_stride = kp * 2; // bytes between rows of an A tile
-    // SAFETY: the tile unit was granted ([`gemm`]'s contract). Every tile load stays inside
-    // `a` (rows 0..32, bytes 2·kk..2·kk + 64 of each, kk + 32 ≤ kp) and the two panels of
-    // `b` (rows kk/2..kk/2 + 16 of 64 bytes); stores write the 32 × 32 f32 of `out`.
+    let sc = ldc * 4; // bytes between rows of C
+    // SAFETY: the caller configured the tiles on this thread. The four accumulators are the
+    // 16 × 16 quarters of the block at `c` (valid for reads and writes, the caller's
+    // contract). Every tile load stays inside `a` (rows 0..32, bytes 2·kk..2·kk + 64 of
+    // each, kk + 32 ≤ kp) and the two panels of `b` (rows kk/2..kk/2 + 16 of 64 bytes).
     unsafe {
-        std::arch::asm!(
-            "ldtilecfg [{cfg}]",
-            "tilezero tmm0",
-            "tilezero tmm1",
-            "tilezero tmm2",
-            "tilezero tmm3",
-            cfg = in(reg) &config,
-            options(nostack),
-        );
+        let (c00, c01, c10, c11) = (c, c.add(PANEL), c.add(16 * ldc), c.add(16 * ldc + PANEL));
+        if accumulate {
+            std::arch::asm!(
+                "tileloadd tmm0, [{c00} + {sc}*1]",
+                "tileloadd tmm1, [{c01} + {sc}*1]",
+                "tileloadd tmm2, [{c10} + {sc}*1]",
+                "tileloadd tmm3, [{c11} + {sc}*1]",
+                c00 = in(reg) c00, c01 = in(reg) c01, c10 = in(reg) c10, c11 = in(reg) c11,
+                sc = in(reg) sc,
+                options(nostack, readonly),
+            );
+        } else {
+            std::arch::asm!(
+                "tilezero tmm0",
+                "tilezero tmm1",
+                "tilezero tmm2",
+                "tilezero tmm3",
+                options(nostack, nomem),
+            );
+        }
         for kk in (0..kp).step_by(TILE_K) {
             std::arch::asm!(
                 "tileloadd tmm4, [{a0} + {sa}*1]",
@@ -326,27 +536,26 @@ pub(super) fn tile_kernel(
                 options(nostack, readonly),
             );
         }
-        let o = out.as_mut_ptr();
         std::arch::asm!(
             "tilestored [{c00} + {sc}*1], tmm0",
             "tilestored [{c01} + {sc}*1], tmm1",
             "tilestored [{c10} + {sc}*1], tmm2",
             "tilestored [{c11} + {sc}*1], tmm3",
-            "tilerelease",
-            c00 = in(reg) o,
-            c01 = in(reg) o.add(PANEL),
-            c10 = in(reg) o.add(16 * BLOCK),
-            c11 = in(reg) o.add(16 * BLOCK + PANEL),
-            sc = in(reg) BLOCK * 4,
+            c00 = in(reg) c00, c01 = in(reg) c01, c10 = in(reg) c10, c11 = in(reg) c11,
+            sc = in(reg) sc,
             options(nostack),
         );
     }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-pub(super) fn tile_kernel(_: &[u16], _: &[u16], _: usize, _: usize, _: &mut [f32; BLOCK * BLOCK]) {
-    unreachable!("bf16 products are refused off x86-64 (`request_tile_state`)")
-}
+pub(super) const TILE_KERNEL: Kernel = Kernel {
+    block: |_, _, _, _, _, _, _| {
+        unreachable!("bf16 products are refused off x86-64 (`request_tile_state`)")
+    },
+    begin: || {},
+    end: || {},
+};
 
 #[cfg(test)]
 mod tests {
@@ -441,14 +650,43 @@ mod tests {
 
     #[test]
     fn packing_and_blocks_give_the_products_of_the_rounded_inputs() {
-        check(scalar_kernel);
+        check(SCALAR_KERNEL);
     }
 
     #[test]
     fn the_tile_unit_gives_the_products_of_the_rounded_inputs() {
         match tile_unit() {
-            Ok(()) => check(tile_kernel),
+            Ok(()) => check(TILE_KERNEL),
             Err(why) => eprintln!("skipped: {why}"),
+        }
+    }
+
+    #[test]
+    fn converting_runs_rounds_every_element_as_to_bf16_does() {
+        // Every length up to three vectors and a bit (the 32-wide, 16-wide and scalar steps),
+        // with ties, negatives, overflow to infinity and NaN.
+        let special = [
+            1.0 + 1.0 / 256.0,
+            -1.0 - 3.0 / 256.0,
+            f32::MAX,
+            f32::INFINITY,
+        ];
+        for len in 0..=100 {
+            let mut src = values(len, 7);
+            for (s, v) in src.iter_mut().step_by(5).zip(special.iter().cycle()) {
+                *s = *v;
+            }
+            if len > 3 {
+                src[3] = f32::NAN;
+            }
+            let mut dst = vec![0u16; len];
+            convert(&src, &mut dst);
+            for (&x, &h) in src.iter().zip(&dst) {
+                match x.is_nan() {
+                    true => assert!(from_bf16(h).is_nan()),
+                    false => assert_eq!(h, to_bf16(x), "{x} at length {len}"),
+                }
+            }
         }
     }
 

@@ -129,8 +129,8 @@ pub(super) unsafe fn gemm_strided<E: Element>(
                 c.cast::<f32>(),
             )
         };
-        if super::amx::bf16_products() {
-            let kernel = super::amx::tile_kernel;
+        if super::amx::bf16_products() && super::amx::pays(m, n, k) {
+            let kernel = super::amx::TILE_KERNEL;
             // SAFETY: the caller's contract is `amx::gemm`'s; bf16 products are on only
             // where the tile unit was granted.
             unsafe {

@@ -17,7 +17,7 @@ mod optim;
 mod simd;
 mod softmax;
 
-pub use amx::{AmxUnavailable, bf16_products, check_bf16_products, set_bf16_products};
+pub use amx::{AmxUnavailable, Bf16Scope, bf16_products, check_bf16_products, set_bf16_products};
 pub use matmul::gemm_into;
 
 use crate::error::Result;
