@@ -12,16 +12,22 @@
 //! panel holds `B[2p][j]`, `B[2p+1][j]` side by side for its 16 columns `j`). One kernel call
 //! computes a [`BLOCK`] × [`BLOCK`] block of `C` in four accumulator tiles. Each element of
 //! `C` is summed by one kernel in a fixed order, so results do not depend on threads. The
-//! rounding runs 32 elements per instruction (`vcvtne2ps2bf16`, AVX-512 BF16, which every
-//! CPU with AMX-BF16 has; inline assembly, as the tile instructions); a transposed operand is rounded along its rows and transposed
-//! through a small staging block. Products under [`MIN_MACS`] multiply-adds stay f32.
+//! rounding runs 32 elements per instruction (`vcvtne2ps2bf16`, AVX-512 BF16, which every CPU
+//! with AMX-BF16 has); a transposed operand is rounded along its rows and transposed through
+//! a small staging block. Products under [`MIN_MACS`] multiply-adds stay f32.
 //!
-//! The packing and the driver are shared with a scalar model of the tile instruction, which
-//! runs on every CPU, so that the tests check them everywhere; the tile kernel itself runs
-//! only where the CPU has AMX and the OS grants its state (Linux's `arch_prctl`).
+//! Here: the switch, the grant and the driver; `pack` rounds and lays out the operands,
+//! `tile` holds the block kernels (inline assembly). The packing and the driver are shared
+//! with a scalar model of the tile instruction, which runs on every CPU, so that the tests
+//! check them everywhere; the tile kernel itself runs only where the CPU has AMX and the OS
+//! grants its state (Linux's `arch_prctl`).
+
+mod pack;
+mod tile;
 
 use super::SendPtr;
 use super::matmul::{PARALLEL_MIN_MACS, Strides};
+use pack::{pack_a_block, pack_b};
 use rayon::prelude::*;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -137,22 +143,6 @@ fn request_tile_state() -> Result<(), AmxUnavailable> {
     Err(AmxUnavailable("supported on x86-64 Linux only"))
 }
 
-/// `x` rounded to bf16 (to nearest, ties to even), as its bits; NaN stays NaN.
-#[inline(always)]
-pub(super) fn to_bf16(x: f32) -> u16 {
-    let bits = x.to_bits();
-    let rounded = bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) >> 16;
-    let quiet_nan = (bits >> 16) | 0x40;
-    // A select rather than an early return, so that packing loops vectorise.
-    (if x.is_nan() { quiet_nan } else { rounded }) as u16
-}
-
-/// The f32 value of bf16 bits.
-#[cfg(test)]
-fn from_bf16(h: u16) -> f32 {
-    f32::from_bits(u32::from(h) << 16)
-}
-
 /// How one [`BLOCK`] × [`BLOCK`] block of `C` is computed from packed operands: `a` is a
 /// block of `BLOCK` rows of `kp` bf16, `b` the two panels of its columns (each `kp / 2` rows
 /// of `2 · PANEL` bf16, `panel` elements apart); the f32 result is written to (or, with
@@ -171,13 +161,7 @@ pub(super) struct Kernel {
     end: fn(),
 }
 
-/// The tile unit's kernel (configured once per run of blocks).
-#[cfg(target_arch = "x86_64")]
-pub(super) const TILE_KERNEL: Kernel = Kernel {
-    block: tile_block,
-    begin: tile_begin,
-    end: tile_end,
-};
+pub(super) use tile::TILE_KERNEL;
 
 /// `c (+)= op(a) · op(b)` in bf16 products with f32 sums, laid out as in
 /// `matmul::gemm_strided`, each block of `C` computed by `kernel` ([`TILE_KERNEL`], or the
@@ -247,318 +231,10 @@ pub(super) unsafe fn gemm(
     }
 }
 
-/// Rows `r0..r0 + rows` of `op(a)` (`[m, k]`) as bf16, [`BLOCK`] rows of `kp`, zero-padded.
-fn pack_a_block(
-    a: &[f32],
-    ta: bool,
-    lda: usize,
-    r0: usize,
-    rows: usize,
-    k: usize,
-    kp: usize,
-) -> Vec<u16> {
-    let mut packed = vec![0u16; BLOCK * kp];
-    if ta {
-        // Row l of a holds element l of the block's rows: rounded along, [`TILE_K`] rows at
-        // a time, then transposed through a small staging block (writing each packed row
-        // a line at a time: the rows are `kp` apart, a stride that maps them all to the
-        // same cache set when `kp` is a multiple of 2048).
-        let mut stage = [[0u16; BLOCK]; TILE_K];
-        for l0 in (0..k).step_by(TILE_K) {
-            let depth = TILE_K.min(k - l0);
-            for (dl, line) in stage.iter_mut().take(depth).enumerate() {
-                let at = (l0 + dl) * lda + r0;
-                convert(&a[at..at + rows], &mut line[..rows]);
-            }
-            for (i, dst) in packed.chunks_exact_mut(kp).take(rows).enumerate() {
-                for (d, line) in dst[l0..l0 + depth].iter_mut().zip(&stage) {
-                    *d = line[i];
-                }
-            }
-        }
-    } else {
-        for (i, dst) in packed.chunks_exact_mut(kp).take(rows).enumerate() {
-            convert(&a[(r0 + i) * lda..(r0 + i) * lda + k], &mut dst[..k]);
-        }
-    }
-    packed
-}
-
-/// `op(b)` (`[k, n]`) as bf16 panels of [`PANEL`] columns in pair layout, `k` padded to `kp`
-/// and `n` to a whole number of [`BLOCK`]s with zeros; panels are packed in parallel.
-fn pack_b(b: &[f32], tb: bool, ldb: usize, k: usize, n: usize, kp: usize) -> Vec<u16> {
-    let panels = n.div_ceil(BLOCK) * (BLOCK / PANEL);
-    let panel = kp * PANEL;
-    let mut packed = vec![0u16; panels * panel];
-    let pack_panel = |(p, dst): (usize, &mut [u16])| {
-        let cols = PANEL.min(n.saturating_sub(p * PANEL));
-        let j0 = p * PANEL;
-        if cols == 0 {
-            return; // a padding panel: zeros
-        }
-        let mut line = vec![0u16; if tb { kp } else { 2 * PANEL }];
-        if tb {
-            // Column j of op(b) is row j of b: rounded along, its pairs side by side.
-            for col in 0..cols {
-                convert(&b[(j0 + col) * ldb..(j0 + col) * ldb + k], &mut line[..k]);
-                for (q, pair) in line.chunks_exact(2).enumerate() {
-                    dst[q * 2 * PANEL + 2 * col..][..2].copy_from_slice(pair);
-                }
-            }
-        } else {
-            // Rows 2q and 2q + 1 of op(b) are rows of b: interleaved into pair row q.
-            let (even, odd) = line.split_at_mut(PANEL);
-            for (q, row) in dst
-                .chunks_exact_mut(2 * PANEL)
-                .take(k.div_ceil(2))
-                .enumerate()
-            {
-                let at = |l: usize| &b[l * ldb + j0..l * ldb + j0 + cols];
-                convert(at(2 * q), &mut even[..cols]);
-                match 2 * q + 1 < k {
-                    true => convert(at(2 * q + 1), &mut odd[..cols]),
-                    false => odd.fill(0),
-                }
-                for (j, pair) in row.chunks_exact_mut(2).take(cols).enumerate() {
-                    pair.copy_from_slice(&[even[j], odd[j]]);
-                }
-            }
-        }
-    };
-    if k * n >= 1 << 16 {
-        packed
-            .par_chunks_exact_mut(panel)
-            .enumerate()
-            .for_each(pack_panel);
-    } else {
-        packed
-            .chunks_exact_mut(panel)
-            .enumerate()
-            .for_each(pack_panel);
-    }
-    packed
-}
-
-/// `src` rounded to bf16 into `dst` (as [`to_bf16`], denormals flushed to zero where the
-/// CPU converts, as the tile unit reads them).
-fn convert(src: &[f32], dst: &mut [u16]) {
-    assert_eq!(src.len(), dst.len());
-    let mut done = 0;
-    #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx512bf16") {
-        // SAFETY: the CPU has AVX-512 BF16 (and so AVX-512 F), checked just above; `dst` is
-        // as long as `src`.
-        done = unsafe { convert_avx512(src, dst) };
-    }
-    dst[done..]
-        .iter_mut()
-        .zip(&src[done..])
-        .for_each(|(d, &v)| *d = to_bf16(v));
-}
-
-/// Converts the leading elements of `src` into `dst` 32 at a time with `vcvtne2ps2bf16`
-/// (then 16 with `vcvtneps2bf16`), leaving fewer than 16; returns how many it converted.
-///
-/// # Safety
-/// The CPU must support AVX-512 F and BF16; `dst` must be as long as `src`.
-#[cfg(target_arch = "x86_64")]
-unsafe fn convert_avx512(src: &[f32], dst: &mut [u16]) -> usize {
-    let mut left = src.len();
-    // SAFETY: each step reads 32 (or 16) f32 from `s` and writes as many u16 to `d` only
-    // while `left` says that many remain in both slices. Every vector register is declared
-    // clobbered (the C ABI's caller-saved set), so the zmm registers used and `vzeroupper`
-    // (which spares the caller's code the AVX-512 upper state) disturb nothing live.
-    unsafe {
-        std::arch::asm!(
-            "2:",
-            "cmp rcx, 32",
-            "jb 3f",
-            "vmovups zmm0, [rsi]",
-            "vmovups zmm1, [rsi + 64]",
-            "vcvtne2ps2bf16 zmm0, zmm1, zmm0",
-            "vmovdqu16 [rdi], zmm0",
-            "add rsi, 128",
-            "add rdi, 64",
-            "sub rcx, 32",
-            "jmp 2b",
-            "3:",
-            "cmp rcx, 16",
-            "jb 4f",
-            "vmovups zmm0, [rsi]",
-            "vcvtneps2bf16 ymm0, zmm0",
-            "vmovdqu16 [rdi], ymm0",
-            "sub rcx, 16",
-            "4:",
-            "vzeroupper",
-            inout("rsi") src.as_ptr() => _,
-            inout("rdi") dst.as_mut_ptr() => _,
-            inout("rcx") left,
-            clobber_abi("C"),
-            options(nostack),
-        );
-    }
-    src.len() - left
-}
-
-/// The scalar model of the tile kernel: what four `tdpbf16ps` accumulators compute, in pairs.
-#[cfg(test)]
-const SCALAR_KERNEL: Kernel = Kernel {
-    block: scalar_block,
-    begin: || {},
-    end: || {},
-};
-
-/// [`SCALAR_KERNEL`]'s block.
-///
-/// # Safety
-/// As [`BlockFn`].
-#[cfg(test)]
-unsafe fn scalar_block(
-    a: &[u16],
-    b: &[u16],
-    panel: usize,
-    kp: usize,
-    c: *mut f32,
-    ldc: usize,
-    accumulate: bool,
-) {
-    for i in 0..BLOCK {
-        for j in 0..BLOCK {
-            let pb = &b[(j / PANEL) * panel..];
-            let col = j % PANEL;
-            // SAFETY: element (i, j) of the block the caller lends.
-            let out = unsafe { &mut *c.add(i * ldc + j) };
-            let mut sum = if accumulate { *out } else { 0.0f32 };
-            for p in 0..kp / 2 {
-                let pair = &pb[p * 2 * PANEL + 2 * col..];
-                sum += from_bf16(a[i * kp + 2 * p]) * from_bf16(pair[0])
-                    + from_bf16(a[i * kp + 2 * p + 1]) * from_bf16(pair[1]);
-            }
-            *out = sum;
-        }
-    }
-}
-
-/// Tile configuration (palette 1): eight tiles of 16 rows × 64 bytes.
-#[repr(C, align(64))]
-struct TileConfig {
-    palette: u8,
-    start_row: u8,
-    reserved: [u8; 14],
-    bytes_per_row: [u16; 16],
-    rows: [u8; 16],
-}
-
-/// Loads the tile configuration of [`tile_block`] on this thread.
-#[cfg(target_arch = "x86_64")]
-fn tile_begin() {
-    let mut config = TileConfig {
-        palette: 1,
-        start_row: 0,
-        reserved: [0; 14],
-        bytes_per_row: [0; 16],
-        rows: [0; 16],
-    };
-    config.bytes_per_row[..8].fill(64);
-    config.rows[..8].fill(16);
-    // SAFETY: the tile unit was granted (the contract of [`gemm`] with this kernel); the
-    // configuration is a valid palette-1 layout.
-    unsafe { std::arch::asm!("ldtilecfg [{cfg}]", cfg = in(reg) &config, options(nostack)) };
-}
-
-/// Releases this thread's tile state.
-#[cfg(target_arch = "x86_64")]
-fn tile_end() {
-    // SAFETY: the tile unit was granted; releasing returns it to its initial state.
-    unsafe { std::arch::asm!("tilerelease", options(nostack)) };
-}
-
-/// The tile unit's block: accumulators `tmm0..tmm3`, `A` tiles `tmm4`, `tmm5`, `B` tiles
-/// `tmm6`, `tmm7`.
-///
-/// # Safety
-/// As [`BlockFn`].
-#[cfg(target_arch = "x86_64")]
-unsafe fn tile_block(
-    a: &[u16],
-    b: &[u16],
-    panel: usize,
-    kp: usize,
-    c: *mut f32,
-    ldc: usize,
-    accumulate: bool,
-) {
-    assert!(a.len() >= BLOCK * kp && b.len() >= 2 * panel && panel >= kp * PANEL);
-    let (a, b0, b1) = (a.as_ptr(), b.as_ptr(), b[panel..].as_ptr());
-    let a_stride = kp * 2; // bytes between rows of an A tile
-    let sc = ldc * 4; // bytes between rows of C
-    // SAFETY: the caller configured the tiles on this thread. The four accumulators are the
-    // 16 × 16 quarters of the block at `c` (valid for reads and writes, the caller's
-    // contract). Every tile load stays inside `a` (rows 0..32, bytes 2·kk..2·kk + 64 of
-    // each, kk + 32 ≤ kp) and the two panels of `b` (rows kk/2..kk/2 + 16 of 64 bytes).
-    unsafe {
-        let (c00, c01, c10, c11) = (c, c.add(PANEL), c.add(16 * ldc), c.add(16 * ldc + PANEL));
-        if accumulate {
-            std::arch::asm!(
-                "tileloadd tmm0, [{c00} + {sc}*1]",
-                "tileloadd tmm1, [{c01} + {sc}*1]",
-                "tileloadd tmm2, [{c10} + {sc}*1]",
-                "tileloadd tmm3, [{c11} + {sc}*1]",
-                c00 = in(reg) c00, c01 = in(reg) c01, c10 = in(reg) c10, c11 = in(reg) c11,
-                sc = in(reg) sc,
-                options(nostack, readonly),
-            );
-        } else {
-            std::arch::asm!(
-                "tilezero tmm0",
-                "tilezero tmm1",
-                "tilezero tmm2",
-                "tilezero tmm3",
-                options(nostack, nomem),
-            );
-        }
-        for kk in (0..kp).step_by(TILE_K) {
-            std::arch::asm!(
-                "tileloadd tmm4, [{a0} + {sa}*1]",
-                "tileloadd tmm5, [{a1} + {sa}*1]",
-                "tileloadd tmm6, [{b0} + {sb}*1]",
-                "tileloadd tmm7, [{b1} + {sb}*1]",
-                "tdpbf16ps tmm0, tmm4, tmm6",
-                "tdpbf16ps tmm1, tmm4, tmm7",
-                "tdpbf16ps tmm2, tmm5, tmm6",
-                "tdpbf16ps tmm3, tmm5, tmm7",
-                a0 = in(reg) a.add(kk),
-                a1 = in(reg) a.add(16 * kp + kk),
-                b0 = in(reg) b0.add(kk * PANEL),
-                b1 = in(reg) b1.add(kk * PANEL),
-                sa = in(reg) a_stride,
-                sb = in(reg) 2 * PANEL * 2,
-                options(nostack, readonly),
-            );
-        }
-        std::arch::asm!(
-            "tilestored [{c00} + {sc}*1], tmm0",
-            "tilestored [{c01} + {sc}*1], tmm1",
-            "tilestored [{c10} + {sc}*1], tmm2",
-            "tilestored [{c11} + {sc}*1], tmm3",
-            c00 = in(reg) c00, c01 = in(reg) c01, c10 = in(reg) c10, c11 = in(reg) c11,
-            sc = in(reg) sc,
-            options(nostack),
-        );
-    }
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-pub(super) const TILE_KERNEL: Kernel = Kernel {
-    block: |_, _, _, _, _, _, _| {
-        unreachable!("bf16 products are refused off x86-64 (`request_tile_state`)")
-    },
-    begin: || {},
-    end: || {},
-};
-
 #[cfg(test)]
 mod tests {
+    use super::pack::{convert, from_bf16, to_bf16};
+    use super::tile::SCALAR_KERNEL;
     use super::*;
 
     /// `op(a) · op(b)` in f64 from the bf16-rounded inputs, plus `c0` when given.
