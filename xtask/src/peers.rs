@@ -47,13 +47,24 @@ pub struct Args {
     /// `$PRUNE_TORCH_PYTHON`); without one the training table is left out.
     #[arg(long)]
     torch_python: Option<PathBuf>,
-    /// Also time prune with `--bf16` (bf16 products on Intel AMX) in its own column.
+    /// Also time prune with `--bf16` (bf16 products on Intel AMX) in columns of its own, and
+    /// the training step beside PyTorch under bf16 autocast.
     #[arg(long)]
     bf16: bool,
 }
 
 /// Medians of one tool, per model, per sequence length, per batch size, per round.
 type Cells = Vec<Vec<Vec<Vec<f64>>>>;
+
+/// The training step's medians at one sequence length, per round (the bf16 ones with
+/// `--bf16`: prune's bf16 products, PyTorch's bf16 autocast).
+#[derive(Clone, Default)]
+struct TrainCells {
+    prune: Vec<f64>,
+    torch: Vec<f64>,
+    prune_bf16: Vec<f64>,
+    torch_bf16: Vec<f64>,
+}
 
 /// Runs the side-by-side benchmark and prints (and writes to target/bench-peers.md) its
 /// tables.
@@ -80,7 +91,7 @@ pub fn run(args: &Args) -> Result<()> {
     let mut ours: Cells = vec![vec![vec![Vec::new(); BATCHES.len()]; SEQS.len()]; 2];
     let mut ort = ours.clone();
     let mut ours_bf16 = ours.clone();
-    let mut train = vec![(Vec::new(), Vec::new()); SEQS.len()];
+    let mut train = vec![TrainCells::default(); SEQS.len()];
     let mut versions = (String::new(), String::new());
     for round in 1..=args.rounds {
         eprintln!("round {round} of {}", args.rounds);
@@ -99,18 +110,20 @@ pub fn run(args: &Args) -> Result<()> {
                 push_round(&mut ort[m][s], per_batch);
             }
             if let Some(python) = &torch {
-                let ms = prune_bench(
-                    &prune,
-                    &teacher,
-                    &[TRAIN_BATCH],
-                    seq,
-                    args.seconds,
-                    Work::Train,
-                )?;
-                train[s].0.push(ms[0]);
-                let (version, ms) = torch_step(python, &teacher, seq, args.seconds)?;
-                versions.1 = version;
-                train[s].1.push(ms);
+                for bf16 in [false, true].into_iter().take(1 + usize::from(args.bf16)) {
+                    let work = Work::Train { bf16 };
+                    let ms =
+                        prune_bench(&prune, &teacher, &[TRAIN_BATCH], seq, args.seconds, work)?;
+                    let (version, step) = torch_step(python, &teacher, seq, args.seconds, bf16)?;
+                    versions.1 = version;
+                    let cells = &mut train[s];
+                    let (ours, theirs) = match bf16 {
+                        false => (&mut cells.prune, &mut cells.torch),
+                        true => (&mut cells.prune_bf16, &mut cells.torch_bf16),
+                    };
+                    ours.push(ms[0]);
+                    theirs.push(step);
+                }
             }
         }
     }
@@ -208,8 +221,8 @@ enum Work {
     F32,
     /// Inference with bf16 products (`--bf16`).
     Bf16,
-    /// A training step (`--train`).
-    Train,
+    /// A training step (`--train`, with `--bf16` when `bf16`).
+    Train { bf16: bool },
 }
 
 /// `prune bench` medians (ms) of `dir` at each batch size.
@@ -235,8 +248,11 @@ fn prune_bench(
         Work::Bf16 => {
             cmd.arg("--bf16");
         }
-        Work::Train => {
+        Work::Train { bf16 } => {
             cmd.arg("--train");
+            if bf16 {
+                cmd.arg("--bf16");
+            }
         }
     }
     let text = output(&mut cmd, "prune bench")?;
@@ -284,8 +300,15 @@ fn ort_latency(models: &[PathBuf], vocab: u64, seq: usize, seconds: f64) -> Resu
     serde_json::from_str(&text).context("unreadable ONNX Runtime timing")
 }
 
-/// PyTorch's version and training-step median (ms) at `TRAIN_BATCH` × `seq`.
-fn torch_step(python: &Path, teacher: &Path, seq: usize, seconds: f64) -> Result<(String, f64)> {
+/// PyTorch's version and training-step median (ms) at `TRAIN_BATCH` × `seq` (under bf16
+/// autocast when `bf16`).
+fn torch_step(
+    python: &Path,
+    teacher: &Path,
+    seq: usize,
+    seconds: f64,
+    bf16: bool,
+) -> Result<(String, f64)> {
     #[derive(Deserialize)]
     struct Step {
         version: String,
@@ -295,7 +318,8 @@ fn torch_step(python: &Path, teacher: &Path, seq: usize, seconds: f64) -> Result
     cmd.args(["-c", TORCH_SCRIPT])
         .arg(teacher)
         .args([TRAIN_BATCH, seq, THREADS].map(|v| v.to_string()))
-        .arg(seconds.to_string());
+        .arg(seconds.to_string())
+        .arg(if bf16 { "bf16" } else { "f32" });
     let text = output(&mut cmd, "PyTorch's training step")?;
     let step: Step = serde_json::from_str(&text).context("unreadable PyTorch timing")?;
     Ok((step.version, step.median_ms))
@@ -313,7 +337,7 @@ fn render(
     ours: &Cells,
     ours_bf16: &Cells,
     ort: &Cells,
-    train: &[(Vec<f64>, Vec<f64>)],
+    train: &[TrainCells],
     versions: &(String, String),
     rounds: usize,
 ) -> String {
@@ -350,16 +374,35 @@ fn render(
             }
         }
     }
-    if train.iter().any(|(p, _)| !p.is_empty()) {
+    if train.iter().any(|c| !c.prune.is_empty()) {
+        let bf16 = train.iter().any(|c| !c.prune_bf16.is_empty());
+        let (head, rule) = match bf16 {
+            true => (
+                " PyTorch bf16 autocast | prune bf16 | speed-up (bf16) | prune bf16 vs PyTorch |",
+                "---:|---:|---:|---:|",
+            ),
+            false => ("", ""),
+        };
         let _ = writeln!(
             t,
-            "\nTraining step (forward + backward, no optimizer), dense, B={TRAIN_BATCH}\n\n\
-             | T | PyTorch {} | prune | speed-up |\n|---:|---:|---:|---:|",
+            "\nTraining step (forward + backward, no optimizer), dense, B={TRAIN_BATCH} \
+             (ms; speed-up > 1: prune is faster)\n\n\
+             | T | PyTorch {} | prune | speed-up |{head}\n|---:|---:|---:|---:|{rule}",
             versions.1
         );
-        for ((p, torch), seq) in train.iter().zip(SEQS) {
-            let (p, torch) = (median(p), median(torch));
-            let _ = writeln!(t, "| {seq} | {torch:.0} | {p:.0} | {:.2}× |", torch / p);
+        for (c, seq) in train.iter().zip(SEQS) {
+            let (p, torch) = (median(&c.prune), median(&c.torch));
+            let _ = write!(t, "| {seq} | {torch:.0} | {p:.0} | {:.2}× |", torch / p);
+            if bf16 {
+                let (p16, torch16) = (median(&c.prune_bf16), median(&c.torch_bf16));
+                let _ = write!(
+                    t,
+                    " {torch16:.0} | {p16:.0} | {:.2}× | {:.2}× |",
+                    torch16 / p16,
+                    torch / p16
+                );
+            }
+            let _ = writeln!(t);
         }
     } else {
         let _ = writeln!(

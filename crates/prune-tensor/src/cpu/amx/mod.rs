@@ -27,7 +27,7 @@ mod tile;
 
 use super::SendPtr;
 use super::matmul::{PARALLEL_MIN_MACS, Strides};
-use pack::{pack_a_block, pack_b};
+use pack::{pack_a_columns, pack_a_rows, pack_b, rounded};
 use rayon::prelude::*;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -187,11 +187,16 @@ pub(super) unsafe fn gemm(
 ) {
     let kp = k.div_ceil(TILE_K) * TILE_K;
     let panels = pack_b(b, tb, ld.b, k, n, kp);
+    // A transposed `a` is rounded whole first: its rows are the long runs.
+    let at = ta.then(|| rounded(a, ld.a, k, m));
     let panel = kp * PANEL;
     let c = SendPtr(c);
     let row_block = |r0: usize| {
         let rows = BLOCK.min(m - r0);
-        let a_block = pack_a_block(a, ta, ld.a, r0, rows, k, kp);
+        let a_block = match &at {
+            Some(at) => pack_a_columns(at, m, r0, rows, k, kp),
+            None => pack_a_rows(a, ld.a, r0, rows, k, kp),
+        };
         let mut edge = [0.0f32; BLOCK * BLOCK];
         (kernel.begin)();
         for c0 in (0..n).step_by(BLOCK) {

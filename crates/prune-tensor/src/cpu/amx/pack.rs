@@ -20,10 +20,28 @@ pub(super) fn from_bf16(h: u16) -> f32 {
     f32::from_bits(u32::from(h) << 16)
 }
 
-/// Rows `r0..r0 + rows` of `op(a)` (`[m, k]`) as bf16, [`BLOCK`] rows of `kp`, zero-padded.
-pub(super) fn pack_a_block(
+/// `rows` rows of `cols` elements of `src` (rows `ld` apart) rounded to bf16, dense; rows
+/// are rounded in parallel when there are many.
+pub(super) fn rounded(src: &[f32], ld: usize, rows: usize, cols: usize) -> Vec<u16> {
+    let mut out = vec![0u16; rows * cols];
+    if cols == 0 {
+        return out;
+    }
+    let round_row = |(r, dst): (usize, &mut [u16])| convert(&src[r * ld..r * ld + cols], dst);
+    if rows * cols >= 1 << 16 {
+        out.par_chunks_exact_mut(cols)
+            .enumerate()
+            .for_each(round_row);
+    } else {
+        out.chunks_exact_mut(cols).enumerate().for_each(round_row);
+    }
+    out
+}
+
+/// Rows `r0..r0 + rows` of `a` (`[m, k]`, rows `lda` apart) as bf16, [`BLOCK`] rows of `kp`,
+/// zero-padded.
+pub(super) fn pack_a_rows(
     a: &[f32],
-    ta: bool,
     lda: usize,
     r0: usize,
     rows: usize,
@@ -31,69 +49,83 @@ pub(super) fn pack_a_block(
     kp: usize,
 ) -> Vec<u16> {
     let mut packed = vec![0u16; BLOCK * kp];
-    if ta {
-        // Row l of a holds element l of the block's rows: rounded along, [`TILE_K`] rows at
-        // a time, then transposed through a small staging block (writing each packed row
-        // a line at a time: the rows are `kp` apart, a stride that maps them all to the
-        // same cache set when `kp` is a multiple of 2048).
-        let mut stage = [[0u16; BLOCK]; TILE_K];
-        for l0 in (0..k).step_by(TILE_K) {
-            let depth = TILE_K.min(k - l0);
-            for (dl, line) in stage.iter_mut().take(depth).enumerate() {
-                let at = (l0 + dl) * lda + r0;
-                convert(&a[at..at + rows], &mut line[..rows]);
-            }
-            for (i, dst) in packed.chunks_exact_mut(kp).take(rows).enumerate() {
-                for (d, line) in dst[l0..l0 + depth].iter_mut().zip(&stage) {
-                    *d = line[i];
-                }
-            }
+    for (i, dst) in packed.chunks_exact_mut(kp).take(rows).enumerate() {
+        convert(&a[(r0 + i) * lda..(r0 + i) * lda + k], &mut dst[..k]);
+    }
+    packed
+}
+
+/// Columns `r0..r0 + rows` of `at` (`[k, m]`, already rounded: `op(a)` is its transpose) as
+/// the rows of a block, laid out as [`pack_a_rows`] does. They go through a small staging
+/// block, [`TILE_K`] rows of `at` at a time, so that each packed row is written a line at a
+/// time: the packed rows are `kp` apart, a stride that maps them all to the same cache set
+/// when `kp` is a multiple of 2048.
+pub(super) fn pack_a_columns(
+    at: &[u16],
+    m: usize,
+    r0: usize,
+    rows: usize,
+    k: usize,
+    kp: usize,
+) -> Vec<u16> {
+    let mut packed = vec![0u16; BLOCK * kp];
+    let mut stage = [[0u16; BLOCK]; TILE_K];
+    for l0 in (0..k).step_by(TILE_K) {
+        let depth = TILE_K.min(k - l0);
+        for (dl, line) in stage.iter_mut().take(depth).enumerate() {
+            let from = (l0 + dl) * m + r0;
+            line[..rows].copy_from_slice(&at[from..from + rows]);
         }
-    } else {
         for (i, dst) in packed.chunks_exact_mut(kp).take(rows).enumerate() {
-            convert(&a[(r0 + i) * lda..(r0 + i) * lda + k], &mut dst[..k]);
+            for (d, line) in dst[l0..l0 + depth].iter_mut().zip(&stage) {
+                *d = line[i];
+            }
         }
     }
     packed
 }
 
 /// `op(b)` (`[k, n]`) as bf16 panels of [`PANEL`] columns in pair layout, `k` padded to `kp`
-/// and `n` to a whole number of [`BLOCK`]s with zeros; panels are packed in parallel.
+/// and `n` to a whole number of [`BLOCK`]s with zeros. `b` is rounded first (along its
+/// rows, long runs), then laid out; panels are laid out in parallel.
 pub(super) fn pack_b(b: &[f32], tb: bool, ldb: usize, k: usize, n: usize, kp: usize) -> Vec<u16> {
     let panels = n.div_ceil(BLOCK) * (BLOCK / PANEL);
     let panel = kp * PANEL;
     let mut packed = vec![0u16; panels * panel];
+    let r = match tb {
+        true => rounded(b, ldb, n, k),
+        false => rounded(b, ldb, k, n),
+    };
     let pack_panel = |(p, dst): (usize, &mut [u16])| {
         let cols = PANEL.min(n.saturating_sub(p * PANEL));
         let j0 = p * PANEL;
         if cols == 0 {
             return; // a padding panel: zeros
         }
-        let mut line = vec![0u16; if tb { kp } else { 2 * PANEL }];
         if tb {
-            // Column j of op(b) is row j of b: rounded along, its pairs side by side.
+            // Column j of op(b) is row j of b: its pairs of elements go side by side.
             for col in 0..cols {
-                convert(&b[(j0 + col) * ldb..(j0 + col) * ldb + k], &mut line[..k]);
-                for (q, pair) in line.chunks_exact(2).enumerate() {
-                    dst[q * 2 * PANEL + 2 * col..][..2].copy_from_slice(pair);
+                let column = &r[(j0 + col) * k..(j0 + col + 1) * k];
+                for (q, pair) in column.chunks(2).enumerate() {
+                    dst[q * 2 * PANEL + 2 * col..][..pair.len()].copy_from_slice(pair);
                 }
             }
         } else {
             // Rows 2q and 2q + 1 of op(b) are rows of b: interleaved into pair row q.
-            let (even, odd) = line.split_at_mut(PANEL);
             for (q, row) in dst
                 .chunks_exact_mut(2 * PANEL)
                 .take(k.div_ceil(2))
                 .enumerate()
             {
-                let at = |l: usize| &b[l * ldb + j0..l * ldb + j0 + cols];
-                convert(at(2 * q), &mut even[..cols]);
-                match 2 * q + 1 < k {
-                    true => convert(at(2 * q + 1), &mut odd[..cols]),
-                    false => odd.fill(0),
-                }
-                for (j, pair) in row.chunks_exact_mut(2).take(cols).enumerate() {
-                    pair.copy_from_slice(&[even[j], odd[j]]);
+                let even = &r[2 * q * n + j0..2 * q * n + j0 + cols];
+                let slots = row.chunks_exact_mut(2);
+                if 2 * q + 1 < k {
+                    let odd = &r[(2 * q + 1) * n + j0..(2 * q + 1) * n + j0 + cols];
+                    for (pair, (&x, &y)) in slots.zip(even.iter().zip(odd)) {
+                        pair.copy_from_slice(&[x, y]);
+                    }
+                } else {
+                    slots.zip(even).for_each(|(pair, &x)| pair[0] = x);
                 }
             }
         }
