@@ -14,7 +14,8 @@
 //! `C` is summed by one kernel in a fixed order, so results do not depend on threads. The
 //! rounding runs 32 elements per instruction (`vcvtne2ps2bf16`, AVX-512 BF16, which every CPU
 //! with AMX-BF16 has); a transposed operand is rounded along its rows and transposed through
-//! a small staging block. Products under [`MIN_MACS`] multiply-adds stay f32.
+//! a small staging block. Products under [`MIN_MACS`] multiply-adds or [`MIN_ROWS`] rows stay
+//! f32.
 //!
 //! Here: the switch, the grant and the driver; `pack` rounds and lays out the operands,
 //! `tile` holds the block kernels (inline assembly). The packing and the driver are shared
@@ -94,13 +95,19 @@ pub fn bf16_products() -> bool {
     BF16_PRODUCTS.load(Ordering::Relaxed)
 }
 
-/// Multiply-adds below which a product stays f32: packing both operands costs more than the
-/// tile unit saves (attention's per-head products, 128 × 128 × 32, ran 2-4× slower).
+/// Multiply-adds below which a product stays f32: rounding and packing both operands costs
+/// more than the tile unit saves (attention's per-head products, 128 × 128 × 32, ran 2-4×
+/// slower).
 const MIN_MACS: usize = 1 << 21;
+
+/// Rows of `C` below which a product stays f32: `B` (a layer's weights) is rounded and
+/// packed on every call, and over fewer rows that costs more than it saves (MiniLM at one
+/// sequence of 64 tokens ran 10-30% slower, at 128 tokens faster).
+const MIN_ROWS: usize = 128;
 
 /// Whether a product of these extents is large enough to run faster on the tile unit.
 pub(super) fn pays(m: usize, n: usize, k: usize) -> bool {
-    m * n * k >= MIN_MACS
+    m >= MIN_ROWS && m * n * k >= MIN_MACS
 }
 
 /// Checks once that the CPU has AMX-TILE and AMX-BF16 and asks Linux for the tile state.
