@@ -99,6 +99,11 @@ pub struct PostTrainOptions {
     /// the scales only).
     #[arg(long)]
     pub bias_correction: bool,
+    /// Mask tuning fits each sub-layer's sum as the LayerNorm after it sees it: each token's
+    /// change less its mean, times γ, over the token's spread (beyond the paper; not with
+    /// --bias-correction).
+    #[arg(long, conflicts_with = "bias_correction")]
+    pub norm_aware: bool,
 }
 
 impl PostTrainOptions {
@@ -129,6 +134,7 @@ impl PostTrainOptions {
             tune: (!self.no_tune).then_some(TuneConfig {
                 damping: self.damping,
                 bias: self.bias_correction,
+                norm: self.norm_aware,
                 ..TuneConfig::default()
             }),
         }

@@ -268,22 +268,33 @@ fn projection_gap(teacher: &Model, student: &Model) -> f32 {
 #[test]
 fn mask_tuning_recovers_planted_scales() -> Result<()> {
     let teacher = tiny(8).bert;
-    let mut student = planted_student(&teacher, false);
     let data: Vec<_> = batches(12, 3).into_iter().map(|b| b.inputs).collect();
-    let cfg = TuneConfig {
-        damping: 0.0,
-        max_scale: 10.0,
-        bias: false,
-    };
-    let report = tune(&teacher, &mut student, &data, &cfg)?;
-    assert_eq!(report.stopped, None);
-    assert_eq!(report.fits.len(), 6);
-    for f in &report.fits {
-        assert!(f.error_after <= 1e-6 * f.error_before, "{f:?}");
-        assert_eq!(f.bias_shift, 0.0);
+    // Plain and norm-aware: the planted scales reproduce the teacher either way.
+    for norm in [false, true] {
+        let mut student = planted_student(&teacher, false);
+        let cfg = TuneConfig {
+            damping: 0.0,
+            max_scale: 10.0,
+            bias: false,
+            norm,
+        };
+        let report = tune(&teacher, &mut student, &data, &cfg)?;
+        assert_eq!(report.stopped, None);
+        assert_eq!(report.fits.len(), 6);
+        for f in &report.fits {
+            assert!(f.error_after <= 1e-6 * f.error_before, "norm {norm}: {f:?}");
+            assert_eq!(f.bias_shift, 0.0);
+        }
+        let gap = projection_gap(&teacher, &student);
+        assert!(gap < 1e-3, "norm {norm}: weights differ by {gap}");
     }
-    let gap = projection_gap(&teacher, &student);
-    assert!(gap < 1e-3, "weights differ by {gap}");
+    let both = TuneConfig {
+        bias: true,
+        norm: true,
+        ..TuneConfig::default()
+    };
+    let mut student = planted_student(&teacher, false);
+    assert!(tune(&teacher, &mut student, &data, &both).is_err());
     // The fits are of tokens the pooler can see: with damping, an ill-posed layer stops.
     let mut broken = teacher.clone();
     scale_cols(
@@ -311,6 +322,7 @@ fn bias_correction_recovers_planted_scales_and_biases() -> Result<()> {
         damping: 0.0,
         max_scale: 10.0,
         bias,
+        norm: false,
     };
     let mut student = planted_student(&teacher, true);
     let report = tune(&teacher, &mut student, &data, &cfg(true))?;

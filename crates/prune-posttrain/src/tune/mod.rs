@@ -20,11 +20,15 @@
 //! over tokens. The bias is eliminated first (`δ = mean(target) − mean(A)·s`), which
 //! centres the normal equations; the scales are solved on those, then `δ` is added.
 
+mod norm;
+mod normal;
+
 use crate::error::{PostTrainError, Result};
 use crate::fisher::column_groups;
 use crate::layers::{LayerInputs, embed, layer};
 use ndarray::{Array1, Array2};
-use ndarray_linalg::SolveH;
+use norm::NormView;
+use normal::Normal;
 use prune_speedup::slice::keep_along;
 use prune_tensor::{Backend, CpuBackend, ElementwiseOps, IndexOps, MatmulOps, Tensor, Transpose};
 use prune_transformer::{Batch, BertModel};
@@ -39,6 +43,8 @@ pub struct TuneConfig {
     pub max_scale: f64,
     /// Also fit the output projection's bias (bias correction).
     pub bias: bool,
+    /// Fit each sum as the LayerNorm after it sees it (see `norm.rs`; not with `bias`).
+    pub norm: bool,
 }
 
 impl Default for TuneConfig {
@@ -47,6 +53,7 @@ impl Default for TuneConfig {
             damping: 1e-3,
             max_scale: 10.0,
             bias: false,
+            norm: false,
         }
     }
 }
@@ -80,100 +87,6 @@ pub struct TuneReport {
     pub fits: Vec<SublayerFit>,
     /// Why tuning stopped early, if it did.
     pub stopped: Option<String>,
-}
-
-/// The largest damping tried before a fit with scales out of range is called ill-posed.
-const MAX_DAMPING: f64 = 1e3;
-
-/// The normal equations of one sub-layer, summed over batches, with the sums a free bias
-/// needs.
-#[derive(Clone)]
-struct Normal {
-    gram: Array2<f64>,
-    rhs: Array1<f64>,
-    target: f64,
-    /// Rows fitted.
-    rows: f64,
-    /// Per unit, its contribution summed over the rows, `[n, C]`.
-    unit_sums: Array2<f64>,
-    /// The target summed over the rows, `[C]`.
-    target_sum: Array1<f64>,
-}
-
-impl Normal {
-    fn new(n: usize, channels: usize) -> Self {
-        Normal {
-            gram: Array2::zeros((n, n)),
-            rhs: Array1::zeros(n),
-            target: 0.0,
-            rows: 0.0,
-            unit_sums: Array2::zeros((n, channels)),
-            target_sum: Array1::zeros(channels),
-        }
-    }
-
-    /// Adds the constant `d` to every row of the target.
-    fn shift_target(&mut self, d: &Array1<f64>) {
-        self.rhs += &self.unit_sums.dot(d);
-        self.target += 2.0 * d.dot(&self.target_sum) + self.rows * d.dot(d);
-        self.target_sum.scaled_add(self.rows, d);
-    }
-
-    /// The equations with the bias eliminated: `G − M·Mᵀ/N`, `r − M·t/N`, `‖b‖² − ‖t‖²/N`
-    /// (`M` the unit sums, `t` the target sum, `N` the rows).
-    fn centred(&self) -> Normal {
-        let n = self.rows.max(1.0);
-        let mut c = self.clone();
-        c.gram -= &(self.unit_sums.dot(&self.unit_sums.t()) / n);
-        c.rhs -= &(self.unit_sums.dot(&self.target_sum) / n);
-        c.target -= self.target_sum.dot(&self.target_sum) / n;
-        c
-    }
-
-    /// The bias that is best for the scales `s`: `(t − Mᵀ·s) / N`.
-    fn bias(&self, s: &Array1<f64>) -> Array1<f64> {
-        (&self.target_sum - &self.unit_sums.t().dot(s)) / self.rows.max(1.0)
-    }
-
-    /// `sᵀ·G·s − 2·sᵀ·r + ‖b‖²`.
-    fn error(&self, s: &Array1<f64>) -> f64 {
-        s.dot(&self.gram.dot(s)) - 2.0 * s.dot(&self.rhs) + self.target
-    }
-
-    /// The damped solution with the least damping, from `cfg.damping` up by factors of 10,
-    /// whose scales all lie within `±max_scale`, and that damping; or why the problem is
-    /// ill-posed (no unit contributes, a failed solve, or scales out of range even at
-    /// [`MAX_DAMPING`]).
-    fn solve(&self, cfg: &TuneConfig) -> std::result::Result<(Array1<f64>, f64), String> {
-        let n = self.rhs.len();
-        let mean = self.gram.diag().sum() / n.max(1) as f64;
-        if !(mean.is_finite() && mean > 0.0) {
-            return Err("the units contribute nothing on the sample".into());
-        }
-        let mut damping = cfg.damping;
-        loop {
-            let lambda = damping * mean;
-            let mut a = self.gram.clone();
-            a.diag_mut().mapv_inplace(|v| v + lambda);
-            let b = &self.rhs + lambda;
-            let s = a
-                .solveh(&b)
-                .map_err(|e| format!("the solve failed ({e})"))?;
-            match s
-                .iter()
-                .find(|v| !(v.is_finite() && v.abs() <= cfg.max_scale))
-            {
-                None => return Ok((s, damping)),
-                Some(bad) if damping >= MAX_DAMPING => {
-                    return Err(format!(
-                        "a scale of {bad} is outside ±{} even at damping {damping}",
-                        cfg.max_scale
-                    ));
-                }
-                Some(_) => damping = (damping * 10.0).clamp(1e-4, MAX_DAMPING),
-            }
-        }
-    }
 }
 
 /// `Σ a⊙b` in f64.
@@ -266,6 +179,11 @@ pub fn tune<B: Backend>(
             cfg.damping, cfg.max_scale
         )));
     }
+    if cfg.bias && cfg.norm {
+        return Err(PostTrainError::Input(
+            "bias correction and norm-aware fitting cannot be combined".into(),
+        ));
+    }
     let b = teacher.backend().clone();
     let host = Host {
         cpu: CpuBackend::new(),
@@ -300,7 +218,7 @@ pub fn tune<B: Backend>(
             to_f64(&b.download(&tl.attention_output.bias)?),
             to_f64(&b.download(&tl.output.bias)?),
         ];
-        let mut targets = Vec::with_capacity(batches.len());
+        let mut targets: Vec<(Tensor<f32>, Tensor<f32>)> = Vec::with_capacity(batches.len());
         for (i, inp) in inputs.iter().enumerate() {
             let rows = inp.rows(last);
             let (y, cache) = layer(teacher, l, &xt[i], inp)?;
@@ -315,8 +233,29 @@ pub fn tune<B: Backend>(
             targets.push((attn, ffn));
             xt[i] = y;
         }
+        let norms = cfg.norm.then(|| {
+            let view = |sub: usize, gamma: &B::Tensor| -> Result<NormView> {
+                let sums: Vec<&Tensor<f32>> = targets
+                    .iter()
+                    .map(|t| if sub == 0 { &t.0 } else { &t.1 })
+                    .collect();
+                let gamma = b.download(gamma)?;
+                Ok(NormView::new(
+                    &gamma,
+                    &sums,
+                    &biases[sub],
+                    tc.layer_norm_eps,
+                ))
+            };
+            Ok::<_, PostTrainError>([
+                view(0, &tl.attention_norm.weight)?,
+                view(1, &tl.output_norm.weight)?,
+            ])
+        });
+        let norms = norms.transpose()?;
         let sl = SubLayer {
             host: &host,
+            norms: norms.as_ref(),
             l,
             inputs: &inputs,
             x: &xs,
@@ -381,6 +320,8 @@ struct SubLayer<'a, B: Backend> {
     targets: &'a [(Tensor<f32>, Tensor<f32>)],
     /// The teacher's attention and FFN output biases.
     biases: &'a [Array1<f64>; 2],
+    /// With norm-aware fitting, the LayerNorms after the attention and the FFN.
+    norms: Option<&'a [NormView; 2]>,
     /// Whether this is the last layer (see [`LayerInputs::rows`]).
     last: bool,
     cfg: &'a TuneConfig,
@@ -407,12 +348,16 @@ impl<B: Backend> SubLayer<'_, B> {
         };
         let w = host.b.download(&projection.weight)?;
         let bias = to_f64(&host.b.download(&projection.bias)?);
-        let mut normal = match sub {
-            Sub::Attention => self.attention(student, &w, units, d)?,
-            Sub::Ffn => self.ffn(student, &w, units)?,
-        };
         // The targets leave the biases out: add the teacher's less the student's.
-        normal.shift_target(&(&self.biases[sub as usize] - &bias));
+        let shift = &self.biases[sub as usize] - &bias;
+        let view = self.norms.map(|n| (&n[sub as usize], &shift));
+        let mut normal = match sub {
+            Sub::Attention => self.attention(student, &w, units, d, view)?,
+            Sub::Ffn => self.ffn(student, &w, units, view)?,
+        };
+        if view.is_none() {
+            normal.shift_target(&shift);
+        }
         let centred;
         let problem = if self.cfg.bias {
             centred = normal.centred();
@@ -457,13 +402,15 @@ impl<B: Backend> SubLayer<'_, B> {
         Ok(Fitted::Done(Some(fit)))
     }
 
-    /// Normal equations of the heads: `A_h = context_h · W_hᵀ` per head.
+    /// Normal equations of the heads: `A_h = context_h · W_hᵀ` per head (seen through the
+    /// LayerNorm, the target shifted first, with `view`).
     fn attention(
         &self,
         student: &BertModel<B>,
         w: &Tensor<f32>,
         heads: usize,
         d: usize,
+        view: Option<(&NormView, &Array1<f64>)>,
     ) -> Result<Normal> {
         let host = self.host;
         let blocks: Vec<Tensor<f32>> = (0..heads)
@@ -474,16 +421,23 @@ impl<B: Backend> SubLayer<'_, B> {
             let rows = inp.rows(self.last);
             let (_, cache) = layer(student, self.l, &self.x[i], inp)?;
             let ctx = host.rows(cache.context(), rows)?;
-            let target = host.sub(&self.targets[i].0, &host.rows(&self.x[i], rows)?)?;
+            let mut target = host.sub(&self.targets[i].0, &host.rows(&self.x[i], rows)?)?;
+            if let Some((norm, shift)) = view {
+                target = norm.rows(i, &target, Some(shift))?;
+            }
             let a: Vec<Tensor<f32>> = blocks
                 .iter()
                 .enumerate()
                 .map(|(h, wh)| {
-                    host.mm(
+                    let a = host.mm(
                         &columns(&host.cpu, &ctx, h * d, (h + 1) * d)?,
                         wh,
                         Transpose::NT,
-                    )
+                    )?;
+                    match view {
+                        Some((norm, _)) => norm.rows(i, &a, None),
+                        None => Ok(a),
+                    }
                 })
                 .collect::<Result<_>>()?;
             for h in 0..heads {
@@ -505,22 +459,37 @@ impl<B: Backend> SubLayer<'_, B> {
         Ok(n)
     }
 
-    /// Normal equations of the neurons: `AᵀA = (WᵀW) ∘ (GᵀG)`, `Aᵀb_j = Σₜ g_tj·(b_t·w_j)`.
-    fn ffn(&self, student: &BertModel<B>, w: &Tensor<f32>, neurons: usize) -> Result<Normal> {
+    /// Normal equations of the neurons: `AᵀA = (WᵀW) ∘ (GᵀG)`, `Aᵀb_j = Σₜ g_tj·(b_t·w_j)`
+    /// (seen through the LayerNorm, the target shifted first, with `view`).
+    fn ffn(
+        &self,
+        student: &BertModel<B>,
+        w: &Tensor<f32>,
+        neurons: usize,
+        view: Option<(&NormView, &Array1<f64>)>,
+    ) -> Result<Normal> {
         let host = self.host;
+        let seen = match view {
+            Some((norm, _)) => norm.weight(w)?,
+            None => w.clone(),
+        };
         let mut n = Normal::new(neurons, w.dims()[0]);
         let mut activation_sums = Array1::<f64>::zeros(neurons);
         for (i, inp) in self.inputs.iter().enumerate() {
             let rows = inp.rows(self.last);
             let (_, cache) = layer(student, self.l, &self.x[i], inp)?;
-            let g = host.rows(cache.ffn_activation(), rows)?;
-            let target = host.sub(&self.targets[i].1, &host.rows(cache.ffn_input(), rows)?)?;
+            let mut g = host.rows(cache.ffn_activation(), rows)?;
+            let mut target = host.sub(&self.targets[i].1, &host.rows(cache.ffn_input(), rows)?)?;
+            if let Some((norm, shift)) = view {
+                g = norm.scale_rows(i, &g)?;
+                target = norm.rows(i, &target, Some(shift))?;
+            }
             let gg = host.mm(&g, &g, Transpose::TN)?;
             n.gram
                 .iter_mut()
                 .zip(gg.data())
                 .for_each(|(a, v)| *a += f64::from(*v));
-            let m = host.mm(&target, w, Transpose::NN)?;
+            let m = host.mm(&target, &seen, Transpose::NN)?;
             for (gr, mr) in g.data().chunks(neurons).zip(m.data().chunks(neurons)) {
                 for (j, (a, b)) in gr.iter().zip(mr).enumerate() {
                     n.rhs[j] += f64::from(*a) * f64::from(*b);
@@ -536,49 +505,11 @@ impl<B: Backend> SubLayer<'_, B> {
             f64::from(w.data()[c * neurons + j])
         });
         n.unit_sums = &wt * &activation_sums.insert_axis(ndarray::Axis(1));
-        let ww = host.mm(w, w, Transpose::TN)?;
+        let ww = host.mm(&seen, &seen, Transpose::TN)?;
         n.gram
             .iter_mut()
             .zip(ww.data())
             .for_each(|(a, v)| *a *= f64::from(*v));
         Ok(n)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Two nearly collinear units whose exact fit is (20, −18).
-    fn collinear() -> Normal {
-        let mut n = Normal::new(2, 1);
-        n.gram = ndarray::arr2(&[[1.0, 0.999], [0.999, 1.0]]);
-        n.rhs = n.gram.dot(&ndarray::arr1(&[20.0, -18.0]));
-        n
-    }
-
-    #[test]
-    fn scales_out_of_range_raise_the_damping_instead_of_stopping() {
-        let cfg = |max_scale| TuneConfig {
-            damping: 0.0,
-            max_scale,
-            bias: false,
-        };
-        let (s, damping) = collinear().solve(&cfg(100.0)).unwrap();
-        assert_eq!(damping, 0.0);
-        assert!(
-            (s[0] - 20.0).abs() < 1e-6 && (s[1] + 18.0).abs() < 1e-6,
-            "{s}"
-        );
-        let (s, damping) = collinear().solve(&cfg(10.0)).unwrap();
-        assert!((1e-4..=MAX_DAMPING).contains(&damping), "{damping}");
-        assert!(s.iter().all(|v| v.abs() <= 10.0), "{s}");
-        // One step less damping would have left the range.
-        let less = TuneConfig {
-            damping: damping / 10.0,
-            ..cfg(f64::INFINITY)
-        };
-        let (s, _) = collinear().solve(&less).unwrap();
-        assert!(s.iter().any(|v| v.abs() > 10.0) || damping == 1e-4, "{s}");
     }
 }
