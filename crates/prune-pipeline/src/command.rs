@@ -24,6 +24,8 @@ pub trait Command {
     }
 
     /// Runs the command with its models on `backend`; returns what it did, in words.
+    /// [`execute`] and [`run_in_precision`] call it with its `bf16` setting applied; on its
+    /// own it leaves that setting as it finds it.
     fn run<B: prune_tensor::Backend>(&self, backend: B) -> Result<String>;
 }
 

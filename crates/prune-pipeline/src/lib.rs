@@ -39,5 +39,5 @@ pub mod run;
 pub mod source;
 pub mod stage_output;
 
-pub use command::{Command, execute};
+pub use command::{Command, execute, run_in_precision};
 pub use error::{PipelineError, Result};
