@@ -110,7 +110,8 @@ pub fn run(args: &Args) -> Result<()> {
                 push_round(&mut ort[m][s], per_batch);
             }
             if let Some(python) = &torch {
-                for bf16 in [false, true].into_iter().take(1 + usize::from(args.bf16)) {
+                let precisions: &[bool] = if args.bf16 { &[false, true] } else { &[false] };
+                for &bf16 in precisions {
                     let work = Work::Train { bf16 };
                     let ms =
                         prune_bench(&prune, &teacher, &[TRAIN_BATCH], seq, args.seconds, work)?;

@@ -233,26 +233,25 @@ pub fn tune<B: Backend>(
             targets.push((attn, ffn));
             xt[i] = y;
         }
-        let norms = cfg.norm.then(|| {
-            let view = |sub: usize, gamma: &B::Tensor| -> Result<NormView> {
-                let sums: Vec<&Tensor<f32>> = targets
-                    .iter()
-                    .map(|t| if sub == 0 { &t.0 } else { &t.1 })
-                    .collect();
-                let gamma = b.download(gamma)?;
-                Ok(NormView::new(
-                    &gamma,
-                    &sums,
-                    &biases[sub],
-                    tc.layer_norm_eps,
-                ))
-            };
-            Ok::<_, PostTrainError>([
-                view(0, &tl.attention_norm.weight)?,
-                view(1, &tl.output_norm.weight)?,
-            ])
-        });
-        let norms = norms.transpose()?;
+        let view = |sub: Sub, gamma: &B::Tensor| -> Result<NormView> {
+            let sums: Vec<&Tensor<f32>> = targets
+                .iter()
+                .map(|(attention, ffn)| match sub {
+                    Sub::Attention => attention,
+                    Sub::Ffn => ffn,
+                })
+                .collect();
+            let gamma = b.download(gamma)?;
+            let bias = &biases[sub as usize];
+            Ok(NormView::new(&gamma, &sums, bias, tc.layer_norm_eps))
+        };
+        let norms = match cfg.norm {
+            true => Some([
+                view(Sub::Attention, &tl.attention_norm.weight)?,
+                view(Sub::Ffn, &tl.output_norm.weight)?,
+            ]),
+            false => None,
+        };
         let sl = SubLayer {
             host: &host,
             norms: norms.as_ref(),

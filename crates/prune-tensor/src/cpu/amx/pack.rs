@@ -1,6 +1,7 @@
 //! Rounding f32 to bf16 and laying operands out for the tile unit: row blocks of `A`,
 //! pair-layout panels of `B`.
 
+use super::super::rows_per_task;
 use super::{BLOCK, PANEL, TILE_K};
 use rayon::prelude::*;
 
@@ -21,20 +22,21 @@ pub(super) fn from_bf16(h: u16) -> f32 {
 }
 
 /// `rows` rows of `cols` elements of `src` (rows `ld` apart) rounded to bf16, dense; rows
-/// are rounded in parallel when there are many.
+/// are rounded in parallel, in tasks of the CPU backend's usual size.
 pub(super) fn rounded(src: &[f32], ld: usize, rows: usize, cols: usize) -> Vec<u16> {
     let mut out = vec![0u16; rows * cols];
     if cols == 0 {
         return out;
     }
-    let round_row = |(r, dst): (usize, &mut [u16])| convert(&src[r * ld..r * ld + cols], dst);
-    if rows * cols >= 1 << 16 {
-        out.par_chunks_exact_mut(cols)
-            .enumerate()
-            .for_each(round_row);
-    } else {
-        out.chunks_exact_mut(cols).enumerate().for_each(round_row);
-    }
+    let per_task = rows_per_task(rows, cols);
+    out.par_chunks_mut(per_task * cols)
+        .enumerate()
+        .for_each(|(t, chunk)| {
+            for (i, dst) in chunk.chunks_exact_mut(cols).enumerate() {
+                let r = t * per_task + i;
+                convert(&src[r * ld..r * ld + cols], dst);
+            }
+        });
     out
 }
 
@@ -148,13 +150,15 @@ pub(super) fn pack_b(b: &[f32], tb: bool, ldb: usize, k: usize, n: usize, kp: us
 /// CPU converts, as the tile unit reads them).
 pub(super) fn convert(src: &[f32], dst: &mut [u16]) {
     assert_eq!(src.len(), dst.len());
-    let mut done = 0;
     #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx512bf16") {
-        // SAFETY: the CPU has AVX-512 BF16 (and so AVX-512 F), checked just above; `dst` is
-        // as long as `src`.
-        done = unsafe { convert_avx512(src, dst) };
-    }
+    let done = match is_x86_feature_detected!("avx512bf16") {
+        // SAFETY: the CPU has AVX-512 BF16 (and so AVX-512 F), checked just here; `dst` is as
+        // long as `src`.
+        true => unsafe { convert_avx512(src, dst) },
+        false => 0,
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let done = 0;
     dst[done..]
         .iter_mut()
         .zip(&src[done..])

@@ -53,6 +53,7 @@ unsafe fn scalar_block(
 }
 
 /// Tile configuration (palette 1): eight tiles of 16 rows × 64 bytes.
+#[cfg(target_arch = "x86_64")]
 #[repr(C, align(64))]
 struct TileConfig {
     palette: u8,
