@@ -11,6 +11,10 @@ use crate::error::Result;
 use crate::{Shape, Tensor};
 use std::fmt::Debug;
 
+mod attention;
+
+pub use attention::{AttentionOps, AttentionSpec};
+
 /// Which operands of a matmul are transposed: `NT` computes `A · Bᵀ` (a linear layer with a
 /// PyTorch `[out, in]` weight), `TN` computes `Aᵀ · B` (a weight gradient).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,85 +115,6 @@ pub trait LinearOps: MatmulOps + ElementwiseOps {
         self.add_bias_assign(&mut y, bias)?;
         Ok(y)
     }
-}
-
-/// Attention's per-head products on heads stored side by side, as the Q/K/V projections
-/// leave them: `x` `[B·T, H·D]`, head `h` of batch entry `b` being rows `b·T..(b+1)·T`,
-/// columns `h·D..(h+1)·D` (`X_bh`, `[T, D]`). Scores are `[B, H, T, T]` (`S_bh`, `[T, T]`).
-/// The defaults split the heads into `[B, H, T, D]` copies and run batched matmuls; a
-/// backend may instead read and write the heads in place.
-pub trait AttentionOps: MatmulOps + IndexOps + SoftmaxOps {
-    /// `S_bh = X_bh · Y_bhᵀ` for `x`, `y` `[B·T, H·D]` with `batch` B and `head_dim` D
-    /// (the scores `Q·Kᵀ`, or `dP = dC·Vᵀ`).
-    fn head_scores(
-        &self,
-        x: &Self::Tensor,
-        y: &Self::Tensor,
-        batch: usize,
-        head_dim: usize,
-    ) -> Result<Self::Tensor> {
-        let g = crate::checks::HeadGeometry::of("head_scores", self.shape(x), batch, head_dim)?;
-        crate::checks::same_shape("head_scores", self.shape(x), self.shape(y))?;
-        let (xs, ys) = (split_heads(self, x, &g)?, split_heads(self, y, &g)?);
-        self.matmul_fwd(&xs, &ys, Transpose::NT)
-    }
-
-    /// `C_bh = op(P_bh) · Y_bh` back into side-by-side heads `[B·T, H·D]`, for `p`
-    /// `[B, H, T, T]` and `y` `[B·T, H·D]`; `op` transposes when `transpose_p` (the context
-    /// `P·V`, or `dV = Pᵀ·dC`, `dQ = dS·K`, `dK = dSᵀ·Q`).
-    fn head_context(
-        &self,
-        p: &Self::Tensor,
-        y: &Self::Tensor,
-        batch: usize,
-        head_dim: usize,
-        transpose_p: bool,
-    ) -> Result<Self::Tensor> {
-        let g = crate::checks::HeadGeometry::of("head_context", self.shape(y), batch, head_dim)?;
-        crate::checks::same_shape("head_context", self.shape(p), &g.scores())?;
-        let t = if transpose_p {
-            Transpose::TN
-        } else {
-            Transpose::NN
-        };
-        let c = self.matmul_fwd(p, &split_heads(self, y, &g)?, t)?; // [B, H, T, D]
-        let c = self.permute(&c, &[0, 2, 1, 3])?;
-        self.reshape(c, g.side_by_side())
-    }
-
-    /// Scaled dot-product attention without dropout or head mask:
-    /// `C_bh = softmax(scale · Q_bh · K_bhᵀ + mask_b) · V_bh` for `q`, `k`, `v` `[B·T, H·D]`
-    /// and the additive `mask` `[B, T]`. Returns the context `[B·T, H·D]` and, when
-    /// `keep_probs`, the probabilities `[B, H, T, T]` its backward needs. A backend may run
-    /// each head's scores, softmax and product while they are in cache instead of
-    /// materialising every score.
-    #[allow(clippy::too_many_arguments)]
-    fn attention(
-        &self,
-        q: &Self::Tensor,
-        k: &Self::Tensor,
-        v: &Self::Tensor,
-        mask: &Self::Tensor,
-        scale: f64,
-        batch: usize,
-        head_dim: usize,
-        keep_probs: bool,
-    ) -> Result<(Self::Tensor, Option<Self::Tensor>)> {
-        let mut probs = self.head_scores(q, k, batch, head_dim)?;
-        self.softmax_assign(&mut probs, scale, Some(mask))?;
-        let context = self.head_context(&probs, v, batch, head_dim, false)?;
-        Ok((context, keep_probs.then_some(probs)))
-    }
-}
-
-/// `x` `[B·T, H·D]` as a `[B, H, T, D]` copy.
-fn split_heads<B: AttentionOps + ?Sized>(
-    b: &B,
-    x: &B::Tensor,
-    g: &crate::checks::HeadGeometry,
-) -> Result<B::Tensor> {
-    let x = b.reshape(x.clone(), Shape::from([g.batch, g.seq, g.heads, g.dim]))?;
-    b.permute(&x, &[0, 2, 1, 3])
 }
 
 /// Elementwise arithmetic, broadcasting a bias over rows, reductions, dropout.

@@ -22,9 +22,9 @@ mod shape;
 mod tensor;
 
 pub use backend::{
-    Activation, ActivationOps, AdamW, AttentionOps, Backend, ElementwiseOps, IndexOps,
-    LayerNormStats, LinearOps, LossOps, MatmulOps, NormOps, OptimOps, SoftmaxOps, Storage,
-    Transpose,
+    Activation, ActivationOps, AdamW, AttentionOps, AttentionSpec, Backend, ElementwiseOps,
+    IndexOps, LayerNormStats, LinearOps, LossOps, MatmulOps, NormOps, OptimOps, SoftmaxOps,
+    Storage, Transpose,
 };
 pub use cpu::CpuBackend;
 #[cfg(feature = "cuda")]

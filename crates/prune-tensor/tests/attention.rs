@@ -4,7 +4,7 @@
 //! the feature `cuda`.
 
 use prune_tensor::rng::Rng;
-use prune_tensor::{Backend, Shape, Tensor, Transpose, reference as r};
+use prune_tensor::{AttentionSpec, Backend, Shape, Tensor, Transpose, reference as r};
 
 /// Random f32-representable inputs as f64 tensors.
 fn rand(shape: impl Into<Shape>, rng: &mut Rng) -> Tensor<f64> {
@@ -75,12 +75,62 @@ fn heads<B: Backend>(backend: &B) {
             }
         }
     }
+    // The fused training attention and its backward compute what their parts compute,
+    // with and without dropout, for several heads and none.
+    for (h, dropout) in [(3, 0.0), (3, 0.25), (0, 0.25)] {
+        let [q, k, v, dc] = [0; 4].map(|_| rand([b * t, h * d], &mut rng));
+        let mask = Tensor::from_fn([b, t], |i| if i % t == t - 1 { -1e4 } else { 0.0 });
+        let up = |v: &Tensor<f64>| backend.upload(&v.cast()).unwrap();
+        let down = |v: &B::Tensor| backend.download(v).unwrap().cast::<f64>();
+        let [q, k, v, dc, mask] = [q, k, v, dc, mask].map(|x| up(&x));
+        let spec = AttentionSpec {
+            batch: b,
+            head_dim: d,
+            scale: 0.5,
+            dropout,
+            seed: 3,
+        };
+        let probs = backend.head_scores(&q, &k, b, d).unwrap();
+        let probs = backend.softmax_fwd(&probs, 0.5, Some(&mask)).unwrap();
+        let (dropped, keep) = backend.dropout_fwd(&probs, dropout, 3).unwrap();
+        let context = backend.head_context(&dropped, &v, b, d, false).unwrap();
+        let (c, saved) = backend.attention_train(&q, &k, &v, &mask, &spec).unwrap();
+        let what = format!("attention_train H={h} p={dropout}");
+        close(&what, &down(&c), &down(&context));
+        close(&what, &down(&saved), &down(&probs));
+        let dv = backend.head_context(&dropped, &dc, b, d, true).unwrap();
+        let dp = backend.head_scores(&dc, &v, b, d).unwrap();
+        let dp = backend.mul_fwd(&dp, &keep).unwrap();
+        let ds = backend.softmax_bwd(&probs, &dp, 0.5).unwrap();
+        let dq = backend.head_context(&ds, &k, b, d, false).unwrap();
+        let dk = backend.head_context(&ds, &q, b, d, true).unwrap();
+        let got = backend
+            .attention_bwd([&q, &k, &v], &saved, &dc, &spec)
+            .unwrap();
+        for (name, got, want) in [
+            ("dq", &got[0], dq),
+            ("dk", &got[1], dk),
+            ("dv", &got[2], dv),
+        ] {
+            close(&format!("{what} {name}"), &down(got), &down(&want));
+        }
+    }
     // Heads that do not divide, and scores of another shape, are refused.
     let x = backend.upload(&Tensor::zeros([10, 6])).unwrap();
     assert!(backend.head_scores(&x, &x, 2, 4).is_err());
     assert!(backend.head_scores(&x, &x, 3, 3).is_err());
     let p = backend.upload(&Tensor::zeros([2, 2, 5, 4])).unwrap();
     assert!(backend.head_context(&p, &x, 2, 3, false).is_err());
+    // A dropout probability outside [0, 1) is refused.
+    let mask = backend.upload(&Tensor::zeros([2, 5])).unwrap();
+    let spec = AttentionSpec {
+        batch: 2,
+        head_dim: 3,
+        scale: 1.0,
+        dropout: 1.0,
+        seed: 0,
+    };
+    assert!(backend.attention_train(&x, &x, &x, &mask, &spec).is_err());
 }
 
 #[test]

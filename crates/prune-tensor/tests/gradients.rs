@@ -5,8 +5,8 @@
 use prune_tensor::gradcheck::{GradCheck, dot, uniform};
 use prune_tensor::rng::Rng;
 use prune_tensor::{
-    ActivationOps, CpuBackend, ElementwiseOps, IndexOps, LossOps, MatmulOps, NormOps, Shape,
-    SoftmaxOps, Tensor, Transpose,
+    ActivationOps, AttentionOps, AttentionSpec, CpuBackend, ElementwiseOps, IndexOps, LossOps,
+    MatmulOps, NormOps, Shape, SoftmaxOps, Tensor, Transpose,
 };
 
 type T = Tensor<f64>;
@@ -315,5 +315,31 @@ fn loss_gradients() {
             |p| dl * B.kl_div_fwd(p, &t, temp).unwrap(),
             &mut rng,
         );
+    }
+}
+
+#[test]
+fn fused_attention_gradients_with_and_without_dropout() {
+    let mut rng = Rng::new(19);
+    let (b, t, h, d) = (2, 5, 3, 4);
+    let [q, k, v] = [0; 3].map(|_| rand([b * t, h * d], &mut rng));
+    let mask = Tensor::from_fn([b, t], |i| if i == 2 * t - 1 { -1e4 } else { 0.0 });
+    let r = rand([b * t, h * d], &mut rng);
+    for dropout in [0.0, 0.3] {
+        let spec = AttentionSpec {
+            batch: b,
+            head_dim: d,
+            scale: 0.5,
+            dropout,
+            seed: 7,
+        };
+        let loss =
+            |q: &T, k: &T, v: &T| dot(&B.attention_train(q, k, v, &mask, &spec).unwrap().0, &r);
+        let (_, saved) = B.attention_train(&q, &k, &v, &mask, &spec).unwrap();
+        let [dq, dk, dv] = B.attention_bwd([&q, &k, &v], &saved, &r, &spec).unwrap();
+        let what = format!("attention dropout {dropout}");
+        check(&what, &q, &dq, |x| loss(x, &k, &v), &mut rng);
+        check(&what, &k, &dk, |x| loss(&q, x, &v), &mut rng);
+        check(&what, &v, &dv, |x| loss(&q, &k, x), &mut rng);
     }
 }

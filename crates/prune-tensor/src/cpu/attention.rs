@@ -1,15 +1,18 @@
 //! Attention's per-head products on the CPU, reading and writing the heads in place in
 //! their side-by-side layout `[B·T, H·D]`: one single-threaded GEMM per (batch entry, head),
 //! spread over rayon, with strided operands instead of `[B, H, T, D]` copies. The fused
-//! [`AttentionOps::attention`] runs each head's scores, softmax and context while its
-//! `[T, T]` block is in cache.
+//! [`AttentionOps::attention`] and [`AttentionOps::attention_train`] run each head's scores,
+//! softmax, dropout and context while its `[T, T]` block is in cache, and
+//! [`AttentionOps::attention_bwd`] each head's whole backward; the dropout draw is made
+//! again in the backward instead of being stored.
 
 use super::matmul::{Strides, gemm_strided};
-use super::softmax::softmax_row;
+use super::softmax::{softmax_bwd_row, softmax_row};
 use super::{CpuBackend, SendPtr, par_build, same_shape, simd::vectorized};
 use crate::checks::HeadGeometry;
 use crate::error::Result;
-use crate::{AttentionOps, Element, Tensor};
+use crate::rng::DropTest;
+use crate::{AttentionOps, AttentionSpec, Element, Tensor};
 use rayon::prelude::*;
 
 /// Where the (b, h) head of pair `pair = b·H + h` starts in a `[B·T, H·D]` tensor.
@@ -87,6 +90,142 @@ unsafe fn context_of<E: Element>(
     }
 }
 
+/// Dropout on the attention probabilities: which are dropped, and the factor on the others.
+#[derive(Clone, Copy)]
+struct ProbsDropout<E> {
+    test: DropTest,
+    kept: E,
+}
+
+impl<E: Element> ProbsDropout<E> {
+    /// `spec`'s dropout, `None` without one.
+    fn of(op: &'static str, spec: &AttentionSpec) -> Result<Option<Self>> {
+        crate::checks::drop_probability(op, spec.dropout)?;
+        Ok((spec.dropout > 0.0).then(|| ProbsDropout {
+            test: DropTest::new(spec.seed, spec.dropout),
+            kept: E::of(1.0 / (1.0 - spec.dropout)),
+        }))
+    }
+
+    /// The factor on element `index` of the `[B, H, T, T]` probabilities, as
+    /// `dropout_fwd` draws it.
+    #[inline(always)]
+    fn factor(&self, index: usize) -> E {
+        if self.test.below(index as u64) {
+            E::zero()
+        } else {
+            self.kept
+        }
+    }
+
+    /// A pair's probabilities `p` after `dropout` (`p` itself without): `p ⊙ keep` in
+    /// `scratch`, `first` the index of `p[0]`; `grad ⊙= keep` too when given.
+    fn apply<'a>(
+        dropout: Option<Self>,
+        p: &'a [E],
+        first: usize,
+        scratch: &'a mut Vec<E>,
+        grad: Option<&mut [E]>,
+    ) -> &'a [E] {
+        let Some(drop) = dropout else { return p };
+        scratch.resize(p.len(), E::zero());
+        let out = scratch.iter_mut().zip(p).enumerate();
+        // `for` loops: an iterator's `for_each` may stay out of line, compiled without the
+        // wide instructions.
+        vectorized(
+            #[inline(always)]
+            || match grad {
+                Some(grad) => {
+                    for ((i, (o, &x)), d) in out.zip(grad) {
+                        let f = drop.factor(first + i);
+                        *o = x * f;
+                        *d *= f;
+                    }
+                }
+                None => {
+                    for (i, (o, &x)) in out {
+                        *o = x * drop.factor(first + i);
+                    }
+                }
+            },
+        );
+        scratch
+    }
+}
+
+/// The fused forward of [`AttentionOps::attention`] and [`AttentionOps::attention_train`]:
+/// per (batch, head) pair, scores, softmax, dropout (with `dropout`) and context while the
+/// pair's `[T, T]` block is in cache. Returns the context and, when `keep_probs`, the
+/// probabilities before dropout.
+fn fused_forward<E: Element>(
+    g: &HeadGeometry,
+    [q, k, v]: [&Tensor<E>; 3],
+    mask: &Tensor<E>,
+    scale: E,
+    keep_probs: bool,
+    dropout: Option<ProbsDropout<E>>,
+) -> Result<(Tensor<E>, Option<Tensor<E>>)> {
+    let (t, tt) = (g.seq, g.seq * g.seq);
+    let (pairs, len) = (g.batch * g.heads, q.data().len());
+    let mut context: Vec<E> = Vec::with_capacity(len);
+    let mut probs: Vec<E> = Vec::with_capacity(if keep_probs { pairs * tt } else { 0 });
+    let (out, kept) = (SendPtr(context.as_mut_ptr()), SendPtr(probs.as_mut_ptr()));
+    (0..pairs).into_par_iter().for_each_init(
+        || (Vec::new(), Vec::new()),
+        |(scratch, dropped): &mut (Vec<E>, Vec<E>), pair| {
+            let block = if keep_probs {
+                // SAFETY: pair's own `[T, T]` block of the `pairs · T · T` probabilities.
+                unsafe { kept.get().add(pair * tt) }
+            } else {
+                scratch.resize(tt, E::zero());
+                scratch.as_mut_ptr()
+            };
+            let m = &mask.data()[(pair / g.heads) * t..][..t];
+            // SAFETY: `block` holds `T · T` elements no other pair touches, written whole
+            // by the scores before it is read; the context block is this pair's alone.
+            unsafe {
+                scores_of(g, pair, q.data(), k.data(), block);
+                let p = std::slice::from_raw_parts_mut(block, tt);
+                // `for` loops: an iterator's `for_each` may stay out of line, compiled
+                // without the wide instructions.
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        for row in p.chunks_exact_mut(t.max(1)) {
+                            softmax_row(row, scale, Some(m));
+                        }
+                    },
+                );
+                let used = ProbsDropout::apply(dropout, p, pair * tt, dropped, None);
+                context_of(g, pair, used, false, v.data(), out.get());
+            }
+        },
+    );
+    // SAFETY: the (b, h) blocks tile the context, and every pair's block of the
+    // probabilities was written when they are kept.
+    unsafe {
+        context.set_len(len);
+        probs.set_len(if keep_probs { pairs * tt } else { 0 });
+    }
+    let probs = keep_probs
+        .then(|| Tensor::new(g.scores(), probs))
+        .transpose()?;
+    Ok((Tensor::new(g.side_by_side(), context)?, probs))
+}
+
+/// The geometry of the fused attention ops' `q`, `k` and `v`, which must agree.
+fn fused_geometry<E: Element>(
+    op: &'static str,
+    [q, k, v]: [&Tensor<E>; 3],
+    batch: usize,
+    head_dim: usize,
+) -> Result<HeadGeometry> {
+    let g = HeadGeometry::of(op, q.shape(), batch, head_dim)?;
+    same_shape(op, q, k)?;
+    same_shape(op, q, v)?;
+    Ok(g)
+}
+
 impl<E: Element> AttentionOps for CpuBackend<E> {
     fn head_scores(
         &self,
@@ -148,53 +287,79 @@ impl<E: Element> AttentionOps for CpuBackend<E> {
         head_dim: usize,
         keep_probs: bool,
     ) -> Result<(Tensor<E>, Option<Tensor<E>>)> {
-        let g = HeadGeometry::of("attention", q.shape(), batch, head_dim)?;
-        same_shape("attention", q, k)?;
-        same_shape("attention", q, v)?;
-        let (t, tt) = (g.seq, g.seq * g.seq);
-        crate::checks::same_shape("attention", mask.shape(), &[batch, t].into())?;
-        let (pairs, scale, len) = (g.batch * g.heads, E::of(scale), q.data().len());
-        let mut context: Vec<E> = Vec::with_capacity(len);
-        let mut probs: Vec<E> = Vec::with_capacity(if keep_probs { pairs * tt } else { 0 });
-        let (out, kept) = (SendPtr(context.as_mut_ptr()), SendPtr(probs.as_mut_ptr()));
-        (0..pairs)
-            .into_par_iter()
-            .for_each_init(Vec::new, |scratch: &mut Vec<E>, pair| {
-                let block = if keep_probs {
-                    // SAFETY: pair's own `[T, T]` block of the `pairs · T · T` probabilities.
-                    unsafe { kept.get().add(pair * tt) }
-                } else {
-                    scratch.resize(tt, E::zero());
-                    scratch.as_mut_ptr()
-                };
-                let m = &mask.data()[(pair / g.heads) * t..][..t];
-                // SAFETY: `block` holds `T · T` elements no other pair touches, written whole
-                // by the scores before it is read; the context block is this pair's alone.
+        let g = fused_geometry("attention", [q, k, v], batch, head_dim)?;
+        crate::checks::same_shape("attention", mask.shape(), &[batch, g.seq].into())?;
+        fused_forward(&g, [q, k, v], mask, E::of(scale), keep_probs, None)
+    }
+
+    fn attention_train(
+        &self,
+        q: &Tensor<E>,
+        k: &Tensor<E>,
+        v: &Tensor<E>,
+        mask: &Tensor<E>,
+        spec: &AttentionSpec,
+    ) -> Result<(Tensor<E>, Tensor<E>)> {
+        let op = "attention_train";
+        let g = fused_geometry(op, [q, k, v], spec.batch, spec.head_dim)?;
+        crate::checks::same_shape(op, mask.shape(), &[spec.batch, g.seq].into())?;
+        let dropout = ProbsDropout::of(op, spec)?;
+        let (context, probs) =
+            fused_forward(&g, [q, k, v], mask, E::of(spec.scale), true, dropout)?;
+        let probs = probs.ok_or_else(|| crate::TensorError::Argument {
+            op,
+            what: "the fused forward kept no probabilities".into(),
+        })?;
+        Ok((context, probs))
+    }
+
+    fn attention_bwd(
+        &self,
+        qkv: [&Tensor<E>; 3],
+        saved: &Tensor<E>,
+        dcontext: &Tensor<E>,
+        spec: &AttentionSpec,
+    ) -> Result<[Tensor<E>; 3]> {
+        let op = "attention_bwd";
+        let g = fused_geometry(op, qkv, spec.batch, spec.head_dim)?;
+        same_shape(op, qkv[0], dcontext)?;
+        crate::checks::same_shape(op, saved.shape(), &g.scores())?;
+        let dropout = ProbsDropout::of(op, spec)?;
+        let [q, k, v] = qkv;
+        let (t, tt, scale) = (g.seq, g.seq * g.seq, E::of(spec.scale));
+        let len = q.data().len();
+        let mut grads: [Vec<E>; 3] = [0; 3].map(|_| Vec::with_capacity(len));
+        let [dq, dk, dv] = grads.each_mut().map(|g| SendPtr(g.as_mut_ptr()));
+        (0..g.batch * g.heads).into_par_iter().for_each_init(
+            || (Vec::new(), Vec::new()),
+            |(dp, dropped): &mut (Vec<E>, Vec<E>), pair| {
+                dp.resize(tt, E::zero());
+                let p = &saved.data()[pair * tt..][..tt];
+                // SAFETY: `dp` holds `T · T` elements, written whole by the scores; the
+                // pair's blocks of dQ, dK and dV are its own.
                 unsafe {
-                    scores_of(&g, pair, q.data(), k.data(), block);
-                    let p = std::slice::from_raw_parts_mut(block, tt);
-                    // A `for` loop: an iterator's `for_each` may stay out of line, compiled
-                    // without the wide instructions.
+                    scores_of(&g, pair, dcontext.data(), v.data(), dp.as_mut_ptr()); // dC·Vᵀ
+                    let used = ProbsDropout::apply(dropout, p, pair * tt, dropped, Some(dp));
+                    context_of(&g, pair, used, true, dcontext.data(), dv.get()); // P̃ᵀ·dC
                     vectorized(
                         #[inline(always)]
                         || {
-                            for row in p.chunks_exact_mut(t.max(1)) {
-                                softmax_row(row, scale, Some(m));
+                            for (d, y) in
+                                dp.chunks_exact_mut(t.max(1)).zip(p.chunks_exact(t.max(1)))
+                            {
+                                softmax_bwd_row(d, y, scale);
                             }
                         },
                     );
-                    context_of(&g, pair, p, false, v.data(), out.get());
+                    context_of(&g, pair, dp, false, k.data(), dq.get()); // dS·K
+                    context_of(&g, pair, dp, true, q.data(), dk.get()); // dSᵀ·Q
                 }
-            });
-        // SAFETY: the (b, h) blocks tile the context, and every pair's block of the
-        // probabilities was written when they are kept.
-        unsafe {
-            context.set_len(len);
-            probs.set_len(if keep_probs { pairs * tt } else { 0 });
-        }
-        let probs = keep_probs
-            .then(|| Tensor::new(g.scores(), probs))
-            .transpose()?;
-        Ok((Tensor::new(g.side_by_side(), context)?, probs))
+            },
+        );
+        // SAFETY: the (b, h) blocks tile each of the three gradients, every one written by
+        // its GEMM.
+        grads.iter_mut().for_each(|g| unsafe { g.set_len(len) });
+        let [dq, dk, dv] = grads.map(|d| Tensor::new(g.side_by_side(), d));
+        Ok([dq?, dk?, dv?])
     }
 }

@@ -2,15 +2,23 @@
 //!
 //! The crate is compiled for the baseline of its target (SSE2 on x86-64), so that one binary
 //! runs on every CPU of that target. Elementwise, softmax and LayerNorm loops are then limited
-//! to 4-lane vectors although nearly every x86-64 CPU in use has AVX2 (8 lanes) and FMA.
-//! [`vectorized`] runs a closure inside a function compiled with AVX2 and FMA enabled when
-//! the CPU has them: the closure (and what it calls that is inlined) is then vectorised
-//! 8-wide. Results are bit-identical to the baseline path: Rust never fuses `a · b + c`
-//! into an FMA on its own, and the reductions (`lanes.rs`) keep their fixed lane order.
+//! to 4-lane vectors although nearly every x86-64 CPU in use has AVX2 (8 lanes) and FMA, and
+//! many AVX-512 (16 lanes, and 64-bit integer multiplies, which the dropout draw's hash
+//! needs and AVX2 lacks). [`vectorized`] runs a closure inside a function compiled with the
+//! widest of these the CPU has: the closure (and what it calls that is inlined) is then
+//! vectorised that wide. Results are bit-identical on every path: Rust never fuses
+//! `a · b + c` into an FMA on its own, and the reductions (`lanes.rs`) keep their fixed lane
+//! order.
 
-/// Runs `f`, compiled for AVX2 + FMA when this CPU has both, else for the baseline.
+/// Runs `f`, compiled for AVX-512 (F, DQ) when this CPU has it, else for AVX2 + FMA when
+/// it has both, else for the baseline.
 #[inline(always)]
 pub(super) fn vectorized<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512() {
+        // SAFETY: the CPU supports AVX-512 F and DQ, AVX2 and FMA (checked just above).
+        return unsafe { avx512(f) };
+    }
     #[cfg(target_arch = "x86_64")]
     if has_avx2_fma() {
         // SAFETY: the CPU supports AVX2 and FMA (checked just above).
@@ -24,6 +32,23 @@ pub(super) fn vectorized<R>(f: impl FnOnce() -> R) -> R {
 #[inline(always)]
 pub(super) fn has_avx2_fma() -> bool {
     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+}
+
+/// Whether this CPU supports AVX-512 F and DQ (with AVX2 and FMA, which they imply).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn has_avx512() -> bool {
+    is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512dq") && has_avx2_fma()
+}
+
+/// Calls `f` from code compiled with AVX-512 F and DQ; `f` inlines into it.
+///
+/// # Safety
+/// The CPU must support AVX-512 F and DQ, AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
+unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
+    f()
 }
 
 /// Calls `f` from code compiled with AVX2 and FMA; `f` inlines into it.

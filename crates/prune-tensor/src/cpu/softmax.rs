@@ -22,6 +22,15 @@ pub(super) fn softmax_row<E: Element>(row: &mut [E], scale: E, mask: Option<&[E]
     row.iter_mut().for_each(|v| *v *= inv);
 }
 
+/// In place: `d = scale · y ⊙ (d − ⟨d, y⟩)`, softmax's backward for one row of output `y`.
+#[inline(always)]
+pub(super) fn softmax_bwd_row<E: Element>(d: &mut [E], y: &[E], scale: E) {
+    let dot = lanes::dot(d, y);
+    d.iter_mut()
+        .zip(y)
+        .for_each(|(g, &p)| *g = scale * p * (*g - dot));
+}
+
 impl<E: Element> SoftmaxOps for CpuBackend<E> {
     fn softmax_fwd(
         &self,
@@ -100,10 +109,7 @@ impl<E: Element> SoftmaxOps for CpuBackend<E> {
                     #[inline(always)]
                     || {
                         for (d, yr) in dblock.chunks_exact_mut(tk).zip(yblock.chunks_exact(tk)) {
-                            let dot = lanes::dot(d, yr);
-                            d.iter_mut()
-                                .zip(yr)
-                                .for_each(|(g, &p)| *g = scale * p * (*g - dot));
+                            softmax_bwd_row(d, yr, scale);
                         }
                     },
                 )

@@ -10,7 +10,7 @@ use super::norm::{LayerNormCache, NormSpec};
 use super::{dropout_add, dropout_bwd, dropout_bwd_ref, site_seed};
 use crate::error::Result;
 use crate::params::Layer;
-use prune_tensor::{Activation, Backend};
+use prune_tensor::{Activation, AttentionSpec, Backend};
 
 /// Per-call settings shared by every layer of one forward pass.
 #[derive(Clone, Copy, Debug)]
@@ -46,13 +46,24 @@ struct AttentionCache<T> {
     q: T,
     k: T,
     v: T,
-    /// Softmax output, `[B, H, T, T]`.
+    /// Softmax output, `[B, H, T, T]` (with `Fused`, what the backend's forward saved).
     probs: T,
-    /// Dropout factors on the probabilities, `[B, H, T, T]`.
-    probs_keep: Option<T>,
-    /// Probabilities after dropout and head mask, `[B, H, T, T]`, when they differ from
-    /// `probs`.
-    probs_eff: Option<T>,
+    /// How the probabilities became the context.
+    path: AttentionPath<T>,
+}
+
+/// Which of self-attention's two paths ran.
+#[derive(Clone, Debug)]
+enum AttentionPath<T> {
+    /// The backend's fused training attention, without a head mask.
+    Fused(AttentionSpec),
+    /// Op by op, with a head mask.
+    Parts {
+        /// Dropout factors on the probabilities, `[B, H, T, T]`.
+        probs_keep: Option<T>,
+        /// Probabilities after dropout and head mask, `[B, H, T, T]`.
+        probs_eff: T,
+    },
 }
 
 /// What an encoder layer's backward needs.
@@ -110,8 +121,8 @@ impl<T: Clone> Layer<T> {
     }
 
     /// Self-attention up to the context `[B·T, H·D]`, and with `train` what its backward
-    /// needs (and dropout of the attention probabilities). Without dropout or a head mask,
-    /// the backend's fused attention runs, which need not materialise the scores.
+    /// needs (and dropout of the attention probabilities). Without a head mask, the
+    /// backend's fused attention runs, which need not materialise the scores.
     fn self_attention<B: Backend<Tensor = T>>(
         &self,
         b: &B,
@@ -125,41 +136,52 @@ impl<T: Clone> Layer<T> {
         let v = self.value.forward(b, x, m.map(|m| &m.value))?;
         let (batch, d) = (ctx.batch, ctx.head_dim);
         let scale = 1.0 / (d as f64).sqrt();
-        let p = if train { ctx.attention_dropout } else { 0.0 };
-        if p == 0.0 && ctx.head_mask.is_none() {
-            let (context, probs) =
-                b.attention(&q, &k, &v, ctx.attn_mask, scale, batch, d, train)?;
-            let cache = probs.map(|probs| AttentionCache {
-                q,
-                k,
-                v,
-                probs,
-                probs_keep: None,
-                probs_eff: None,
-            });
-            return Ok((context, cache));
-        }
+        let spec = AttentionSpec {
+            batch,
+            head_dim: d,
+            scale,
+            dropout: if train { ctx.attention_dropout } else { 0.0 },
+            seed: site_seed(ctx.seed, 0, 0),
+        };
+        let Some(head_mask) = ctx.head_mask else {
+            if !train {
+                let (context, _) =
+                    b.attention(&q, &k, &v, ctx.attn_mask, scale, batch, d, false)?;
+                return Ok((context, None));
+            }
+            let (context, probs) = b.attention_train(&q, &k, &v, ctx.attn_mask, &spec)?;
+            let path = AttentionPath::Fused(spec);
+            return Ok((
+                context,
+                Some(AttentionCache {
+                    q,
+                    k,
+                    v,
+                    probs,
+                    path,
+                }),
+            ));
+        };
         let mut probs = b.head_scores(&q, &k, batch, d)?; // [B, H, T, T]
         b.softmax_assign(&mut probs, scale, Some(ctx.attn_mask))?;
-        let (dropped, probs_keep) = if p > 0.0 {
-            let (y, keep) = b.dropout_fwd(&probs, p, site_seed(ctx.seed, 0, 0))?;
+        let (dropped, probs_keep) = if spec.dropout > 0.0 {
+            let (y, keep) = b.dropout_fwd(&probs, spec.dropout, spec.seed)?;
             (Some(y), Some(keep))
         } else {
             (None, None)
         };
-        let probs_eff = match (ctx.head_mask, dropped) {
-            (Some(hm), d) => Some(b.scale_rows_fwd(d.as_ref().unwrap_or(&probs), hm, ctx.seq)?),
-            (None, d) => d,
+        let probs_eff = b.scale_rows_fwd(dropped.as_ref().unwrap_or(&probs), head_mask, ctx.seq)?;
+        let context = b.head_context(&probs_eff, &v, batch, d, false)?; // [B·T, H·D]
+        let path = AttentionPath::Parts {
+            probs_keep,
+            probs_eff,
         };
-        let p_used = probs_eff.as_ref().unwrap_or(&probs);
-        let context = b.head_context(p_used, &v, batch, d, false)?; // [B·T, H·D]
         let cache = train.then_some(AttentionCache {
             q,
             k,
             v,
             probs,
-            probs_keep,
-            probs_eff,
+            path,
         });
         Ok((context, cache))
     }
@@ -327,18 +349,34 @@ impl<T: Clone> Layer<T> {
     ) -> Result<T> {
         let m = ctx.masks;
         let (batch, d) = (ctx.batch, ctx.head_dim);
-        let p_eff = att.probs_eff.as_ref().unwrap_or(&att.probs);
-        let dp = b.head_scores(&dcontext, &att.v, batch, d)?; // dP = dC · Vᵀ
-        let dv = b.head_context(p_eff, &dcontext, batch, d, true)?; // dV = Pᵀ · dC
-        let dp = match ctx.head_mask {
-            Some(hm) => b.scale_rows_fwd(&dp, hm, ctx.seq)?,
-            None => dp,
+        let [dq, dk, dv] = match (&att.path, ctx.head_mask) {
+            (AttentionPath::Fused(spec), _) => {
+                b.attention_bwd([&att.q, &att.k, &att.v], &att.probs, &dcontext, spec)?
+            }
+            (
+                AttentionPath::Parts {
+                    probs_keep,
+                    probs_eff,
+                },
+                Some(hm),
+            ) => {
+                let dp = b.head_scores(&dcontext, &att.v, batch, d)?; // dP = dC · Vᵀ
+                let dv = b.head_context(probs_eff, &dcontext, batch, d, true)?; // dV = Pᵀ · dC
+                let dp = dropout_bwd(b, b.scale_rows_fwd(&dp, hm, ctx.seq)?, probs_keep)?;
+                let scale = 1.0 / (d as f64).sqrt();
+                let dscores = b.softmax_bwd(&att.probs, &dp, scale)?;
+                let dq = b.head_context(&dscores, &att.k, batch, d, false)?; // dQ = dS · K
+                let dk = b.head_context(&dscores, &att.q, batch, d, true)?; // dK = dSᵀ · Q
+                [dq, dk, dv]
+            }
+            (AttentionPath::Parts { .. }, None) => {
+                return Err(prune_tensor::TensorError::Argument {
+                    op: "attention",
+                    what: "the forward had a head mask and the backward has none".into(),
+                }
+                .into());
+            }
         };
-        let dp = dropout_bwd(b, dp, &att.probs_keep)?;
-        let scale = 1.0 / (d as f64).sqrt();
-        let dscores = b.softmax_bwd(&att.probs, &dp, scale)?;
-        let dq = b.head_context(&dscores, &att.k, batch, d, false)?; // dQ = dS · K
-        let dk = b.head_context(&dscores, &att.q, batch, d, true)?; // dK = dSᵀ · Q
         let dxq = self
             .query
             .backward(b, x, &dq, m.map(|m| &m.query), &mut grads.query)?;
