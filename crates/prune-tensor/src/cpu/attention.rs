@@ -6,12 +6,12 @@
 //! [`AttentionOps::attention_bwd`] each head's whole backward; the dropout draw is made
 //! again in the backward instead of being stored.
 
+use super::elementwise::DropDraw;
 use super::matmul::{Strides, gemm_strided};
 use super::softmax::{softmax_bwd_row, softmax_row};
 use super::{CpuBackend, SendPtr, par_build, same_shape, simd::vectorized};
 use crate::checks::HeadGeometry;
 use crate::error::Result;
-use crate::rng::DropTest;
 use crate::{AttentionOps, AttentionSpec, Element, Tensor};
 use rayon::prelude::*;
 
@@ -90,67 +90,47 @@ unsafe fn context_of<E: Element>(
     }
 }
 
-/// Dropout on the attention probabilities: which are dropped, and the factor on the others.
-#[derive(Clone, Copy)]
-struct ProbsDropout<E> {
-    test: DropTest,
-    kept: E,
+/// `spec`'s dropout on the attention probabilities, `None` without one.
+fn probs_dropout<E: Element>(
+    op: &'static str,
+    spec: &AttentionSpec,
+) -> Result<Option<DropDraw<E>>> {
+    let draw = DropDraw::new(op, spec.dropout, spec.seed)?;
+    Ok((spec.dropout > 0.0).then_some(draw))
 }
 
-impl<E: Element> ProbsDropout<E> {
-    /// `spec`'s dropout, `None` without one.
-    fn of(op: &'static str, spec: &AttentionSpec) -> Result<Option<Self>> {
-        crate::checks::drop_probability(op, spec.dropout)?;
-        Ok((spec.dropout > 0.0).then(|| ProbsDropout {
-            test: DropTest::new(spec.seed, spec.dropout),
-            kept: E::of(1.0 / (1.0 - spec.dropout)),
-        }))
-    }
-
-    /// The factor on element `index` of the `[B, H, T, T]` probabilities, as
-    /// `dropout_fwd` draws it.
-    #[inline(always)]
-    fn factor(&self, index: usize) -> E {
-        if self.test.below(index as u64) {
-            E::zero()
-        } else {
-            self.kept
-        }
-    }
-
-    /// A pair's probabilities `p` after `dropout` (`p` itself without): `p ⊙ keep` in
-    /// `scratch`, `first` the index of `p[0]`; `grad ⊙= keep` too when given.
-    fn apply<'a>(
-        dropout: Option<Self>,
-        p: &'a [E],
-        first: usize,
-        scratch: &'a mut Vec<E>,
-        grad: Option<&mut [E]>,
-    ) -> &'a [E] {
-        let Some(drop) = dropout else { return p };
-        scratch.resize(p.len(), E::zero());
-        let out = scratch.iter_mut().zip(p).enumerate();
-        // `for` loops: an iterator's `for_each` may stay out of line, compiled without the
-        // wide instructions.
-        vectorized(
-            #[inline(always)]
-            || match grad {
-                Some(grad) => {
-                    for ((i, (o, &x)), d) in out.zip(grad) {
-                        let f = drop.factor(first + i);
-                        *o = x * f;
-                        *d *= f;
-                    }
+/// A pair's probabilities `p` after `dropout` (`p` itself without): `p ⊙ keep` in
+/// `scratch`, `first` the index of `p[0]`; `grad ⊙= keep` too when given.
+fn drop_probs<'a, E: Element>(
+    dropout: Option<DropDraw<E>>,
+    p: &'a [E],
+    first: usize,
+    scratch: &'a mut Vec<E>,
+    grad: Option<&mut [E]>,
+) -> &'a [E] {
+    let Some(drop) = dropout else { return p };
+    scratch.resize(p.len(), E::zero());
+    let out = scratch.iter_mut().zip(p).enumerate();
+    // `for` loops: an iterator's `for_each` may stay out of line, compiled without the
+    // wide instructions.
+    vectorized(
+        #[inline(always)]
+        || match grad {
+            Some(grad) => {
+                for ((i, (o, &x)), d) in out.zip(grad) {
+                    let f = drop.factor(first + i);
+                    *o = x * f;
+                    *d *= f;
                 }
-                None => {
-                    for (i, (o, &x)) in out {
-                        *o = x * drop.factor(first + i);
-                    }
+            }
+            None => {
+                for (i, (o, &x)) in out {
+                    *o = x * drop.factor(first + i);
                 }
-            },
-        );
-        scratch
-    }
+            }
+        },
+    );
+    scratch
 }
 
 /// The fused forward of [`AttentionOps::attention`] and [`AttentionOps::attention_train`]:
@@ -163,7 +143,7 @@ fn fused_forward<E: Element>(
     mask: &Tensor<E>,
     scale: E,
     keep_probs: bool,
-    dropout: Option<ProbsDropout<E>>,
+    dropout: Option<DropDraw<E>>,
 ) -> Result<(Tensor<E>, Option<Tensor<E>>)> {
     let (t, tt) = (g.seq, g.seq * g.seq);
     let (pairs, len) = (g.batch * g.heads, q.data().len());
@@ -196,7 +176,7 @@ fn fused_forward<E: Element>(
                         }
                     },
                 );
-                let used = ProbsDropout::apply(dropout, p, pair * tt, dropped, None);
+                let used = drop_probs(dropout, p, pair * tt, dropped, None);
                 context_of(g, pair, used, false, v.data(), out.get());
             }
         },
@@ -213,16 +193,21 @@ fn fused_forward<E: Element>(
     Ok((Tensor::new(g.side_by_side(), context)?, probs))
 }
 
-/// The geometry of the fused attention ops' `q`, `k` and `v`, which must agree.
+/// The geometry of the fused attention ops' `q`, `k` and `v`, which must agree, and of the
+/// additive `mask` `[B, T]` when given.
 fn fused_geometry<E: Element>(
     op: &'static str,
     [q, k, v]: [&Tensor<E>; 3],
+    mask: Option<&Tensor<E>>,
     batch: usize,
     head_dim: usize,
 ) -> Result<HeadGeometry> {
     let g = HeadGeometry::of(op, q.shape(), batch, head_dim)?;
     same_shape(op, q, k)?;
     same_shape(op, q, v)?;
+    if let Some(mask) = mask {
+        crate::checks::same_shape(op, mask.shape(), &[batch, g.seq].into())?;
+    }
     Ok(g)
 }
 
@@ -287,8 +272,7 @@ impl<E: Element> AttentionOps for CpuBackend<E> {
         head_dim: usize,
         keep_probs: bool,
     ) -> Result<(Tensor<E>, Option<Tensor<E>>)> {
-        let g = fused_geometry("attention", [q, k, v], batch, head_dim)?;
-        crate::checks::same_shape("attention", mask.shape(), &[batch, g.seq].into())?;
+        let g = fused_geometry("attention", [q, k, v], Some(mask), batch, head_dim)?;
         fused_forward(&g, [q, k, v], mask, E::of(scale), keep_probs, None)
     }
 
@@ -301,9 +285,8 @@ impl<E: Element> AttentionOps for CpuBackend<E> {
         spec: &AttentionSpec,
     ) -> Result<(Tensor<E>, Tensor<E>)> {
         let op = "attention_train";
-        let g = fused_geometry(op, [q, k, v], spec.batch, spec.head_dim)?;
-        crate::checks::same_shape(op, mask.shape(), &[spec.batch, g.seq].into())?;
-        let dropout = ProbsDropout::of(op, spec)?;
+        let g = fused_geometry(op, [q, k, v], Some(mask), spec.batch, spec.head_dim)?;
+        let dropout = probs_dropout(op, spec)?;
         let (context, probs) =
             fused_forward(&g, [q, k, v], mask, E::of(spec.scale), true, dropout)?;
         let probs = probs.ok_or_else(|| crate::TensorError::Argument {
@@ -321,10 +304,10 @@ impl<E: Element> AttentionOps for CpuBackend<E> {
         spec: &AttentionSpec,
     ) -> Result<[Tensor<E>; 3]> {
         let op = "attention_bwd";
-        let g = fused_geometry(op, qkv, spec.batch, spec.head_dim)?;
+        let g = fused_geometry(op, qkv, None, spec.batch, spec.head_dim)?;
         same_shape(op, qkv[0], dcontext)?;
         crate::checks::same_shape(op, saved.shape(), &g.scores())?;
-        let dropout = ProbsDropout::of(op, spec)?;
+        let dropout = probs_dropout(op, spec)?;
         let [q, k, v] = qkv;
         let (t, tt, scale) = (g.seq, g.seq * g.seq, E::of(spec.scale));
         let len = q.data().len();
@@ -339,7 +322,7 @@ impl<E: Element> AttentionOps for CpuBackend<E> {
                 // pair's blocks of dQ, dK and dV are its own.
                 unsafe {
                     scores_of(&g, pair, dcontext.data(), v.data(), dp.as_mut_ptr()); // dC·Vᵀ
-                    let used = ProbsDropout::apply(dropout, p, pair * tt, dropped, Some(dp));
+                    let used = drop_probs(dropout, p, pair * tt, dropped, Some(dp));
                     context_of(&g, pair, used, true, dcontext.data(), dv.get()); // P̃ᵀ·dC
                     vectorized(
                         #[inline(always)]

@@ -282,9 +282,7 @@ impl<E: Element> ElementwiseOps for CpuBackend<E> {
     }
 
     fn dropout_fwd(&self, x: &Tensor<E>, p: f64, seed: u64) -> Result<(Tensor<E>, Tensor<E>)> {
-        crate::checks::drop_probability("dropout_fwd", p)?;
-        let kept = E::of(1.0 / (1.0 - p));
-        let test = DropTest::new(seed, p);
+        let draw = DropDraw::new("dropout_fwd", p, seed)?;
         // SAFETY: each chunk is written whole, element by element.
         let keep = unsafe {
             par_build(
@@ -293,8 +291,7 @@ impl<E: Element> ElementwiseOps for CpuBackend<E> {
                 #[inline(always)]
                 |start, out| {
                     for (i, o) in out.iter_mut().enumerate() {
-                        let dropped = test.below((start + i) as u64);
-                        o.write(if dropped { E::zero() } else { kept });
+                        o.write(draw.factor(start + i));
                     }
                 },
             )
@@ -302,5 +299,33 @@ impl<E: Element> ElementwiseOps for CpuBackend<E> {
         let keep = Tensor::new(x.shape().clone(), keep)?;
         let y = zip_map("dropout_fwd", x, &keep, move |v, k| v * k)?;
         Ok((y, keep))
+    }
+}
+
+/// A dropout draw: which elements are dropped, and the factor `1/(1 − p)` on the others.
+#[derive(Clone, Copy)]
+pub(super) struct DropDraw<E> {
+    test: DropTest,
+    kept: E,
+}
+
+impl<E: Element> DropDraw<E> {
+    /// The draw of `seed` at probability `p` (refused outside `[0, 1)`).
+    pub(super) fn new(op: &'static str, p: f64, seed: u64) -> Result<Self> {
+        crate::checks::drop_probability(op, p)?;
+        Ok(DropDraw {
+            test: DropTest::new(seed, p),
+            kept: E::of(1.0 / (1.0 - p)),
+        })
+    }
+
+    /// The factor on element `index`: 0 when it is dropped, `1/(1 − p)` otherwise.
+    #[inline(always)]
+    pub(super) fn factor(&self, index: usize) -> E {
+        if self.test.below(index as u64) {
+            E::zero()
+        } else {
+            self.kept
+        }
     }
 }

@@ -59,6 +59,8 @@ enum AttentionPath<T> {
     Fused(AttentionSpec),
     /// Op by op, with a head mask.
     Parts {
+        /// The head mask, `[B·H]`.
+        head_mask: T,
         /// Dropout factors on the probabilities, `[B, H, T, T]`.
         probs_keep: Option<T>,
         /// Probabilities after dropout and head mask, `[B, H, T, T]`.
@@ -173,6 +175,7 @@ impl<T: Clone> Layer<T> {
         let probs_eff = b.scale_rows_fwd(dropped.as_ref().unwrap_or(&probs), head_mask, ctx.seq)?;
         let context = b.head_context(&probs_eff, &v, batch, d, false)?; // [B·T, H·D]
         let path = AttentionPath::Parts {
+            head_mask: head_mask.clone(),
             probs_keep,
             probs_eff,
         };
@@ -349,32 +352,24 @@ impl<T: Clone> Layer<T> {
     ) -> Result<T> {
         let m = ctx.masks;
         let (batch, d) = (ctx.batch, ctx.head_dim);
-        let [dq, dk, dv] = match (&att.path, ctx.head_mask) {
-            (AttentionPath::Fused(spec), _) => {
+        let [dq, dk, dv] = match &att.path {
+            AttentionPath::Fused(spec) => {
                 b.attention_bwd([&att.q, &att.k, &att.v], &att.probs, &dcontext, spec)?
             }
-            (
-                AttentionPath::Parts {
-                    probs_keep,
-                    probs_eff,
-                },
-                Some(hm),
-            ) => {
+            AttentionPath::Parts {
+                head_mask,
+                probs_keep,
+                probs_eff,
+            } => {
                 let dp = b.head_scores(&dcontext, &att.v, batch, d)?; // dP = dC · Vᵀ
                 let dv = b.head_context(probs_eff, &dcontext, batch, d, true)?; // dV = Pᵀ · dC
-                let dp = dropout_bwd(b, b.scale_rows_fwd(&dp, hm, ctx.seq)?, probs_keep)?;
+                let dp = b.scale_rows_fwd(&dp, head_mask, ctx.seq)?;
+                let dp = dropout_bwd(b, dp, probs_keep)?;
                 let scale = 1.0 / (d as f64).sqrt();
                 let dscores = b.softmax_bwd(&att.probs, &dp, scale)?;
                 let dq = b.head_context(&dscores, &att.k, batch, d, false)?; // dQ = dS · K
                 let dk = b.head_context(&dscores, &att.q, batch, d, true)?; // dK = dSᵀ · Q
                 [dq, dk, dv]
-            }
-            (AttentionPath::Parts { .. }, None) => {
-                return Err(prune_tensor::TensorError::Argument {
-                    op: "attention",
-                    what: "the forward had a head mask and the backward has none".into(),
-                }
-                .into());
             }
         };
         let dxq = self
