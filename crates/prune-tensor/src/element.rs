@@ -74,14 +74,19 @@ fn exp_f32(x: f32) -> f32 {
     // Round to nearest by adding and subtracting 1.5·2²³ (no `roundf` call, so it vectorises
     // on baseline x86-64); exact for |x·log₂e| < 2²².
     const ROUNDER: f32 = 12_582_912.0;
-    let n = (xc * std::f32::consts::LOG2_E + ROUNDER) - ROUNDER;
+    let shifted = xc * std::f32::consts::LOG2_E + ROUNDER;
+    let n = shifted - ROUNDER;
+    // n as an integer, read from the low mantissa bits of `shifted` (which lies in
+    // [2²³, 2²⁴), so its bits are ROUNDER's plus n): `n as i32` would saturate lane by
+    // lane, which compiles to one scalar conversion per element.
+    let ni = (shifted.to_bits() as i32).wrapping_sub(ROUNDER.to_bits() as i32);
     let r = (xc - n * LN2_HI) - n * LN2_LO;
     let p = 1.0
         + r * (1.0
             + r * (0.5
                 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
     // 2ⁿ as two factors, each a normal f32 for every n in [-126, 128].
-    let (n1, n2) = (n as i32 / 2, n as i32 - n as i32 / 2);
+    let (n1, n2) = (ni / 2, ni - ni / 2);
     let pow2 = |e: i32| f32::from_bits(((e + 127) as u32) << 23);
     let y = p * pow2(n1) * pow2(n2);
     if x < -87.3 {
@@ -154,5 +159,6 @@ mod tests {
         assert_eq!(exp_f32(f32::MIN), 0.0);
         assert_eq!(exp_f32(100.0), f32::INFINITY);
         assert_eq!(exp_f32(0.0), 1.0);
+        assert!(exp_f32(f32::NAN).is_nan());
     }
 }
