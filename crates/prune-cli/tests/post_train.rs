@@ -56,6 +56,12 @@ fn post_training_prunes_within_the_budget() {
     assert!(ratio <= 0.5 && ratio > 0.3, "{s}");
     assert!((0.0..=1.0).contains(&s["metric"].as_f64().unwrap()), "{s}");
     assert_eq!(s["examples"], 64);
+    // The head refit runs by default and never raises the logits' error.
+    let head = &s["pruning"]["head"]["error"];
+    assert!(
+        head[1].as_f64().unwrap() <= head[0].as_f64().unwrap(),
+        "{s}"
+    );
     let pruned = json(&one.join("model/config.json"));
     let heads: Vec<u64> = s["heads"]
         .as_array()
@@ -93,6 +99,7 @@ fn post_training_prunes_within_the_budget() {
         "--flops-ratio",
         "0.4,0.8",
         "--no-tune",
+        "--no-refit-head",
         "--out",
         two.to_str().unwrap(),
     ]);
@@ -103,6 +110,7 @@ fn post_training_prunes_within_the_budget() {
         let s = json(&two.join(dir).join("summary.json"));
         assert!(s["flops_ratio"].as_f64().unwrap() <= r, "{s}");
         assert!(s["pruning"]["tune"].is_null(), "{s}");
+        assert!(s["pruning"]["head"].is_null(), "{s}");
         assert!(two.join(dir).join("model/model.safetensors").is_file());
         let report = json(&two.join(dir).join("report.json"));
         assert_eq!(report["exports"]["teacher_onnx"], "../export/teacher.onnx");

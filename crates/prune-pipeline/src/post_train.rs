@@ -104,6 +104,11 @@ pub struct PostTrainOptions {
     /// --bias-correction).
     #[arg(long, conflicts_with = "bias_correction")]
     pub norm_aware: bool,
+    /// Skip the head refit: after tuning, the classifier is fitted by least squares so that
+    /// the pruned model's logits reproduce the input model's on the sample, pulled towards
+    /// the classifier it had by --damping (beyond the paper).
+    #[arg(long)]
+    pub no_refit_head: bool,
 }
 
 impl PostTrainOptions {
@@ -137,6 +142,7 @@ impl PostTrainOptions {
                 norm: self.norm_aware,
                 ..TuneConfig::default()
             }),
+            refit_head: (!self.no_refit_head).then_some(self.damping),
         }
     }
 }

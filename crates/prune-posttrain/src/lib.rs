@@ -6,10 +6,13 @@
 //!    ([`search`], [`latency`]);
 //! 3. per layer, the pruned set rearranged for interactions between units ([`rearrange`]);
 //! 4. surgery, then the kept units' output scales fitted layer by layer so that every
-//!    sub-layer reproduces the unpruned one ([`tune`]), folded into the weights.
+//!    sub-layer reproduces the unpruned one ([`tune`]), folded into the weights;
+//! 5. optionally (beyond the paper), the classifier refitted to the unpruned logits
+//!    ([`head`]).
 
 pub mod error;
 pub mod fisher;
+pub mod head;
 pub mod latency;
 pub mod layers;
 pub mod rearrange;
@@ -18,6 +21,7 @@ pub mod tune;
 
 pub use error::{PostTrainError, Result};
 pub use fisher::{MaskGradients, mask_gradients};
+pub use head::{HeadFit, refit_head};
 pub use latency::{LatencyConfig, LatencyTable};
 pub use search::{CostModel, Costs, Selection, search};
 pub use tune::{TuneConfig, TuneReport, tune};
@@ -88,6 +92,9 @@ pub struct PostTrainConfig {
     pub rearrange: bool,
     /// Tune the kept units' scales (step 4); `None` skips it.
     pub tune: Option<TuneConfig>,
+    /// Refit the classifier to the unpruned logits, with this damping ([`head`]); `None`
+    /// skips it.
+    pub refit_head: Option<f64>,
 }
 
 impl PostTrainConfig {
@@ -97,6 +104,11 @@ impl PostTrainConfig {
             return Err(PostTrainError::Input(format!(
                 "the budget ratio must be in (0, 1], got {}",
                 self.ratio
+            )));
+        }
+        if let Some(d) = self.refit_head.filter(|d| !(d.is_finite() && *d >= 0.0)) {
+            return Err(PostTrainError::Input(format!(
+                "the head refit's damping must be ≥ 0, got {d}"
             )));
         }
         Ok(())
@@ -119,6 +131,8 @@ pub struct PostTrainReport {
     pub selection: Selection,
     /// What mask tuning did, when it ran.
     pub tune: Option<TuneReport>,
+    /// What the head refit did, when it ran.
+    pub head: Option<HeadFit>,
     /// Wall seconds of the steps.
     pub seconds: StepSeconds,
 }
@@ -249,11 +263,18 @@ pub fn prune_to<B: Backend>(
     let dense = fisher::without_dropout(model);
     let mut student = dense.clone();
     prune_speedup::apply(&mut student.bert, &plan, &mut [])?;
+    let inputs: Vec<_> = batches.iter().map(|b| b.inputs.clone()).collect();
     let tuned = match &config.tune {
-        Some(t) => {
-            let inputs: Vec<_> = batches.iter().map(|b| b.inputs.clone()).collect();
-            Some(tune(&dense.bert, &mut student.bert, &inputs, t)?)
-        }
+        Some(t) => Some(tune(&dense.bert, &mut student.bert, &inputs, t)?),
+        None => None,
+    };
+    let head = match config.refit_head {
+        Some(damping) => Some(refit_head(
+            &dense.bert,
+            &mut student.bert,
+            &inputs,
+            damping,
+        )?),
         None => None,
     };
     // The saved model keeps the input's dropout settings.
@@ -267,6 +288,7 @@ pub fn prune_to<B: Backend>(
         macs,
         selection,
         tune: tuned,
+        head,
         seconds: StepSeconds {
             importance: imp.seconds,
             selection: selected,

@@ -7,6 +7,7 @@ use anyhow::Result;
 use ndarray::Array2;
 use prune_data::synthetic::marker_task;
 use prune_data::{LabelledBatch, collate};
+use prune_posttrain::head::refit_head;
 use prune_posttrain::rearrange::{objective, rearrange};
 use prune_posttrain::{
     Budget, CostModel, Costs, LatencyTable, PostTrainConfig, TuneConfig, mask_gradients,
@@ -315,6 +316,42 @@ fn mask_tuning_recovers_planted_scales() -> Result<()> {
 }
 
 #[test]
+fn the_head_refit_recovers_a_planted_classifier() -> Result<()> {
+    let teacher = tiny(8).bert;
+    // 96 examples, more than the 33 unknowns per class.
+    let data: Vec<_> = batches(12, 3).into_iter().map(|b| b.inputs).collect();
+    let mut planted = teacher.params.classifier.clone().unwrap();
+    let mut rng = Rng::new(5);
+    for t in [&mut planted.weight, &mut planted.bias] {
+        t.data_mut()
+            .iter_mut()
+            .for_each(|v| *v += rng.range(-0.5, 0.5) as f32);
+    }
+    let mut student = teacher.clone();
+    student.params.classifier = Some(planted.clone());
+    let fit = refit_head(&teacher, &mut student, &data, 0.0)?;
+    assert!(fit.error[0] > 1.0, "{fit:?}");
+    assert!(fit.error[1] <= 1e-6 * fit.error[0], "{fit:?}");
+    let (t, s) = (
+        teacher.params.classifier.as_ref().unwrap(),
+        student.params.classifier.as_ref().unwrap(),
+    );
+    for (a, b) in [(&t.weight, &s.weight), (&t.bias, &s.bias)] {
+        let gap = (a.data().iter().zip(b.data())).fold(0f32, |g, (x, y)| g.max((x - y).abs()));
+        assert!(gap < 1e-3, "classifier differs by {gap}");
+    }
+    // Heavily damped towards the planted classifier, the fit moves only part of the way.
+    let mut damped = teacher.clone();
+    damped.params.classifier = Some(planted);
+    let loose = refit_head(&teacher, &mut damped, &data, 1e3)?;
+    assert!(
+        loose.error[1] < loose.error[0] && loose.error[1] > 1e3 * fit.error[1],
+        "{loose:?}"
+    );
+    Ok(())
+}
+
+#[test]
 fn bias_correction_recovers_planted_scales_and_biases() -> Result<()> {
     let teacher = tiny(8).bert;
     let data: Vec<_> = batches(12, 3).into_iter().map(|b| b.inputs).collect();
@@ -356,6 +393,7 @@ fn the_pruned_model_fits_the_budget_and_every_fit_lowers_its_error() -> Result<(
             budget: Budget::Flops,
             rearrange: true,
             tune: tune_it.then(TuneConfig::default),
+            refit_head: tune_it.then_some(1e-3),
         };
         let (pruned, plan, report) = post_train(&model, &data, &cfg)?;
         assert!(
@@ -376,6 +414,10 @@ fn the_pruned_model_fits_the_budget_and_every_fit_lowers_its_error() -> Result<(
             pruned.bert.config.hidden_dropout_prob,
             model.bert.config.hidden_dropout_prob
         );
+        match &report.head {
+            Some(h) => assert!(h.error[1] <= h.error[0], "{h:?}"),
+            None => assert!(!tune_it),
+        }
         match &report.tune {
             Some(t) => {
                 assert!(!t.fits.is_empty());
@@ -391,8 +433,15 @@ fn the_pruned_model_fits_the_budget_and_every_fit_lowers_its_error() -> Result<(
         budget: Budget::Flops,
         rearrange: false,
         tune: None,
+        refit_head: None,
     };
     assert!(post_train(&model, &data, &bad).is_err());
+    let negative = PostTrainConfig {
+        ratio: 0.5,
+        refit_head: Some(-1.0),
+        ..bad
+    };
+    assert!(post_train(&model, &data, &negative).is_err());
     Ok(())
 }
 
@@ -417,6 +466,7 @@ fn a_latency_budget_keeps_every_layers_free_units_and_fits() -> Result<()> {
         budget: Budget::Latency(table),
         rearrange: true,
         tune: Some(TuneConfig::default()),
+        refit_head: None,
     };
     let (pruned, _, report) = post_train(&model, &data, &cfg)?;
     assert_eq!(report.costs.head.free, 2);
