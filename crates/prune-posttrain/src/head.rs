@@ -22,6 +22,16 @@ pub struct HeadFit {
     pub error: [f64; 2],
 }
 
+/// Checks the head refit's damping (a number ≥ 0).
+pub fn check_damping(damping: f64) -> Result<()> {
+    if !(damping.is_finite() && damping >= 0.0) {
+        return Err(PostTrainError::Input(format!(
+            "the head refit's damping must be ≥ 0, got {damping}"
+        )));
+    }
+    Ok(())
+}
+
 /// A host tensor `[R, C]` as an f64 matrix.
 fn matrix(t: &Tensor<f32>) -> Result<Array2<f64>> {
     let (rows, cols) = match t.dims() {
@@ -70,11 +80,7 @@ pub fn refit_head<B: Backend>(
     batches: &[Batch],
     damping: f64,
 ) -> Result<HeadFit> {
-    if !(damping.is_finite() && damping >= 0.0) {
-        return Err(PostTrainError::Input(format!(
-            "the head refit's damping must be ≥ 0, got {damping}"
-        )));
-    }
+    check_damping(damping)?;
     let b = student.backend().clone();
     let classifier = student
         .params

@@ -7,8 +7,8 @@
 //! 3. per layer, the pruned set rearranged for interactions between units ([`rearrange`]);
 //! 4. surgery, then the kept units' output scales fitted layer by layer so that every
 //!    sub-layer reproduces the unpruned one ([`tune`]), folded into the weights;
-//! 5. optionally (beyond the paper), the classifier refitted to the unpruned logits
-//!    ([`head`]).
+//! 5. when asked (beyond the paper; the CLI's default), the classifier refitted to the
+//!    unpruned logits ([`head`]).
 
 pub mod error;
 pub mod fisher;
@@ -106,12 +106,7 @@ impl PostTrainConfig {
                 self.ratio
             )));
         }
-        if let Some(d) = self.refit_head.filter(|d| !(d.is_finite() && *d >= 0.0)) {
-            return Err(PostTrainError::Input(format!(
-                "the head refit's damping must be ≥ 0, got {d}"
-            )));
-        }
-        Ok(())
+        self.refit_head.map_or(Ok(()), head::check_damping)
     }
 }
 
