@@ -28,14 +28,14 @@ impl<E: Element> ActivationOps for CpuBackend<E> {
     fn gelu_tanh_fwd(&self, x: &Tensor<E>) -> Result<Tensor<E>> {
         let (k, a) = (E::of(SQRT_2_OVER_PI), E::of(GELU_TANH_CUBIC));
         Ok(map(x, move |v| {
-            E::of(0.5) * v * (E::one() + (k * (v + a * v * v * v)).tanh())
+            E::of(0.5) * v * (E::one() + (k * (v + a * v * v * v)).tanh_fast())
         }))
     }
 
     fn gelu_tanh_bwd(&self, x: &Tensor<E>, dy: &Tensor<E>) -> Result<Tensor<E>> {
         let (k, a, half) = (E::of(SQRT_2_OVER_PI), E::of(GELU_TANH_CUBIC), E::of(0.5));
         zip_map("gelu_tanh_bwd", x, dy, move |v, g| {
-            let t = (k * (v + a * v * v * v)).tanh();
+            let t = (k * (v + a * v * v * v)).tanh_fast();
             let du = k * (E::one() + E::of(3.0) * a * v * v);
             g * (half * (E::one() + t) + half * v * (E::one() - t * t) * du)
         })
@@ -99,7 +99,7 @@ impl<E: Element> ActivationOps for CpuBackend<E> {
     }
 
     fn tanh_fwd(&self, x: &Tensor<E>) -> Result<Tensor<E>> {
-        Ok(map(x, move |v| v.tanh()))
+        Ok(map(x, move |v| v.tanh_fast()))
     }
 
     fn tanh_bwd(&self, y: &Tensor<E>, dy: &Tensor<E>) -> Result<Tensor<E>> {
