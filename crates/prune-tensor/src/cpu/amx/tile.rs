@@ -2,6 +2,8 @@
 //! tests run on every CPU.
 
 #[cfg(test)]
+use super::a_index;
+#[cfg(test)]
 use super::pack::from_bf16;
 use super::{BLOCK, Kernel, PANEL, TILE_K};
 
@@ -30,7 +32,7 @@ unsafe fn scalar_block(
     a: &[u16],
     b: &[u16],
     panel: usize,
-    kp: usize,
+    depth: usize,
     c: *mut f32,
     ldc: usize,
     accumulate: bool,
@@ -42,10 +44,10 @@ unsafe fn scalar_block(
             // SAFETY: element (i, j) of the block the caller lends.
             let out = unsafe { &mut *c.add(i * ldc + j) };
             let mut sum = if accumulate { *out } else { 0.0f32 };
-            for p in 0..kp / 2 {
+            for p in 0..depth / 2 {
                 let pair = &pb[p * 2 * PANEL + 2 * col..];
-                sum += from_bf16(a[i * kp + 2 * p]) * from_bf16(pair[0])
-                    + from_bf16(a[i * kp + 2 * p + 1]) * from_bf16(pair[1]);
+                sum += from_bf16(a[a_index(i, 2 * p)]) * from_bf16(pair[0])
+                    + from_bf16(a[a_index(i, 2 * p + 1)]) * from_bf16(pair[1]);
             }
             *out = sum;
         }
@@ -97,19 +99,19 @@ unsafe fn tile_block(
     a: &[u16],
     b: &[u16],
     panel: usize,
-    kp: usize,
+    depth: usize,
     c: *mut f32,
     ldc: usize,
     accumulate: bool,
 ) {
-    assert!(a.len() >= BLOCK * kp && b.len() >= 2 * panel && panel >= kp * PANEL);
+    assert!(a.len() >= BLOCK * depth && b.len() >= panel + depth * PANEL);
     let (a, b0, b1) = (a.as_ptr(), b.as_ptr(), b[panel..].as_ptr());
-    let a_stride = kp * 2; // bytes between rows of an A tile
+    let a_stride = TILE_K * 2; // bytes between rows of an A tile (`a_index`)
     let sc = ldc * 4; // bytes between rows of C
     // SAFETY: the caller configured the tiles on this thread. The four accumulators are the
     // 16 × 16 quarters of the block at `c` (valid for reads and writes, the caller's
-    // contract). Every tile load stays inside `a` (rows 0..32, bytes 2·kk..2·kk + 64 of
-    // each, kk + 32 ≤ kp) and the two panels of `b` (rows kk/2..kk/2 + 16 of 64 bytes).
+    // contract). Every tile load stays inside `a` (the slab of 32 rows × 64 bytes at element
+    // 32·kk, kk + 32 ≤ depth) and the two panels of `b` (rows kk/2..kk/2 + 16 of 64 bytes).
     unsafe {
         let (c00, c01, c10, c11) = (c, c.add(PANEL), c.add(16 * ldc), c.add(16 * ldc + PANEL));
         if accumulate {
@@ -131,7 +133,21 @@ unsafe fn tile_block(
                 options(nostack, nomem),
             );
         }
-        for kk in (0..kp).step_by(TILE_K) {
+        for kk in (0..depth).step_by(TILE_K) {
+            // The B tiles two k-steps on (1 KiB each, contiguous) towards L1 while this one
+            // runs: the tile loads stalled on L2 (prefetches past `b` never fault).
+            let (n0, n1) = (
+                b0.add((kk + 2 * TILE_K) * PANEL),
+                b1.add((kk + 2 * TILE_K) * PANEL),
+            );
+            for line in (0..1024usize).step_by(64) {
+                std::arch::asm!(
+                    "prefetcht0 [{p0} + {o}]",
+                    "prefetcht0 [{p1} + {o}]",
+                    p0 = in(reg) n0, p1 = in(reg) n1, o = in(reg) line,
+                    options(nostack, readonly, preserves_flags),
+                );
+            }
             std::arch::asm!(
                 "tileloadd tmm4, [{a0} + {sa}*1]",
                 "tileloadd tmm5, [{a1} + {sa}*1]",
@@ -141,8 +157,8 @@ unsafe fn tile_block(
                 "tdpbf16ps tmm1, tmm4, tmm7",
                 "tdpbf16ps tmm2, tmm5, tmm6",
                 "tdpbf16ps tmm3, tmm5, tmm7",
-                a0 = in(reg) a.add(kk),
-                a1 = in(reg) a.add(16 * kp + kk),
+                a0 = in(reg) a.add(kk * BLOCK),
+                a1 = in(reg) a.add(kk * BLOCK + 16 * TILE_K),
                 b0 = in(reg) b0.add(kk * PANEL),
                 b1 = in(reg) b1.add(kk * PANEL),
                 sa = in(reg) a_stride,
