@@ -1,6 +1,6 @@
 //! `cargo xtask bench`: runs the criterion benchmarks of the CPU ops, then reads criterion's
 //! results under `target/criterion` and prints a table (median time, GFLOP/s or GB/s, and for
-//! matmuls the share of the measured sgemm peak), also written to `target/bench-table.md`.
+//! matmuls the share of the measured FMA peak), also written to `target/bench-table.md`.
 //!
 //! Convention of `benches/cpu_ops.rs`: `Throughput::Elements` counts FLOPs (matmuls),
 //! `Throughput::Bytes` counts bytes read plus written (memory-bound ops).
@@ -13,9 +13,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-/// The reference benchmarks of the CPU table: the sgemm peak (no bandwidth reference).
+/// The reference benchmarks of the CPU table: the FMA units' register-only peak (no
+/// bandwidth reference).
 const CPU_PEAKS: Peaks = Peaks {
-    flops: Some("cpu/sgemm_peak/"),
+    flops: Some("cpu/fma_peak/"),
     bytes: None,
 };
 
