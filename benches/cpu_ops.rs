@@ -108,69 +108,45 @@ fn fma_peak(c: &mut Criterion) {
     });
 }
 
+/// A function running `steps` rounds of twelve independent FMAs (twelve chains cover the
+/// latency of both FMA ports) on the vector registers named `$r` (`"zmm"` or `"ymm"`), on
+/// zeros so that no value goes denormal.
+#[cfg(target_arch = "x86_64")]
+macro_rules! fma_loop {
+    ($r:literal) => {
+        fma_loop!(@ $r; "0" "1" "2" "3" "4" "5" "6" "7" "8" "9" "10" "11")
+    };
+    (@ $r:literal; $($i:literal)*) => {{
+        fn run(steps: usize) {
+            // SAFETY: chosen only where the CPU has these registers and FMAs; touches only
+            // the registers it declares (the C ABI's caller-saved set); `steps` ≥ 1.
+            unsafe {
+                std::arch::asm!(
+                    concat!("vxorps ", $r, "12, ", $r, "12, ", $r, "12"),
+                    concat!("vmovaps ", $r, "13, ", $r, "12"),
+                    $(concat!("vmovaps ", $r, $i, ", ", $r, "12"),)*
+                    "2:",
+                    $(concat!("vfmadd231ps ", $r, $i, ", ", $r, "12, ", $r, "13"),)*
+                    "dec rcx",
+                    "jnz 2b",
+                    "vzeroupper",
+                    inout("rcx") steps.max(1) => _,
+                    clobber_abi("C"),
+                    options(nostack, nomem),
+                )
+            }
+        }
+        run as fn(usize)
+    }};
+}
+
 /// The widest register-only FMA loop this CPU runs, and the FLOPs of one step of it.
 #[cfg(target_arch = "x86_64")]
 fn fma_kernel() -> Option<(fn(usize), usize)> {
-    /// `steps` rounds of twelve independent 16-lane FMAs (twelve chains cover the latency of
-    /// both FMA ports), on zeros so that no value goes denormal.
-    fn avx512(steps: usize) {
-        // SAFETY: chosen only where the CPU has AVX-512 F; touches only the registers it
-        // declares; `steps` is at least 1.
-        unsafe {
-            std::arch::asm!(
-                "vxorps zmm12, zmm12, zmm12",
-                "vmovaps zmm13, zmm12",
-                "vmovaps zmm0, zmm12", "vmovaps zmm1, zmm12", "vmovaps zmm2, zmm12",
-                "vmovaps zmm3, zmm12", "vmovaps zmm4, zmm12", "vmovaps zmm5, zmm12",
-                "vmovaps zmm6, zmm12", "vmovaps zmm7, zmm12", "vmovaps zmm8, zmm12",
-                "vmovaps zmm9, zmm12", "vmovaps zmm10, zmm12", "vmovaps zmm11, zmm12",
-                "2:",
-                "vfmadd231ps zmm0, zmm12, zmm13", "vfmadd231ps zmm1, zmm12, zmm13",
-                "vfmadd231ps zmm2, zmm12, zmm13", "vfmadd231ps zmm3, zmm12, zmm13",
-                "vfmadd231ps zmm4, zmm12, zmm13", "vfmadd231ps zmm5, zmm12, zmm13",
-                "vfmadd231ps zmm6, zmm12, zmm13", "vfmadd231ps zmm7, zmm12, zmm13",
-                "vfmadd231ps zmm8, zmm12, zmm13", "vfmadd231ps zmm9, zmm12, zmm13",
-                "vfmadd231ps zmm10, zmm12, zmm13", "vfmadd231ps zmm11, zmm12, zmm13",
-                "dec rcx",
-                "jnz 2b",
-                "vzeroupper",
-                inout("rcx") steps.max(1) => _,
-                clobber_abi("C"),
-                options(nostack, nomem),
-            )
-        }
-    }
-    /// As `avx512`, eight lanes wide (AVX2 with FMA).
-    fn avx2(steps: usize) {
-        // SAFETY: chosen only where the CPU has AVX and FMA; as above.
-        unsafe {
-            std::arch::asm!(
-                "vxorps ymm12, ymm12, ymm12",
-                "vmovaps ymm13, ymm12",
-                "vmovaps ymm0, ymm12", "vmovaps ymm1, ymm12", "vmovaps ymm2, ymm12",
-                "vmovaps ymm3, ymm12", "vmovaps ymm4, ymm12", "vmovaps ymm5, ymm12",
-                "vmovaps ymm6, ymm12", "vmovaps ymm7, ymm12", "vmovaps ymm8, ymm12",
-                "vmovaps ymm9, ymm12", "vmovaps ymm10, ymm12", "vmovaps ymm11, ymm12",
-                "2:",
-                "vfmadd231ps ymm0, ymm12, ymm13", "vfmadd231ps ymm1, ymm12, ymm13",
-                "vfmadd231ps ymm2, ymm12, ymm13", "vfmadd231ps ymm3, ymm12, ymm13",
-                "vfmadd231ps ymm4, ymm12, ymm13", "vfmadd231ps ymm5, ymm12, ymm13",
-                "vfmadd231ps ymm6, ymm12, ymm13", "vfmadd231ps ymm7, ymm12, ymm13",
-                "vfmadd231ps ymm8, ymm12, ymm13", "vfmadd231ps ymm9, ymm12, ymm13",
-                "vfmadd231ps ymm10, ymm12, ymm13", "vfmadd231ps ymm11, ymm12, ymm13",
-                "dec rcx",
-                "jnz 2b",
-                "vzeroupper",
-                inout("rcx") steps.max(1) => _,
-                clobber_abi("C"),
-                options(nostack, nomem),
-            )
-        }
-    }
     if is_x86_feature_detected!("avx512f") {
-        Some((avx512, 12 * 16 * 2))
+        Some((fma_loop!("zmm"), 12 * 16 * 2))
     } else if is_x86_feature_detected!("fma") {
-        Some((avx2, 12 * 8 * 2))
+        Some((fma_loop!("ymm"), 12 * 8 * 2))
     } else {
         None
     }
