@@ -15,8 +15,8 @@
 //! ([`DEPTH`]). Each element of `C` is summed by one kernel call per slice in a fixed
 //! order, so results do not depend on threads. The rounding runs 32 elements per instruction
 //! (`vcvtne2ps2bf16`, AVX-512 BF16, which every CPU with AMX-BF16 has); a transposed operand
-//! is rounded along its rows and transposed through a small staging block. Products under [`MIN_MACS`] multiply-adds or [`MIN_ROWS`] rows stay
-//! f32.
+//! is rounded along its rows and transposed through a small staging block. Products under
+//! [`MIN_MACS`] multiply-adds or [`MIN_ROWS`] rows stay f32.
 //!
 //! Here: the switch, the grant and the driver; `pack` rounds and lays out the operands,
 //! `tile` holds the block kernels (inline assembly). The packing and the driver are shared
@@ -247,13 +247,12 @@ pub(super) unsafe fn gemm(
                 }
                 // A block at the edge of C: computed whole in `edge`, from and to its part
                 // of C, so that its sums run in the same order as a whole block's.
-                let sums = edge
-                    .chunks_exact_mut(BLOCK)
-                    .take(if accumulate { rows } else { 0 });
-                for (i, row) in sums.enumerate() {
-                    // SAFETY: row r0 + i, columns c0..c0 + cols of C, as above.
-                    let part = unsafe { std::slice::from_raw_parts(at_c(i), cols) };
-                    row[..cols].copy_from_slice(part);
+                if accumulate {
+                    for (i, row) in edge.chunks_exact_mut(BLOCK).take(rows).enumerate() {
+                        // SAFETY: row r0 + i, columns c0..c0 + cols of C, as above.
+                        let part = unsafe { std::slice::from_raw_parts(at_c(i), cols) };
+                        row[..cols].copy_from_slice(part);
+                    }
                 }
                 let out = edge.as_mut_ptr();
                 // SAFETY: `edge` is a whole block; `begin` ran on this thread.

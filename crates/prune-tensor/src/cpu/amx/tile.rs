@@ -135,10 +135,11 @@ unsafe fn tile_block(
         }
         for kk in (0..depth).step_by(TILE_K) {
             // The B tiles two k-steps on (1 KiB each, contiguous) towards L1 while this one
-            // runs: the tile loads stalled on L2 (prefetches past `b` never fault).
+            // runs: the tile loads stalled on L2. Near the end of a panel these addresses
+            // lie past `b` (so `wrapping_add`, never dereferenced); prefetches never fault.
             let (n0, n1) = (
-                b0.add((kk + 2 * TILE_K) * PANEL),
-                b1.add((kk + 2 * TILE_K) * PANEL),
+                b0.wrapping_add((kk + 2 * TILE_K) * PANEL),
+                b1.wrapping_add((kk + 2 * TILE_K) * PANEL),
             );
             for line in (0..1024usize).step_by(64) {
                 std::arch::asm!(
