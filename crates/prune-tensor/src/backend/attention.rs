@@ -93,7 +93,8 @@ pub trait AttentionOps: MatmulOps + IndexOps + SoftmaxOps + ElementwiseOps {
     /// Training attention: `C_bh = dropout(softmax(scale · Q_bh · K_bhᵀ + mask_b)) · V_bh`
     /// with `spec`'s dropout on the probabilities. Returns the context `[B·T, H·D]` and
     /// `saved` `[B, H, T, T]`, what [`AttentionOps::attention_bwd`] needs: the probabilities
-    /// before dropout. Only this backend's backward reads `saved`.
+    /// before dropout, in magnitude (the CPU backend negates the dropped ones, so that its
+    /// backward need not draw the dropout again). Only this backend's backward reads `saved`.
     fn attention_train(
         &self,
         q: &Self::Tensor,

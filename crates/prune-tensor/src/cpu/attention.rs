@@ -3,8 +3,9 @@
 //! spread over rayon, with strided operands instead of `[B, H, T, D]` copies. The fused
 //! [`AttentionOps::attention`] and [`AttentionOps::attention_train`] run each head's scores,
 //! softmax, dropout and context while its `[T, T]` block is in cache, and
-//! [`AttentionOps::attention_bwd`] each head's whole backward; the dropout draw is made
-//! again in the backward instead of being stored.
+//! [`AttentionOps::attention_bwd`] each head's whole backward. The forward marks each
+//! probability its dropout dropped by negating it in the saved probabilities, so that the
+//! backward reads the draw instead of making it again.
 
 use super::elementwise::DropDraw;
 use super::matmul::{Strides, gemm_strided};
@@ -100,13 +101,15 @@ fn probs_dropout<E: Element>(
 }
 
 /// A pair's probabilities `p` after `dropout` (`p` itself without): `p ⊙ keep` in
-/// `scratch`, `first` the index of `p[0]`; `grad ⊙= keep` too when given.
+/// `scratch`, `first` the index of `p[0]`. With `mark`, each dropped probability in `p` is
+/// negated (probabilities are ≥ 0, so the sign bit is free), which lets the backward read
+/// the draw ([`kept_probs`]) instead of making it again.
 fn drop_probs<'a, E: Element>(
     dropout: Option<DropDraw<E>>,
-    p: &'a [E],
+    p: &'a mut [E],
     first: usize,
     scratch: &'a mut Vec<E>,
-    grad: Option<&mut [E]>,
+    mark: bool,
 ) -> &'a [E] {
     let Some(drop) = dropout else { return p };
     scratch.resize(p.len(), E::zero());
@@ -115,22 +118,47 @@ fn drop_probs<'a, E: Element>(
     // wide instructions.
     vectorized(
         #[inline(always)]
-        || match grad {
-            Some(grad) => {
-                for ((i, (o, &x)), d) in out.zip(grad) {
-                    let f = drop.factor(first + i);
-                    *o = x * f;
-                    *d *= f;
-                }
-            }
-            None => {
-                for (i, (o, &x)) in out {
-                    *o = x * drop.factor(first + i);
+        || {
+            for (i, (o, x)) in out {
+                let f = drop.factor(first + i);
+                *o = *x * f;
+                if mark && f == E::zero() {
+                    *x = -*x;
                 }
             }
         },
     );
     scratch
+}
+
+/// The backward's view of a pair's `saved` block (the probabilities, dropped ones negated
+/// by [`drop_probs`]): the probabilities into `probs`, `P ⊙ keep` into `dropped`, and
+/// `grad ⊙= keep`.
+fn kept_probs<E: Element>(
+    saved: &[E],
+    kept: E,
+    probs: &mut Vec<E>,
+    dropped: &mut Vec<E>,
+    grad: &mut [E],
+) {
+    probs.resize(saved.len(), E::zero());
+    dropped.resize(saved.len(), E::zero());
+    let out = probs.iter_mut().zip(dropped.iter_mut()).zip(grad);
+    vectorized(
+        #[inline(always)]
+        || {
+            for (((p, o), d), &s) in out.zip(saved) {
+                let f = if s.is_sign_negative() {
+                    E::zero()
+                } else {
+                    kept
+                };
+                *p = s.abs();
+                *o = *p * f;
+                *d *= f;
+            }
+        },
+    );
 }
 
 /// The fused forward of [`AttentionOps::attention`] and [`AttentionOps::attention_train`]:
@@ -176,7 +204,7 @@ fn fused_forward<E: Element>(
                         }
                     },
                 );
-                let used = drop_probs(dropout, p, pair * tt, dropped, None);
+                let used = drop_probs(dropout, p, pair * tt, dropped, keep_probs);
                 context_of(g, pair, used, false, v.data(), out.get());
             }
         },
@@ -314,15 +342,21 @@ impl<E: Element> AttentionOps for CpuBackend<E> {
         let mut grads: [Vec<E>; 3] = [0; 3].map(|_| Vec::with_capacity(len));
         let [dq, dk, dv] = grads.each_mut().map(|g| SendPtr(g.as_mut_ptr()));
         (0..g.batch * g.heads).into_par_iter().for_each_init(
-            || (Vec::new(), Vec::new()),
-            |(dp, dropped): &mut (Vec<E>, Vec<E>), pair| {
+            || [(); 3].map(|_| Vec::new()),
+            |[dp, probs, dropped]: &mut [Vec<E>; 3], pair| {
                 dp.resize(tt, E::zero());
-                let p = &saved.data()[pair * tt..][..tt];
+                let saved = &saved.data()[pair * tt..][..tt];
                 // SAFETY: `dp` holds `T · T` elements, written whole by the scores; the
                 // pair's blocks of dQ, dK and dV are its own.
                 unsafe {
                     scores_of(&g, pair, dcontext.data(), v.data(), dp.as_mut_ptr()); // dC·Vᵀ
-                    let used = drop_probs(dropout, p, pair * tt, dropped, Some(dp));
+                    let (p, used) = match &dropout {
+                        Some(drop) => {
+                            kept_probs(saved, drop.kept(), probs, dropped, dp);
+                            (&probs[..], &dropped[..])
+                        }
+                        None => (saved, saved),
+                    };
                     context_of(&g, pair, used, true, dcontext.data(), dv.get()); // P̃ᵀ·dC
                     vectorized(
                         #[inline(always)]

@@ -319,6 +319,11 @@ impl<E: Element> DropDraw<E> {
         })
     }
 
+    /// The factor on a kept element, `1/(1 − p)`.
+    pub(super) fn kept(&self) -> E {
+        self.kept
+    }
+
     /// The factor on element `index`: 0 when it is dropped, `1/(1 − p)` otherwise.
     #[inline(always)]
     pub(super) fn factor(&self, index: usize) -> E {
