@@ -76,8 +76,17 @@ fn max_abs(a: &Tensor<f32>, b: &Tensor<f32>) -> f64 {
 }
 
 /// Loads the fixture `name`, runs the forward and backward passes on its batch and checks
-/// every output and every parameter's gradient; returns how many gradients were checked.
+/// every output and every parameter's gradient, with hidden states and without (when the
+/// last layer computes each sequence's first token alone after its attention); returns how
+/// many gradients were checked.
 fn matches_transformers(name: &str, family: Family) -> Result<usize> {
+    let checked = matches_transformers_reading(name, family, true)?;
+    assert_eq!(matches_transformers_reading(name, family, false)?, checked);
+    Ok(checked)
+}
+
+/// [`matches_transformers`], with or without hidden states.
+fn matches_transformers_reading(name: &str, family: Family, hidden: bool) -> Result<usize> {
     let dir = fixtures_dir().join(format!("families/{name}"));
     let model = BertModel::load(CpuBackend::<f32>::new(), &dir)?;
     assert_eq!(model.config.family, family);
@@ -94,10 +103,18 @@ fn matches_transformers(name: &str, family: Family) -> Result<usize> {
         _ => Targets::Values(&values),
     };
     let opts = ForwardOptions {
-        output_hidden_states: true,
+        output_hidden_states: hidden,
         seed: 0,
     };
     let (loss, out, cache) = model.forward_t(&batch, targets, &opts)?;
+    assert_eq!(
+        out.hidden_states.len(),
+        if hidden {
+            model.bert.params.layers.len() + 1
+        } else {
+            0
+        }
+    );
     for (i, h) in out.hidden_states.iter().enumerate() {
         let e = max_abs(h, &r.floats(&format!("hidden_states.{i}"))?);
         assert!(e <= 1e-4, "{name} hidden_states.{i}: {e}");

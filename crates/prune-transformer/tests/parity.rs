@@ -91,8 +91,38 @@ fn forward_backward_match_transformers() -> Result<()> {
     let mut grads = model.bert.zero_grads()?;
     let d_embed = model.backward(cache, 1.0, &mut grads)?;
     assert_eq!(d_embed.dims(), &[4, 32, 384]);
+    gradients_match(&r, &grads)?;
+
+    // Without hidden states, the last layer computes each sequence's first token alone
+    // after its attention: the same loss, logits and gradients.
+    let opts = ForwardOptions {
+        output_hidden_states: false,
+        seed: 0,
+    };
+    let (first_loss, first_out, cache) =
+        model.forward_t(&batch, Targets::Classes(&labels), &opts)?;
+    assert_eq!(first_out.last_hidden_state.dims(), &[4, 1, 384]);
+    let e = max_abs(first_out.logits.as_ref().unwrap(), &r["logits"]);
+    assert!(e <= 1e-4, "first tokens only: logits {e}");
+    assert!(
+        (first_loss - loss).abs() <= 1e-6 * loss.abs(),
+        "{first_loss} vs {loss}"
+    );
+    let mut grads = model.bert.zero_grads()?;
+    let d_embed = model.backward(cache, 1.0, &mut grads)?;
+    assert_eq!(d_embed.dims(), &[4, 32, 384]);
+    gradients_match(&r, &grads)
+}
+
+/// Every parameter gradient the reference holds matches `grads` (relative to its largest
+/// entry).
+fn gradients_match(
+    r: &std::collections::BTreeMap<String, Tensor<f32>>,
+    grads: &prune_transformer::BertParams<Tensor<f32>>,
+) -> Result<()> {
+    let b = CpuBackend::<f32>::new();
     let mut checked = 0;
-    for (name, reference) in &r {
+    for (name, reference) in r {
         let Some(param) = name.strip_prefix("grad.") else {
             continue;
         };

@@ -73,9 +73,12 @@ enum AttentionPath<T> {
 pub struct LayerCache<T> {
     /// Layer input, `[B·T, C]` (the hidden state entering this layer).
     pub x: T,
+    /// The rows of the output that were computed, when not all
+    /// ([`Layer::forward_t_rows`]).
+    rows: Option<Vec<usize>>,
     /// Self-attention internals.
     attention: AttentionCache<T>,
-    /// Context (attention-output input), `[B·T, H·D]`.
+    /// Context (attention-output input), `[B·T, H·D]` (its `rows` alone when given).
     context: T,
     /// Dropout factors on the attention output, `[B·T, C]`.
     attention_keep: Option<T>,
@@ -246,17 +249,45 @@ impl<T: Clone> Layer<T> {
         x: T,
         ctx: &LayerCtx<'_, T>,
     ) -> Result<(T, LayerCache<T>)> {
+        self.forward_t_rows(b, x, ctx, None)
+    }
+
+    /// [`Layer::forward_t`] for a caller that reads only `rows` of the output (the last
+    /// layer under a pooler, which reads each sequence's first token): self-attention runs
+    /// on every token (they are all keys and values), the attention output, its residual,
+    /// the feed-forward block and both LayerNorms on `rows` alone. The output is
+    /// `[rows.len(), C]`; the hidden-state dropouts draw over those rows.
+    pub fn forward_t_rows<B: Backend<Tensor = T>>(
+        &self,
+        b: &B,
+        x: T,
+        ctx: &LayerCtx<'_, T>,
+        rows: Option<&[usize]>,
+    ) -> Result<(T, LayerCache<T>)> {
         let m = ctx.masks;
         let (context, attention) = self.self_attention(b, &x, ctx, true)?;
         let attention = attention.ok_or_else(|| prune_tensor::TensorError::Argument {
             op: "attention",
             what: "the backend kept no probabilities for the backward".into(),
         })?;
+        let (context, residual) = match rows {
+            Some(rows) => (
+                b.gather_rows_fwd(&context, rows)?,
+                Some(b.gather_rows_fwd(&x, rows)?),
+            ),
+            None => (context, None),
+        };
         let a = self
             .attention_output
             .forward(b, &context, m.map(|m| &m.attention_output))?;
-        let (s1, attention_keep) =
-            dropout_add(b, &a, &x, ctx.hidden_dropout, site_seed(ctx.seed, 0, 1))?;
+        let residual = residual.as_ref().unwrap_or(&x);
+        let (s1, attention_keep) = dropout_add(
+            b,
+            &a,
+            residual,
+            ctx.hidden_dropout,
+            site_seed(ctx.seed, 0, 1),
+        )?;
         let (h1, attention_norm) =
             self.attention_norm
                 .forward_t(b, s1, ctx.norm, m.map(|m| &m.attention_norm))?;
@@ -274,6 +305,7 @@ impl<T: Clone> Layer<T> {
                 .forward_t(b, s2, ctx.norm, m.map(|m| &m.output_norm))?;
         let cache = LayerCache {
             x,
+            rows: rows.map(<[usize]>::to_vec),
             attention,
             context,
             attention_keep,
@@ -335,6 +367,14 @@ impl<T: Clone> Layer<T> {
             m.map(|m| &m.attention_output),
             &mut grads.attention_output,
         )?;
+        let (dcontext, ds1) = match &cache.rows {
+            Some(rows) => {
+                let n = b.shape(&cache.x).dims().first().copied().unwrap_or(0);
+                let dcontext = b.gather_rows_bwd(&dcontext, rows, n)?;
+                (dcontext, b.gather_rows_bwd(&ds1, rows, n)?)
+            }
+            None => (dcontext, ds1),
+        };
         let dx_att =
             self.self_attention_backward(b, &cache.x, cache.attention, dcontext, ctx, grads)?;
         Ok(b.add_fwd(&ds1, &dx_att)?) // residual: x feeds both attention and s1

@@ -79,9 +79,10 @@ impl<B: Backend> BertModel<B> {
             });
         }
         // pooled = tanh(pooler(last[:, 0]))
+        let n_out = batch * cache.out_seq;
         let mut dy = match d.last_hidden_state {
-            Some(t) => self.flatten(t, n, "last hidden state gradient")?,
-            None => b.zeros(&Shape::from([n, c]))?,
+            Some(t) => self.flatten(t, n_out, "last hidden state gradient")?,
+            None => b.zeros(&Shape::from([n_out, c]))?,
         };
         if let Some(t) = d_hidden.pop().flatten() {
             accumulate(b, &mut dy, &t)?;

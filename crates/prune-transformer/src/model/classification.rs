@@ -98,7 +98,10 @@ impl<B: Backend> BertForSequenceClassification<B> {
             .ok_or_else(|| TransformerError::Input("model has no classifier".into()))
     }
 
-    /// Training forward and the mean loss over the batch.
+    /// Training forward and the mean loss over the batch. The loss reads the last layer
+    /// at each sequence's first token alone, so unless hidden states are asked for, the
+    /// last layer computes only those rows after its self-attention and the outputs'
+    /// `last_hidden_state` is `[B, 1, C]` ([`BertModel::forward_t_reading`]).
     pub fn forward_t(
         &self,
         batch: &Batch,
@@ -106,7 +109,8 @@ impl<B: Backend> BertForSequenceClassification<B> {
         opts: &ForwardOptions,
     ) -> Result<LossForward<B::Tensor>> {
         let b = self.bert.backend();
-        let (out, bert) = self.bert.forward_t(batch, opts)?;
+        let first_tokens = !opts.output_hidden_states;
+        let (out, bert) = self.bert.forward_t_reading(batch, opts, first_tokens)?;
         let logits = out
             .logits
             .as_ref()

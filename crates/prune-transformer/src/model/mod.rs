@@ -6,8 +6,8 @@ use crate::batch::Batch;
 use crate::config::BertConfig;
 use crate::error::{Result, TransformerError};
 use crate::layers::classifier::{
-    ClassifierCache, PoolerCache, classifier_forward, classifier_forward_t, pooler_forward,
-    pooler_forward_t,
+    ClassifierCache, PoolerCache, classifier_forward, classifier_forward_t, first_token_rows,
+    pooler_forward, pooler_forward_t,
 };
 use crate::layers::embeddings::{EmbeddingInput, EmbeddingsCache};
 use crate::layers::encoder::{LayerCache, LayerCtx};
@@ -92,6 +92,8 @@ impl<T> Default for OutputGrads<T> {
 pub struct BertCache<T> {
     batch: usize,
     seq: usize,
+    /// Rows per sequence of the last layer's output (1 when it computed first tokens only).
+    out_seq: usize,
     seed: u64,
     /// Additive attention mask, `[B, T]`.
     attn_mask: T,
@@ -455,6 +457,25 @@ impl<B: Backend> BertModel<B> {
         batch: &Batch,
         opts: &ForwardOptions,
     ) -> Result<TrainForward<B::Tensor>> {
+        self.forward_t_reading(batch, opts, false)
+    }
+
+    /// [`BertModel::forward_t`]; with `first_tokens`, for a caller that reads nothing of
+    /// the last layer but each sequence's first token (the pooler's input): the last layer
+    /// computes only those rows after its self-attention
+    /// ([`crate::params::Layer::forward_t_rows`]), and `last_hidden_state` is `[B, 1, C]`.
+    /// Hidden states cannot be asked for then.
+    pub fn forward_t_reading(
+        &self,
+        batch: &Batch,
+        opts: &ForwardOptions,
+        first_tokens: bool,
+    ) -> Result<TrainForward<B::Tensor>> {
+        if first_tokens && opts.output_hidden_states {
+            return Err(TransformerError::Input(
+                "hidden states are not computed when only the first tokens are read".into(),
+            ));
+        }
         let b = &self.backend;
         let cfg = &self.config;
         let prep = self.prepare(batch)?;
@@ -500,10 +521,17 @@ impl<B: Backend> BertModel<B> {
             if opts.output_hidden_states {
                 states.push(self.unflatten(x.clone(), batch.batch, batch.seq)?);
             }
-            let (y, cache) = layer.forward_t(b, x, &ctx)?;
+            let last = l + 1 == self.params.layers.len();
+            let rows = (first_tokens && last).then(|| first_token_rows(batch.batch, batch.seq));
+            let (y, cache) = layer.forward_t_rows(b, x, &ctx, rows.as_deref())?;
             layer_caches.push(cache);
             x = y;
         }
+        // Rows per sequence in the last layer's output.
+        let out_seq = match first_tokens && !self.params.layers.is_empty() {
+            true => 1,
+            false => batch.seq,
+        };
         let (pooled, pooler_cache) = match &self.params.pooler {
             Some(p) => {
                 let first_dropout = match cfg.family.dropout_before_dense() {
@@ -516,7 +544,7 @@ impl<B: Backend> BertModel<B> {
                     cfg.family.head_activation(),
                     &x,
                     batch.batch,
-                    batch.seq,
+                    out_seq,
                     first_dropout,
                     site_seed(opts.seed, self.params.layers.len() as u64 + 1, 1),
                     masks.and_then(|m| m.pooler.as_ref()),
@@ -540,13 +568,14 @@ impl<B: Backend> BertModel<B> {
             }
             _ => (None, None),
         };
-        let last = self.unflatten(x, batch.batch, batch.seq)?;
+        let last = self.unflatten(x, batch.batch, out_seq)?;
         if opts.output_hidden_states {
             states.push(last.clone());
         }
         let cache = BertCache {
             batch: batch.batch,
             seq: batch.seq,
+            out_seq,
             seed: opts.seed,
             attn_mask: prep.attn_mask,
             head_masks: prep.head_masks,
