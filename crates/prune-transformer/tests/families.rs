@@ -121,6 +121,9 @@ fn matches_transformers_reading(name: &str, family: Family, hidden: bool) -> Res
     }
     let e = max_abs(out.logits.as_ref().unwrap(), &r.floats("logits")?);
     assert!(e <= 1e-4, "{name} logits: {e}");
+    // Inference (the last layer at the first tokens alone) gives the same logits.
+    let e = max_abs(&model.logits(&batch)?, out.logits.as_ref().unwrap());
+    assert!(e <= 1e-5, "{name} inference logits: {e}");
     let reference_loss = f64::from(r.floats("loss")?.data()[0]);
     let rel = (loss - reference_loss).abs() / reference_loss.abs();
     assert!(rel <= 1e-5, "{name} loss: {loss} vs {reference_loss}");

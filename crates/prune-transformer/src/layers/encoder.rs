@@ -199,7 +199,19 @@ impl<T: Clone> Layer<T> {
         x: &T,
         ctx: &LayerCtx<'_, T>,
     ) -> Result<T> {
-        let h1 = self.attention_sublayer(b, x, ctx)?;
+        self.forward_rows(b, x, ctx, None)
+    }
+
+    /// [`Layer::forward`] for a caller that reads only `rows` of the output, `[rows.len(),
+    /// C]`: as [`Layer::forward_t_rows`], only self-attention runs on every token.
+    pub fn forward_rows<B: Backend<Tensor = T>>(
+        &self,
+        b: &B,
+        x: &T,
+        ctx: &LayerCtx<'_, T>,
+        rows: Option<&[usize]>,
+    ) -> Result<T> {
+        let h1 = self.attention_rows(b, x, ctx, rows)?;
         self.ffn_sublayer(b, &h1, ctx)
     }
 
@@ -211,13 +223,31 @@ impl<T: Clone> Layer<T> {
         x: &T,
         ctx: &LayerCtx<'_, T>,
     ) -> Result<T> {
+        self.attention_rows(b, x, ctx, None)
+    }
+
+    /// [`Layer::attention_sublayer`] from self-attention on, at `rows` alone when given.
+    fn attention_rows<B: Backend<Tensor = T>>(
+        &self,
+        b: &B,
+        x: &T,
+        ctx: &LayerCtx<'_, T>,
+        rows: Option<&[usize]>,
+    ) -> Result<T> {
         let m = ctx.masks;
         let (context, _) = self.self_attention(b, x, ctx, false)?;
+        let (context, residual) = at_rows(b, context, x, rows)?;
         let a = self
             .attention_output
             .forward(b, &context, m.map(|m| &m.attention_output))?;
-        self.attention_norm
-            .forward_residual(b, &a, x, ctx.norm, m.map(|m| &m.attention_norm))
+        let residual = residual.as_ref().unwrap_or(x);
+        self.attention_norm.forward_residual(
+            b,
+            &a,
+            residual,
+            ctx.norm,
+            m.map(|m| &m.attention_norm),
+        )
     }
 
     /// Inference of the FFN sub-layer alone: GELU feed-forward, residual and LayerNorm,
@@ -270,13 +300,7 @@ impl<T: Clone> Layer<T> {
             op: "attention",
             what: "the backend kept no probabilities for the backward".into(),
         })?;
-        let (context, residual) = match rows {
-            Some(rows) => (
-                b.gather_rows_fwd(&context, rows)?,
-                Some(b.gather_rows_fwd(&x, rows)?),
-            ),
-            None => (context, None),
-        };
+        let (context, residual) = at_rows(b, context, &x, rows)?;
         let a = self
             .attention_output
             .forward(b, &context, m.map(|m| &m.attention_output))?;
@@ -423,4 +447,21 @@ impl<T: Clone> Layer<T> {
             .backward(b, x, &dv, m.map(|m| &m.value), &mut grads.value)?;
         Ok(b.add_fwd(&b.add_fwd(&dxq, &dxk)?, &dxv)?)
     }
+}
+
+/// The context and the residual `x` of an attention sub-layer at `rows` alone, when given
+/// (the residual is then the gathered copy, else `None`: `x` itself).
+fn at_rows<B: Backend>(
+    b: &B,
+    context: B::Tensor,
+    x: &B::Tensor,
+    rows: Option<&[usize]>,
+) -> Result<(B::Tensor, Option<B::Tensor>)> {
+    Ok(match rows {
+        Some(rows) => (
+            b.gather_rows_fwd(&context, rows)?,
+            Some(b.gather_rows_fwd(x, rows)?),
+        ),
+        None => (context, None),
+    })
 }

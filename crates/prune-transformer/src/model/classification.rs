@@ -93,7 +93,9 @@ impl<B: Backend> BertForSequenceClassification<B> {
 
     /// Logits `[B, K]` in inference mode.
     pub fn logits(&self, batch: &Batch) -> Result<B::Tensor> {
-        let out = self.bert.forward(batch, &ForwardOptions::default())?;
+        let out = self
+            .bert
+            .forward_reading(batch, &ForwardOptions::default(), true)?;
         out.logits
             .ok_or_else(|| TransformerError::Input("model has no classifier".into()))
     }

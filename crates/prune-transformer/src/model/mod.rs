@@ -6,13 +6,12 @@ use crate::batch::Batch;
 use crate::config::BertConfig;
 use crate::error::{Result, TransformerError};
 use crate::layers::classifier::{
-    ClassifierCache, PoolerCache, classifier_forward, classifier_forward_t, first_token_rows,
-    pooler_forward, pooler_forward_t,
+    ClassifierCache, PoolerCache, classifier_forward, first_token_rows, pooler_forward,
 };
 use crate::layers::embeddings::{EmbeddingInput, EmbeddingsCache};
 use crate::layers::encoder::{LayerCache, LayerCtx};
 use crate::layers::norm::NormSpec;
-use crate::layers::projection::{ProjectionCache, projection_forward, projection_forward_t};
+use crate::layers::projection::{ProjectionCache, projection_forward};
 use crate::layers::site_seed;
 use crate::params::BertParams;
 use crate::weights::{HostParams, load_params, save_config, save_params, weights_file};
@@ -22,6 +21,7 @@ use std::path::Path;
 
 mod backward;
 mod classification;
+mod forward_t;
 mod masks;
 mod prepare;
 
@@ -338,6 +338,20 @@ impl<B: Backend> BertModel<B> {
     }
 
     /// `[B·T, C]` → `[B, T, C]`.
+    /// Rows per sequence of the last layer's output: 1 when only the first tokens are read
+    /// (refused with hidden states, which need every row), else `seq`.
+    fn rows_read(&self, first_tokens: bool, opts: &ForwardOptions, seq: usize) -> Result<usize> {
+        if first_tokens && opts.output_hidden_states {
+            return Err(TransformerError::Input(
+                "hidden states are not computed when only the first tokens are read".into(),
+            ));
+        }
+        Ok(match first_tokens && !self.params.layers.is_empty() {
+            true => 1,
+            false => seq,
+        })
+    }
+
     fn unflatten(&self, t: B::Tensor, batch: usize, seq: usize) -> Result<B::Tensor> {
         let c = self.backend.shape(&t).last();
         Ok(self.backend.reshape(t, Shape::from([batch, seq, c]))?)
@@ -392,6 +406,18 @@ impl<B: Backend> BertModel<B> {
 
     /// Inference (no dropout, nothing kept).
     pub fn forward(&self, batch: &Batch, opts: &ForwardOptions) -> Result<BertOutput<B::Tensor>> {
+        self.forward_reading(batch, opts, false)
+    }
+
+    /// [`BertModel::forward`]; with `first_tokens`, for a caller that reads nothing of the
+    /// last layer but each sequence's first token, as [`BertModel::forward_t_reading`].
+    pub fn forward_reading(
+        &self,
+        batch: &Batch,
+        opts: &ForwardOptions,
+        first_tokens: bool,
+    ) -> Result<BertOutput<B::Tensor>> {
+        let out_seq = self.rows_read(first_tokens, opts, batch.seq)?;
         let b = &self.backend;
         let prep = self.prepare(batch)?;
         let masks = self.masks.as_ref();
@@ -407,7 +433,9 @@ impl<B: Backend> BertModel<B> {
                 prep.hidden_keep.as_ref(),
                 opts.seed,
             );
-            let y = layer.forward(b, &x, &ctx)?;
+            let rows = (out_seq < batch.seq && l + 1 == self.params.layers.len())
+                .then(|| first_token_rows(batch.batch, batch.seq));
+            let y = layer.forward_rows(b, &x, &ctx, rows.as_deref())?;
             if opts.output_hidden_states {
                 states.push(std::mem::replace(&mut x, y));
             } else {
@@ -421,7 +449,7 @@ impl<B: Backend> BertModel<B> {
                 self.config.family.head_activation(),
                 &x,
                 batch.batch,
-                batch.seq,
+                out_seq,
                 masks.and_then(|m| m.pooler.as_ref()),
             )?),
             None => None,
@@ -443,158 +471,10 @@ impl<B: Backend> BertModel<B> {
             .map(|s| self.unflatten(s, batch.batch, batch.seq))
             .collect::<Result<_>>()?;
         Ok(BertOutput {
-            last_hidden_state: self.unflatten(x, batch.batch, batch.seq)?,
+            last_hidden_state: self.unflatten(x, batch.batch, out_seq)?,
             hidden_states,
             pooled,
             logits,
         })
-    }
-
-    /// Training forward: dropout as configured (seeded by `opts.seed`) and a cache for
-    /// [`BertModel::backward`].
-    pub fn forward_t(
-        &self,
-        batch: &Batch,
-        opts: &ForwardOptions,
-    ) -> Result<TrainForward<B::Tensor>> {
-        self.forward_t_reading(batch, opts, false)
-    }
-
-    /// [`BertModel::forward_t`]; with `first_tokens`, for a caller that reads nothing of
-    /// the last layer but each sequence's first token (the pooler's input): the last layer
-    /// computes only those rows after its self-attention
-    /// ([`crate::params::Layer::forward_t_rows`]), and `last_hidden_state` is `[B, 1, C]`.
-    /// Hidden states cannot be asked for then.
-    pub fn forward_t_reading(
-        &self,
-        batch: &Batch,
-        opts: &ForwardOptions,
-        first_tokens: bool,
-    ) -> Result<TrainForward<B::Tensor>> {
-        if first_tokens && opts.output_hidden_states {
-            return Err(TransformerError::Input(
-                "hidden states are not computed when only the first tokens are read".into(),
-            ));
-        }
-        let b = &self.backend;
-        let cfg = &self.config;
-        let prep = self.prepare(batch)?;
-        let masks = self.masks.as_ref();
-        let input = EmbeddingInput {
-            ids: &prep.ids,
-            type_ids: &prep.type_ids,
-            positions: &prep.positions,
-        };
-        let (x, emb_cache) = self.params.embeddings.forward_t(
-            b,
-            &input,
-            self.embeddings_norm(prep.hidden_keep.as_ref()),
-            cfg.hidden_dropout_prob,
-            site_seed(opts.seed, 0, 0),
-            masks.map(|m| &m.embeddings),
-        )?;
-        let (mut x, projection_cache) = match &self.params.embeddings_project {
-            Some(p) => {
-                let (y, c) = projection_forward_t(
-                    b,
-                    p,
-                    x,
-                    prep.projection_keep.as_ref(),
-                    masks.and_then(|m| m.embeddings_project.as_ref()),
-                )?;
-                (y, Some(c))
-            }
-            None => (x, None),
-        };
-        let mut states = Vec::new();
-        let mut layer_caches = Vec::with_capacity(self.params.layers.len());
-        for (l, layer) in self.params.layers.iter().enumerate() {
-            let ctx = self.layer_ctx(
-                l,
-                batch.batch,
-                batch.seq,
-                &prep.attn_mask,
-                prep.head_masks[l].as_ref(),
-                prep.hidden_keep.as_ref(),
-                opts.seed,
-            );
-            if opts.output_hidden_states {
-                states.push(self.unflatten(x.clone(), batch.batch, batch.seq)?);
-            }
-            let last = l + 1 == self.params.layers.len();
-            let rows = (first_tokens && last).then(|| first_token_rows(batch.batch, batch.seq));
-            let (y, cache) = layer.forward_t_rows(b, x, &ctx, rows.as_deref())?;
-            layer_caches.push(cache);
-            x = y;
-        }
-        // Rows per sequence in the last layer's output.
-        let out_seq = match first_tokens && !self.params.layers.is_empty() {
-            true => 1,
-            false => batch.seq,
-        };
-        let (pooled, pooler_cache) = match &self.params.pooler {
-            Some(p) => {
-                let first_dropout = match cfg.family.dropout_before_dense() {
-                    true => cfg.classifier_dropout_prob(),
-                    false => 0.0,
-                };
-                let (y, c) = pooler_forward_t(
-                    b,
-                    p,
-                    cfg.family.head_activation(),
-                    &x,
-                    batch.batch,
-                    out_seq,
-                    first_dropout,
-                    site_seed(opts.seed, self.params.layers.len() as u64 + 1, 1),
-                    masks.and_then(|m| m.pooler.as_ref()),
-                )?;
-                (Some(y), Some(c))
-            }
-            None => (None, None),
-        };
-        let (logits, classifier_cache) = match (&self.params.classifier, &pooled) {
-            (Some(c), Some(p)) => {
-                let seed = site_seed(opts.seed, self.params.layers.len() as u64 + 1, 0);
-                let (y, cache) = classifier_forward_t(
-                    b,
-                    c,
-                    p.clone(),
-                    cfg.classifier_dropout_prob(),
-                    seed,
-                    masks.and_then(|m| m.classifier.as_ref()),
-                )?;
-                (Some(y), Some(cache))
-            }
-            _ => (None, None),
-        };
-        let last = self.unflatten(x, batch.batch, out_seq)?;
-        if opts.output_hidden_states {
-            states.push(last.clone());
-        }
-        let cache = BertCache {
-            batch: batch.batch,
-            seq: batch.seq,
-            out_seq,
-            seed: opts.seed,
-            attn_mask: prep.attn_mask,
-            head_masks: prep.head_masks,
-            hidden_keep: prep.hidden_keep,
-            projection_keep: prep.projection_keep,
-            embeddings: emb_cache,
-            projection: projection_cache,
-            layers: layer_caches,
-            pooler: pooler_cache,
-            classifier: classifier_cache,
-        };
-        Ok((
-            BertOutput {
-                last_hidden_state: last,
-                hidden_states: states,
-                pooled,
-                logits,
-            },
-            cache,
-        ))
     }
 }
