@@ -10,7 +10,9 @@
 //! LayerNormalization, and the FFN's activation (GELU in its erf form, as transformers'
 //! `gelu`; its tanh form for `gelu_new`; ReLU). ELECTRA's embeddings projection is one
 //! more MatMul + Add, and its head's GELU the erf form. A layer without heads (or FFN neurons)
-//! keeps only that sub-layer's output bias, as the model computes it.
+//! keeps only that sub-layer's output bias, as the model computes it. The last layer's
+//! attention output, FFN and LayerNorms run on each sequence's first token alone, the only
+//! row the head reads (as prune's own inference does).
 
 use crate::error::{ExportError, Result};
 use crate::graph::{Attr, Axis, Graph};
@@ -119,12 +121,16 @@ impl Writer<'_> {
     }
 
     /// Self-attention of layer `l` on `x`, plus the residual; `mask` is the additive mask.
+    /// With `first_only` (the last layer: the head reads its first token alone), the
+    /// output projection, the residual and everything after them run on each sequence's
+    /// first token, `[batch, 1, C]`.
     fn attention(
         &mut self,
         l: usize,
         x: &str,
         mask: &str,
         p: &prune_transformer::Layer<Tensor<f32>>,
+        first_only: bool,
     ) -> String {
         let name = format!("bert.encoder.layer.{l}.attention");
         let heads = self.config.heads(l);
@@ -155,10 +161,26 @@ impl Writer<'_> {
             let width = (heads * self.config.head_dim()) as i64;
             let shape = self.g.ints(&[3], &[0, 0, width]);
             let flat = self.g.op("Reshape", &[&merged, &shape], &[]);
+            let flat = if first_only {
+                self.first_token(&flat)
+            } else {
+                flat
+            };
             self.linear(&format!("{name}.output.dense"), &flat, &p.attention_output)
         };
-        let sum = self.g.op("Add", &[&out, x], &[]);
+        let x = if first_only {
+            self.first_token(x)
+        } else {
+            x.to_string()
+        };
+        let sum = self.g.op("Add", &[&out, &x], &[]);
         self.norm(&format!("{name}.output.LayerNorm"), &sum, &p.attention_norm)
+    }
+
+    /// Each sequence's first token of `x` `[batch, sequence, ·]`, `[batch, 1, ·]`.
+    fn first_token(&mut self, x: &str) -> String {
+        let first = self.g.ints(&[1], &[0]);
+        self.g.op("Gather", &[x, &first], &[Attr::Int("axis", 1)])
     }
 
     /// The FFN of layer `l` on `x`, plus the residual.
@@ -266,7 +288,8 @@ pub fn to_onnx(config: &BertConfig, params: &HostParams) -> Result<Vec<u8>> {
     let mut x = w.embeddings(&ids, &types, params);
     let additive = w.additive_mask(&mask);
     for (l, layer) in params.layers.iter().enumerate() {
-        let attended = w.attention(l, &x, &additive, layer);
+        let last = l + 1 == params.layers.len();
+        let attended = w.attention(l, &x, &additive, layer, last);
         x = w.ffn(l, &attended, layer);
     }
     let first = w.g.ints(&[], &[0]);
