@@ -149,7 +149,7 @@ impl LatencyTable {
             let layer = &model.params.layers[0];
             median_ms(settings.runs, || {
                 let y = match attention {
-                    true => layer.attention_sublayer(backend, &x, &ctx)?,
+                    true => layer.attention_sublayer(backend, &x, &ctx, None)?,
                     false => layer.ffn_sublayer(backend, &x, &ctx)?,
                 };
                 backend.download(&y)?;

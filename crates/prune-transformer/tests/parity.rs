@@ -49,7 +49,6 @@ fn tokenizer_matches_transformers() -> Result<()> {
 #[test]
 fn forward_backward_match_transformers() -> Result<()> {
     let model = BertForSequenceClassification::new(fixture_model()?)?;
-    let b = CpuBackend::<f32>::new();
     let (batch, labels) = fixture_batch()?;
     assert_eq!(reference_i64("labels")?, labels);
     assert_eq!(

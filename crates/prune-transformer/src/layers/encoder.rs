@@ -199,35 +199,15 @@ impl<T: Clone> Layer<T> {
         x: &T,
         ctx: &LayerCtx<'_, T>,
     ) -> Result<T> {
-        self.forward_rows(b, x, ctx, None)
-    }
-
-    /// [`Layer::forward`] for a caller that reads only `rows` of the output, `[rows.len(),
-    /// C]`: as [`Layer::forward_t_rows`], only self-attention runs on every token.
-    pub fn forward_rows<B: Backend<Tensor = T>>(
-        &self,
-        b: &B,
-        x: &T,
-        ctx: &LayerCtx<'_, T>,
-        rows: Option<&[usize]>,
-    ) -> Result<T> {
-        let h1 = self.attention_rows(b, x, ctx, rows)?;
+        let h1 = self.attention_sublayer(b, x, ctx, None)?;
         self.ffn_sublayer(b, &h1, ctx)
     }
 
     /// Inference of the attention sub-layer alone: self-attention, output projection,
-    /// residual and LayerNorm, `[B·T, C]` → `[B·T, C]`.
+    /// residual and LayerNorm, `[B·T, C]` → `[B·T, C]`. With `rows`, for a caller that reads
+    /// only those rows: everything after self-attention runs on them alone, as in
+    /// [`Layer::forward_t_rows`], and the output is `[rows.len(), C]`.
     pub fn attention_sublayer<B: Backend<Tensor = T>>(
-        &self,
-        b: &B,
-        x: &T,
-        ctx: &LayerCtx<'_, T>,
-    ) -> Result<T> {
-        self.attention_rows(b, x, ctx, None)
-    }
-
-    /// [`Layer::attention_sublayer`] from self-attention on, at `rows` alone when given.
-    fn attention_rows<B: Backend<Tensor = T>>(
         &self,
         b: &B,
         x: &T,

@@ -4,7 +4,7 @@
 use super::{BertCache, BertModel, BertOutput, ForwardOptions, TrainForward};
 use crate::batch::Batch;
 use crate::error::Result;
-use crate::layers::classifier::{classifier_forward_t, first_token_rows, pooler_forward_t};
+use crate::layers::classifier::{classifier_forward_t, pooler_forward_t};
 use crate::layers::embeddings::EmbeddingInput;
 use crate::layers::projection::projection_forward_t;
 use crate::layers::site_seed;
@@ -66,20 +66,10 @@ impl<B: Backend> BertModel<B> {
         let mut states = Vec::new();
         let mut layer_caches = Vec::with_capacity(self.params.layers.len());
         for (l, layer) in self.params.layers.iter().enumerate() {
-            let ctx = self.layer_ctx(
-                l,
-                batch.batch,
-                batch.seq,
-                &prep.attn_mask,
-                prep.head_masks[l].as_ref(),
-                prep.hidden_keep.as_ref(),
-                opts.seed,
-            );
+            let (ctx, rows) = self.layer_pass(l, batch, &prep, opts.seed, out_seq);
             if opts.output_hidden_states {
                 states.push(self.unflatten(x.clone(), batch.batch, batch.seq)?);
             }
-            let rows = (out_seq < batch.seq && l + 1 == self.params.layers.len())
-                .then(|| first_token_rows(batch.batch, batch.seq));
             let (y, cache) = layer.forward_t_rows(b, x, &ctx, rows.as_deref())?;
             layer_caches.push(cache);
             x = y;

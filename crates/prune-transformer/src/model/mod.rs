@@ -328,6 +328,31 @@ impl<B: Backend> BertModel<B> {
         }
     }
 
+    /// Layer `l`'s settings in a forward pass over `prep`, and the rows of its output the
+    /// pass computes: all (`None`) but in the last layer when the output keeps `out_seq` = 1
+    /// row per sequence, each sequence's first token.
+    fn layer_pass<'a>(
+        &'a self,
+        l: usize,
+        batch: &Batch,
+        prep: &'a Prepared<B::Tensor>,
+        seed: u64,
+        out_seq: usize,
+    ) -> (LayerCtx<'a, B::Tensor>, Option<Vec<usize>>) {
+        let ctx = self.layer_ctx(
+            l,
+            batch.batch,
+            batch.seq,
+            &prep.attn_mask,
+            prep.head_masks[l].as_ref(),
+            prep.hidden_keep.as_ref(),
+            seed,
+        );
+        let last = l + 1 == self.params.layers.len();
+        let rows = (out_seq < batch.seq && last).then(|| first_token_rows(batch.batch, batch.seq));
+        (ctx, rows)
+    }
+
     /// How the embeddings' LayerNorm normalises: over the kept hidden channels, unless a
     /// projection separates the embeddings' width from the hidden width.
     fn embeddings_norm<'a>(&self, hidden_keep: Option<&'a B::Tensor>) -> NormSpec<'a, B::Tensor> {
@@ -424,18 +449,9 @@ impl<B: Backend> BertModel<B> {
         let mut x = self.embed_prepared(&prep)?;
         let mut states = Vec::new();
         for (l, layer) in self.params.layers.iter().enumerate() {
-            let ctx = self.layer_ctx(
-                l,
-                batch.batch,
-                batch.seq,
-                &prep.attn_mask,
-                prep.head_masks[l].as_ref(),
-                prep.hidden_keep.as_ref(),
-                opts.seed,
-            );
-            let rows = (out_seq < batch.seq && l + 1 == self.params.layers.len())
-                .then(|| first_token_rows(batch.batch, batch.seq));
-            let y = layer.forward_rows(b, &x, &ctx, rows.as_deref())?;
+            let (ctx, rows) = self.layer_pass(l, batch, &prep, opts.seed, out_seq);
+            let h1 = layer.attention_sublayer(b, &x, &ctx, rows.as_deref())?;
+            let y = layer.ffn_sublayer(b, &h1, &ctx)?;
             if opts.output_hidden_states {
                 states.push(std::mem::replace(&mut x, y));
             } else {
