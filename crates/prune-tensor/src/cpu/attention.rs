@@ -101,15 +101,14 @@ fn probs_dropout<E: Element>(
 }
 
 /// A pair's probabilities `p` after `dropout` (`p` itself without): `p ⊙ keep` in
-/// `scratch`, `first` the index of `p[0]`. With `mark`, each dropped probability in `p` is
-/// negated (probabilities are ≥ 0, so the sign bit is free), which lets the backward read
-/// the draw ([`kept_probs`]) instead of making it again.
+/// `scratch`, `first` the index of `p[0]`. Each dropped probability in `p` is negated
+/// (probabilities are ≥ 0, so the sign bit is free), which lets the backward read the draw
+/// ([`kept_probs`]) instead of making it again.
 fn drop_probs<'a, E: Element>(
     dropout: Option<DropDraw<E>>,
     p: &'a mut [E],
     first: usize,
     scratch: &'a mut Vec<E>,
-    mark: bool,
 ) -> &'a [E] {
     let Some(drop) = dropout else { return p };
     scratch.resize(p.len(), E::zero());
@@ -122,7 +121,7 @@ fn drop_probs<'a, E: Element>(
             for (i, (o, x)) in out {
                 let f = drop.factor(first + i);
                 *o = *x * f;
-                if mark && f == E::zero() {
+                if f == E::zero() {
                     *x = -*x;
                 }
             }
@@ -204,7 +203,7 @@ fn fused_forward<E: Element>(
                         }
                     },
                 );
-                let used = drop_probs(dropout, p, pair * tt, dropped, keep_probs);
+                let used = drop_probs(dropout, p, pair * tt, dropped);
                 context_of(g, pair, used, false, v.data(), out.get());
             }
         },

@@ -362,7 +362,6 @@ impl<B: Backend> BertModel<B> {
         }
     }
 
-    /// `[B·T, C]` → `[B, T, C]`.
     /// Rows per sequence of the last layer's output: 1 when only the first tokens are read
     /// (refused with hidden states, which need every row), else `seq`.
     fn rows_read(&self, first_tokens: bool, opts: &ForwardOptions, seq: usize) -> Result<usize> {
@@ -377,6 +376,7 @@ impl<B: Backend> BertModel<B> {
         })
     }
 
+    /// `[B·T, C]` → `[B, T, C]`.
     fn unflatten(&self, t: B::Tensor, batch: usize, seq: usize) -> Result<B::Tensor> {
         let c = self.backend.shape(&t).last();
         Ok(self.backend.reshape(t, Shape::from([batch, seq, c]))?)
